@@ -1,0 +1,293 @@
+// Package config is moat's configuration: one typed tree, decoded strictly
+// from YAML (unknown keys are errors), completed with defaults in one place,
+// secrets taken from files or the environment, and validated as a whole so
+// that every problem is reported at once, each with its key and its fix.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/moat-bff/moat/internal/secret"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole of moat's configuration.
+type Config struct {
+	// Listen is the address of the main listener (browser traffic).
+	Listen string `yaml:"listen"`
+	// PublicURL is the origin browsers use to reach moat. The OAuth
+	// redirect_uri is derived from it, never from request headers
+	// (RFC 9700 §2.1).
+	PublicURL string `yaml:"public_url"`
+	// FrontendURL is where the browser lands after login and logout when the
+	// SPA has its own origin (a dev server, a CDN). Empty: moat's own "/".
+	FrontendURL string `yaml:"frontend_url"`
+
+	OIDC    OIDC    `yaml:"oidc"`
+	Session Session `yaml:"session"`
+	Routes  []Route `yaml:"routes"`
+	CORS    CORS    `yaml:"cors"`
+	CSRF    CSRF    `yaml:"csrf"`
+	Log     Log     `yaml:"log"`
+}
+
+// OIDC configures moat as a confidential OpenID Connect client.
+type OIDC struct {
+	// Issuer is the OpenID Provider's issuer URL, exactly as its discovery
+	// document states it (OIDC Discovery §4.3).
+	Issuer   string `yaml:"issuer"`
+	ClientID string `yaml:"client_id"`
+	// ClientSecret authenticates moat at the token endpoint
+	// (draft-ietf-oauth-browser-based-apps §6.1.3.1). Also
+	// MOAT_OIDC_CLIENT_SECRET or client_secret_file.
+	ClientSecret     secret.String `yaml:"client_secret"`
+	ClientSecretFile string        `yaml:"client_secret_file"`
+	// ClientAuthMethod is client_secret_basic or client_secret_post.
+	ClientAuthMethod string   `yaml:"client_auth_method"`
+	Scopes           []string `yaml:"scopes"`
+	// TrustedAudiences lists audiences besides client_id that an ID token
+	// may carry; any other extra audience is rejected (OIDC Core 3.1.3.7 #3).
+	TrustedAudiences []string `yaml:"trusted_audiences"`
+	// CAFile adds PEM roots for the IdP's TLS certificate; the system pool
+	// (and SSL_CERT_FILE) is used otherwise.
+	CAFile string `yaml:"ca_file"`
+	// Timeout bounds every call to the IdP.
+	Timeout Duration `yaml:"timeout"`
+	// RefreshSkew is how long before expiry an access token is refreshed.
+	RefreshSkew Duration `yaml:"refresh_skew"`
+	// MaxIDTokenAge bounds how long ago an ID token's iat may lie
+	// (OIDC Core 3.1.3.7 #10).
+	MaxIDTokenAge Duration `yaml:"max_id_token_age"`
+	// ClockSkew is the leeway for exp, iat and nbf checks.
+	ClockSkew Duration `yaml:"clock_skew"`
+}
+
+// Session configures the server-side session.
+type Session struct {
+	// Store selects the backend: "memory" (tests and demos).
+	Store string `yaml:"store"`
+	// Keys seal session records (AES-256-GCM): the first seals, all open.
+	// Also MOAT_SESSION_KEYS (comma-separated) or keys_file (one per line).
+	Keys     []secret.String `yaml:"keys"`
+	KeysFile string          `yaml:"keys_file"`
+	// IdleTimeout ends a session after this long without a request.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// AbsoluteTimeout ends a session this long after login, whatever the
+	// activity (draft-ietf-oauth-browser-based-apps §6.1.2.2).
+	AbsoluteTimeout Duration `yaml:"absolute_timeout"`
+	// LoginTimeout is how long a started login may take to come back.
+	LoginTimeout Duration `yaml:"login_timeout"`
+}
+
+// Route maps a path prefix on moat to an upstream API.
+type Route struct {
+	// Prefix is matched against the request path; the longest match wins.
+	// It must start and end with "/".
+	Prefix string `yaml:"prefix"`
+	// Upstream is the absolute URL the prefix is replaced with.
+	Upstream string `yaml:"upstream"`
+	// Token is "user" (the session's access token, 401 without a session) or
+	// "none" (no token is sent).
+	Token string `yaml:"token"`
+	// Timeout bounds the wait for the upstream's response headers.
+	Timeout Duration `yaml:"timeout"`
+	// InsecureHTTP allows a plain-http upstream off loopback. The access
+	// token then crosses the network in clear (RFC 9700 §2.6).
+	InsecureHTTP bool `yaml:"insecure_http"`
+}
+
+// CORS lists the browser origins allowed to call moat with credentials.
+type CORS struct {
+	AllowedOrigins []string `yaml:"allowed_origins"`
+}
+
+// CSRF selects the cross-site request forgery defence
+// (draft-ietf-oauth-browser-based-apps §6.1.3.3).
+type CSRF struct {
+	// Mode is "header" (X-CSRF: 1 required; the default) or "fetch-metadata"
+	// (for SPAs that cannot add a header: Sec-Fetch-Site and Origin decide).
+	Mode string `yaml:"mode"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is json or text.
+	Format string `yaml:"format"`
+}
+
+// Token policies of a Route.
+const (
+	TokenUser = "user"
+	TokenNone = "none"
+)
+
+// CSRF modes.
+const (
+	CSRFHeader        = "header"
+	CSRFFetchMetadata = "fetch-metadata"
+)
+
+// Client authentication methods (RFC 7591 §2).
+const (
+	AuthSecretBasic = "client_secret_basic"
+	AuthSecretPost  = "client_secret_post"
+)
+
+// Env is how Load reads environment variables; os.LookupEnv in production.
+type Env func(key string) (string, bool)
+
+// Load reads, completes and validates the configuration at path.
+func Load(path string, env Env) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	cfg, err := Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := cfg.Resolve(env); err != nil {
+		return nil, err
+	}
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Parse decodes YAML strictly: an unknown key is an error naming its line.
+func Parse(raw []byte) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	cfg := &Config{}
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("invalid YAML: %w", err)
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("invalid YAML: more than one document")
+	}
+	return cfg, nil
+}
+
+// Resolve fills secrets from the environment and from *_file keys. A secret
+// given twice is an error, so nobody wonders which one won.
+func (c *Config) Resolve(env Env) error {
+	var errs []error
+	if v, ok := env("MOAT_OIDC_CLIENT_SECRET"); ok && v != "" {
+		if !c.OIDC.ClientSecret.IsZero() || c.OIDC.ClientSecretFile != "" {
+			errs = append(errs, errors.New("oidc.client_secret: given both in the file and in MOAT_OIDC_CLIENT_SECRET; keep one"))
+		}
+		c.OIDC.ClientSecret = secret.String(v)
+	}
+	if c.OIDC.ClientSecretFile != "" {
+		if !c.OIDC.ClientSecret.IsZero() {
+			errs = append(errs, errors.New("oidc.client_secret_file: client_secret is set too; keep one"))
+		}
+		b, err := os.ReadFile(c.OIDC.ClientSecretFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("oidc.client_secret_file: %w", err))
+		}
+		c.OIDC.ClientSecret = secret.String(strings.TrimSpace(string(b)))
+	}
+	if v, ok := env("MOAT_SESSION_KEYS"); ok && v != "" {
+		if len(c.Session.Keys) > 0 || c.Session.KeysFile != "" {
+			errs = append(errs, errors.New("session.keys: given both in the file and in MOAT_SESSION_KEYS; keep one"))
+		}
+		c.Session.Keys = splitSecrets(strings.Split(v, ","))
+	}
+	if c.Session.KeysFile != "" {
+		if len(c.Session.Keys) > 0 {
+			errs = append(errs, errors.New("session.keys_file: keys is set too; keep one"))
+		}
+		b, err := os.ReadFile(c.Session.KeysFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("session.keys_file: %w", err))
+		}
+		c.Session.Keys = splitSecrets(strings.Split(string(b), "\n"))
+	}
+	return errors.Join(errs...)
+}
+
+func splitSecrets(parts []string) []secret.String {
+	var out []secret.String
+	for _, p := range parts {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, secret.String(p))
+		}
+	}
+	return out
+}
+
+// SetDefaults fills every unset key with its default. It is the one place
+// defaults live.
+func (c *Config) SetDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	defDur := func(d *Duration, v time.Duration) {
+		if *d == 0 {
+			*d = Duration(v)
+		}
+	}
+	def(&c.Listen, "127.0.0.1:4001")
+	def(&c.OIDC.ClientAuthMethod, AuthSecretBasic)
+	if len(c.OIDC.Scopes) == 0 {
+		c.OIDC.Scopes = []string{"openid", "profile", "email", "offline_access"}
+	}
+	defDur(&c.OIDC.Timeout, 10*time.Second)
+	defDur(&c.OIDC.RefreshSkew, 30*time.Second)
+	defDur(&c.OIDC.MaxIDTokenAge, 10*time.Minute)
+	defDur(&c.OIDC.ClockSkew, time.Minute)
+	def(&c.Session.Store, "memory")
+	defDur(&c.Session.IdleTimeout, time.Hour)
+	defDur(&c.Session.AbsoluteTimeout, 12*time.Hour)
+	defDur(&c.Session.LoginTimeout, 10*time.Minute)
+	for i := range c.Routes {
+		def(&c.Routes[i].Token, TokenUser)
+		defDur(&c.Routes[i].Timeout, 30*time.Second)
+	}
+	def(&c.CSRF.Mode, CSRFHeader)
+	def(&c.Log.Level, "info")
+	def(&c.Log.Format, "json")
+}
+
+// Duration is a time.Duration written as "90s", "15m" or "12h".
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v < 0 {
+		return fmt.Errorf("line %d: %q is not a duration like 90s, 15m or 12h", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MustURL parses a URL that Validate has already accepted.
+func MustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(fmt.Sprintf("config: URL %q passed validation but does not parse: %v", s, err))
+	}
+	return u
+}

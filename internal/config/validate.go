@@ -1,0 +1,234 @@
+package config
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/moat-bff/moat/internal/session"
+)
+
+// ReservedPrefixes are paths moat serves itself; no route may shadow them.
+var ReservedPrefixes = []string{"/auth/", "/healthz", "/readyz", "/metrics"}
+
+// Validate checks the whole tree and returns every problem, joined, each
+// naming its key and how to fix it. It changes nothing.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		add("listen", "%q is not host:port (e.g. 127.0.0.1:4001 or :4001)", c.Listen)
+	}
+	if u, err := checkURL(c.PublicURL); err != nil {
+		add("public_url", "%v", err)
+	} else if u.Path != "" && u.Path != "/" {
+		add("public_url", "must be an origin without a path (the session cookie is __Host-, which needs Path=/), e.g. https://app.example.com")
+	}
+	if c.FrontendURL != "" {
+		if _, err := checkURL(c.FrontendURL); err != nil {
+			add("frontend_url", "%v", err)
+		}
+	}
+
+	o := c.OIDC
+	if _, err := checkURL(o.Issuer); err != nil {
+		add("oidc.issuer", "%v", err)
+	}
+	if o.ClientID == "" {
+		add("oidc.client_id", "is required: the client ID registered at the IdP")
+	}
+	if o.ClientSecret.IsZero() {
+		add("oidc.client_secret", "is required: moat is a confidential client; set it, client_secret_file, or MOAT_OIDC_CLIENT_SECRET")
+	}
+	if !slices.Contains([]string{AuthSecretBasic, AuthSecretPost}, o.ClientAuthMethod) {
+		add("oidc.client_auth_method", "%q is not supported; use %s or %s", o.ClientAuthMethod, AuthSecretBasic, AuthSecretPost)
+	}
+	if !slices.Contains(o.Scopes, "openid") {
+		add("oidc.scopes", "must contain openid (moat is an OpenID Connect client)")
+	}
+	if o.CAFile != "" {
+		if _, err := LoadCertPool(o.CAFile); err != nil {
+			add("oidc.ca_file", "%v", err)
+		}
+	}
+
+	s := c.Session
+	if s.Store != "memory" {
+		add("session.store", "%q is not a known store; use memory", s.Store)
+	}
+	for i, k := range s.Keys {
+		if _, err := session.ParseKey(k.Reveal()); err != nil {
+			add(fmt.Sprintf("session.keys[%d]", i), "%v", err)
+		}
+	}
+	if len(s.Keys) == 0 && !c.IsLoopback() {
+		add("session.keys", "is required off loopback (sessions must survive restarts and be shared by replicas); generate one with `moat keygen` and set it here, in keys_file, or in MOAT_SESSION_KEYS")
+	}
+	if s.IdleTimeout > s.AbsoluteTimeout {
+		add("session.idle_timeout", "%s exceeds absolute_timeout %s; lower it", s.IdleTimeout.D(), s.AbsoluteTimeout.D())
+	}
+
+	seen := map[string]int{}
+	for i, r := range c.Routes {
+		key := fmt.Sprintf("routes[%d]", i)
+		if !strings.HasPrefix(r.Prefix, "/") || !strings.HasSuffix(r.Prefix, "/") {
+			add(key+".prefix", "%q must start and end with / (e.g. /api/orders/)", r.Prefix)
+		} else if strings.ContainsFunc(r.Prefix, notPathChar) {
+			add(key+".prefix", "%q may hold only letters, digits and - . _ ~ /", r.Prefix)
+		} else if cleaned := cleanPrefix(r.Prefix); cleaned != r.Prefix {
+			add(key+".prefix", "%q is not a clean path; use %q", r.Prefix, cleaned)
+		}
+		for _, p := range ReservedPrefixes {
+			if strings.HasPrefix(r.Prefix, p) || strings.HasPrefix(p, r.Prefix) {
+				add(key+".prefix", "%q overlaps %s, which moat serves itself", r.Prefix, p)
+			}
+		}
+		if j, dup := seen[r.Prefix]; dup {
+			add(key+".prefix", "%q is also routes[%d].prefix", r.Prefix, j)
+		}
+		seen[r.Prefix] = i
+		u, err := url.Parse(r.Upstream)
+		switch {
+		case err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+			add(key+".upstream", "%q must be an absolute http(s) URL, e.g. https://api.internal/orders/", r.Upstream)
+		case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+			add(key+".upstream", "%q must not have a query, fragment or user info", r.Upstream)
+		case !strings.HasSuffix(u.Path, "/"):
+			add(key+".upstream", "%q must end with / like its prefix", r.Upstream)
+		case u.Scheme == "http" && !IsLoopbackHost(u.Hostname()) && !r.InsecureHTTP:
+			add(key+".upstream", "%q is plain http off loopback, which sends access tokens in clear; use https, or set insecure_http: true on this route", r.Upstream)
+		}
+		if r.Token != TokenUser && r.Token != TokenNone {
+			add(key+".token", "%q is not a token policy; use %s or %s", r.Token, TokenUser, TokenNone)
+		}
+	}
+
+	for i, o := range c.CORS.AllowedOrigins {
+		if err := checkOrigin(o); err != nil {
+			add(fmt.Sprintf("cors.allowed_origins[%d]", i), "%v", err)
+		}
+	}
+	if c.CSRF.Mode != CSRFHeader && c.CSRF.Mode != CSRFFetchMetadata {
+		add("csrf.mode", "%q is not a mode; use %s or %s", c.CSRF.Mode, CSRFHeader, CSRFFetchMetadata)
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		add("log.level", "%q is not a level; use debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		add("log.format", "%q is not a format; use json or text", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// Warnings lists the relaxations of a secure default that c makes; moat
+// logs each at startup.
+func (c *Config) Warnings() []string {
+	var w []string
+	for i, r := range c.Routes {
+		if r.InsecureHTTP {
+			w = append(w, fmt.Sprintf("routes[%d].insecure_http is set: access tokens for %s travel in clear to %s", i, r.Prefix, r.Upstream))
+		}
+	}
+	if len(c.Session.Keys) == 0 {
+		w = append(w, "session.keys is empty: a random key was generated for this process only; every session ends when moat restarts (run `moat keygen` and configure session.keys)")
+	}
+	return w
+}
+
+// IsLoopback reports whether moat is published on a loopback host only
+// (development and tests), where plain http and generated keys are allowed.
+func (c *Config) IsLoopback() bool {
+	u, err := url.Parse(c.PublicURL)
+	return err == nil && IsLoopbackHost(u.Hostname())
+}
+
+// IsLoopbackHost reports whether host is localhost or a loopback IP.
+func IsLoopbackHost(host string) bool {
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// checkURL accepts an absolute https URL, or http on a loopback host.
+func checkURL(s string) (*url.URL, error) {
+	if s == "" {
+		return nil, errors.New("is required, e.g. https://app.example.com")
+	}
+	u, err := url.Parse(s)
+	if err != nil || !u.IsAbs() || u.Host == "" {
+		return nil, fmt.Errorf("%q is not an absolute URL, e.g. https://app.example.com", s)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("%q must not have user info, a query or a fragment", s)
+	}
+	switch {
+	case u.Scheme == "https":
+	case u.Scheme == "http" && IsLoopbackHost(u.Hostname()):
+	case u.Scheme == "http":
+		return nil, fmt.Errorf("%q must use https (http is allowed only for loopback hosts)", s)
+	default:
+		return nil, fmt.Errorf("%q must be an https URL", s)
+	}
+	return u, nil
+}
+
+// checkOrigin accepts a serialized origin (RFC 6454 §6.2) such as
+// https://app.example.com:8443: no path, no wildcard.
+func checkOrigin(s string) error {
+	if strings.Contains(s, "*") {
+		return fmt.Errorf("%q: wildcards are not allowed; list each origin", s)
+	}
+	u, err := checkURL(s)
+	if err != nil {
+		return err
+	}
+	if u.Path != "" || u.String() != s {
+		return fmt.Errorf("%q is not an origin; use scheme://host[:port] with no path or trailing slash", s)
+	}
+	return nil
+}
+
+func notPathChar(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-._~/", r))
+}
+
+func cleanPrefix(p string) string {
+	var out []string
+	for _, seg := range strings.Split(strings.Trim(p, "/"), "/") {
+		if seg != "" && seg != "." && seg != ".." {
+			out = append(out, seg)
+		}
+	}
+	if len(out) == 0 {
+		return "/"
+	}
+	return "/" + strings.Join(out, "/") + "/"
+}
+
+// LoadCertPool reads PEM certificates from path into a fresh pool that also
+// holds the system roots.
+func LoadCertPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
+}

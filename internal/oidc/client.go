@@ -1,0 +1,519 @@
+// Package oidc is moat's confidential OpenID Connect client: discovery, the
+// authorization code flow with PKCE, state and nonce, token exchange and
+// refresh with client authentication, full ID-token validation, UserInfo,
+// revocation and the end-session URL. Signatures, JWKS handling and the OAuth
+// wire protocol come from go-oidc, go-jose and x/oauth2; this package adds
+// the checks they leave to the caller.
+package oidc
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	"github.com/moat-bff/moat/internal/secret"
+	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
+)
+
+// Errors callers branch on.
+var (
+	// ErrUnavailable: the IdP could not be reached or failed (network error,
+	// timeout, 5xx, unusable answer). Sessions survive it; moat answers 503.
+	ErrUnavailable = errors.New("oidc: identity provider unavailable")
+	// ErrInvalidGrant: the IdP refused the grant (RFC 6749 §5.2): the code or
+	// refresh token is spent, revoked or expired. A session built on that
+	// refresh token is over (draft-ietf-oauth-browser-based-apps §6.1.2.2).
+	ErrInvalidGrant = errors.New("oidc: grant is invalid")
+	// ErrRejected: the IdP's answer failed validation (ID token, iss
+	// parameter, token response). Nothing from it may be used.
+	ErrRejected = errors.New("oidc: response rejected")
+)
+
+// Config configures a Client.
+type Config struct {
+	Issuer       string
+	ClientID     string
+	ClientSecret secret.String
+	// AuthMethod is client_secret_basic or client_secret_post.
+	AuthMethod  string
+	Scopes      []string
+	RedirectURL string
+	// TrustedAudiences may appear in an ID token's aud besides ClientID.
+	TrustedAudiences []string
+	// MaxIDTokenAge bounds iat; ClockSkew is the leeway on exp, iat, nbf.
+	MaxIDTokenAge time.Duration
+	ClockSkew     time.Duration
+	// HTTPClient makes every call to the IdP; it should have a timeout.
+	HTTPClient *http.Client
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// RetryDiscoveryAfter is how long a failed discovery is remembered before
+	// the next attempt; 5s when zero.
+	RetryDiscoveryAfter time.Duration
+}
+
+// Client is safe for concurrent use. Discovery happens on first use and is
+// retried after failures, so moat starts (and reports not ready) while the
+// IdP is down, and recovers by itself.
+type Client struct {
+	cfg Config
+	log *slog.Logger
+
+	group   singleflight.Group
+	mu      sync.Mutex
+	prov    *provider
+	lastErr error
+	lastTry time.Time
+}
+
+// Metadata is the part of the provider's discovery document moat uses
+// (OpenID Connect Discovery 1.0 §3, RFC 8414, RFC 9207, RFC 7009).
+type Metadata struct {
+	Issuer                     string   `json:"issuer"`
+	EndSessionEndpoint         string   `json:"end_session_endpoint"`
+	RevocationEndpoint         string   `json:"revocation_endpoint"`
+	CodeChallengeMethods       []string `json:"code_challenge_methods_supported"`
+	TokenEndpointAuthMethods   []string `json:"token_endpoint_auth_methods_supported"`
+	IssParameterSupported      bool     `json:"authorization_response_iss_parameter_supported"`
+	BackchannelLogoutSupported bool     `json:"backchannel_logout_supported"`
+}
+
+type provider struct {
+	op       *gooidc.Provider
+	verifier *gooidc.IDTokenVerifier
+	oauth    *oauth2.Config
+	meta     Metadata
+}
+
+// New returns a Client. It does not contact the IdP; see Discover.
+func New(cfg Config, log *slog.Logger) *Client {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.RetryDiscoveryAfter == 0 {
+		cfg.RetryDiscoveryAfter = 5 * time.Second
+	}
+	return &Client{cfg: cfg, log: log}
+}
+
+// Discover loads the discovery document and returns the provider's metadata.
+// It is cheap once loaded. After a failure it returns the same error for
+// RetryDiscoveryAfter before trying again, so an outage is not amplified.
+func (c *Client) Discover(ctx context.Context) (Metadata, error) {
+	p, err := c.provider(ctx)
+	if err != nil {
+		return Metadata{}, err
+	}
+	return p.meta, nil
+}
+
+func (c *Client) provider(ctx context.Context) (*provider, error) {
+	c.mu.Lock()
+	p, lastErr, lastTry := c.prov, c.lastErr, c.lastTry
+	c.mu.Unlock()
+	if p != nil {
+		return p, nil
+	}
+	if lastErr != nil && c.cfg.Now().Sub(lastTry) < c.cfg.RetryDiscoveryAfter {
+		return nil, lastErr
+	}
+	v, err, _ := c.group.Do("discover", func() (any, error) {
+		// Detached from the caller's cancellation (one caller giving up must
+		// not fail the others) but bounded by the HTTP client's timeout.
+		p, err := c.discover(context.WithoutCancel(ctx))
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.lastTry = c.cfg.Now()
+		if err != nil {
+			c.lastErr = fmt.Errorf("%w: discovery at %s: %v", ErrUnavailable, c.cfg.Issuer, err)
+			return nil, c.lastErr
+		}
+		c.prov, c.lastErr = p, nil
+		return p, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*provider), nil
+}
+
+func (c *Client) discover(ctx context.Context) (*provider, error) {
+	ctx = gooidc.ClientContext(ctx, c.cfg.HTTPClient)
+	op, err := gooidc.NewProvider(ctx, c.cfg.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	var meta Metadata
+	if err := op.Claims(&meta); err != nil {
+		return nil, err
+	}
+	style := oauth2.AuthStyleInHeader
+	if c.cfg.AuthMethod == "client_secret_post" {
+		style = oauth2.AuthStyleInParams
+	}
+	if len(meta.TokenEndpointAuthMethods) > 0 && !slices.Contains(meta.TokenEndpointAuthMethods, c.cfg.AuthMethod) {
+		c.log.Warn("the provider does not list the configured client authentication method",
+			"configured", c.cfg.AuthMethod, "supported", meta.TokenEndpointAuthMethods)
+	}
+	if !slices.Contains(meta.CodeChallengeMethods, "S256") {
+		// RFC 9700 §4.7.1: without confirmed PKCE support, state and nonce
+		// carry the CSRF and injection defence; moat checks both anyway.
+		c.log.Warn("the provider does not advertise PKCE S256; relying on state and nonce")
+	}
+	endpoint := op.Endpoint()
+	endpoint.AuthStyle = style
+	return &provider{
+		op: op,
+		verifier: op.Verifier(&gooidc.Config{
+			ClientID: c.cfg.ClientID,
+			// go-oidc compares exp and nbf without leeway; shifting its clock
+			// back by the skew grants the leeway on exp only where it matters.
+			Now: func() time.Time { return c.cfg.Now().Add(-c.cfg.ClockSkew) },
+		}),
+		oauth: &oauth2.Config{
+			ClientID:     c.cfg.ClientID,
+			ClientSecret: c.cfg.ClientSecret.Reveal(),
+			Endpoint:     endpoint,
+			RedirectURL:  c.cfg.RedirectURL,
+			Scopes:       c.cfg.Scopes,
+		},
+		meta: meta,
+	}, nil
+}
+
+// AuthRequest is one login's secrets, all fresh per login (RFC 9700 §2.1.1).
+type AuthRequest struct {
+	State    string
+	Nonce    string
+	Verifier string     // PKCE code_verifier (RFC 7636); sent as its S256 challenge
+	Extra    url.Values // prompt, max_age, acr_values ...
+}
+
+// AuthCodeURL returns the authorization endpoint URL for req.
+func (c *Client) AuthCodeURL(ctx context.Context, req AuthRequest) (string, error) {
+	p, err := c.provider(ctx)
+	if err != nil {
+		return "", err
+	}
+	opts := []oauth2.AuthCodeOption{
+		oauth2.S256ChallengeOption(req.Verifier),
+		oauth2.SetAuthURLParam("nonce", req.Nonce),
+	}
+	for k, vs := range req.Extra {
+		for _, v := range vs {
+			opts = append(opts, oauth2.SetAuthURLParam(k, v))
+		}
+	}
+	return p.oauth.AuthCodeURL(req.State, opts...), nil
+}
+
+// CheckIssuer applies RFC 9207 §2.4 to the authorization response query:
+// an iss parameter must equal the issuer exactly, and must be present when
+// the provider advertises authorization_response_iss_parameter_supported.
+func (c *Client) CheckIssuer(ctx context.Context, query url.Values) error {
+	p, err := c.provider(ctx)
+	if err != nil {
+		return err
+	}
+	iss, present := query["iss"]
+	switch {
+	case present && (len(iss) != 1 || iss[0] != c.cfg.Issuer):
+		return fmt.Errorf("%w: iss parameter %q does not match the issuer", ErrRejected, iss)
+	case !present && p.meta.IssParameterSupported:
+		return fmt.Errorf("%w: iss parameter missing although the provider advertises it", ErrRejected)
+	}
+	return nil
+}
+
+// Tokens is a validated token response.
+type Tokens struct {
+	AccessToken  string
+	TokenType    string
+	RefreshToken string
+	IDToken      string
+	Expiry       time.Time
+}
+
+// Identity is who an ID token says logged in.
+type Identity struct {
+	Issuer  string
+	Subject string
+	SID     string
+	// Claims are the ID token's claims without the protocol ones (nonce,
+	// hashes, aud, exp ...): what the SPA may see about its user.
+	Claims map[string]any
+}
+
+// Exchange redeems an authorization code with client authentication and the
+// PKCE verifier (RFC 6749 §4.1.3, RFC 7636 §4.5) and validates the response
+// and its ID token against nonce (OIDC Core 3.1.3.5 to 3.1.3.8). Nothing is
+// returned unless everything passes (RFC 9700 §4.5.3.2).
+func (c *Client) Exchange(ctx context.Context, code, verifier, nonce string) (Tokens, *Identity, error) {
+	p, err := c.provider(ctx)
+	if err != nil {
+		return Tokens{}, nil, err
+	}
+	tok, err := p.oauth.Exchange(c.clientCtx(ctx), code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		return Tokens{}, nil, classify("code exchange", err)
+	}
+	t, err := checkTokenResponse(tok)
+	if err != nil {
+		return Tokens{}, nil, err
+	}
+	if t.IDToken == "" {
+		return Tokens{}, nil, fmt.Errorf("%w: token response has no id_token", ErrRejected)
+	}
+	id, err := c.verifyIDToken(ctx, p, t.IDToken, t.AccessToken, func(idt *gooidc.IDToken) error {
+		if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1 || nonce == "" {
+			return errors.New("nonce does not match the login transaction")
+		}
+		return nil
+	})
+	if err != nil {
+		return Tokens{}, nil, err
+	}
+	return t, id, nil
+}
+
+// Refresh redeems a refresh token (RFC 6749 §6). If the response carries a
+// new ID token it is validated and must name the same subject (OIDC Core
+// §12.2). A response without a new refresh token keeps the old one.
+func (c *Client) Refresh(ctx context.Context, refreshToken, subject string) (Tokens, *Identity, error) {
+	p, err := c.provider(ctx)
+	if err != nil {
+		return Tokens{}, nil, err
+	}
+	src := p.oauth.TokenSource(c.clientCtx(ctx), &oauth2.Token{RefreshToken: refreshToken})
+	tok, err := src.Token()
+	if err != nil {
+		return Tokens{}, nil, classify("refresh", err)
+	}
+	t, err := checkTokenResponse(tok)
+	if err != nil {
+		return Tokens{}, nil, err
+	}
+	if t.RefreshToken == "" {
+		t.RefreshToken = refreshToken
+	}
+	if t.IDToken == "" {
+		return t, nil, nil
+	}
+	id, err := c.verifyIDToken(ctx, p, t.IDToken, t.AccessToken, func(idt *gooidc.IDToken) error {
+		if idt.Subject != subject {
+			return errors.New("refreshed ID token names another subject")
+		}
+		return nil
+	})
+	if err != nil {
+		return Tokens{}, nil, err
+	}
+	return t, id, nil
+}
+
+// UserInfo calls the UserInfo endpoint with accessToken and returns its
+// claims, which are used only if their sub equals subject (OIDC Core §5.3.2).
+func (c *Client) UserInfo(ctx context.Context, accessToken, subject string) (map[string]any, error) {
+	p, err := c.provider(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ui, err := p.op.UserInfo(c.clientCtx(ctx), oauth2.StaticTokenSource(&oauth2.Token{AccessToken: accessToken, TokenType: "Bearer"}))
+	if err != nil {
+		return nil, fmt.Errorf("%w: userinfo: %v", ErrUnavailable, err)
+	}
+	if ui.Subject != subject {
+		return nil, fmt.Errorf("%w: userinfo sub does not match the ID token's", ErrRejected)
+	}
+	claims := map[string]any{}
+	if err := ui.Claims(&claims); err != nil {
+		return nil, fmt.Errorf("%w: userinfo: %v", ErrRejected, err)
+	}
+	return claims, nil
+}
+
+// EndSessionURL returns the provider's RP-initiated logout URL (OpenID
+// Connect RP-Initiated Logout 1.0 §2), or false if it has none.
+func (c *Client) EndSessionURL(ctx context.Context, idTokenHint, postLogoutRedirect, state string) (string, bool) {
+	p, err := c.provider(ctx)
+	if err != nil || p.meta.EndSessionEndpoint == "" {
+		return "", false
+	}
+	u, err := url.Parse(p.meta.EndSessionEndpoint)
+	if err != nil {
+		return "", false
+	}
+	q := u.Query()
+	q.Set("client_id", c.cfg.ClientID)
+	if idTokenHint != "" {
+		q.Set("id_token_hint", idTokenHint)
+	}
+	if postLogoutRedirect != "" {
+		q.Set("post_logout_redirect_uri", postLogoutRedirect)
+		if state != "" {
+			q.Set("state", state)
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), true
+}
+
+// Revoke revokes token at the provider's revocation endpoint with client
+// authentication (RFC 7009 §2.1). It returns nil when the provider has no
+// revocation endpoint. Per §2.2 any 200 is success, even for unknown tokens.
+func (c *Client) Revoke(ctx context.Context, token, hint string) error {
+	p, err := c.provider(ctx)
+	if err != nil {
+		return err
+	}
+	if p.meta.RevocationEndpoint == "" {
+		return nil
+	}
+	form := url.Values{"token": {token}, "token_type_hint": {hint}}
+	if c.cfg.AuthMethod == "client_secret_post" {
+		form.Set("client_id", c.cfg.ClientID)
+		form.Set("client_secret", c.cfg.ClientSecret.Reveal())
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.meta.RevocationEndpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if c.cfg.AuthMethod != "client_secret_post" {
+		// RFC 6749 §2.3.1: both parts form-urlencoded before Basic.
+		req.SetBasicAuth(url.QueryEscape(c.cfg.ClientID), url.QueryEscape(c.cfg.ClientSecret.Reveal()))
+	}
+	resp, err := c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: revocation: %v", ErrUnavailable, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%w: revocation answered %s", ErrUnavailable, resp.Status)
+	}
+	return nil
+}
+
+func (c *Client) clientCtx(ctx context.Context) context.Context {
+	return context.WithValue(ctx, oauth2.HTTPClient, c.cfg.HTTPClient)
+}
+
+// checkTokenResponse applies RFC 6749 §5.1 and OIDC Core 3.1.3.8: a
+// non-empty access token of type Bearer.
+func checkTokenResponse(tok *oauth2.Token) (Tokens, error) {
+	if tok.AccessToken == "" {
+		return Tokens{}, fmt.Errorf("%w: token response has no access_token", ErrRejected)
+	}
+	if !strings.EqualFold(tok.TokenType, "Bearer") {
+		return Tokens{}, fmt.Errorf("%w: token_type %q is not Bearer", ErrRejected, tok.TokenType)
+	}
+	idt, _ := tok.Extra("id_token").(string)
+	return Tokens{
+		AccessToken:  tok.AccessToken,
+		TokenType:    "Bearer",
+		RefreshToken: tok.RefreshToken,
+		IDToken:      idt,
+		Expiry:       tok.Expiry,
+	}, nil
+}
+
+// classify maps an x/oauth2 error to ErrInvalidGrant, ErrUnavailable or
+// ErrRejected. Only invalid_grant is fatal to a session.
+func classify(op string, err error) error {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		switch {
+		case re.ErrorCode == "invalid_grant":
+			return fmt.Errorf("%w: %s: %s", ErrInvalidGrant, op, re.ErrorDescription)
+		case re.Response != nil && re.Response.StatusCode >= 500:
+			return fmt.Errorf("%w: %s: %s", ErrUnavailable, op, re.Response.Status)
+		case re.ErrorCode != "":
+			// invalid_client, unauthorized_client ...: moat's configuration is
+			// wrong, not the user's session.
+			return fmt.Errorf("%w: %s: %s %s", ErrUnavailable, op, re.ErrorCode, re.ErrorDescription)
+		}
+		return fmt.Errorf("%w: %s: unexpected answer %s", ErrUnavailable, op, re.Response.Status)
+	}
+	return fmt.Errorf("%w: %s: %v", ErrUnavailable, op, err)
+}
+
+// protocolClaims are ID token claims about the token rather than the user.
+var protocolClaims = []string{"aud", "azp", "exp", "iat", "nbf", "jti", "nonce", "at_hash", "c_hash", "s_hash", "sid"}
+
+// verifyIDToken applies OIDC Core 3.1.3.7. go-oidc checks the signature
+// against the issuer's JWKS (refetched on an unknown kid; never alg none or
+// HS*), iss, that aud contains client_id, and exp. This adds untrusted extra
+// audiences, azp, the iat window, sub, at_hash, and the caller's check.
+func (c *Client) verifyIDToken(ctx context.Context, p *provider, raw, accessToken string, check func(*gooidc.IDToken) error) (*Identity, error) {
+	reject := func(format string, args ...any) (*Identity, error) {
+		return nil, fmt.Errorf("%w: id_token: "+format, append([]any{ErrRejected}, args...)...)
+	}
+	idt, err := p.verifier.Verify(gooidc.ClientContext(ctx, c.cfg.HTTPClient), raw)
+	if err != nil {
+		return reject("%v", err)
+	}
+	for _, aud := range idt.Audience {
+		if aud != c.cfg.ClientID && !slices.Contains(c.cfg.TrustedAudiences, aud) {
+			return reject("untrusted audience %q", aud)
+		}
+	}
+	var extra struct {
+		AZP *string `json:"azp"`
+		SID string  `json:"sid"`
+	}
+	claims := map[string]any{}
+	if err := idt.Claims(&extra); err != nil {
+		return reject("%v", err)
+	}
+	if err := idt.Claims(&claims); err != nil {
+		return reject("%v", err)
+	}
+	if extra.AZP != nil && *extra.AZP != c.cfg.ClientID {
+		return reject("azp %q is not this client", *extra.AZP)
+	}
+	if len(idt.Audience) > 1 && extra.AZP == nil {
+		return reject("several audiences but no azp")
+	}
+	now := c.cfg.Now()
+	if idt.IssuedAt.IsZero() {
+		return reject("no iat")
+	}
+	if idt.IssuedAt.After(now.Add(c.cfg.ClockSkew)) || idt.IssuedAt.Before(now.Add(-c.cfg.MaxIDTokenAge-c.cfg.ClockSkew)) {
+		return reject("iat %s is outside the accepted window", idt.IssuedAt.UTC().Format(time.RFC3339))
+	}
+	if idt.Subject == "" {
+		return reject("no sub")
+	}
+	if idt.AccessTokenHash != "" {
+		if err := idt.VerifyAccessToken(accessToken); err != nil {
+			return reject("%v", err)
+		}
+	}
+	if err := check(idt); err != nil {
+		return reject("%v", err)
+	}
+	for _, k := range protocolClaims {
+		delete(claims, k)
+	}
+	return &Identity{Issuer: idt.Issuer, Subject: idt.Subject, SID: extra.SID, Claims: claims}, nil
+}
+
+// MarshalClaims is json.Marshal for claims that came from JSON.
+func MarshalClaims(claims map[string]any) json.RawMessage {
+	b, _ := json.Marshal(claims)
+	return b
+}

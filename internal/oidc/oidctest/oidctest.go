@@ -1,0 +1,561 @@
+// Package oidctest is an in-process OpenID Provider for tests. It implements
+// discovery, JWKS, an auto-approving authorization endpoint, the token
+// endpoint (code with PKCE, refresh with rotation), UserInfo, revocation and
+// end-session, records every request, and misbehaves on demand: wrong ID
+// token claims, foreign keys, alg none, a wrong iss parameter, failing or
+// slow refreshes.
+package oidctest
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// Behavior is what the provider does. Tests change it with Provider.Set.
+type Behavior struct {
+	// AccessTokenTTL is the expires_in of access tokens; 0 omits it.
+	AccessTokenTTL time.Duration
+	// RotateRefreshTokens issues a new refresh token on every refresh and
+	// revokes the whole grant when a spent one is presented again.
+	RotateRefreshTokens bool
+	// AdvertiseIss sets authorization_response_iss_parameter_supported.
+	AdvertiseIss bool
+	// IssParam overrides the iss parameter of the authorization response;
+	// OmitIss leaves it out.
+	IssParam string
+	OmitIss  bool
+	// MutateIDToken edits ID token claims before signing.
+	MutateIDToken func(claims map[string]any)
+	// Sign overrides how ID tokens are signed, e.g. with SignNone or a
+	// foreign key; nil signs with the provider's current key.
+	Sign func(claims map[string]any) string
+	// TokenDelay delays every token endpoint answer.
+	TokenDelay time.Duration
+	// RefreshError makes refresh_token grants fail: "invalid_grant" answers
+	// 400 invalid_grant; "server_error" answers 500; "hang" blocks until the
+	// client gives up.
+	RefreshError string
+	// UserInfoSub overrides the sub the UserInfo endpoint returns.
+	UserInfoSub string
+	// NoEndSession and NoRevocation leave those endpoints out of discovery.
+	NoEndSession, NoRevocation bool
+}
+
+// Request is one request the provider received.
+type Request struct {
+	Method, Path string
+	Form         url.Values
+	// ClientAuth is "client_secret_basic", "client_secret_post" or "".
+	ClientAuth string
+}
+
+// User is an account at the provider.
+type User struct {
+	Subject string
+	Claims  map[string]any
+}
+
+type grant struct {
+	user          User
+	nonce         string
+	challenge     string
+	redirectURI   string
+	sid           string
+	authTime      time.Time
+	refreshTokens []string // issued, newest last
+	revoked       bool
+}
+
+// Provider is a running fake OpenID Provider.
+type Provider struct {
+	Issuer       string
+	ClientID     string
+	ClientSecret string
+	RedirectURI  string
+
+	srv *httptest.Server
+
+	mu       sync.Mutex
+	behavior Behavior
+	keys     []*jose.JSONWebKey // signing keys, current last
+	users    map[string]User
+	codes    map[string]*grant
+	access   map[string]*grant
+	refresh  map[string]*grant
+	spentRT  map[string]*grant
+	issued   []string
+	requests []Request
+}
+
+// New starts a provider for the client with the given redirect URI and
+// stops it when the test ends. The default user is "alice".
+func New(t testing.TB, redirectURI string) *Provider {
+	p := &Provider{
+		ClientID:     "moat-test",
+		ClientSecret: "test-secret-" + random(24),
+		RedirectURI:  redirectURI,
+		behavior:     Behavior{AccessTokenTTL: 5 * time.Minute, RotateRefreshTokens: true, AdvertiseIss: true},
+		users:        map[string]User{},
+		codes:        map[string]*grant{},
+		access:       map[string]*grant{},
+		refresh:      map[string]*grant{},
+		spentRT:      map[string]*grant{},
+	}
+	p.RotateKey()
+	p.AddUser(User{Subject: "alice", Claims: map[string]any{
+		"name": "Alice Example", "given_name": "Alice", "family_name": "Example",
+		"email": "alice@example.com", "email_verified": true, "preferred_username": "alice",
+	}})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/openid-configuration", p.discovery)
+	mux.HandleFunc("GET /jwks", p.jwks)
+	mux.HandleFunc("GET /authorize", p.authorize)
+	mux.HandleFunc("POST /token", p.token)
+	mux.HandleFunc("GET /userinfo", p.userinfo)
+	mux.HandleFunc("POST /revoke", p.revoke)
+	mux.HandleFunc("GET /end_session", p.endSession)
+	p.srv = httptest.NewServer(p.record(mux))
+	p.Issuer = p.srv.URL
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+// Set changes the provider's behaviour.
+func (p *Provider) Set(f func(*Behavior)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f(&p.behavior)
+}
+
+// AddUser adds or replaces an account; authorize picks it by login_hint.
+func (p *Provider) AddUser(u User) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.users[u.Subject] = u
+}
+
+// RotateKey adds a new signing key and signs with it from now on; the old
+// keys stay in the JWKS.
+func (p *Provider) RotateKey() {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.keys = append(p.keys, &jose.JSONWebKey{Key: key, KeyID: "k" + random(6), Algorithm: "RS256", Use: "sig"})
+}
+
+// Close stops the provider early (an outage).
+func (p *Provider) Close() { p.srv.CloseClientConnections(); p.srv.Close() }
+
+// Requests returns a copy of every request received so far.
+func (p *Provider) Requests() []Request {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.requests)
+}
+
+// Grants counts token requests by grant_type.
+func (p *Provider) Grants(grantType string) int {
+	n := 0
+	for _, r := range p.Requests() {
+		if r.Path == "/token" && r.Form.Get("grant_type") == grantType {
+			n++
+		}
+	}
+	return n
+}
+
+// IssuedTokens returns every access, refresh and ID token issued so far, for
+// tests that prove none of them reaches the browser.
+func (p *Provider) IssuedTokens() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.issued)
+}
+
+func (p *Provider) record(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		req := Request{Method: r.Method, Path: r.URL.Path, Form: r.Form}
+		if _, _, ok := r.BasicAuth(); ok {
+			req.ClientAuth = "client_secret_basic"
+		} else if r.PostForm.Get("client_secret") != "" {
+			req.ClientAuth = "client_secret_post"
+		}
+		p.mu.Lock()
+		p.requests = append(p.requests, req)
+		p.mu.Unlock()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	b := p.behavior
+	p.mu.Unlock()
+	doc := map[string]any{
+		"issuer":                                         p.Issuer,
+		"authorization_endpoint":                         p.Issuer + "/authorize",
+		"token_endpoint":                                 p.Issuer + "/token",
+		"userinfo_endpoint":                              p.Issuer + "/userinfo",
+		"jwks_uri":                                       p.Issuer + "/jwks",
+		"response_types_supported":                       []string{"code"},
+		"subject_types_supported":                        []string{"public"},
+		"id_token_signing_alg_values_supported":          []string{"RS256"},
+		"code_challenge_methods_supported":               []string{"S256"},
+		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post"},
+		"authorization_response_iss_parameter_supported": b.AdvertiseIss,
+		"backchannel_logout_supported":                   true,
+		"backchannel_logout_session_supported":           true,
+	}
+	if !b.NoRevocation {
+		doc["revocation_endpoint"] = p.Issuer + "/revoke"
+	}
+	if !b.NoEndSession {
+		doc["end_session_endpoint"] = p.Issuer + "/end_session"
+	}
+	writeJSON(w, http.StatusOK, doc)
+}
+
+func (p *Provider) jwks(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	var set jose.JSONWebKeySet
+	for _, k := range p.keys {
+		set.Keys = append(set.Keys, k.Public())
+	}
+	p.mu.Unlock()
+	writeJSON(w, http.StatusOK, set)
+}
+
+func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if q.Get("client_id") != p.ClientID || q.Get("redirect_uri") != p.RedirectURI {
+		http.Error(w, "unknown client or redirect_uri", http.StatusBadRequest)
+		return
+	}
+	if q.Get("response_type") != "code" || q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" {
+		http.Error(w, "code flow with PKCE S256 required", http.StatusBadRequest)
+		return
+	}
+	p.mu.Lock()
+	b := p.behavior
+	sub := q.Get("login_hint")
+	if sub == "" {
+		sub = "alice"
+	}
+	user, ok := p.users[sub]
+	code := "code-" + random(16)
+	if ok {
+		p.codes[code] = &grant{user: user, nonce: q.Get("nonce"), challenge: q.Get("code_challenge"),
+			redirectURI: q.Get("redirect_uri"), sid: "sid-" + random(8), authTime: time.Now()}
+	}
+	p.mu.Unlock()
+	if !ok {
+		http.Error(w, "unknown user", http.StatusBadRequest)
+		return
+	}
+	resp := url.Values{"code": {code}, "state": {q.Get("state")}}
+	if !b.OmitIss {
+		resp.Set("iss", p.Issuer)
+		if b.IssParam != "" {
+			resp.Set("iss", b.IssParam)
+		}
+	}
+	http.Redirect(w, r, p.RedirectURI+"?"+resp.Encode(), http.StatusFound)
+}
+
+func (p *Provider) clientAuthenticated(r *http.Request) bool {
+	if id, sec, ok := r.BasicAuth(); ok {
+		id, _ = url.QueryUnescape(id)
+		sec, _ = url.QueryUnescape(sec)
+		return id == p.ClientID && sec == p.ClientSecret
+	}
+	return r.PostForm.Get("client_id") == p.ClientID && r.PostForm.Get("client_secret") == p.ClientSecret
+}
+
+func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	b := p.behavior
+	p.mu.Unlock()
+	if b.TokenDelay > 0 {
+		select {
+		case <-time.After(b.TokenDelay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if !p.clientAuthenticated(r) {
+		oauthError(w, http.StatusUnauthorized, "invalid_client")
+		return
+	}
+	switch r.PostForm.Get("grant_type") {
+	case "authorization_code":
+		p.mu.Lock()
+		g := p.codes[r.PostForm.Get("code")]
+		delete(p.codes, r.PostForm.Get("code")) // single use
+		p.mu.Unlock()
+		if g == nil || g.redirectURI != r.PostForm.Get("redirect_uri") || s256(r.PostForm.Get("code_verifier")) != g.challenge {
+			oauthError(w, http.StatusBadRequest, "invalid_grant")
+			return
+		}
+		p.issue(w, g, true)
+	case "refresh_token":
+		switch b.RefreshError {
+		case "invalid_grant":
+			oauthError(w, http.StatusBadRequest, "invalid_grant")
+			return
+		case "server_error":
+			oauthError(w, http.StatusInternalServerError, "server_error")
+			return
+		case "hang":
+			<-r.Context().Done()
+			return
+		}
+		rt := r.PostForm.Get("refresh_token")
+		p.mu.Lock()
+		g := p.refresh[rt]
+		if spent := p.spentRT[rt]; spent != nil {
+			spent.revoked = true // RFC 9700 §4.14.2: reuse of a rotated token kills the grant
+		}
+		if g != nil && b.RotateRefreshTokens {
+			delete(p.refresh, rt)
+			p.spentRT[rt] = g
+		}
+		p.mu.Unlock()
+		if g == nil || g.revoked {
+			oauthError(w, http.StatusBadRequest, "invalid_grant")
+			return
+		}
+		p.issue(w, g, b.RotateRefreshTokens)
+	default:
+		oauthError(w, http.StatusBadRequest, "unsupported_grant_type")
+	}
+}
+
+func (p *Provider) issue(w http.ResponseWriter, g *grant, newRT bool) {
+	p.mu.Lock()
+	b := p.behavior
+	at := "at-" + random(24)
+	p.access[at] = g
+	resp := map[string]any{"access_token": at, "token_type": "Bearer"}
+	if b.AccessTokenTTL > 0 {
+		resp["expires_in"] = int(b.AccessTokenTTL.Seconds())
+	}
+	if newRT {
+		rt := "rt-" + random(24)
+		p.refresh[rt] = g
+		g.refreshTokens = append(g.refreshTokens, rt)
+		resp["refresh_token"] = rt
+		p.issued = append(p.issued, rt)
+	}
+	now := time.Now()
+	claims := map[string]any{
+		"iss": p.Issuer, "sub": g.user.Subject, "aud": p.ClientID,
+		"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(),
+		"auth_time": g.authTime.Unix(), "sid": g.sid, "at_hash": atHash(at),
+	}
+	if g.nonce != "" {
+		claims["nonce"] = g.nonce
+	}
+	for k, v := range g.user.Claims {
+		claims[k] = v
+	}
+	p.mu.Unlock()
+	if b.MutateIDToken != nil {
+		b.MutateIDToken(claims)
+	}
+	sign := b.Sign
+	if sign == nil {
+		sign = p.SignWithCurrentKey
+	}
+	idt := sign(claims)
+	resp["id_token"] = idt
+	p.mu.Lock()
+	p.issued = append(p.issued, at, idt)
+	p.mu.Unlock()
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (p *Provider) grantFor(r *http.Request) *grant {
+	at, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.access[at]
+}
+
+func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
+	g := p.grantFor(r)
+	if g == nil || g.revoked {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		oauthError(w, http.StatusUnauthorized, "invalid_token")
+		return
+	}
+	p.mu.Lock()
+	sub := g.user.Subject
+	if p.behavior.UserInfoSub != "" {
+		sub = p.behavior.UserInfoSub
+	}
+	p.mu.Unlock()
+	claims := map[string]any{"sub": sub}
+	for k, v := range g.user.Claims {
+		claims[k] = v
+	}
+	writeJSON(w, http.StatusOK, claims)
+}
+
+// ValidAccessToken reports whether at was issued and its grant is live; a
+// test upstream uses it to check the Bearer token it received.
+func (p *Provider) ValidAccessToken(at string) (sub string, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	g := p.access[at]
+	if g == nil || g.revoked {
+		return "", false
+	}
+	return g.user.Subject, true
+}
+
+func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
+	if !p.clientAuthenticated(r) {
+		oauthError(w, http.StatusUnauthorized, "invalid_client")
+		return
+	}
+	tok := r.PostForm.Get("token")
+	p.mu.Lock()
+	if g := p.refresh[tok]; g != nil {
+		g.revoked = true
+	}
+	if g := p.access[tok]; g != nil {
+		g.revoked = true
+	}
+	p.mu.Unlock()
+	w.WriteHeader(http.StatusOK) // RFC 7009 §2.2: 200 even for unknown tokens
+}
+
+func (p *Provider) endSession(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	target := q.Get("post_logout_redirect_uri")
+	if target == "" {
+		fmt.Fprintln(w, "logged out")
+		return
+	}
+	u, err := url.Parse(target)
+	if err != nil {
+		http.Error(w, "bad post_logout_redirect_uri", http.StatusBadRequest)
+		return
+	}
+	if st := q.Get("state"); st != "" {
+		v := u.Query()
+		v.Set("state", st)
+		u.RawQuery = v.Encode()
+	}
+	http.Redirect(w, r, u.String(), http.StatusFound)
+}
+
+// SignWithCurrentKey signs claims as a JWT with the provider's current key.
+func (p *Provider) SignWithCurrentKey(claims map[string]any) string {
+	p.mu.Lock()
+	k := p.keys[len(p.keys)-1]
+	p.mu.Unlock()
+	return SignWith(k, "JWT", claims)
+}
+
+// SignWith signs claims with key (RS256), setting typ and the key's kid.
+func SignWith(key *jose.JSONWebKey, typ string, claims map[string]any) string {
+	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ)).WithHeader("kid", key.KeyID)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key.Key}, opts)
+	if err != nil {
+		panic(err)
+	}
+	raw, err := jwt.Signed(signer).Claims(claims).Serialize()
+	if err != nil {
+		panic(err)
+	}
+	return raw
+}
+
+// NewKey returns a fresh RSA signing key that no provider publishes.
+func NewKey(kid string) *jose.JSONWebKey {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return &jose.JSONWebKey{Key: key, KeyID: kid, Algorithm: "RS256", Use: "sig"}
+}
+
+// CurrentKeyID returns the kid the provider signs with.
+func (p *Provider) CurrentKeyID() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.keys[len(p.keys)-1].KeyID
+}
+
+// SignNone returns an unsigned JWT (alg none), which a client must reject.
+func SignNone(claims map[string]any) string {
+	h, _ := json.Marshal(map[string]string{"alg": "none", "typ": "JWT"})
+	c, _ := json.Marshal(claims)
+	return b64(h) + "." + b64(c) + "."
+}
+
+// SignHS256 signs claims with an HMAC key, as an attacker who knows the
+// client secret could; a client expecting RS256 must reject it.
+func SignHS256(secret string, claims map[string]any) string {
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: []byte(secret)}, (&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		panic(err)
+	}
+	raw, err := jwt.Signed(signer).Claims(claims).Serialize()
+	if err != nil {
+		panic(err)
+	}
+	return raw
+}
+
+func atHash(at string) string {
+	sum := sha256.Sum256([]byte(at))
+	return b64(sum[:16])
+}
+
+func s256(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return b64(sum[:])
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func random(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b64(b)
+}
+
+func oauthError(w http.ResponseWriter, status int, code string) {
+	writeJSON(w, status, map[string]string{"error": code})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

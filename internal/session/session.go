@@ -1,0 +1,147 @@
+// Package session keeps moat's server-side sessions. The browser holds only
+// an opaque, random ID in an HttpOnly cookie; the tokens live in a Store,
+// sealed with an AEAD key ring, under a key derived from a hash of that ID
+// (draft-ietf-oauth-browser-based-apps §6.1.3.2, RFC 9700 §4.13).
+package session
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// IDSize is the number of random bytes in a session ID: 256 bits, well over
+// the 128 bits rfc6265bis and OWASP ask of session identifiers.
+const IDSize = 32
+
+// ID is the secret session identifier carried by the browser's cookie. It is
+// never stored and never logged: stores see only its Key, logs only the Key.
+type ID [IDSize]byte
+
+// ErrMalformedID is returned by ParseID for anything but a canonical ID.
+var ErrMalformedID = errors.New("session: malformed id")
+
+// NewID returns a fresh ID from crypto/rand.
+func NewID() ID {
+	var id ID
+	rand.Read(id[:]) // never returns an error (crypto/rand, Go 1.24+)
+	return id
+}
+
+// ParseID decodes a cookie value. Only the exact unpadded base64url encoding
+// of IDSize bytes is accepted, so one ID has exactly one spelling.
+func ParseID(s string) (ID, error) {
+	var id ID
+	if len(s) != base64.RawURLEncoding.EncodedLen(IDSize) {
+		return id, ErrMalformedID
+	}
+	n, err := base64.RawURLEncoding.Strict().Decode(id[:], []byte(s))
+	if err != nil || n != IDSize {
+		return ID{}, ErrMalformedID
+	}
+	return id, nil
+}
+
+// Encode returns the cookie value for id.
+func (id ID) Encode() string { return base64.RawURLEncoding.EncodeToString(id[:]) }
+
+// String redacts: an ID must not reach a log by accident.
+func (id ID) String() string { return "REDACTED" }
+
+// LogValue implements slog.LogValuer by logging the Key instead.
+func (id ID) LogValue() slog.Value { return slog.StringValue(string(id.Key())) }
+
+// Key returns the store key for id.
+func (id ID) Key() Key { return KeyOf("session", id[:]) }
+
+// Key names a record in a Store: the hex SHA-256 of a domain label and a
+// secret value. Knowing a Key does not let anyone forge the cookie or the
+// state parameter that produced it.
+type Key string
+
+// KeyOf derives the Key for value in the given domain ("session", "login",
+// "jti", ...), so equal values in different domains never collide.
+func KeyOf(domain string, value []byte) Key {
+	h := sha256.New()
+	h.Write([]byte(domain))
+	h.Write([]byte{0})
+	h.Write(value)
+	return Key(hex.EncodeToString(h.Sum(nil)))
+}
+
+// Short returns a prefix of k that is long enough to tell sessions apart in
+// logs and admin views.
+func (k Key) Short() string {
+	if len(k) > 16 {
+		return string(k[:16])
+	}
+	return string(k)
+}
+
+// Session is the decoded content of a session record. It is sealed as a
+// whole before it reaches a Store.
+type Session struct {
+	Issuer  string          `json:"iss"`
+	Subject string          `json:"sub"`
+	SID     string          `json:"sid,omitempty"`
+	Claims  json.RawMessage `json:"claims,omitempty"` // what /auth/checksession shows
+	Tokens  Tokens          `json:"tokens"`
+
+	CreatedAt time.Time `json:"created"`
+	LastSeen  time.Time `json:"seen"`
+	ExpiresAt time.Time `json:"exp"` // absolute end, whatever the activity
+	UserAgent string    `json:"ua,omitempty"`
+	RemoteIP  string    `json:"ip,omitempty"`
+
+	// Lease marks a refresh in progress on some replica; see package token.
+	Lease Lease `json:"lease,omitzero"`
+}
+
+// Tokens are the OAuth tokens of a session. They never leave moat except
+// towards the party they are meant for (RFC 6750, RFC 7009).
+type Tokens struct {
+	AccessToken  string    `json:"at,omitempty"`
+	TokenType    string    `json:"tt,omitempty"`
+	RefreshToken string    `json:"rt,omitempty"`
+	IDToken      string    `json:"idt,omitempty"`
+	Expiry       time.Time `json:"atexp,omitzero"` // zero: the IdP said nothing
+}
+
+// LogValue implements slog.LogValuer without any token value.
+func (t Tokens) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Bool("access_token", t.AccessToken != ""),
+		slog.Bool("refresh_token", t.RefreshToken != ""),
+		slog.Time("expiry", t.Expiry),
+	)
+}
+
+// String implements fmt.Stringer without any token value.
+func (t Tokens) String() string { return t.LogValue().String() }
+
+// Lease is a short claim on the right to refresh a session's tokens, taken by
+// compare-and-swap so that exactly one replica talks to the IdP.
+type Lease struct {
+	Holder string    `json:"h,omitempty"`
+	Until  time.Time `json:"u,omitzero"`
+}
+
+// Held reports whether the lease is taken and not yet expired at now.
+func (l Lease) Held(now time.Time) bool { return l.Holder != "" && now.Before(l.Until) }
+
+// IdleDeadline returns when s expires for lack of activity.
+func (s *Session) IdleDeadline(idle time.Duration) time.Time { return s.LastSeen.Add(idle) }
+
+// Deadline returns when s ends: at the absolute limit, or earlier when idle.
+func (s *Session) Deadline(idle time.Duration) time.Time {
+	d := s.IdleDeadline(idle)
+	if s.ExpiresAt.Before(d) {
+		return s.ExpiresAt
+	}
+	return d
+}
