@@ -35,8 +35,15 @@ type Record struct {
 }
 
 // Store persists Records with a time to live. Implementations must be safe for
-// concurrent use, honour ctx, wrap backend failures in ErrUnavailable, and
-// pass storetest.Run.
+// concurrent use and pass storetest.Run. Further rules:
+//   - A ttl must be positive; a store rejects anything else with an error.
+//   - Backend failures wrap ErrUnavailable; a cancelled or expired ctx
+//     returns the context's error instead (a client gone is not an outage).
+//     After Close every method returns ErrUnavailable.
+//   - A version is never reused for a key while a caller could still hold
+//     it, even across delete and re-create: a store-wide counter or random
+//     64-bit values both do. The Version field passed in is ignored.
+//   - nil and empty Data are the same value.
 type Store interface {
 	// Get returns the live record under key, or ErrNotFound.
 	Get(ctx context.Context, key Key) (Record, error)
@@ -59,13 +66,14 @@ type Store interface {
 	// Delete removes the record under key. A missing record is not an error.
 	Delete(ctx context.Context, key Key) error
 
-	// DeleteBy removes every live record whose Subject equals sub (when sub
-	// is not empty) and whose SID equals sid (when sid is not empty), and
-	// returns how many it removed. Both empty is an error.
+	// DeleteBy removes every live session record (one with a non-empty
+	// Subject) whose Subject equals sub (when sub is not empty) and whose SID
+	// equals sid (when sid is not empty), and returns how many it removed.
+	// Both empty is ErrEmptySelector. A SID may appear under two subjects.
 	DeleteBy(ctx context.Context, sub, sid string) (int, error)
 
 	// ListBySubject returns the keys and records of sub's live sessions, for
-	// the admin API.
+	// the admin API; none for an empty sub.
 	ListBySubject(ctx context.Context, sub string) (map[Key]Record, error)
 
 	// Ping reports whether the backend is reachable, for /readyz.

@@ -1,0 +1,218 @@
+package memory
+
+import (
+	"errors"
+	"maps"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/moat-bff/moat/internal/session"
+	"github.com/moat-bff/moat/internal/session/storetest"
+)
+
+// TestStore runs the conformance suite twice: with the default sweep
+// interval, so that expiry relies on the checks on every access alone, and
+// with a sweeper fast enough to remove records while the suite uses them.
+func TestStore(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		interval time.Duration
+	}{
+		{"LazyExpiry", 0},
+		{"FastSweep", 50 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			storetest.Run(t, func(t *testing.T) session.Store {
+				s := New(Options{SweepInterval: tc.interval})
+				t.Cleanup(func() { s.Close() })
+				return s
+			})
+		})
+	}
+}
+
+func BenchmarkStore(b *testing.B) {
+	s := New(Options{})
+	b.Cleanup(func() { s.Close() })
+	storetest.RunBenchmarks(b, s)
+}
+
+// fakeClock is an injectable clock that moves only when told to.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func newClock() *fakeClock { return &fakeClock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)} }
+
+// indexes returns copies of s's secondary indexes, as subject or SID to the
+// sorted keys under it.
+func indexes(s *Store) (bySubject, bySID map[string][]session.Key) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	flatten := func(index map[string]map[session.Key]struct{}) map[string][]session.Key {
+		out := map[string][]session.Key{}
+		for v, keys := range index {
+			out[v] = slices.Sorted(maps.Keys(keys))
+		}
+		return out
+	}
+	return flatten(s.bySubject), flatten(s.bySID)
+}
+
+func TestSweepRemovesExpiredRecordsAndIndexEntries(t *testing.T) {
+	clock := newClock()
+	s := New(Options{Now: clock.Now, SweepInterval: time.Millisecond})
+	t.Cleanup(func() { s.Close() })
+	ctx := t.Context()
+
+	keep := session.NewID().Key()
+	for _, w := range []struct {
+		key session.Key
+		rec session.Record
+		ttl time.Duration
+	}{
+		{session.NewID().Key(), session.Record{Data: []byte("1"), Subject: "alice", SID: "a1"}, time.Minute},
+		{session.NewID().Key(), session.Record{Data: []byte("2"), Subject: "alice", SID: "a2"}, time.Minute},
+		{session.NewID().Key(), session.Record{Data: []byte("3"), Subject: "bob", SID: "b1"}, time.Minute},
+		{session.NewID().Key(), session.Record{Data: []byte("login")}, time.Minute},
+		{keep, session.Record{Data: []byte("4"), Subject: "bob", SID: "b2"}, time.Hour},
+	} {
+		if _, err := s.Set(ctx, w.key, w.rec, w.ttl); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Many sweeps run while the clock stands still: nothing goes.
+	time.Sleep(20 * time.Millisecond)
+	if n := s.Len(); n != 5 {
+		t.Fatalf("Len() = %d before expiry, want 5", n)
+	}
+
+	// Only the sweeper touches the store from here on: no lazy expiry can
+	// take the credit.
+	clock.Advance(2 * time.Minute)
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Len() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Len() = %d 5s after expiry, want 1: the sweeper does not run", s.Len())
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	bySubject, bySID := indexes(s)
+	if want := map[string][]session.Key{"bob": {keep}}; !maps.EqualFunc(bySubject, want, slices.Equal) {
+		t.Errorf("subject index after sweep = %v, want %v", bySubject, want)
+	}
+	if want := map[string][]session.Key{"b2": {keep}}; !maps.EqualFunc(bySID, want, slices.Equal) {
+		t.Errorf("sid index after sweep = %v, want %v", bySID, want)
+	}
+	if _, err := s.Get(ctx, keep); err != nil {
+		t.Errorf("Get(unexpired record) after sweep: %v", err)
+	}
+}
+
+// TestExpiryIsExact checks the boundary with the injected clock: a record is
+// live strictly before now+ttl and gone from then on, before any sweep.
+func TestExpiryIsExact(t *testing.T) {
+	clock := newClock()
+	s := New(Options{Now: clock.Now}) // default interval: no sweep during the test
+	t.Cleanup(func() { s.Close() })
+	ctx := t.Context()
+	k := session.NewID().Key()
+	if _, err := s.Set(ctx, k, session.Record{Data: []byte("x"), Subject: "alice"}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+
+	clock.Advance(time.Minute - time.Nanosecond)
+	if _, err := s.Get(ctx, k); err != nil {
+		t.Fatalf("Get 1ns before expiry: %v", err)
+	}
+	clock.Advance(time.Nanosecond)
+	if _, err := s.Get(ctx, k); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("Get at expiry = %v, want ErrNotFound", err)
+	}
+	if m, err := s.ListBySubject(ctx, "alice"); err != nil || len(m) != 0 {
+		t.Fatalf("ListBySubject at expiry = %d records, %v; want none", len(m), err)
+	}
+	if n := s.Len(); n != 1 {
+		t.Fatalf("Len() = %d, want 1: reads must not need the write lock to hide expired records", n)
+	}
+	// A write path drops the expired record and its index entries.
+	if n, err := s.DeleteBy(ctx, "alice", ""); err != nil || n != 0 {
+		t.Fatalf("DeleteBy at expiry = %d, %v; want 0, nil", n, err)
+	}
+	if bySubject, _ := indexes(s); len(bySubject) != 0 || s.Len() != 0 {
+		t.Fatalf("after DeleteBy: Len() = %d, subject index %v; want both empty", s.Len(), bySubject)
+	}
+}
+
+func TestNonPositiveTTLRejected(t *testing.T) {
+	s := New(Options{})
+	t.Cleanup(func() { s.Close() })
+	k := session.NewID().Key()
+	for _, ttl := range []time.Duration{0, -time.Second} {
+		if _, err := s.Set(t.Context(), k, session.Record{Data: []byte("x")}, ttl); err == nil {
+			t.Errorf("Set with ttl %v succeeded", ttl)
+		}
+		if _, err := s.CompareAndSwap(t.Context(), k, 0, session.Record{Data: []byte("x")}, ttl); err == nil {
+			t.Errorf("CompareAndSwap with ttl %v succeeded", ttl)
+		}
+	}
+	if s.Len() != 0 {
+		t.Fatalf("Len() = %d after rejected writes", s.Len())
+	}
+}
+
+// TestCloseStopsSweeper runs in a synctest bubble, which fails the test if
+// the sweeper goroutine is still alive when the test function returns.
+func TestCloseStopsSweeper(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := New(Options{SweepInterval: time.Second})
+		k := session.NewID().Key()
+		if _, err := s.Set(t.Context(), k, session.Record{Data: []byte("x")}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Second) // a few sweeps
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				if err := s.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if err := s.Close(); err != nil {
+			t.Fatalf("Close after Close: %v", err)
+		}
+		if _, err := s.Get(t.Context(), k); !errors.Is(err, session.ErrUnavailable) {
+			t.Errorf("Get after Close = %v, want ErrUnavailable", err)
+		}
+		if err := s.Ping(t.Context()); !errors.Is(err, session.ErrUnavailable) {
+			t.Errorf("Ping after Close = %v, want ErrUnavailable", err)
+		}
+		if _, err := s.Set(t.Context(), k, session.Record{Data: []byte("x")}, time.Minute); !errors.Is(err, session.ErrUnavailable) {
+			t.Errorf("Set after Close = %v, want ErrUnavailable", err)
+		}
+		if n := s.Len(); n != 0 {
+			t.Errorf("Len() after Close = %d, want 0", n)
+		}
+	})
+}
