@@ -110,6 +110,24 @@ type Tokens struct {
 	RefreshToken string    `json:"rt,omitempty"`
 	IDToken      string    `json:"idt,omitempty"`
 	Expiry       time.Time `json:"atexp,omitzero"` // zero: the IdP said nothing
+	Obtained     time.Time `json:"atgot,omitzero"`
+}
+
+// Fresh reports whether the access token can be used at now without a
+// refresh: it exists and expires later than skew from now. The skew shrinks
+// to half the token's lifetime, so a very short-lived token is not
+// refreshed on every request.
+func (t Tokens) Fresh(now time.Time, skew time.Duration) bool {
+	if t.AccessToken == "" {
+		return false
+	}
+	if t.Expiry.IsZero() {
+		return true
+	}
+	if life := t.Expiry.Sub(t.Obtained); !t.Obtained.IsZero() && skew > life/2 {
+		skew = life / 2
+	}
+	return now.Add(skew).Before(t.Expiry)
 }
 
 // LogValue implements slog.LogValuer without any token value.

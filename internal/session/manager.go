@@ -1,0 +1,228 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// CookieName is the session cookie. The __Host-Http- prefix
+// (draft-ietf-oauth-browser-based-apps-27 §6.1.3.2, layered-cookies) makes
+// browsers insist on Secure, Path=/, no Domain and HttpOnly, so neither a
+// sibling subdomain nor script can plant or overwrite it; browsers that do
+// not know the Http part still apply the __Host- rules.
+const CookieName = "__Host-Http-moat"
+
+// ErrNoSession means the request carries no usable session: no cookie, a
+// malformed one, an unknown, expired or unreadable record. It is a 401.
+var ErrNoSession = errors.New("session: no session")
+
+// Loaded is a session read from the store, with what is needed to write it
+// back by compare-and-swap.
+type Loaded struct {
+	Key     Key
+	Version uint64
+	Session
+}
+
+// Manager moves sessions between the cookie, the codec and the store. It is
+// safe for concurrent use.
+type Manager struct {
+	store    Store
+	codec    *Codec
+	idle     time.Duration
+	absolute time.Duration
+	now      func() time.Time
+	log      *slog.Logger
+}
+
+// ManagerOptions configures a Manager.
+type ManagerOptions struct {
+	Store           Store
+	Codec           *Codec
+	IdleTimeout     time.Duration
+	AbsoluteTimeout time.Duration
+	Now             func() time.Time // time.Now when nil
+	Logger          *slog.Logger
+}
+
+// NewManager returns a Manager.
+func NewManager(o ManagerOptions) *Manager {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Manager{store: o.Store, codec: o.Codec, idle: o.IdleTimeout, absolute: o.AbsoluteTimeout, now: o.Now, log: o.Logger}
+}
+
+// Store returns the underlying store.
+func (m *Manager) Store() Store { return m.store }
+
+// Codec returns the codec records are sealed with.
+func (m *Manager) Codec() *Codec { return m.codec }
+
+// Now returns the manager's clock reading.
+func (m *Manager) Now() time.Time { return m.now() }
+
+// IdleTimeout returns the configured idle timeout.
+func (m *Manager) IdleTimeout() time.Duration { return m.idle }
+
+// Load returns the session named by r's cookie. The ID is read from the
+// cookie only, never from a query, header or body. It returns ErrNoSession
+// or an error wrapping ErrUnavailable.
+func (m *Manager) Load(ctx context.Context, r *http.Request) (*Loaded, error) {
+	c, err := r.Cookie(CookieName)
+	if err != nil {
+		return nil, ErrNoSession
+	}
+	id, err := ParseID(c.Value)
+	if err != nil {
+		return nil, ErrNoSession
+	}
+	return m.LoadKey(ctx, id.Key())
+}
+
+// LoadKey returns the session stored under key; see Load.
+func (m *Manager) LoadKey(ctx context.Context, key Key) (*Loaded, error) {
+	rec, err := m.store.Get(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return nil, ErrNoSession
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	l, err := m.open(key, rec)
+	if err != nil {
+		m.log.Warn("unreadable session record treated as no session", "session", key.Short(), "error", err)
+		return nil, ErrNoSession
+	}
+	if now := m.now(); !now.Before(l.Deadline(m.idle)) {
+		if err := m.store.Delete(ctx, key); err != nil {
+			m.log.Warn("deleting expired session", "session", key.Short(), "error", err)
+		}
+		return nil, ErrNoSession
+	}
+	return l, nil
+}
+
+func (m *Manager) open(key Key, rec Record) (*Loaded, error) {
+	plain, err := m.codec.Open(key, rec.Data)
+	if err != nil {
+		return nil, err
+	}
+	l := &Loaded{Key: key, Version: rec.Version}
+	if err := json.Unmarshal(plain, &l.Session); err != nil {
+		return nil, fmt.Errorf("decoding session: %w", err)
+	}
+	return l, nil
+}
+
+// Create stores s under a fresh ID (session IDs rotate at every login, so
+// an ID planted before login never authenticates) and sets the cookie.
+func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, s Session) (*Loaded, error) {
+	now := m.now()
+	s.CreatedAt, s.LastSeen = now, now
+	if s.ExpiresAt.IsZero() || s.ExpiresAt.After(now.Add(m.absolute)) {
+		s.ExpiresAt = now.Add(m.absolute)
+	}
+	id := NewID()
+	l := &Loaded{Key: id.Key(), Session: s}
+	v, err := m.store.Set(ctx, l.Key, m.record(l), l.Deadline(m.idle).Sub(now))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	l.Version = v
+	http.SetCookie(w, &http.Cookie{
+		Name: CookieName, Value: id.Encode(), Path: "/",
+		Expires: s.ExpiresAt, MaxAge: int(s.ExpiresAt.Sub(now).Seconds()),
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode,
+	})
+	return l, nil
+}
+
+// Save writes l back if nobody else changed it since it was loaded, and
+// updates l.Version. It returns ErrConflict when somebody did and
+// ErrNoSession when the session is gone or past its deadline.
+func (m *Manager) Save(ctx context.Context, l *Loaded) error {
+	ttl := l.Deadline(m.idle).Sub(m.now())
+	if ttl <= 0 {
+		return ErrNoSession
+	}
+	v, err := m.store.CompareAndSwap(ctx, l.Key, l.Version, m.record(l), ttl)
+	switch {
+	case errors.Is(err, ErrConflict):
+		return ErrConflict
+	case errors.Is(err, ErrNotFound):
+		return ErrNoSession
+	case err != nil:
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	l.Version = v
+	return nil
+}
+
+// Touch slides the idle deadline. To spare the store a write per request,
+// it writes only when a twentieth of the idle timeout has passed since the
+// last write; a lost race is harmless, the winner wrote a fresh LastSeen.
+func (m *Manager) Touch(ctx context.Context, l *Loaded) {
+	now := m.now()
+	if now.Sub(l.LastSeen) < m.idle/20 {
+		return
+	}
+	prev := l.LastSeen
+	l.LastSeen = now
+	if err := m.Save(ctx, l); err != nil && !errors.Is(err, ErrConflict) {
+		l.LastSeen = prev
+		m.log.Debug("sliding the idle timeout", "session", l.Key.Short(), "error", err)
+	}
+}
+
+// Delete removes l from the store and expires the cookie.
+func (m *Manager) Delete(ctx context.Context, w http.ResponseWriter, key Key) error {
+	if w != nil {
+		ClearCookie(w)
+	}
+	if err := m.store.Delete(ctx, key); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// ClearCookie expires the session cookie with the attributes it was set
+// with, which the __Host- prefix requires for the deletion to take.
+func ClearCookie(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{
+		Name: CookieName, Value: "", Path: "/", MaxAge: -1,
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode,
+	})
+}
+
+func (m *Manager) record(l *Loaded) Record {
+	plain, err := json.Marshal(&l.Session)
+	if err != nil {
+		panic(fmt.Sprintf("session: encoding a Session cannot fail: %v", err))
+	}
+	return Record{Data: m.codec.Seal(l.Key, plain), Subject: l.Subject, SID: l.SID}
+}
+
+// Seal encodes and seals v for key, for records that are not sessions
+// (login transactions).
+func (m *Manager) Seal(key Key, v any) ([]byte, error) {
+	plain, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return m.codec.Seal(key, plain), nil
+}
+
+// Open is the inverse of Seal.
+func (m *Manager) Open(key Key, data []byte, v any) error {
+	plain, err := m.codec.Open(key, data)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(plain, v)
+}

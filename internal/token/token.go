@@ -1,0 +1,224 @@
+// Package token hands out a session's access token, refreshing it before it
+// expires. A refresh happens at most once per session at a time: callers in
+// one process share it through singleflight, and replicas sharing a store
+// coordinate through a short lease taken by compare-and-swap, so a rotated
+// refresh token is never presented twice (RFC 9700 §4.14.2).
+package token
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/moat-bff/moat/internal/oidc"
+	"github.com/moat-bff/moat/internal/session"
+	"golang.org/x/sync/singleflight"
+)
+
+// ErrSessionEnded means the session is over (its refresh token was refused,
+// or it was logged out meanwhile). It is a 401.
+var ErrSessionEnded = errors.New("token: session ended")
+
+// Refresher redeems refresh tokens; *oidc.Client implements it.
+type Refresher interface {
+	Refresh(ctx context.Context, refreshToken, subject string) (oidc.Tokens, *oidc.Identity, error)
+}
+
+// Options configures a Manager.
+type Options struct {
+	Sessions  *session.Manager
+	Refresher Refresher
+	// Skew: tokens expiring within it are refreshed first.
+	Skew time.Duration
+	// LeaseTTL bounds a refresh lease, so a replica that dies while holding
+	// one blocks the others for at most this long. It must exceed the IdP
+	// timeout.
+	LeaseTTL time.Duration
+	// PollInterval is how often a waiting replica rereads the session.
+	PollInterval time.Duration
+	Logger       *slog.Logger
+	// OnRefresh, if set, observes each refresh attempt's outcome:
+	// "ok", "invalid_grant" or "transient".
+	OnRefresh func(outcome string)
+}
+
+// Manager is safe for concurrent use.
+type Manager struct {
+	o     Options
+	group singleflight.Group
+}
+
+// NewManager returns a Manager.
+func NewManager(o Options) *Manager {
+	if o.PollInterval == 0 {
+		o.PollInterval = 50 * time.Millisecond
+	}
+	if o.OnRefresh == nil {
+		o.OnRefresh = func(string) {}
+	}
+	return &Manager{o: o}
+}
+
+// AccessToken returns a usable access token for l, refreshing it first if it
+// expires within the skew. On success l holds the current session. Errors:
+// ErrSessionEnded, or one wrapping oidc.ErrUnavailable or
+// session.ErrUnavailable (a 503 that keeps the session).
+func (m *Manager) AccessToken(ctx context.Context, l *session.Loaded) (string, error) {
+	if l.Tokens.Fresh(m.o.Sessions.Now(), m.o.Skew) {
+		return l.Tokens.AccessToken, nil
+	}
+	// The shared refresh must not die with the first caller's request, but it
+	// is bounded: by the IdP timeout inside, and by the lease here.
+	ch := m.group.DoChan(string(l.Key), func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*m.o.LeaseTTL)
+		defer cancel()
+		return m.refresh(ctx, l.Key)
+	})
+	select {
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case res := <-ch:
+		if res.Err != nil {
+			return "", res.Err
+		}
+		cur := res.Val.(*session.Loaded)
+		*l = *cur
+		return cur.Tokens.AccessToken, nil
+	}
+}
+
+// refresh returns the session under key with a fresh access token, taking
+// the lease, waiting for another holder, or taking over an expired lease.
+func (m *Manager) refresh(ctx context.Context, key session.Key) (*session.Loaded, error) {
+	sessions := m.o.Sessions
+	for {
+		l, err := sessions.LoadKey(ctx, key)
+		if errors.Is(err, session.ErrNoSession) {
+			return nil, ErrSessionEnded
+		}
+		if err != nil {
+			return nil, err
+		}
+		now := sessions.Now()
+		if l.Tokens.Fresh(now, m.o.Skew) {
+			return l, nil // another caller or replica refreshed meanwhile
+		}
+		if l.Lease.Held(now) {
+			if err := sleep(ctx, m.o.PollInterval); err != nil {
+				return nil, fmt.Errorf("%w: waiting for another replica's refresh: %v", oidc.ErrUnavailable, err)
+			}
+			continue
+		}
+		if l.Tokens.RefreshToken == "" {
+			m.end(ctx, l, "access token expired and there is no refresh token")
+			return nil, ErrSessionEnded
+		}
+		holder := newHolder()
+		l.Lease = session.Lease{Holder: holder, Until: now.Add(m.o.LeaseTTL)}
+		if err := sessions.Save(ctx, l); errors.Is(err, session.ErrConflict) {
+			continue // somebody else wrote first; look again
+		} else if errors.Is(err, session.ErrNoSession) {
+			return nil, ErrSessionEnded
+		} else if err != nil {
+			return nil, err
+		}
+		return m.redeem(ctx, l, holder)
+	}
+}
+
+// redeem presents the refresh token while holding the lease and commits
+// the outcome.
+func (m *Manager) redeem(ctx context.Context, l *session.Loaded, holder string) (*session.Loaded, error) {
+	tok, id, err := m.o.Refresher.Refresh(ctx, l.Tokens.RefreshToken, l.Subject)
+	switch {
+	case errors.Is(err, oidc.ErrInvalidGrant):
+		m.o.OnRefresh("invalid_grant")
+		m.end(ctx, l, "refresh token refused")
+		return nil, ErrSessionEnded
+	case err != nil:
+		m.o.OnRefresh("transient")
+		m.o.Logger.Warn("token refresh failed; the session is kept", "session", l.Key.Short(), "sub", l.Subject, "error", err)
+		m.commit(ctx, l.Key, holder, func(*session.Session) {})
+		return nil, err
+	}
+	m.o.OnRefresh("ok")
+	now := m.o.Sessions.Now()
+	l, err = m.commit(ctx, l.Key, holder, func(s *session.Session) {
+		s.Tokens.AccessToken = tok.AccessToken
+		s.Tokens.TokenType = tok.TokenType
+		s.Tokens.RefreshToken = tok.RefreshToken
+		s.Tokens.Expiry = tok.Expiry
+		s.Tokens.Obtained = now
+		if tok.IDToken != "" {
+			s.Tokens.IDToken = tok.IDToken
+		}
+		if id != nil {
+			s.Claims = oidc.MarshalClaims(id.Claims)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// commit applies change and releases the lease, rereading and retrying when
+// an unrelated write (an idle-timeout touch) got in between. It gives up if
+// the lease is no longer holder's: the session was logged out or the lease
+// expired and another replica took over.
+func (m *Manager) commit(ctx context.Context, key session.Key, holder string, change func(*session.Session)) (*session.Loaded, error) {
+	sessions := m.o.Sessions
+	for {
+		l, err := sessions.LoadKey(ctx, key)
+		if errors.Is(err, session.ErrNoSession) {
+			return nil, ErrSessionEnded
+		}
+		if err != nil {
+			return nil, err
+		}
+		if l.Lease.Holder != holder {
+			return nil, fmt.Errorf("%w: refresh lease lost", oidc.ErrUnavailable)
+		}
+		change(&l.Session)
+		l.Lease = session.Lease{}
+		err = sessions.Save(ctx, l)
+		if errors.Is(err, session.ErrConflict) {
+			continue
+		}
+		if errors.Is(err, session.ErrNoSession) {
+			return nil, ErrSessionEnded
+		}
+		if err != nil {
+			return nil, err
+		}
+		return l, nil
+	}
+}
+
+func (m *Manager) end(ctx context.Context, l *session.Loaded, why string) {
+	m.o.Logger.Info("session ended", "audit", true, "session", l.Key.Short(), "sub", l.Subject, "reason", why)
+	if err := m.o.Sessions.Delete(ctx, nil, l.Key); err != nil {
+		m.o.Logger.Warn("deleting an ended session", "session", l.Key.Short(), "error", err)
+	}
+}
+
+func newHolder() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
