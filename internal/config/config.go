@@ -67,6 +67,10 @@ type OIDC struct {
 	MaxIDTokenAge Duration `yaml:"max_id_token_age"`
 	// ClockSkew is the leeway for exp, iat and nbf checks.
 	ClockSkew Duration `yaml:"clock_skew"`
+	// PostLogoutRedirectURL is sent as post_logout_redirect_uri at logout
+	// (RP-Initiated Logout 1.0 §2); it must be registered at the IdP.
+	// Empty: the IdP shows its own page after logout.
+	PostLogoutRedirectURL string `yaml:"post_logout_redirect_url"`
 }
 
 // Session configures the server-side session.

@@ -55,6 +55,11 @@ func (c *Config) Validate() error {
 	if !slices.Contains(o.Scopes, "openid") {
 		add("oidc.scopes", "must contain openid (moat is an OpenID Connect client)")
 	}
+	if o.PostLogoutRedirectURL != "" {
+		if _, err := checkURL(o.PostLogoutRedirectURL); err != nil {
+			add("oidc.post_logout_redirect_url", "%v", err)
+		}
+	}
 	if o.CAFile != "" {
 		if _, err := LoadCertPool(o.CAFile); err != nil {
 			add("oidc.ca_file", "%v", err)

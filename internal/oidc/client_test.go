@@ -110,7 +110,10 @@ func TestIDTokenRejections(t *testing.T) {
 		{name: "iss trailing slash", mutate: func(c map[string]any) { c["iss"] = c["iss"].(string) + "/" }},
 		{name: "iss case", mutate: func(c map[string]any) { c["iss"] = strings.ToUpper(c["iss"].(string)) }},
 		{name: "aud other", mutate: func(c map[string]any) { c["aud"] = []string{"x"} }},
-		{name: "aud untrusted extra", mutate: func(c map[string]any) { c["aud"] = []string{c["aud"].(string), "untrusted"}; c["azp"] = c["aud"].([]string)[0] }},
+		{name: "aud untrusted extra", mutate: func(c map[string]any) {
+			c["aud"] = []string{c["aud"].(string), "untrusted"}
+			c["azp"] = c["aud"].([]string)[0]
+		}},
 		{name: "aud trusted extra without azp", trust: []string{"api"}, mutate: func(c map[string]any) { c["aud"] = []string{c["aud"].(string), "api"} }},
 		{name: "azp other", mutate: func(c map[string]any) { c["azp"] = "other" }},
 		{name: "expired", mutate: func(c map[string]any) { c["exp"] = time.Now().Add(-5 * time.Minute).Unix() }},

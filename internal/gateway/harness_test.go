@@ -1,0 +1,321 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moat-bff/moat/internal/config"
+	"github.com/moat-bff/moat/internal/csrf"
+	"github.com/moat-bff/moat/internal/gateway"
+	"github.com/moat-bff/moat/internal/oidc/oidctest"
+	"github.com/moat-bff/moat/internal/secret"
+	"github.com/moat-bff/moat/internal/server"
+	"github.com/moat-bff/moat/internal/session"
+)
+
+// env is a running moat with its fake OP and an upstream API, all on
+// 127.0.0.1.
+type env struct {
+	t        *testing.T
+	op       *oidctest.Provider
+	upstream *upstream
+	gw       *gateway.Gateway
+	cfg      *config.Config
+	url      string
+	logs     *syncBuffer
+	clock    *clock
+}
+
+type clock struct {
+	mu  sync.Mutex
+	off time.Duration
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.off)
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.off += d
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newEnv(t *testing.T, mods ...func(*config.Config)) *env {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	e := &env{t: t, url: base, logs: &syncBuffer{}, clock: &clock{}}
+	e.op = oidctest.New(t, base+"/auth/callback")
+	e.upstream = newUpstream(t, e.op)
+	e.cfg = &config.Config{
+		Listen:    ln.Addr().String(),
+		PublicURL: base,
+		OIDC: config.OIDC{
+			Issuer: e.op.Issuer, ClientID: e.op.ClientID, ClientSecret: secret.String(e.op.ClientSecret),
+			Timeout: config.Duration(2 * time.Second),
+		},
+		Session: config.Session{Keys: []secret.String{secret.String(session.NewKey())}},
+		Routes: []config.Route{
+			{Prefix: "/resource/api/", Upstream: e.upstream.URL + "/api/"},
+			{Prefix: "/resource/api/public/", Upstream: e.upstream.URL + "/public/", Token: config.TokenNone},
+		},
+		CORS: config.CORS{AllowedOrigins: []string{"http://localhost:5173"}},
+	}
+	for _, m := range mods {
+		m(e.cfg)
+	}
+	e.cfg.SetDefaults()
+	if err := e.cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e.gw, err = gateway.New(context.Background(), e.cfg, log, gateway.Options{Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: e.gw}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		srv.Close()
+		e.gw.Close()
+		e.scanLogs()
+	})
+	return e
+}
+
+// scanLogs fails the test if any token or the client secret reached a log.
+func (e *env) scanLogs() {
+	logs := e.logs.String()
+	for _, tok := range append(e.op.IssuedTokens(), e.op.ClientSecret) {
+		if strings.Contains(logs, tok) {
+			e.t.Errorf("a token or secret reached the log: %.20s...", tok)
+		}
+	}
+}
+
+// upstream is a resource API that records what reaches it.
+type upstream struct {
+	*httptest.Server
+	mu   sync.Mutex
+	reqs []*http.Request
+}
+
+func newUpstream(t *testing.T, op *oidctest.Provider) *upstream {
+	u := &upstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.reqs = append(u.reqs, r.Clone(context.Background()))
+		u.mu.Unlock()
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Header().Set("Set-Cookie", session.CookieName+"=planted; Path=/")
+		w.Header().Set("Content-Type", "application/json")
+		sub := ""
+		if at, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			var valid bool
+			if sub, valid = op.ValidAccessToken(at); !valid {
+				w.WriteHeader(http.StatusUnauthorized)
+				io.WriteString(w, `{"error":"invalid_token"}`)
+				return
+			}
+		}
+		json.NewEncoder(w).Encode(map[string]string{"path": r.URL.EscapedPath(), "query": r.URL.RawQuery, "sub": sub})
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *upstream) requests() []*http.Request {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]*http.Request(nil), u.reqs...)
+}
+
+// browser is a minimal user agent: it keeps cookies (including Secure ones
+// over loopback http, as browsers do), never follows redirects by itself,
+// and records every byte it receives for leak scans.
+type browser struct {
+	t       *testing.T
+	e       *env
+	mu      sync.Mutex
+	cookies map[string]*http.Cookie
+	seen    bytes.Buffer
+}
+
+func (e *env) browser() *browser {
+	return &browser{t: e.t, e: e, cookies: map[string]*http.Cookie{}}
+}
+
+var noRedirect = &http.Client{
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	Timeout:       10 * time.Second,
+}
+
+type response struct {
+	*http.Response
+	body []byte
+}
+
+func (r *response) json(t *testing.T) map[string]any {
+	t.Helper()
+	m := map[string]any{}
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("%s: body %q is not JSON: %v", r.Request.URL, r.body, err)
+	}
+	return m
+}
+
+// do sends req with the browser's cookies for moat's origin.
+func (b *browser) do(req *http.Request) *response {
+	b.t.Helper()
+	if strings.HasPrefix(req.URL.String(), b.e.url) {
+		b.mu.Lock()
+		for _, c := range b.cookies {
+			req.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
+		}
+		b.mu.Unlock()
+	}
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	resp.Header.Write(&b.seen)
+	b.seen.Write(body)
+	if strings.HasPrefix(req.URL.String(), b.e.url) {
+		for _, c := range resp.Cookies() {
+			if c.MaxAge < 0 {
+				delete(b.cookies, c.Name)
+			} else {
+				b.cookies[c.Name] = c
+			}
+		}
+	}
+	return &response{resp, body}
+}
+
+func (b *browser) get(path string, headers ...string) *response {
+	b.t.Helper()
+	return b.send(http.MethodGet, path, nil, headers...)
+}
+
+func (b *browser) send(method, path string, body io.Reader, headers ...string) *response {
+	b.t.Helper()
+	u := path
+	if strings.HasPrefix(path, "/") {
+		u = b.e.url + path
+	}
+	req, err := http.NewRequest(method, u, body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	return b.do(req)
+}
+
+// api calls a proxied or local API the way the SPA does.
+func (b *browser) api(method, path string) *response {
+	b.t.Helper()
+	return b.send(method, path, nil, csrf.HeaderName, csrf.HeaderValue)
+}
+
+// login walks the whole front channel and returns the final redirect.
+func (b *browser) login(returnTo string) *response {
+	b.t.Helper()
+	r := b.get("/auth/login?returnTo=" + url.QueryEscape(returnTo))
+	if r.StatusCode != http.StatusFound {
+		b.t.Fatalf("login: %s %s", r.Status, r.body)
+	}
+	r = b.get(r.Header.Get("Location")) // the OP auto-approves
+	if r.StatusCode != http.StatusFound {
+		b.t.Fatalf("authorize: %s %s", r.Status, r.body)
+	}
+	return b.get(r.Header.Get("Location")) // back to /auth/callback
+}
+
+func (b *browser) sessionCookie() *http.Cookie {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cookies[session.CookieName]
+}
+
+func (b *browser) setCookie(c *http.Cookie) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cookies[c.Name] = c
+}
+
+// expireAccessToken makes the session's access token due for refresh, as
+// if its lifetime had passed, without waiting.
+func (e *env) expireAccessToken(c *http.Cookie) {
+	e.t.Helper()
+	id, err := session.ParseID(c.Value)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx := context.Background()
+	l, err := e.gw.Sessions.LoadKey(ctx, id.Key())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	l.Tokens.Expiry = e.clock.Now().Add(-time.Second)
+	if err := e.gw.Sessions.Save(ctx, l); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) accessToken(c *http.Cookie) string {
+	e.t.Helper()
+	id, _ := session.ParseID(c.Value)
+	l, err := e.gw.Sessions.LoadKey(context.Background(), id.Key())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return l.Tokens.AccessToken
+}
+
+func userFrom(r *http.Request) (string, bool) {
+	id, ok := server.UserFrom(r.Context())
+	if !ok {
+		return "", false
+	}
+	return id.Subject, true
+}

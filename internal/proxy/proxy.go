@@ -1,0 +1,269 @@
+// Package proxy forwards browser API calls to a fixed allow-list of
+// upstreams (draft-ietf-oauth-browser-based-apps §6.1.3.6): each route maps
+// a path prefix on moat to one upstream URL prefix, and nothing in the
+// request (path tricks, Host, forwarding headers) can change where it goes.
+// It strips what the browser sent to authenticate to moat and adds the
+// access token (RFC 6750 §2.1).
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/moat-bff/moat/internal/httperr"
+)
+
+// Route is one prefix → upstream mapping.
+type Route struct {
+	// Name labels the route in logs and metrics; the prefix by default.
+	Name string
+	// Prefix starts and ends with "/"; Upstream's path ends with "/".
+	Prefix   string
+	Upstream *url.URL
+	// Token: the request must carry an access token in its context
+	// (WithToken); without one the route answers 401.
+	Token bool
+	// Timeout bounds the wait for the upstream's response headers.
+	Timeout time.Duration
+	// TLS configures the connection to an https upstream; nil uses the
+	// system roots.
+	TLS *tls.Config
+}
+
+// Table routes requests by longest prefix.
+type Table struct {
+	routes []*compiled // longest prefix first
+}
+
+type compiled struct {
+	Route
+	handler *httputil.ReverseProxy
+}
+
+// Options configures a Table.
+type Options struct {
+	Logger *slog.Logger
+	// MaxIdleConnsPerHost sizes each upstream's keep-alive pool; without it
+	// Go keeps 2, and a busy BFF opens and closes connections constantly.
+	MaxIdleConnsPerHost int
+}
+
+// New builds the table. Routes must be validated already (config.Validate).
+func New(routes []Route, o Options) *Table {
+	if o.MaxIdleConnsPerHost == 0 {
+		o.MaxIdleConnsPerHost = 256
+	}
+	t := &Table{}
+	pool := &bufferPool{}
+	for _, r := range routes {
+		if r.Name == "" {
+			r.Name = r.Prefix
+		}
+		c := &compiled{Route: r}
+		c.handler = &httputil.ReverseProxy{
+			Rewrite:        c.rewrite,
+			Transport:      newTransport(r, o.MaxIdleConnsPerHost),
+			BufferPool:     pool,
+			ModifyResponse: modifyResponse,
+			ErrorHandler:   errorHandler(o.Logger, r.Name),
+			ErrorLog:       slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn),
+		}
+		t.routes = append(t.routes, c)
+	}
+	sort.SliceStable(t.routes, func(i, j int) bool { return len(t.routes[i].Prefix) > len(t.routes[j].Prefix) })
+	return t
+}
+
+// Match returns the route for path (a decoded URL path), or false.
+func (t *Table) Match(path string) (*Route, http.Handler, bool) {
+	for _, c := range t.routes {
+		if strings.HasPrefix(path, c.Prefix) {
+			return &c.Route, c, true
+		}
+	}
+	return nil, nil, false
+}
+
+// Routes returns the routes, longest prefix first.
+func (t *Table) Routes() []*Route {
+	out := make([]*Route, len(t.routes))
+	for i, c := range t.routes {
+		out[i] = &c.Route
+	}
+	return out
+}
+
+// CloseIdleConnections closes every upstream's idle connections.
+func (t *Table) CloseIdleConnections() {
+	for _, c := range t.routes {
+		c.handler.Transport.(*http.Transport).CloseIdleConnections()
+	}
+}
+
+type tokenKey struct{}
+
+// WithToken returns a context carrying the access token to forward.
+func WithToken(ctx context.Context, accessToken string) context.Context {
+	return context.WithValue(ctx, tokenKey{}, accessToken)
+}
+
+type targetKey struct{}
+
+// ServeHTTP forwards r to the route's upstream.
+func (c *compiled) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rest, err := Rest(r.URL, c.Prefix)
+	if err != nil {
+		httperr.Write(w, httperr.New(http.StatusBadRequest, "bad_path", "the request path is not allowed", err))
+		return
+	}
+	if c.Token {
+		if at, _ := r.Context().Value(tokenKey{}).(string); at == "" {
+			httperr.Write(w, httperr.Unauthenticated(nil))
+			return
+		}
+	}
+	target := *c.Upstream
+	target.Path = c.Upstream.Path + rest
+	target.RawPath = ""
+	target.RawQuery = r.URL.RawQuery
+	c.handler.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, &target)))
+}
+
+// Errors from Rest.
+var (
+	ErrTraversal    = errors.New("proxy: path contains a dot segment")
+	ErrEncodedSlash = errors.New("proxy: path contains an encoded slash, backslash or dot")
+	ErrOutside      = errors.New("proxy: path is outside the route prefix")
+)
+
+// Rest returns the part of u's path below prefix, refusing anything that
+// could make the upstream resolve a path outside the route: dot segments
+// (plain or encoded), encoded or literal backslashes, encoded slashes, NUL,
+// and double encodings of those (%252e), which a lenient upstream might
+// decode twice.
+func Rest(u *url.URL, prefix string) (string, error) {
+	path := u.Path
+	if strings.ContainsAny(path, "\\\x00") {
+		return "", ErrEncodedSlash
+	}
+	raw := strings.ToLower(u.EscapedPath())
+	for _, bad := range []string{"%2f", "%5c", "%00", "%25"} {
+		if strings.Contains(raw, bad) {
+			return "", ErrEncodedSlash
+		}
+	}
+	for seg := range strings.SplitSeq(path, "/") {
+		if seg == "." || seg == ".." {
+			return "", ErrTraversal
+		}
+	}
+	rest, ok := strings.CutPrefix(path, prefix)
+	if !ok {
+		return "", ErrOutside
+	}
+	return rest, nil
+}
+
+// hopHeaders are request headers the browser may send but the upstream must
+// never see as sent (RFC 9700 §4.13): credentials for moat, forwarding and
+// identity claims an upstream might trust, and path overrides some
+// frameworks honour.
+var hopHeaders = []string{
+	"Cookie", "Authorization", "Proxy-Authorization",
+	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Forwarded-Prefix",
+	"X-Real-Ip", "X-Client-Ip", "True-Client-Ip", "X-Forwarded-Client-Cert", "X-Original-Url", "X-Rewrite-Url",
+	"X-User-Id", "X-User", "X-Remote-User", "X-Auth-Request-User", "X-Auth-Request-Email", "X-Forwarded-User",
+	"X-Forwarded-Email", "X-Forwarded-Access-Token", "X-Csrf",
+}
+
+func (c *compiled) rewrite(pr *httputil.ProxyRequest) {
+	target := pr.In.Context().Value(targetKey{}).(*url.URL)
+	pr.Out.URL = target
+	pr.Out.Host = "" // the upstream's own host, whatever Host the browser sent
+	for _, h := range hopHeaders {
+		pr.Out.Header.Del(h)
+	}
+	for name := range pr.Out.Header {
+		if strings.HasPrefix(name, "X-Forwarded-") {
+			pr.Out.Header.Del(name)
+		}
+	}
+	if at, _ := pr.In.Context().Value(tokenKey{}).(string); at != "" && c.Token {
+		pr.Out.Header.Set("Authorization", "Bearer "+at)
+	}
+}
+
+// modifyResponse keeps upstreams from speaking for moat: CORS is moat's
+// alone, and an upstream cannot set cookies on moat's origin (its own
+// session cookie included).
+func modifyResponse(resp *http.Response) error {
+	h := resp.Header
+	for name := range h {
+		if strings.HasPrefix(name, "Access-Control-") {
+			h.Del(name)
+		}
+	}
+	h.Del("Set-Cookie")
+	h.Del("Set-Cookie2")
+	if h.Get("X-Content-Type-Options") == "" {
+		h.Set("X-Content-Type-Options", "nosniff")
+	}
+	return nil
+}
+
+func errorHandler(log *slog.Logger, route string) func(http.ResponseWriter, *http.Request, error) {
+	return func(w http.ResponseWriter, r *http.Request, err error) {
+		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+			return // the browser went away
+		}
+		status, code, msg := http.StatusBadGateway, "bad_gateway", "the upstream API could not be reached"
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+			status, code, msg = http.StatusGatewayTimeout, "upstream_timeout", "the upstream API did not answer in time"
+		} else if errors.Is(err, syscall.ECONNREFUSED) {
+			msg = "the upstream API refused the connection"
+		}
+		log.Warn("upstream request failed", "route", route, "error", err)
+		httperr.Write(w, httperr.New(status, code, msg, err))
+	}
+}
+
+func newTransport(r Route, maxIdle int) *http.Transport {
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 nil, // never through an environment proxy: the allow-list is the route table
+		DialContext:           d.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          maxIdle,
+		MaxIdleConnsPerHost:   maxIdle,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: r.Timeout,
+		ExpectContinueTimeout: time.Second,
+		TLSClientConfig:       r.TLS,
+	}
+}
+
+// bufferPool reuses copy buffers across requests (httputil.BufferPool).
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v := b.p.Get(); v != nil {
+		return *v.(*[]byte)
+	}
+	return make([]byte, 32*1024)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }

@@ -1,0 +1,251 @@
+package server
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/moat-bff/moat/internal/oidc"
+	"github.com/moat-bff/moat/internal/session"
+	"golang.org/x/oauth2"
+)
+
+// loginCookie binds login transactions to the browser that started them
+// (RFC 9700 §2.1, §4.7.1). It is SameSite=Lax because the callback arrives
+// as a cross-site navigation from the IdP, which would not carry a Strict
+// cookie; one value serves every tab, so parallel logins do not clobber
+// each other.
+const loginCookie = "__Host-moat-login"
+
+// loginTx is one login in flight, stored sealed under the hash of its state
+// and consumed by the callback exactly once.
+type loginTx struct {
+	Nonce    string    `json:"n"`
+	Verifier string    `json:"v"`
+	ReturnTo string    `json:"r"`
+	Binding  string    `json:"b"` // hash of the login cookie
+	Issuer   string    `json:"i"` // the issuer the request went to (RFC 9700 §4.4.2)
+	Created  time.Time `json:"c"`
+}
+
+func loginKey(state string) session.Key { return session.KeyOf("login", []byte(state)) }
+
+func bindingHash(v string) string { return string(session.KeyOf("binding", []byte(v))) }
+
+// login starts the authorization code flow with PKCE S256, state and nonce,
+// all fresh (BBA §6.1.2.1, RFC 9700 §2.1.1).
+func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
+	returnTo := s.returnTo(r.URL.Query().Get("returnTo"))
+	binding := ""
+	if c, err := r.Cookie(loginCookie); err == nil && len(c.Value) == 43 {
+		binding = c.Value
+	} else {
+		binding = randomString()
+	}
+	state, nonce, verifier := randomString(), randomString(), oauth2.GenerateVerifier()
+	authURL, err := s.idp.AuthCodeURL(r.Context(), oidc.AuthRequest{State: state, Nonce: nonce, Verifier: verifier})
+	if err != nil {
+		return navError(http.StatusServiceUnavailable, "The sign-in service is unavailable. Please try again in a moment.", err)
+	}
+	tx := loginTx{Nonce: nonce, Verifier: verifier, ReturnTo: returnTo, Binding: bindingHash(binding),
+		Issuer: s.cfg.OIDC.Issuer, Created: s.sessions.Now()}
+	key := loginKey(state)
+	data, err := s.sessions.Seal(key, tx)
+	if err != nil {
+		return err
+	}
+	ttl := s.cfg.Session.LoginTimeout.D()
+	if _, err := s.sessions.Store().Set(r.Context(), key, session.Record{Data: data}, ttl); err != nil {
+		return navError(http.StatusServiceUnavailable, "Sign-in is unavailable. Please try again in a moment.", err)
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: loginCookie, Value: binding, Path: "/", MaxAge: int(ttl.Seconds()),
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode,
+	})
+	http.Redirect(w, r, authURL, http.StatusFound)
+	return nil
+}
+
+// callback finishes the login: it consumes the transaction named by state,
+// checks it belongs to this browser, checks the RFC 9207 iss parameter, and
+// only then redeems the code. Any failure creates no session.
+func (s *Server) callback(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	state := q.Get("state")
+	if state == "" {
+		return navError(http.StatusBadRequest, "This sign-in link is incomplete. Please sign in again.", errors.New("callback without state"))
+	}
+	rec, err := s.sessions.Store().Take(r.Context(), loginKey(state))
+	if errors.Is(err, session.ErrNotFound) {
+		// Unknown, expired or already used: the back button, a reload, or a
+		// forged request. Nothing to do but start over.
+		return navError(http.StatusBadRequest, "This sign-in has expired or was already completed. Please sign in again.", errors.New("unknown or used state"))
+	}
+	if err != nil {
+		return navError(http.StatusServiceUnavailable, "Sign-in is unavailable. Please try again in a moment.", err)
+	}
+	var tx loginTx
+	if err := s.sessions.Open(loginKey(state), rec.Data, &tx); err != nil {
+		return navError(http.StatusBadRequest, "This sign-in cannot be completed. Please sign in again.", err)
+	}
+	c, err := r.Cookie(loginCookie)
+	if err != nil || subtle.ConstantTimeCompare([]byte(bindingHash(c.Value)), []byte(tx.Binding)) != 1 {
+		return navError(http.StatusBadRequest, "This sign-in was started in another browser. Please sign in again.", errors.New("login transaction not bound to this browser"))
+	}
+	if err := s.idp.CheckIssuer(r.Context(), q); err != nil {
+		return navError(http.StatusBadRequest, "The sign-in response came from an unexpected issuer.", err)
+	}
+	if e := q.Get("error"); e != "" {
+		// error_description is the IdP's text; it goes to the log only.
+		return navError(http.StatusBadRequest, "Sign-in did not complete ("+errorCode(e)+").", errors.New("authorization error "+errorCode(e)+": "+q.Get("error_description")))
+	}
+	code := q.Get("code")
+	if code == "" {
+		return navError(http.StatusBadRequest, "This sign-in link is incomplete. Please sign in again.", errors.New("callback without code"))
+	}
+	tok, id, err := s.idp.Exchange(r.Context(), code, tx.Verifier, tx.Nonce)
+	switch {
+	case errors.Is(err, oidc.ErrUnavailable):
+		return navError(http.StatusServiceUnavailable, "The sign-in service is unavailable. Please try again in a moment.", err)
+	case err != nil:
+		s.log.Warn("login failed", "audit", true, "event", "login_failed", "error", err)
+		return navError(http.StatusBadRequest, "Sign-in could not be verified. Please sign in again.", err)
+	}
+
+	// A session from before this login is ended, not reused (fixation).
+	if old, err := s.sessions.Load(r.Context(), r); err == nil {
+		s.sessions.Delete(r.Context(), nil, old.Key)
+	}
+	now := s.sessions.Now()
+	l, err := s.sessions.Create(r.Context(), w, session.Session{
+		Issuer: id.Issuer, Subject: id.Subject, SID: id.SID, Claims: oidc.MarshalClaims(id.Claims),
+		Tokens: session.Tokens{AccessToken: tok.AccessToken, TokenType: tok.TokenType, RefreshToken: tok.RefreshToken,
+			IDToken: tok.IDToken, Expiry: tok.Expiry, Obtained: now},
+		UserAgent: truncate(r.UserAgent(), 256), RemoteIP: clientIP(r),
+	})
+	if err != nil {
+		return navError(http.StatusServiceUnavailable, "Sign-in is unavailable. Please try again in a moment.", err)
+	}
+	info(r).session = l.Key
+	s.log.Info("login", "audit", true, "event", "login", "sub", l.Subject, "session", l.Key.Short())
+	http.Redirect(w, r, tx.ReturnTo, http.StatusFound)
+	return nil
+}
+
+// returnTo validates where the browser may be sent after login (RFC 9700
+// §4.11.1: no open redirector). It accepts a local path, or an absolute URL
+// on the frontend_url origin; anything else yields the landing page.
+// Local paths resolve against the frontend origin when there is one.
+func (s *Server) returnTo(raw string) string {
+	target, ok := SafeReturnTo(raw, s.frontend)
+	if !ok {
+		return s.landing
+	}
+	return target
+}
+
+// SafeReturnTo reports whether raw is a safe post-login target and returns
+// it in canonical form. frontend may be nil.
+func SafeReturnTo(raw string, frontend *url.URL) (string, bool) {
+	if raw == "" || len(raw) > 2048 || strings.ContainsFunc(raw, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
+		return "", false
+	}
+	// Browsers treat "//host" and "/\host" as other hosts, and some decode
+	// before they look: refuse both forms, plain and percent-encoded.
+	if decoded, err := url.PathUnescape(raw); err != nil || strings.HasPrefix(decoded, "//") || strings.Contains(decoded, "\\") {
+		return "", false
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Opaque != "" || u.User != nil {
+		return "", false
+	}
+	if u.Scheme == "" && u.Host == "" {
+		if !strings.HasPrefix(raw, "/") {
+			return "", false
+		}
+		if frontend != nil {
+			base := *frontend
+			base.Path, base.RawPath, base.RawQuery, base.Fragment = "", "", "", ""
+			return base.String() + u.String(), true
+		}
+		return u.String(), true
+	}
+	if frontend == nil || u.Scheme != frontend.Scheme || u.Host != frontend.Host {
+		return "", false
+	}
+	return u.String(), true
+}
+
+// errorCode keeps an RFC 6749 §4.1.2.1 error code only if it is made of the
+// characters the RFC allows; anything else is not echoed.
+func errorCode(e string) string {
+	if len(e) > 64 || strings.ContainsFunc(e, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r == '_') }) {
+		return "unknown_error"
+	}
+	return e
+}
+
+func randomString() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// clientIP is the peer address.
+func clientIP(r *http.Request) string {
+	host := r.RemoteAddr
+	if i := strings.LastIndexByte(host, ':'); i > 0 {
+		host = host[:i]
+	}
+	return strings.Trim(host, "[]")
+}
+
+// navErr is a failure of a top-level navigation (login, callback): the
+// browser gets a small HTML page, not JSON.
+type navErr struct {
+	status int
+	msg    string
+	err    error
+}
+
+func (e *navErr) Error() string { return e.msg + ": " + e.err.Error() }
+func (e *navErr) Unwrap() error { return e.err }
+
+func navError(status int, msg string, err error) error { return &navErr{status, msg, err} }
+
+var navPage = template.Must(template.New("").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>Sign-in</title></head>
+<body><main><h1>Sign-in</h1><p>{{.Msg}}</p><p><a href="{{.Home}}">Continue</a></p></main></body></html>
+`))
+
+// nav adapts a navigation handler: failures render the HTML page.
+func (s *Server) navHandler(f func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := f(w, r)
+		if err == nil {
+			return
+		}
+		noteError(r, err)
+		var ne *navErr
+		if !errors.As(err, &ne) {
+			ne = &navErr{http.StatusInternalServerError, "Something went wrong. Please try again.", err}
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(ne.status)
+		navPage.Execute(w, struct{ Msg, Home string }{ne.msg, s.landing})
+	})
+}

@@ -1,0 +1,248 @@
+// Package server is moat's HTTP surface: the /auth endpoints of the
+// BFF pattern (draft-ietf-oauth-browser-based-apps §6.1.2), the proxied
+// routes, local API handlers behind the session, health, and the middleware
+// every request passes (request ID, access log, recovery, security headers,
+// CORS, CSRF).
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/moat-bff/moat/internal/config"
+	"github.com/moat-bff/moat/internal/csrf"
+	"github.com/moat-bff/moat/internal/httperr"
+	"github.com/moat-bff/moat/internal/oidc"
+	"github.com/moat-bff/moat/internal/proxy"
+	"github.com/moat-bff/moat/internal/session"
+	"github.com/moat-bff/moat/internal/token"
+)
+
+// Deps are the parts a Server is built from.
+type Deps struct {
+	Config   *config.Config
+	Logger   *slog.Logger
+	Sessions *session.Manager
+	Tokens   *token.Manager
+	IdP      *oidc.Client
+	Routes   *proxy.Table
+}
+
+// Server is an http.Handler for moat's main listener.
+type Server struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	sessions *session.Manager
+	tokens   *token.Manager
+	idp      *oidc.Client
+	routes   *proxy.Table
+	csrf     *csrf.Policy
+	mux      *http.ServeMux
+	handler  http.Handler
+
+	public   *url.URL // moat's origin
+	frontend *url.URL // the SPA's landing page; nil when moat serves it
+	landing  string   // where the browser goes after login/logout by default
+}
+
+// New assembles the handler tree.
+func New(d Deps) (*Server, error) {
+	cfg := d.Config
+	public := config.MustURL(cfg.PublicURL)
+	self := public.Scheme + "://" + public.Host
+	policy, err := csrf.New(cfg.CSRF.Mode, self, cfg.CORS.AllowedOrigins)
+	if err != nil {
+		return nil, fmt.Errorf("csrf: %w", err)
+	}
+	s := &Server{
+		cfg: cfg, log: d.Logger, sessions: d.Sessions, tokens: d.Tokens, idp: d.IdP, routes: d.Routes,
+		csrf: policy, mux: http.NewServeMux(), public: public, landing: "/",
+	}
+	if cfg.FrontendURL != "" {
+		s.frontend = config.MustURL(cfg.FrontendURL)
+		s.landing = s.frontend.String()
+	}
+
+	s.handle("/auth/login", s.navHandler(s.login), http.MethodGet)
+	s.handle("/auth/callback", s.navHandler(s.callback), http.MethodGet)
+	s.handle("/auth/checksession", api(s.checkSession), http.MethodGet)
+	s.handle("/auth/userinfo", api(s.userInfo), http.MethodGet)
+	s.handle("/auth/logout", http.HandlerFunc(s.logout), http.MethodGet, http.MethodPost)
+	s.mux.Handle("/auth/", notFound())
+	s.handle("/healthz", api(s.healthz), http.MethodGet)
+	s.handle("/readyz", api(s.readyz), http.MethodGet)
+	for _, rt := range d.Routes.Routes() {
+		_, h, _ := d.Routes.Match(rt.Prefix)
+		s.mux.Handle(rt.Prefix, s.proxied(rt, h))
+	}
+	s.handler = chain(s.mux,
+		s.recoverer,
+		s.observe,
+		s.securityHeaders,
+		csrf.NewCORS(cfg.CORS.AllowedOrigins).Wrap,
+	)
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Handle serves a local API behind the session: requests need a live
+// session (401 otherwise) and pass the same CSRF checks as proxied routes.
+// The handler finds the user with UserFrom.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, s.local(h))
+}
+
+// HandlePublic serves h without a session or CSRF check: static files such
+// as the SPA itself.
+func (s *Server) HandlePublic(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
+}
+
+// handle registers h for path, answering other methods with a JSON 405.
+func (s *Server) handle(path string, h http.Handler, methods ...string) {
+	allow := ""
+	for i, m := range methods {
+		if i > 0 {
+			allow += ", "
+		}
+		allow += m
+	}
+	s.mux.Handle(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, m := range methods {
+			if r.Method == m || (r.Method == http.MethodHead && m == http.MethodGet) {
+				h.ServeHTTP(w, r)
+				return
+			}
+		}
+		e := httperr.New(http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed", nil)
+		e.Header = http.Header{"Allow": {allow}}
+		httperr.Write(w, e)
+	}))
+}
+
+// api adapts a handler that returns an error: the error becomes a JSON
+// answer, and its detail goes to the log.
+func api(f func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := f(w, r); err != nil {
+			noteError(r, err)
+			httperr.Write(w, err)
+		}
+	})
+}
+
+func notFound() http.Handler {
+	return api(func(w http.ResponseWriter, r *http.Request) error {
+		return httperr.New(http.StatusNotFound, "not_found", "no such endpoint", nil)
+	})
+}
+
+// proxied guards a proxied route: CSRF first (nothing reaches the upstream
+// without passing it), then the session and its access token.
+func (s *Server) proxied(rt *proxy.Route, h http.Handler) http.Handler {
+	return api(func(w http.ResponseWriter, r *http.Request) error {
+		info(r).route = rt.Name
+		if err := s.checkCSRF(r, true); err != nil {
+			return err
+		}
+		if rt.Token {
+			l, err := s.session(r)
+			if err != nil {
+				return err
+			}
+			at, err := s.accessToken(w, r, l)
+			if err != nil {
+				return err
+			}
+			r = r.WithContext(proxy.WithToken(r.Context(), at))
+		}
+		h.ServeHTTP(w, r)
+		return nil
+	})
+}
+
+// local guards a local API handler like a proxied route with a token.
+func (s *Server) local(h http.Handler) http.Handler {
+	return api(func(w http.ResponseWriter, r *http.Request) error {
+		if err := s.checkCSRF(r, true); err != nil {
+			return err
+		}
+		l, err := s.session(r)
+		if err != nil {
+			return err
+		}
+		h.ServeHTTP(w, r.WithContext(withUser(r.Context(), l)))
+		return nil
+	})
+}
+
+func (s *Server) checkCSRF(r *http.Request, always bool) error {
+	if err := s.csrf.Check(r, always); err != nil {
+		return httperr.New(http.StatusForbidden, "csrf", "request refused by the cross-site request forgery check", err)
+	}
+	return nil
+}
+
+// session loads the request's session, slides its idle timeout, and notes
+// it for the access log. Errors are ready to write: 401 or 503.
+func (s *Server) session(r *http.Request) (*session.Loaded, error) {
+	l, err := s.sessions.Load(r.Context(), r)
+	switch {
+	case errors.Is(err, session.ErrNoSession):
+		return nil, httperr.Unauthenticated(nil)
+	case err != nil:
+		return nil, httperr.Unavailable(err)
+	}
+	s.sessions.Touch(r.Context(), l)
+	info(r).session = l.Key
+	return l, nil
+}
+
+// accessToken returns l's access token, refreshed if due. A session that
+// ended is a 401 with the cookie cleared; an outage is a 503.
+func (s *Server) accessToken(w http.ResponseWriter, r *http.Request, l *session.Loaded) (string, error) {
+	at, err := s.tokens.AccessToken(r.Context(), l)
+	switch {
+	case errors.Is(err, token.ErrSessionEnded):
+		session.ClearCookie(w)
+		return "", httperr.Unauthenticated(err)
+	case err != nil:
+		return "", httperr.Unavailable(err)
+	}
+	return at, nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	httperr.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+// readyz reports whether moat can serve logins and API calls: the IdP's
+// discovery document is loaded and the session store answers.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]string{"idp": "ok", "store": "ok"}
+	ready := true
+	if _, err := s.idp.Discover(ctx); err != nil {
+		checks["idp"], ready = "discovery failed", false
+		noteError(r, err)
+	}
+	if err := s.sessions.Store().Ping(ctx); err != nil {
+		checks["store"], ready = "unreachable", false
+		noteError(r, err)
+	}
+	status := http.StatusOK
+	if !ready {
+		status = http.StatusServiceUnavailable
+	}
+	httperr.WriteJSON(w, status, map[string]any{"ready": ready, "checks": checks})
+	return nil
+}

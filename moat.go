@@ -1,0 +1,77 @@
+// Package moat is a Backend-for-Frontend for browser single-page apps
+// (draft-ietf-oauth-browser-based-apps §6.1): a confidential OpenID Connect
+// client that keeps every token on the server, gives the browser only an
+// opaque HttpOnly session cookie, and forwards API calls with the access
+// token.
+//
+// Most deployments run the moat binary. Go backends can embed it instead:
+//
+//	cfg, err := moat.LoadConfig("moat.yaml")
+//	gw, err := moat.New(ctx, cfg, logger)
+//	defer gw.Close()
+//	gw.Handle("GET /api/orders", ordersHandler) // behind the session and CSRF checks
+//	http.ListenAndServe(cfg.Listen, gw)
+//
+// and find the user in their handlers with moat.User(r.Context()).
+package moat
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"os"
+
+	"github.com/moat-bff/moat/internal/config"
+	"github.com/moat-bff/moat/internal/gateway"
+	"github.com/moat-bff/moat/internal/server"
+)
+
+// Config is moat's configuration; see the README for every key.
+type Config = config.Config
+
+// Identity is the logged-in user as a local handler sees it.
+type Identity = server.Identity
+
+// LoadConfig reads and validates a YAML configuration file, taking secrets
+// from MOAT_OIDC_CLIENT_SECRET and MOAT_SESSION_KEYS when set.
+func LoadConfig(path string) (*Config, error) {
+	return config.Load(path, os.LookupEnv)
+}
+
+// User returns the logged-in user of a request served by a handler
+// registered with Gateway.Handle.
+func User(ctx context.Context) (*Identity, bool) { return server.UserFrom(ctx) }
+
+// Gateway is moat as an http.Handler. Register local APIs with Handle
+// (behind the session and CSRF checks) and static files with HandlePublic.
+type Gateway struct {
+	g *gateway.Gateway
+}
+
+// New builds a Gateway from a validated configuration. It does not need the
+// IdP to be up: discovery is retried until it succeeds, and /readyz says so.
+func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, error) {
+	g, err := gateway.New(ctx, cfg, log, gateway.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return &Gateway{g}, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.g.ServeHTTP(w, r) }
+
+// Handle serves a local API at pattern (http.ServeMux syntax) behind the
+// session: requests without one get a 401 JSON answer, and requests that
+// fail the CSRF check a 403, before h runs. h finds the user with User.
+func (g *Gateway) Handle(pattern string, h http.Handler) { g.g.Handle(pattern, h) }
+
+// HandlePublic serves h at pattern with no session or CSRF check, for static
+// files such as the SPA itself.
+func (g *Gateway) HandlePublic(pattern string, h http.Handler) { g.g.HandlePublic(pattern, h) }
+
+// Check reaches the IdP and the session store and returns every problem.
+func (g *Gateway) Check(ctx context.Context) error { return g.g.Check(ctx) }
+
+// Close releases the session store and idle upstream connections.
+func (g *Gateway) Close() error { return g.g.Close() }
