@@ -27,7 +27,7 @@ import (
 // env is a running moat with its fake OP and an upstream API, all on
 // 127.0.0.1.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	op       *oidctest.Provider
 	upstream *upstream
 	gw       *gateway.Gateway
@@ -71,7 +71,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newEnv(t *testing.T, mods ...func(*config.Config)) *env {
+func newEnv(t testing.TB, mods ...func(*config.Config)) *env {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -102,7 +102,11 @@ func newEnv(t *testing.T, mods ...func(*config.Config)) *env {
 	if err := e.cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var logw io.Writer = e.logs
+	if _, bench := t.(*testing.B); bench {
+		logw = io.Discard // a benchmark's millions of access log lines are not what it measures
+	}
+	log := slog.New(slog.NewJSONHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.gw, err = gateway.New(context.Background(), e.cfg, log, gateway.Options{Now: e.clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +138,7 @@ type upstream struct {
 	reqs []*http.Request
 }
 
-func newUpstream(t *testing.T, op *oidctest.Provider) *upstream {
+func newUpstream(t testing.TB, op *oidctest.Provider) *upstream {
 	u := &upstream{}
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.mu.Lock()
@@ -168,7 +172,7 @@ func (u *upstream) requests() []*http.Request {
 // over loopback http, as browsers do), never follows redirects by itself,
 // and records every byte it receives for leak scans.
 type browser struct {
-	t       *testing.T
+	t       testing.TB
 	e       *env
 	mu      sync.Mutex
 	cookies map[string]*http.Cookie
@@ -189,7 +193,7 @@ type response struct {
 	body []byte
 }
 
-func (r *response) json(t *testing.T) map[string]any {
+func (r *response) json(t testing.TB) map[string]any {
 	t.Helper()
 	m := map[string]any{}
 	if err := json.Unmarshal(r.body, &m); err != nil {

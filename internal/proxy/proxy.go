@@ -143,14 +143,15 @@ func (c *compiled) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Errors from Rest.
 var (
-	ErrTraversal    = errors.New("proxy: path contains a dot segment")
+	ErrTraversal    = errors.New("proxy: path contains a dot or empty segment")
 	ErrEncodedSlash = errors.New("proxy: path contains an encoded slash, backslash or dot")
 	ErrOutside      = errors.New("proxy: path is outside the route prefix")
 )
 
 // Rest returns the part of u's path below prefix, refusing anything that
 // could make the upstream resolve a path outside the route: dot segments
-// (plain or encoded), encoded or literal backslashes, encoded slashes, NUL,
+// (plain or encoded), empty segments, encoded or literal backslashes,
+// encoded slashes, NUL,
 // and double encodings of those (%252e), which a lenient upstream might
 // decode twice.
 func Rest(u *url.URL, prefix string) (string, error) {
@@ -163,6 +164,9 @@ func Rest(u *url.URL, prefix string) (string, error) {
 		if strings.Contains(raw, bad) {
 			return "", ErrEncodedSlash
 		}
+	}
+	if strings.Contains(path, "//") {
+		return "", ErrTraversal // "//host" reads as an authority to some parsers
 	}
 	for seg := range strings.SplitSeq(path, "/") {
 		if seg == "." || seg == ".." {
