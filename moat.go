@@ -73,5 +73,15 @@ func (g *Gateway) HandlePublic(pattern string, h http.Handler) { g.g.HandlePubli
 // Check reaches the IdP and the session store and returns every problem.
 func (g *Gateway) Check(ctx context.Context) error { return g.g.Check(ctx) }
 
+// AdminHandler returns the admin API (session listing and revocation), to
+// be served on a separate, non-public listener; nil unless admin.listen is
+// configured.
+func (g *Gateway) AdminHandler() http.Handler {
+	if g.g.Admin == nil {
+		return nil
+	}
+	return g.g.Admin
+}
+
 // Close releases the session store and idle upstream connections.
 func (g *Gateway) Close() error { return g.g.Close() }

@@ -132,6 +132,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	log.Info("moat listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "version", version())
+	if h := gw.AdminHandler(); h != nil {
+		aln, err := net.Listen("tcp", cfg.Admin.Listen)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("admin listen: %w", err)
+		}
+		log.Info("admin API listening", "addr", aln.Addr().String())
+		errc := make(chan error, 1)
+		go func() { errc <- Serve(ctx, aln, h, log) }()
+		defer func() { <-errc }()
+	}
 	return Serve(ctx, ln, gw, log)
 }
 

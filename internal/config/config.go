@@ -36,6 +36,17 @@ type Config struct {
 	CORS    CORS    `yaml:"cors"`
 	CSRF    CSRF    `yaml:"csrf"`
 	Log     Log     `yaml:"log"`
+	Admin   Admin   `yaml:"admin"`
+}
+
+// Admin configures the separate admin listener (session admin API; later
+// metrics). It is off unless Listen is set.
+type Admin struct {
+	Listen string `yaml:"listen"`
+	// Token is the bearer token admin requests must carry. Also
+	// MOAT_ADMIN_TOKEN or token_file.
+	Token     secret.String `yaml:"token"`
+	TokenFile string        `yaml:"token_file"`
 }
 
 // OIDC configures moat as a confidential OpenID Connect client.
@@ -71,6 +82,9 @@ type OIDC struct {
 	// (RP-Initiated Logout 1.0 §2); it must be registered at the IdP.
 	// Empty: the IdP shows its own page after logout.
 	PostLogoutRedirectURL string `yaml:"post_logout_redirect_url"`
+	// ACRValues lists the acr_values an SPA may request at /auth/login for
+	// step-up authentication; others are refused.
+	ACRValues []string `yaml:"acr_values"`
 }
 
 // Session configures the server-side session.
@@ -203,6 +217,22 @@ func (c *Config) Resolve(env Env) error {
 			errs = append(errs, fmt.Errorf("oidc.client_secret_file: %w", err))
 		}
 		c.OIDC.ClientSecret = secret.String(strings.TrimSpace(string(b)))
+	}
+	if v, ok := env("MOAT_ADMIN_TOKEN"); ok && v != "" {
+		if !c.Admin.Token.IsZero() || c.Admin.TokenFile != "" {
+			errs = append(errs, errors.New("admin.token: given both in the file and in MOAT_ADMIN_TOKEN; keep one"))
+		}
+		c.Admin.Token = secret.String(v)
+	}
+	if c.Admin.TokenFile != "" {
+		if !c.Admin.Token.IsZero() {
+			errs = append(errs, errors.New("admin.token_file: token is set too; keep one"))
+		}
+		b, err := os.ReadFile(c.Admin.TokenFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("admin.token_file: %w", err))
+		}
+		c.Admin.Token = secret.String(strings.TrimSpace(string(b)))
 	}
 	if v, ok := env("MOAT_SESSION_KEYS"); ok && v != "" {
 		if len(c.Session.Keys) > 0 || c.Session.KeysFile != "" {

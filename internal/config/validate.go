@@ -125,6 +125,22 @@ func (c *Config) Validate() error {
 	if c.CSRF.Mode != CSRFHeader && c.CSRF.Mode != CSRFFetchMetadata {
 		add("csrf.mode", "%q is not a mode; use %s or %s", c.CSRF.Mode, CSRFHeader, CSRFFetchMetadata)
 	}
+	if c.Admin.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+			add("admin.listen", "%q is not host:port (e.g. 127.0.0.1:4002)", c.Admin.Listen)
+		}
+		if c.Admin.Listen == c.Listen {
+			add("admin.listen", "must differ from listen: the admin API must not be reachable from browsers")
+		}
+		if len(c.Admin.Token.Reveal()) < 32 {
+			add("admin.token", "must be set and at least 32 characters when admin.listen is set (e.g. the output of `moat keygen`); also token_file or MOAT_ADMIN_TOKEN")
+		}
+	}
+	for i, v := range c.OIDC.ACRValues {
+		if v == "" || strings.ContainsAny(v, " \t\n") {
+			add(fmt.Sprintf("oidc.acr_values[%d]", i), "%q must be a single non-empty value without spaces", v)
+		}
+	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		add("log.level", "%q is not a level; use debug, info, warn or error", c.Log.Level)
 	}

@@ -14,9 +14,11 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/moat-bff/moat/internal/admin"
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/proxy"
+	"github.com/moat-bff/moat/internal/revoke"
 	"github.com/moat-bff/moat/internal/server"
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/backend"
@@ -30,6 +32,8 @@ type Gateway struct {
 	Tokens   *token.Manager
 	IdP      *oidc.Client
 	Routes   *proxy.Table
+	Revoker  *revoke.Queue
+	Admin    *admin.Handler // nil unless admin.listen is set
 	store    session.Store
 }
 
@@ -87,10 +91,16 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 		})
 	}
 	table := proxy.New(routes, proxy.Options{Logger: log})
-	srv, err := server.New(server.Deps{Config: cfg, Logger: log, Sessions: sessions, Tokens: tokens, IdP: idp, Routes: table})
+	revoker := revoke.Start(idp, log, revoke.Options{})
+	srv, err := server.New(server.Deps{Config: cfg, Logger: log, Sessions: sessions, Tokens: tokens, IdP: idp, Routes: table, Revoker: revoker})
 	if err != nil {
+		revoker.Stop()
 		store.Close()
 		return nil, err
+	}
+	var adm *admin.Handler
+	if cfg.Admin.Listen != "" {
+		adm = admin.New(sessions, revoker, cfg.Admin.Token, log)
 	}
 	// Try discovery now so a misconfigured issuer shows in the first log
 	// lines; failure is not fatal.
@@ -99,11 +109,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 	if _, err := idp.Discover(dctx); err != nil {
 		log.Warn("identity provider not reachable yet; retrying on demand", "error", err)
 	}
-	return &Gateway{Server: srv, Sessions: sessions, Tokens: tokens, IdP: idp, Routes: table, store: store}, nil
+	return &Gateway{Server: srv, Sessions: sessions, Tokens: tokens, IdP: idp, Routes: table, Revoker: revoker, Admin: adm, store: store}, nil
 }
 
-// Close releases the session store and idle upstream connections.
+// Close stops background work and releases the session store and idle
+// upstream connections.
 func (g *Gateway) Close() error {
+	g.Revoker.Stop()
 	g.Routes.CloseIdleConnections()
 	return g.store.Close()
 }

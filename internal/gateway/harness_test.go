@@ -22,6 +22,7 @@ import (
 	"github.com/moat-bff/moat/internal/secret"
 	"github.com/moat-bff/moat/internal/server"
 	"github.com/moat-bff/moat/internal/session"
+	"github.com/moat-bff/moat/internal/session/memory"
 )
 
 // env is a running moat with its fake OP and an upstream API, all on
@@ -71,7 +72,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newEnv(t testing.TB, mods ...func(*config.Config)) *env {
+// newEnv starts moat; each mod is a func(*config.Config) applied to the
+// configuration, or a func(*oidctest.Behavior) applied to the OP before
+// moat first contacts it.
+func newEnv(t testing.TB, mods ...any) *env {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -96,7 +100,14 @@ func newEnv(t testing.TB, mods ...func(*config.Config)) *env {
 		CORS: config.CORS{AllowedOrigins: []string{"http://localhost:5173"}},
 	}
 	for _, m := range mods {
-		m(e.cfg)
+		switch m := m.(type) {
+		case func(*config.Config):
+			m(e.cfg)
+		case func(*oidctest.Behavior):
+			e.op.Set(m)
+		default:
+			t.Fatalf("newEnv: unknown mod %T", m)
+		}
 	}
 	e.cfg.SetDefaults()
 	if err := e.cfg.Validate(); err != nil {
@@ -107,7 +118,8 @@ func newEnv(t testing.TB, mods ...func(*config.Config)) *env {
 		logw = io.Discard // a benchmark's millions of access log lines are not what it measures
 	}
 	log := slog.New(slog.NewJSONHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.gw, err = gateway.New(context.Background(), e.cfg, log, gateway.Options{Now: e.clock.Now})
+	store := memory.New(memory.Options{Now: e.clock.Now})
+	e.gw, err = gateway.New(context.Background(), e.cfg, log, gateway.Options{Now: e.clock.Now, Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,4 +334,17 @@ func userFrom(r *http.Request) (string, bool) {
 		return "", false
 	}
 	return id.Subject, true
+}
+
+// eventually polls cond until it holds, failing after 5 s. It is for work
+// moat does in the background (revocation), not for timing.
+func (e *env) eventually(what string, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -246,6 +246,9 @@ type Tokens struct {
 	RefreshToken string
 	IDToken      string
 	Expiry       time.Time
+	// RefreshExpiresIn is the refresh token's remaining lifetime when the
+	// IdP states it (refresh_expires_in, as Keycloak does); 0 otherwise.
+	RefreshExpiresIn time.Duration
 }
 
 // Identity is who an ID token says logged in.
@@ -258,16 +261,29 @@ type Identity struct {
 	Claims map[string]any
 }
 
+// Expect is what one login asked for and its ID token must satisfy.
+type Expect struct {
+	Verifier string // PKCE code_verifier
+	Nonce    string
+	// MaxAge, when set, is the max_age sent: auth_time must be present and
+	// no older (OIDC Core 3.1.3.7 #13).
+	MaxAge *int
+	// ACRValues, when set, were requested: the acr claim must be one of
+	// them, or a step-up silently did not happen (OIDC Core 3.1.3.7 #12).
+	ACRValues []string
+}
+
 // Exchange redeems an authorization code with client authentication and the
 // PKCE verifier (RFC 6749 §4.1.3, RFC 7636 §4.5) and validates the response
-// and its ID token against nonce (OIDC Core 3.1.3.5 to 3.1.3.8). Nothing is
+// and its ID token against want (OIDC Core 3.1.3.5 to 3.1.3.8). Nothing is
 // returned unless everything passes (RFC 9700 §4.5.3.2).
-func (c *Client) Exchange(ctx context.Context, code, verifier, nonce string) (Tokens, *Identity, error) {
+func (c *Client) Exchange(ctx context.Context, code string, want Expect) (Tokens, *Identity, error) {
 	p, err := c.provider(ctx)
 	if err != nil {
 		return Tokens{}, nil, err
 	}
-	tok, err := p.oauth.Exchange(c.clientCtx(ctx), code, oauth2.VerifierOption(verifier))
+	nonce := want.Nonce
+	tok, err := p.oauth.Exchange(c.clientCtx(ctx), code, oauth2.VerifierOption(want.Verifier))
 	if err != nil {
 		return Tokens{}, nil, classify("code exchange", err)
 	}
@@ -282,12 +298,35 @@ func (c *Client) Exchange(ctx context.Context, code, verifier, nonce string) (To
 		if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1 || nonce == "" {
 			return errors.New("nonce does not match the login transaction")
 		}
-		return nil
+		return c.checkAuthContext(idt, want)
 	})
 	if err != nil {
 		return Tokens{}, nil, err
 	}
 	return t, id, nil
+}
+
+func (c *Client) checkAuthContext(idt *gooidc.IDToken, want Expect) error {
+	var claims struct {
+		AuthTime *int64 `json:"auth_time"`
+		ACR      string `json:"acr"`
+	}
+	if err := idt.Claims(&claims); err != nil {
+		return err
+	}
+	if want.MaxAge != nil {
+		if claims.AuthTime == nil {
+			return errors.New("max_age was requested but auth_time is missing")
+		}
+		age := c.cfg.Now().Sub(time.Unix(*claims.AuthTime, 0))
+		if age > time.Duration(*want.MaxAge)*time.Second+c.cfg.ClockSkew {
+			return fmt.Errorf("authentication is %s old, more than max_age %ds", age.Round(time.Second), *want.MaxAge)
+		}
+	}
+	if len(want.ACRValues) > 0 && !slices.Contains(want.ACRValues, claims.ACR) {
+		return fmt.Errorf("acr %q is none of the requested %q", claims.ACR, want.ACRValues)
+	}
+	return nil
 }
 
 // Refresh redeems a refresh token (RFC 6749 §6). If the response carries a
@@ -422,12 +461,17 @@ func checkTokenResponse(tok *oauth2.Token) (Tokens, error) {
 		return Tokens{}, fmt.Errorf("%w: token_type %q is not Bearer", ErrRejected, tok.TokenType)
 	}
 	idt, _ := tok.Extra("id_token").(string)
+	var rexp time.Duration
+	if v, ok := tok.Extra("refresh_expires_in").(float64); ok && v > 0 {
+		rexp = time.Duration(v) * time.Second
+	}
 	return Tokens{
-		AccessToken:  tok.AccessToken,
-		TokenType:    "Bearer",
-		RefreshToken: tok.RefreshToken,
-		IDToken:      idt,
-		Expiry:       tok.Expiry,
+		AccessToken:      tok.AccessToken,
+		TokenType:        "Bearer",
+		RefreshToken:     tok.RefreshToken,
+		IDToken:          idt,
+		Expiry:           tok.Expiry,
+		RefreshExpiresIn: rexp,
 	}, nil
 }
 

@@ -61,7 +61,7 @@ func login(t *testing.T, c *oidc.Client, nonce string) (oidc.Tokens, *oidc.Ident
 	if q.Get("state") != "st" {
 		t.Fatalf("state = %q", q.Get("state"))
 	}
-	return c.Exchange(context.Background(), q.Get("code"), verifier, nonce)
+	return c.Exchange(context.Background(), q.Get("code"), oidc.Expect{Verifier: verifier, Nonce: nonce})
 }
 
 func TestExchangeHappyPath(t *testing.T) {

@@ -8,6 +8,8 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +34,8 @@ type loginTx struct {
 	Binding  string    `json:"b"` // hash of the login cookie
 	Issuer   string    `json:"i"` // the issuer the request went to (RFC 9700 §4.4.2)
 	Created  time.Time `json:"c"`
+	MaxAge   *int      `json:"m,omitempty"`
+	ACR      []string  `json:"a,omitempty"`
 }
 
 func loginKey(state string) session.Key { return session.KeyOf("login", []byte(state)) }
@@ -42,6 +46,10 @@ func bindingHash(v string) string { return string(session.KeyOf("binding", []byt
 // all fresh (BBA §6.1.2.1, RFC 9700 §2.1.1).
 func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	returnTo := s.returnTo(r.URL.Query().Get("returnTo"))
+	extra, maxAge, acr, err := s.reauthParams(r.URL.Query())
+	if err != nil {
+		return navError(http.StatusBadRequest, "This sign-in request has invalid parameters.", err)
+	}
 	binding := ""
 	if c, err := r.Cookie(loginCookie); err == nil && len(c.Value) == 43 {
 		binding = c.Value
@@ -49,12 +57,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		binding = randomString()
 	}
 	state, nonce, verifier := randomString(), randomString(), oauth2.GenerateVerifier()
-	authURL, err := s.idp.AuthCodeURL(r.Context(), oidc.AuthRequest{State: state, Nonce: nonce, Verifier: verifier})
+	authURL, err := s.idp.AuthCodeURL(r.Context(), oidc.AuthRequest{State: state, Nonce: nonce, Verifier: verifier, Extra: extra})
 	if err != nil {
 		return navError(http.StatusServiceUnavailable, "The sign-in service is unavailable. Please try again in a moment.", err)
 	}
 	tx := loginTx{Nonce: nonce, Verifier: verifier, ReturnTo: returnTo, Binding: bindingHash(binding),
-		Issuer: s.cfg.OIDC.Issuer, Created: s.sessions.Now()}
+		Issuer: s.cfg.OIDC.Issuer, Created: s.sessions.Now(), MaxAge: maxAge, ACR: acr}
 	key := loginKey(state)
 	data, err := s.sessions.Seal(key, tx)
 	if err != nil {
@@ -84,7 +92,12 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) error {
 	rec, err := s.sessions.Store().Take(r.Context(), loginKey(state))
 	if errors.Is(err, session.ErrNotFound) {
 		// Unknown, expired or already used: the back button, a reload, or a
-		// forged request. Nothing to do but start over.
+		// forged request. A browser that is logged in goes home; others
+		// start over.
+		if _, err := s.sessions.Load(r.Context(), r); err == nil {
+			http.Redirect(w, r, s.landing, http.StatusFound)
+			return nil
+		}
 		return navError(http.StatusBadRequest, "This sign-in has expired or was already completed. Please sign in again.", errors.New("unknown or used state"))
 	}
 	if err != nil {
@@ -102,14 +115,19 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) error {
 		return navError(http.StatusBadRequest, "The sign-in response came from an unexpected issuer.", err)
 	}
 	if e := q.Get("error"); e != "" {
-		// error_description is the IdP's text; it goes to the log only.
-		return navError(http.StatusBadRequest, "Sign-in did not complete ("+errorCode(e)+").", errors.New("authorization error "+errorCode(e)+": "+q.Get("error_description")))
+		// A genuine answer to this browser's request (state and binding
+		// passed): the SPA learns the code, e.g. login_required after
+		// prompt=none, on its returnTo page. error_description is the
+		// IdP's text and goes to the log only.
+		noteError(r, errors.New("authorization error "+errorCode(e)+": "+q.Get("error_description")))
+		http.Redirect(w, r, withParam(tx.ReturnTo, "login_error", errorCode(e)), http.StatusFound)
+		return nil
 	}
 	code := q.Get("code")
 	if code == "" {
 		return navError(http.StatusBadRequest, "This sign-in link is incomplete. Please sign in again.", errors.New("callback without code"))
 	}
-	tok, id, err := s.idp.Exchange(r.Context(), code, tx.Verifier, tx.Nonce)
+	tok, id, err := s.idp.Exchange(r.Context(), code, oidc.Expect{Verifier: tx.Verifier, Nonce: tx.Nonce, MaxAge: tx.MaxAge, ACRValues: tx.ACR})
 	switch {
 	case errors.Is(err, oidc.ErrUnavailable):
 		return navError(http.StatusServiceUnavailable, "The sign-in service is unavailable. Please try again in a moment.", err)
@@ -123,8 +141,13 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) error {
 		s.sessions.Delete(r.Context(), nil, old.Key)
 	}
 	now := s.sessions.Now()
+	var end time.Time // the session may not outlive its refresh token
+	if tok.RefreshExpiresIn > 0 {
+		end = now.Add(tok.RefreshExpiresIn)
+	}
 	l, err := s.sessions.Create(r.Context(), w, session.Session{
-		Issuer: id.Issuer, Subject: id.Subject, SID: id.SID, Claims: oidc.MarshalClaims(id.Claims),
+		ExpiresAt: end,
+		Issuer:    id.Issuer, Subject: id.Subject, SID: id.SID, Claims: oidc.MarshalClaims(id.Claims),
 		Tokens: session.Tokens{AccessToken: tok.AccessToken, TokenType: tok.TokenType, RefreshToken: tok.RefreshToken,
 			IDToken: tok.IDToken, Expiry: tok.Expiry, Obtained: now},
 		UserAgent: truncate(r.UserAgent(), 256), RemoteIP: clientIP(r),
@@ -180,6 +203,52 @@ func SafeReturnTo(raw string, frontend *url.URL) (string, bool) {
 		return "", false
 	}
 	return u.String(), true
+}
+
+// reauthParams reads the re-authentication parameters an SPA may pass to
+// /auth/login for step-up (OIDC Core §3.1.2.1): prompt (login or none),
+// max_age, and acr_values from the configured allow-list.
+func (s *Server) reauthParams(q url.Values) (url.Values, *int, []string, error) {
+	extra := url.Values{}
+	switch p := q.Get("prompt"); p {
+	case "":
+	case "login", "none":
+		extra.Set("prompt", p)
+	default:
+		return nil, nil, nil, errors.New("prompt must be login or none")
+	}
+	var maxAge *int
+	if v := q.Get("max_age"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 1<<30 {
+			return nil, nil, nil, errors.New("max_age must be a non-negative number of seconds")
+		}
+		maxAge = &n
+		extra.Set("max_age", strconv.Itoa(n))
+	}
+	var acr []string
+	if v := q.Get("acr_values"); v != "" {
+		for a := range strings.FieldsSeq(v) {
+			if !slices.Contains(s.cfg.OIDC.ACRValues, a) {
+				return nil, nil, nil, errors.New("acr_values holds a value that is not in oidc.acr_values")
+			}
+			acr = append(acr, a)
+		}
+		extra.Set("acr_values", strings.Join(acr, " "))
+	}
+	return extra, maxAge, acr, nil
+}
+
+// withParam adds one query parameter to a target SafeReturnTo accepted.
+func withParam(target, key, value string) string {
+	u, err := url.Parse(target)
+	if err != nil {
+		return target
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // errorCode keeps an RFC 6749 §4.1.2.1 error code only if it is made of the

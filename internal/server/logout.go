@@ -1,18 +1,20 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"net/http"
 
 	"github.com/moat-bff/moat/internal/httperr"
+	"github.com/moat-bff/moat/internal/revoke"
 	"github.com/moat-bff/moat/internal/session"
 )
 
 // logout ends the session: the record is deleted, the cookie expired, the
-// refresh token revoked (RFC 7009), and the browser sent to the IdP's
-// end_session_endpoint (OpenID Connect RP-Initiated Logout 1.0) or the
-// landing page.
+// refresh token revoked in the background (RFC 7009; a failure never blocks
+// the logout), and the browser sent to the IdP's end_session_endpoint with
+// id_token_hint, client_id, post_logout_redirect_uri and state (OpenID
+// Connect RP-Initiated Logout 1.0 §2), or to the landing page when the IdP
+// has none.
 //
 // POST needs the CSRF check and answers JSON with the URL to navigate to.
 // GET exists for top-level navigation: the session cookie is
@@ -37,8 +39,8 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.log.Info("logout", "audit", true, "event", "logout", "sub", l.Subject, "session", l.Key.Short())
-		s.revoke(r.Context(), l)
-		if u, ok := s.idp.EndSessionURL(r.Context(), l.Tokens.IDToken, s.cfg.OIDC.PostLogoutRedirectURL, ""); ok {
+		s.revoker.Add(revoke.Job{Token: l.Tokens.RefreshToken, Subject: l.Subject, Session: l.Key.Short()})
+		if u, ok := s.idp.EndSessionURL(r.Context(), l.Tokens.IDToken, s.cfg.OIDC.PostLogoutRedirectURL, randomString()); ok {
 			target = u
 		}
 	case errors.Is(err, session.ErrNoSession):
@@ -53,15 +55,4 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, target, http.StatusFound)
-}
-
-// revoke revokes the session's refresh token. A failure is logged and does
-// not block the logout: the session is already gone from moat.
-func (s *Server) revoke(ctx context.Context, l *session.Loaded) {
-	if l.Tokens.RefreshToken == "" {
-		return
-	}
-	if err := s.idp.Revoke(context.WithoutCancel(ctx), l.Tokens.RefreshToken, "refresh_token"); err != nil {
-		s.log.Warn("revoking the refresh token at logout failed", "sub", l.Subject, "session", l.Key.Short(), "error", err)
-	}
 }

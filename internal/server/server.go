@@ -19,6 +19,7 @@ import (
 	"github.com/moat-bff/moat/internal/httperr"
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/proxy"
+	"github.com/moat-bff/moat/internal/revoke"
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/token"
 )
@@ -31,6 +32,7 @@ type Deps struct {
 	Tokens   *token.Manager
 	IdP      *oidc.Client
 	Routes   *proxy.Table
+	Revoker  *revoke.Queue
 }
 
 // Server is an http.Handler for moat's main listener.
@@ -41,6 +43,7 @@ type Server struct {
 	tokens   *token.Manager
 	idp      *oidc.Client
 	routes   *proxy.Table
+	revoker  *revoke.Queue
 	csrf     *csrf.Policy
 	mux      *http.ServeMux
 	handler  http.Handler
@@ -60,7 +63,7 @@ func New(d Deps) (*Server, error) {
 		return nil, fmt.Errorf("csrf: %w", err)
 	}
 	s := &Server{
-		cfg: cfg, log: d.Logger, sessions: d.Sessions, tokens: d.Tokens, idp: d.IdP, routes: d.Routes,
+		cfg: cfg, log: d.Logger, sessions: d.Sessions, tokens: d.Tokens, idp: d.IdP, routes: d.Routes, revoker: d.Revoker,
 		csrf: policy, mux: http.NewServeMux(), public: public, landing: "/",
 	}
 	if cfg.FrontendURL != "" {
@@ -73,6 +76,7 @@ func New(d Deps) (*Server, error) {
 	s.handle("/auth/checksession", api(s.checkSession), http.MethodGet)
 	s.handle("/auth/userinfo", api(s.userInfo), http.MethodGet)
 	s.handle("/auth/logout", http.HandlerFunc(s.logout), http.MethodGet, http.MethodPost)
+	s.handle("/auth/backchannel-logout", api(s.backchannelLogout), http.MethodPost)
 	s.mux.Handle("/auth/", notFound())
 	s.handle("/healthz", api(s.healthz), http.MethodGet)
 	s.handle("/readyz", api(s.readyz), http.MethodGet)

@@ -108,6 +108,9 @@ func (m *Manager) LoadKey(ctx context.Context, key Key) (*Loaded, error) {
 	return l, nil
 }
 
+// Decode opens a record read directly from the store (admin views).
+func (m *Manager) Decode(key Key, rec Record) (*Loaded, error) { return m.open(key, rec) }
+
 func (m *Manager) open(key Key, rec Record) (*Loaded, error) {
 	plain, err := m.codec.Open(key, rec.Data)
 	if err != nil {

@@ -156,6 +156,11 @@ func (m *Manager) redeem(ctx context.Context, l *session.Loaded, holder string) 
 		if tok.IDToken != "" {
 			s.Tokens.IDToken = tok.IDToken
 		}
+		if tok.RefreshExpiresIn > 0 { // the session may not outlive its refresh token
+			if end := now.Add(tok.RefreshExpiresIn); end.Before(s.ExpiresAt) {
+				s.ExpiresAt = end
+			}
+		}
 		if id != nil {
 			s.Claims = oidc.MarshalClaims(id.Claims)
 		}

@@ -54,6 +54,13 @@ type Behavior struct {
 	UserInfoSub string
 	// NoEndSession and NoRevocation leave those endpoints out of discovery.
 	NoEndSession, NoRevocation bool
+	// RevokeStatus, if set, is the revocation endpoint's answer (e.g. 503).
+	RevokeStatus int
+	// AuthorizeError, if set, is returned as the authorization response's
+	// error (e.g. login_required) instead of a code.
+	AuthorizeError string
+	// RefreshExpiresIn adds refresh_expires_in to token responses.
+	RefreshExpiresIn time.Duration
 }
 
 // Request is one request the provider received.
@@ -272,6 +279,9 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := url.Values{"code": {code}, "state": {q.Get("state")}}
+	if b.AuthorizeError != "" {
+		resp = url.Values{"error": {b.AuthorizeError}, "error_description": {"<b>the user is not logged in</b>"}, "state": {q.Get("state")}}
+	}
 	if !b.OmitIss {
 		resp.Set("iss", p.Issuer)
 		if b.IssParam != "" {
@@ -358,6 +368,9 @@ func (p *Provider) issue(w http.ResponseWriter, g *grant, newRT bool) {
 	if b.AccessTokenTTL > 0 {
 		resp["expires_in"] = int(b.AccessTokenTTL.Seconds())
 	}
+	if b.RefreshExpiresIn > 0 {
+		resp["refresh_expires_in"] = int(b.RefreshExpiresIn.Seconds())
+	}
 	if newRT {
 		rt := "rt-" + random(24)
 		p.refresh[rt] = g
@@ -437,6 +450,13 @@ func (p *Provider) ValidAccessToken(at string) (sub string, ok bool) {
 }
 
 func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	status := p.behavior.RevokeStatus
+	p.mu.Unlock()
+	if status != 0 {
+		w.WriteHeader(status)
+		return
+	}
 	if !p.clientAuthenticated(r) {
 		oauthError(w, http.StatusUnauthorized, "invalid_client")
 		return
@@ -558,4 +578,47 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
+}
+
+// LogoutToken returns a back-channel logout token (Back-Channel Logout 1.0
+// §2.4) for sub and sid, signed with the current key and typ logout+jwt;
+// mutate edits the claims first. Set typ to "" via SignLogoutWith for
+// other headers.
+func (p *Provider) LogoutToken(sub, sid string, mutate func(claims map[string]any)) string {
+	now := time.Now()
+	claims := map[string]any{
+		"iss": p.Issuer, "aud": p.ClientID, "iat": now.Unix(), "exp": now.Add(2 * time.Minute).Unix(),
+		"jti":    "jti-" + random(12),
+		"events": map[string]any{"http://schemas.openid.net/event/backchannel-logout": map[string]any{}},
+	}
+	if sub != "" {
+		claims["sub"] = sub
+	}
+	if sid != "" {
+		claims["sid"] = sid
+	}
+	if mutate != nil {
+		mutate(claims)
+	}
+	p.mu.Lock()
+	k := p.keys[len(p.keys)-1]
+	p.mu.Unlock()
+	return SignWith(k, "logout+jwt", claims)
+}
+
+// SessionID returns the sid the provider put in the ID tokens of sub's
+// most recent login.
+func (p *Provider) SessionID(sub string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var best *grant
+	for _, g := range p.access {
+		if g.user.Subject == sub && (best == nil || g.authTime.After(best.authTime)) {
+			best = g
+		}
+	}
+	if best == nil {
+		return ""
+	}
+	return best.sid
 }
