@@ -24,6 +24,7 @@ import (
 
 	"github.com/moat-bff/moat"
 	"github.com/moat-bff/moat/internal/config"
+	"github.com/moat-bff/moat/internal/gateway"
 	"github.com/moat-bff/moat/internal/session"
 )
 
@@ -140,23 +141,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		log.Info("admin API listening", "addr", aln.Addr().String())
 		errc := make(chan error, 1)
-		go func() { errc <- Serve(ctx, aln, h, log) }()
+		go func() { errc <- Serve(ctx, aln, gateway.NewHTTPServer(cfg, h, log), log) }()
 		defer func() { <-errc }()
 	}
-	return Serve(ctx, ln, gw, log)
+	return Serve(ctx, ln, gateway.NewHTTPServer(cfg, gw, log), log)
 }
 
-// Serve serves h on ln until ctx ends, then drains in-flight requests for up
-// to 30 seconds.
-func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
+// Serve runs srv on ln until ctx ends, then drains in-flight requests for
+// up to 30 seconds.
+func Serve(ctx context.Context, ln net.Listener, srv *http.Server, log *slog.Logger) error {
+	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

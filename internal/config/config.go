@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,7 +38,66 @@ type Config struct {
 	CSRF    CSRF    `yaml:"csrf"`
 	Log     Log     `yaml:"log"`
 	Admin   Admin   `yaml:"admin"`
+	Server  Server  `yaml:"server"`
+	Limits  Limits  `yaml:"rate_limit"`
+	SPA     SPA     `yaml:"spa"`
 }
+
+// Server configures the browser-facing HTTP server.
+type Server struct {
+	// ReadHeaderTimeout bounds a client's request headers (slowloris).
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request, body included.
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// IdleTimeout closes idle keep-alive connections.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxHeaderBytes bounds request headers; larger ones get 431.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxBodyBytes bounds request bodies outside the routes (local
+	// handlers, /auth); routes have their own limit.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// TrustedProxies lists the CIDRs of reverse proxies in front of moat
+	// whose X-Forwarded-For is believed; from anyone else it is ignored.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// Limits are token buckets, per client IP and per session, so one client
+// cannot starve the others or drive a flood through moat to the IdP or an
+// upstream (BBA §6.1.4.1). They are per replica.
+type Limits struct {
+	// PerIP applies to every request of a client IP except health checks.
+	PerIP Limit `yaml:"per_ip"`
+	// PerSession applies to proxied and local API calls of one session.
+	PerSession Limit `yaml:"per_session"`
+	// Login applies per client IP to /auth/login and /auth/callback, which
+	// create state and reach the IdP.
+	Login Limit `yaml:"login"`
+	// MaxKeys bounds how many clients and sessions are tracked at once.
+	MaxKeys int `yaml:"max_keys"`
+}
+
+// Limit is a token bucket: Rate tokens per second, up to Burst.
+type Limit struct {
+	Rate  float64 `yaml:"rate"`
+	Burst int     `yaml:"burst"`
+}
+
+// SPA serves a single-page app's static files from moat's own origin, so
+// its API calls are same-origin and need no CORS (BBA §6.1.3.3.2).
+type SPA struct {
+	// Dir holds the built app (index.html and assets); off when empty.
+	Dir string `yaml:"dir"`
+	// CSP is the Content-Security-Policy of every file served; the default
+	// forbids inline and third-party script.
+	CSP string `yaml:"csp"`
+}
+
+// DefaultCSP is a strict policy for SPAs served by moat: only same-origin
+// script, style and connections, no framing, no plugins.
+const DefaultCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
+// DefaultMethods are the methods a route forwards unless it lists its own.
+var DefaultMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
 
 // Admin configures the separate admin listener (session admin API; later
 // metrics). It is off unless Listen is set.
@@ -119,6 +179,21 @@ type Route struct {
 	// InsecureHTTP allows a plain-http upstream off loopback. The access
 	// token then crosses the network in clear (RFC 9700 §2.6).
 	InsecureHTTP bool `yaml:"insecure_http"`
+	// Name labels the route in logs and metrics; the prefix by default.
+	Name string `yaml:"name"`
+	// Methods the route forwards; others get 405 without an upstream call
+	// (BBA §6.1.3.6). Default GET, HEAD, POST, PUT, PATCH, DELETE.
+	Methods []string `yaml:"methods"`
+	// MaxBodyBytes bounds a request body; larger ones get 413.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// AllowSetCookie passes the upstream's Set-Cookie headers through;
+	// moat's own cookie names are dropped regardless.
+	AllowSetCookie bool `yaml:"allow_set_cookie"`
+	// CAFile adds PEM roots for the upstream's certificate; ClientCertFile
+	// and ClientKeyFile authenticate moat to it (mTLS).
+	CAFile         string `yaml:"ca_file"`
+	ClientCertFile string `yaml:"client_cert_file"`
+	ClientKeyFile  string `yaml:"client_key_file"`
 }
 
 // CORS lists the browser origins allowed to call moat with credentials.
@@ -290,8 +365,42 @@ func (c *Config) SetDefaults() {
 	defDur(&c.Session.AbsoluteTimeout, 12*time.Hour)
 	defDur(&c.Session.LoginTimeout, 10*time.Minute)
 	for i := range c.Routes {
-		def(&c.Routes[i].Token, TokenUser)
-		defDur(&c.Routes[i].Timeout, 30*time.Second)
+		r := &c.Routes[i]
+		def(&r.Token, TokenUser)
+		def(&r.Name, r.Prefix)
+		defDur(&r.Timeout, 30*time.Second)
+		if len(r.Methods) == 0 {
+			r.Methods = slices.Clone(DefaultMethods)
+		}
+		if r.MaxBodyBytes == 0 {
+			r.MaxBodyBytes = 10 << 20
+		}
+	}
+	defDur(&c.Server.ReadHeaderTimeout, 10*time.Second)
+	defDur(&c.Server.ReadTimeout, time.Minute)
+	defDur(&c.Server.IdleTimeout, 2*time.Minute)
+	if c.Server.MaxHeaderBytes == 0 {
+		c.Server.MaxHeaderBytes = 32 << 10
+	}
+	if c.Server.MaxBodyBytes == 0 {
+		c.Server.MaxBodyBytes = 1 << 20
+	}
+	defLimit := func(l *Limit, rate float64, burst int) {
+		if l.Rate == 0 {
+			l.Rate = rate
+		}
+		if l.Burst == 0 {
+			l.Burst = burst
+		}
+	}
+	defLimit(&c.Limits.PerIP, 100, 200)
+	defLimit(&c.Limits.PerSession, 50, 100)
+	defLimit(&c.Limits.Login, 1, 20)
+	if c.Limits.MaxKeys == 0 {
+		c.Limits.MaxKeys = 100_000
+	}
+	if c.SPA.Dir != "" {
+		def(&c.SPA.CSP, DefaultCSP)
 	}
 	def(&c.CSRF.Mode, CSRFHeader)
 	def(&c.Log.Level, "info")

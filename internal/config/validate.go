@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -115,6 +117,26 @@ func (c *Config) Validate() error {
 		if r.Token != TokenUser && r.Token != TokenNone {
 			add(key+".token", "%q is not a token policy; use %s or %s", r.Token, TokenUser, TokenNone)
 		}
+		for _, m := range r.Methods {
+			if !slices.Contains(DefaultMethods, m) && m != "OPTIONS" {
+				add(key+".methods", "%q is not a method moat forwards; use some of %v or OPTIONS", m, DefaultMethods)
+			}
+		}
+		if r.MaxBodyBytes < 0 {
+			add(key+".max_body_bytes", "must be positive")
+		}
+		if r.CAFile != "" {
+			if _, err := LoadCertPool(r.CAFile); err != nil {
+				add(key+".ca_file", "%v", err)
+			}
+		}
+		if (r.ClientCertFile == "") != (r.ClientKeyFile == "") {
+			add(key+".client_cert_file", "client_cert_file and client_key_file go together")
+		} else if r.ClientCertFile != "" {
+			if _, err := tls.LoadX509KeyPair(r.ClientCertFile, r.ClientKeyFile); err != nil {
+				add(key+".client_cert_file", "%v", err)
+			}
+		}
 	}
 
 	for i, o := range c.CORS.AllowedOrigins {
@@ -124,6 +146,24 @@ func (c *Config) Validate() error {
 	}
 	if c.CSRF.Mode != CSRFHeader && c.CSRF.Mode != CSRFFetchMetadata {
 		add("csrf.mode", "%q is not a mode; use %s or %s", c.CSRF.Mode, CSRFHeader, CSRFFetchMetadata)
+	}
+	for i, p := range c.Server.TrustedProxies {
+		if _, err := ParsePrefix(p); err != nil {
+			add(fmt.Sprintf("server.trusted_proxies[%d]", i), "%q is not an IP or CIDR like 10.0.0.0/8", p)
+		}
+	}
+	if c.Server.MaxHeaderBytes < 1024 {
+		add("server.max_header_bytes", "%d is too small; use at least 1024", c.Server.MaxHeaderBytes)
+	}
+	for name, l := range map[string]Limit{"per_ip": c.Limits.PerIP, "per_session": c.Limits.PerSession, "login": c.Limits.Login} {
+		if l.Rate < 0 || l.Burst < 1 {
+			add("rate_limit."+name, "rate must be positive and burst at least 1")
+		}
+	}
+	if c.SPA.Dir != "" {
+		if fi, err := os.Stat(filepath.Join(c.SPA.Dir, "index.html")); err != nil || fi.IsDir() {
+			add("spa.dir", "%q has no index.html", c.SPA.Dir)
+		}
 	}
 	if c.Admin.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
@@ -235,6 +275,19 @@ func cleanPrefix(p string) string {
 		return "/"
 	}
 	return "/" + strings.Join(out, "/") + "/"
+}
+
+// ParsePrefix reads an IP ("10.1.2.3") or a CIDR ("10.0.0.0/8").
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		return p.Masked(), err
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // LoadCertPool reads PEM certificates from path into a fresh pool that also

@@ -84,10 +84,16 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 		LeaseTTL: cfg.OIDC.Timeout.D() + 5*time.Second, Logger: log,
 	})
 	var routes []proxy.Route
-	for _, r := range cfg.Routes {
+	for i, r := range cfg.Routes {
+		tlsCfg, err := upstreamTLS(r)
+		if err != nil {
+			store.Close()
+			return nil, fmt.Errorf("routes[%d]: %w", i, err)
+		}
 		routes = append(routes, proxy.Route{
-			Prefix: r.Prefix, Upstream: config.MustURL(r.Upstream),
-			Token: r.Token == config.TokenUser, Timeout: r.Timeout.D(),
+			Name: r.Name, Prefix: r.Prefix, Upstream: config.MustURL(r.Upstream),
+			Token: r.Token == config.TokenUser, Timeout: r.Timeout.D(), TLS: tlsCfg,
+			Methods: r.Methods, MaxBodyBytes: r.MaxBodyBytes, AllowSetCookie: r.AllowSetCookie,
 		})
 	}
 	table := proxy.New(routes, proxy.Options{Logger: log})
@@ -137,6 +143,41 @@ func newCodec(cfg *config.Config) (*session.Codec, error) {
 		keys = append(keys, k)
 	}
 	return session.NewCodec(keys...)
+}
+
+// upstreamTLS builds a route's TLS client configuration: system roots plus
+// ca_file, and a client certificate for mTLS when configured.
+func upstreamTLS(r config.Route) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if r.CAFile != "" {
+		pool, err := config.LoadCertPool(r.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		c.RootCAs = pool
+	}
+	if r.ClientCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(r.ClientCertFile, r.ClientKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client_cert_file: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+// NewHTTPServer returns an http.Server for h with every timeout and size
+// limit from cfg.Server set, so slow or oversized clients cannot hold
+// connections or memory (no WriteTimeout: streamed responses may last).
+func NewHTTPServer(cfg *config.Config, h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
+		ReadTimeout:       cfg.Server.ReadTimeout.D(),
+		IdleTimeout:       cfg.Server.IdleTimeout.D(),
+		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }
 
 // maxIdPResponse bounds what moat reads from the IdP (discovery, JWKS,

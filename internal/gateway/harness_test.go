@@ -98,6 +98,11 @@ func newEnv(t testing.TB, mods ...any) *env {
 			{Prefix: "/resource/api/public/", Upstream: e.upstream.URL + "/public/", Token: config.TokenNone},
 		},
 		CORS: config.CORS{AllowedOrigins: []string{"http://localhost:5173"}},
+		// Tests log in far more often than people; limits get their own test.
+		Limits: config.Limits{
+			PerIP: config.Limit{Rate: 1e4, Burst: 1e4}, PerSession: config.Limit{Rate: 1e4, Burst: 1e4},
+			Login: config.Limit{Rate: 1e4, Burst: 1e4},
+		},
 	}
 	for _, m := range mods {
 		switch m := m.(type) {
@@ -123,7 +128,7 @@ func newEnv(t testing.TB, mods ...any) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: e.gw}
+	srv := gateway.NewHTTPServer(e.cfg, e.gw, log)
 	go srv.Serve(ln)
 	t.Cleanup(func() {
 		srv.Close()

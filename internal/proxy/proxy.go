@@ -16,6 +16,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -40,6 +41,20 @@ type Route struct {
 	// TLS configures the connection to an https upstream; nil uses the
 	// system roots.
 	TLS *tls.Config
+	// Methods the route forwards; others get 405 (BBA §6.1.3.6).
+	Methods []string
+	// MaxBodyBytes bounds the request body; 0 means no bound.
+	MaxBodyBytes int64
+	// AllowSetCookie passes upstream Set-Cookie headers, except any that
+	// would set one of moat's own cookies.
+	AllowSetCookie bool
+}
+
+// ownCookie reports whether name is one of moat's cookies
+// (__Host-Http-moat, __Host-moat-login), which no upstream may set.
+func ownCookie(name string) bool {
+	name = strings.ToLower(strings.TrimSpace(name))
+	return strings.HasPrefix(name, "__host-http-moat") || strings.HasPrefix(name, "__host-moat")
 }
 
 // Table routes requests by longest prefix.
@@ -76,7 +91,7 @@ func New(routes []Route, o Options) *Table {
 			Rewrite:        c.rewrite,
 			Transport:      newTransport(r, o.MaxIdleConnsPerHost),
 			BufferPool:     pool,
-			ModifyResponse: modifyResponse,
+			ModifyResponse: modifyResponse(r.AllowSetCookie),
 			ErrorHandler:   errorHandler(o.Logger, r.Name),
 			ErrorLog:       slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn),
 		}
@@ -123,6 +138,19 @@ type targetKey struct{}
 
 // ServeHTTP forwards r to the route's upstream.
 func (c *compiled) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !c.Allows(r.Method) {
+		e := httperr.New(http.StatusMethodNotAllowed, "method_not_allowed", "this route does not accept "+r.Method, nil)
+		e.Header = http.Header{"Allow": {strings.Join(c.Methods, ", ")}}
+		httperr.Write(w, e)
+		return
+	}
+	if c.MaxBodyBytes > 0 {
+		if r.ContentLength > c.MaxBodyBytes {
+			httperr.Write(w, tooLarge(nil))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, c.MaxBodyBytes)
+	}
 	rest, err := Rest(r.URL, c.Prefix)
 	if err != nil {
 		httperr.Write(w, httperr.New(http.StatusBadRequest, "bad_path", "the request path is not allowed", err))
@@ -209,28 +237,53 @@ func (c *compiled) rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
+// Allows reports whether the route forwards method.
+func (r *Route) Allows(method string) bool {
+	return len(r.Methods) == 0 || slices.Contains(r.Methods, method)
+}
+
+func tooLarge(err error) *httperr.Error {
+	return httperr.New(http.StatusRequestEntityTooLarge, "too_large", "the request body is too large", err)
+}
+
 // modifyResponse keeps upstreams from speaking for moat: CORS is moat's
-// alone, and an upstream cannot set cookies on moat's origin (its own
-// session cookie included).
-func modifyResponse(resp *http.Response) error {
-	h := resp.Header
-	for name := range h {
-		if strings.HasPrefix(name, "Access-Control-") {
-			h.Del(name)
+// alone, and an upstream never sets one of moat's cookies; other cookies
+// pass only where the route allows them.
+func modifyResponse(allowSetCookie bool) func(*http.Response) error {
+	return func(resp *http.Response) error {
+		h := resp.Header
+		for name := range h {
+			if strings.HasPrefix(name, "Access-Control-") {
+				h.Del(name)
+			}
 		}
+		h.Del("Set-Cookie2")
+		if cookies := h.Values("Set-Cookie"); len(cookies) > 0 {
+			h.Del("Set-Cookie")
+			if allowSetCookie {
+				for _, c := range cookies {
+					if name, _, _ := strings.Cut(c, "="); !ownCookie(name) {
+						h.Add("Set-Cookie", c)
+					}
+				}
+			}
+		}
+		if h.Get("X-Content-Type-Options") == "" {
+			h.Set("X-Content-Type-Options", "nosniff")
+		}
+		return nil
 	}
-	h.Del("Set-Cookie")
-	h.Del("Set-Cookie2")
-	if h.Get("X-Content-Type-Options") == "" {
-		h.Set("X-Content-Type-Options", "nosniff")
-	}
-	return nil
 }
 
 func errorHandler(log *slog.Logger, route string) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, r *http.Request, err error) {
 		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 			return // the browser went away
+		}
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			httperr.Write(w, tooLarge(err))
+			return
 		}
 		status, code, msg := http.StatusBadGateway, "bad_gateway", "the upstream API could not be reached"
 		var ne net.Error

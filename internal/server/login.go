@@ -45,6 +45,9 @@ func bindingHash(v string) string { return string(session.KeyOf("binding", []byt
 // login starts the authorization code flow with PKCE S256, state and nonce,
 // all fresh (BBA §6.1.2.1, RFC 9700 §2.1.1).
 func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
+	if err := s.loginLimit(w, r); err != nil {
+		return err
+	}
 	returnTo := s.returnTo(r.URL.Query().Get("returnTo"))
 	extra, maxAge, acr, err := s.reauthParams(r.URL.Query())
 	if err != nil {
@@ -84,6 +87,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 // checks it belongs to this browser, checks the RFC 9207 iss parameter, and
 // only then redeems the code. Any failure creates no session.
 func (s *Server) callback(w http.ResponseWriter, r *http.Request) error {
+	if err := s.loginLimit(w, r); err != nil {
+		return err
+	}
 	q := r.URL.Query()
 	state := q.Get("state")
 	if state == "" {
@@ -150,7 +156,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) error {
 		Issuer:    id.Issuer, Subject: id.Subject, SID: id.SID, Claims: oidc.MarshalClaims(id.Claims),
 		Tokens: session.Tokens{AccessToken: tok.AccessToken, TokenType: tok.TokenType, RefreshToken: tok.RefreshToken,
 			IDToken: tok.IDToken, Expiry: tok.Expiry, Obtained: now},
-		UserAgent: truncate(r.UserAgent(), 256), RemoteIP: clientIP(r),
+		UserAgent: truncate(r.UserAgent(), 256), RemoteIP: info(r).ip,
 	})
 	if err != nil {
 		return navError(http.StatusServiceUnavailable, "Sign-in is unavailable. Please try again in a moment.", err)
@@ -273,13 +279,14 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// clientIP is the peer address.
-func clientIP(r *http.Request) string {
-	host := r.RemoteAddr
-	if i := strings.LastIndexByte(host, ':'); i > 0 {
-		host = host[:i]
+// loginLimit bounds logins per client IP: each one stores a transaction
+// and reaches the IdP.
+func (s *Server) loginLimit(w http.ResponseWriter, r *http.Request) error {
+	if ok, wait := s.limits.login.Allow(info(r).ip); !ok {
+		w.Header().Set("Retry-After", tooMany(wait).Header.Get("Retry-After"))
+		return navError(http.StatusTooManyRequests, "Too many sign-in attempts. Please wait a moment and try again.", errors.New("login rate limit"))
 	}
-	return strings.Trim(host, "[]")
+	return nil
 }
 
 // navErr is a failure of a top-level navigation (login, callback): the

@@ -27,6 +27,7 @@ func chain(h http.Handler, mws ...func(http.Handler) http.Handler) http.Handler 
 // filled in by the handlers as they learn it.
 type reqInfo struct {
 	id      string
+	ip      string // the client, as far as trusted proxies tell
 	route   string
 	session session.Key
 	err     error
@@ -59,7 +60,7 @@ func RequestID(ctx context.Context) string {
 func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		ri := &reqInfo{id: r.Header.Get("X-Request-Id")}
+		ri := &reqInfo{id: r.Header.Get("X-Request-Id"), ip: s.limits.clientIP(r)}
 		if !validRequestID(ri.id) {
 			ri.id = newRequestID()
 			r.Header.Set("X-Request-Id", ri.id) // forwarded upstream
@@ -71,6 +72,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			slog.String("request_id", ri.id),
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
+			slog.String("client_ip", ri.ip),
 			slog.Int("status", sw.Status()),
 			slog.Int64("bytes", sw.bytes),
 			slog.Duration("duration", time.Since(start)),

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/moat-bff/moat/internal/config"
@@ -44,6 +45,7 @@ type Server struct {
 	idp      *oidc.Client
 	routes   *proxy.Table
 	revoker  *revoke.Queue
+	limits   *limits
 	csrf     *csrf.Policy
 	mux      *http.ServeMux
 	handler  http.Handler
@@ -65,6 +67,7 @@ func New(d Deps) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: d.Logger, sessions: d.Sessions, tokens: d.Tokens, idp: d.IdP, routes: d.Routes, revoker: d.Revoker,
 		csrf: policy, mux: http.NewServeMux(), public: public, landing: "/",
+		limits: newLimits(cfg, d.Sessions.Now),
 	}
 	if cfg.FrontendURL != "" {
 		s.frontend = config.MustURL(cfg.FrontendURL)
@@ -88,6 +91,7 @@ func New(d Deps) (*Server, error) {
 		s.recoverer,
 		s.observe,
 		s.securityHeaders,
+		s.guard,
 		csrf.NewCORS(cfg.CORS.AllowedOrigins).Wrap,
 	)
 	return s, nil
@@ -148,11 +152,17 @@ func notFound() http.Handler {
 	})
 }
 
-// proxied guards a proxied route: CSRF first (nothing reaches the upstream
-// without passing it), then the session and its access token.
+// proxied guards a proxied route: method and CSRF first (nothing reaches
+// the upstream without passing them), then the session and its access
+// token.
 func (s *Server) proxied(rt *proxy.Route, h http.Handler) http.Handler {
 	return api(func(w http.ResponseWriter, r *http.Request) error {
 		info(r).route = rt.Name
+		if !rt.Allows(r.Method) {
+			e := httperr.New(http.StatusMethodNotAllowed, "method_not_allowed", "this route does not accept "+r.Method, nil)
+			e.Header = http.Header{"Allow": {strings.Join(rt.Methods, ", ")}}
+			return e
+		}
 		if err := s.checkCSRF(r, true); err != nil {
 			return err
 		}
@@ -204,8 +214,11 @@ func (s *Server) session(r *http.Request) (*session.Loaded, error) {
 	case err != nil:
 		return nil, httperr.Unavailable(err)
 	}
-	s.sessions.Touch(r.Context(), l)
 	info(r).session = l.Key
+	if ok, wait := s.limits.session.Allow(string(l.Key)); !ok {
+		return nil, tooMany(wait)
+	}
+	s.sessions.Touch(r.Context(), l)
 	return l, nil
 }
 

@@ -61,6 +61,10 @@ type Behavior struct {
 	AuthorizeError string
 	// RefreshExpiresIn adds refresh_expires_in to token responses.
 	RefreshExpiresIn time.Duration
+	// TokenStatus, if set, is the token endpoint's status for every grant.
+	TokenStatus int
+	// JWKSPadding pads the JWKS document with that many bytes.
+	JWKSPadding int
 }
 
 // Request is one request the provider received.
@@ -247,7 +251,12 @@ func (p *Provider) jwks(w http.ResponseWriter, r *http.Request) {
 	for _, k := range p.keys {
 		set.Keys = append(set.Keys, k.Public())
 	}
+	padding := p.behavior.JWKSPadding
 	p.mu.Unlock()
+	if padding > 0 {
+		writeJSON(w, http.StatusOK, map[string]any{"keys": set.Keys, "padding": strings.Repeat("x", padding)})
+		return
+	}
 	writeJSON(w, http.StatusOK, set)
 }
 
@@ -313,6 +322,10 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	}
 	if !p.clientAuthenticated(r) {
 		oauthError(w, http.StatusUnauthorized, "invalid_client")
+		return
+	}
+	if b.TokenStatus != 0 {
+		oauthError(w, b.TokenStatus, "server_error")
 		return
 	}
 	switch r.PostForm.Get("grant_type") {

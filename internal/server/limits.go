@@ -1,0 +1,110 @@
+package server
+
+import (
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moat-bff/moat/internal/config"
+	"github.com/moat-bff/moat/internal/httperr"
+	"github.com/moat-bff/moat/internal/limit"
+)
+
+// limits holds the rate limiters and who is believed about client IPs.
+type limits struct {
+	trusted []netip.Prefix
+	perIP   *limit.Keyed
+	session *limit.Keyed
+	login   *limit.Keyed
+	maxBody int64
+}
+
+func newLimits(cfg *config.Config, now func() time.Time) *limits {
+	l := &limits{
+		perIP:   limit.New(cfg.Limits.PerIP.Rate, cfg.Limits.PerIP.Burst, cfg.Limits.MaxKeys, now),
+		session: limit.New(cfg.Limits.PerSession.Rate, cfg.Limits.PerSession.Burst, cfg.Limits.MaxKeys, now),
+		login:   limit.New(cfg.Limits.Login.Rate, cfg.Limits.Login.Burst, cfg.Limits.MaxKeys, now),
+		maxBody: cfg.Server.MaxBodyBytes,
+	}
+	for _, p := range cfg.Server.TrustedProxies {
+		pfx, _ := config.ParsePrefix(p) // validated
+		l.trusted = append(l.trusted, pfx)
+	}
+	return l
+}
+
+func (l *limits) isTrusted(ip netip.Addr) bool {
+	for _, p := range l.trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientIP is the peer address, or, when the peer is a trusted proxy, the
+// right-most X-Forwarded-For entry that is not itself a trusted proxy.
+// Entries a client wrote itself sit further left and are never reached.
+func (l *limits) clientIP(r *http.Request) string {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	ip := ap.Addr().Unmap()
+	if !l.isTrusted(ip) {
+		return ip.String()
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break // a garbled chain: trust nothing beyond the last good hop
+		}
+		ip = hop.Unmap()
+		if !l.isTrusted(ip) {
+			break
+		}
+	}
+	return ip.String()
+}
+
+func tooMany(wait time.Duration) *httperr.Error {
+	e := httperr.New(http.StatusTooManyRequests, "rate_limited", "too many requests; retry later", nil)
+	e.Header = http.Header{"Retry-After": {strconv.Itoa(int((wait + time.Second - 1) / time.Second))}}
+	return e
+}
+
+// guard applies the per-IP limit to every request but health checks,
+// bounds request bodies outside the routes (which bound their own), and
+// closes HTTP/1.1 connections after chunked requests.
+func (s *Server) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+			// RFC 9112 §6.1: a chunked request may have carried a
+			// Content-Length too (net/http drops it silently), the shape of
+			// request smuggling; closing the connection after the answer
+			// discards whatever a front proxy may have framed differently.
+			w.Header().Set("Connection", "close")
+		}
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if ok, wait := s.limits.perIP.Allow(info(r).ip); !ok {
+			e := tooMany(wait)
+			noteError(r, e)
+			httperr.Write(w, e)
+			return
+		}
+		if _, _, isRoute := s.routes.Match(r.URL.Path); !isRoute {
+			if r.ContentLength > s.limits.maxBody {
+				httperr.Write(w, httperr.New(http.StatusRequestEntityTooLarge, "too_large", "the request body is too large", nil))
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, s.limits.maxBody)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
