@@ -18,6 +18,7 @@ oidc:
   client_id: "spa-bff"
   client_secret: "s3cr3t"
 session:
+  store: "bolt:///var/lib/moat/sessions.db"
   keys: ["%s"]
   idle_timeout: 20m
 routes:
@@ -179,7 +180,7 @@ func TestInsecureHTTPNeedsOptInAndWarns(t *testing.T) {
 	body := `
 public_url: "https://app.example.com"
 oidc: {issuer: "https://idp.example.com", client_id: "c", client_secret: "x"}
-session: {keys: ["` + session.NewKey() + `"]}
+session: {store: "bolt:///var/lib/moat/s.db", keys: ["` + session.NewKey() + `"]}
 routes:
   - {prefix: "/api/", upstream: "http://api.internal/", insecure_http: true}
   - {prefix: "/local/", upstream: "http://127.0.0.1:5001/"}

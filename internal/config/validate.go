@@ -69,8 +69,8 @@ func (c *Config) Validate() error {
 	}
 
 	s := c.Session
-	if s.Store != "memory" {
-		add("session.store", "%q is not a known store; use memory", s.Store)
+	if err := checkStore(s.Store); err != nil {
+		add("session.store", "%v", err)
 	}
 	for i, k := range s.Keys {
 		if _, err := session.ParseKey(k.Reveal()); err != nil {
@@ -199,6 +199,9 @@ func (c *Config) Warnings() []string {
 			w = append(w, fmt.Sprintf("routes[%d].insecure_http is set: access tokens for %s travel in clear to %s", i, r.Prefix, r.Upstream))
 		}
 	}
+	if c.Session.Store == "memory" && !c.IsLoopback() {
+		w = append(w, "session.store is memory: sessions end when moat restarts and are not shared between replicas; use bolt://, redis:// or postgres://")
+	}
 	if len(c.Session.Keys) == 0 {
 		w = append(w, "session.keys is empty: a random key was generated for this process only; every session ends when moat restarts (run `moat keygen` and configure session.keys)")
 	}
@@ -275,6 +278,27 @@ func cleanPrefix(p string) string {
 		return "/"
 	}
 	return "/" + strings.Join(out, "/") + "/"
+}
+
+// StoreSchemes are the URL schemes session.store accepts.
+var StoreSchemes = []string{"bolt"}
+
+func checkStore(spec string) error {
+	if spec == "memory" {
+		return nil
+	}
+	u, err := url.Parse(spec)
+	if err != nil || !slices.Contains(StoreSchemes, strings.ToLower(u.Scheme)) {
+		return fmt.Errorf("%q is not a known store; use memory or a URL: bolt:///var/lib/moat/sessions.db", redactURL(spec))
+	}
+	return nil
+}
+
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return s
 }
 
 // ParsePrefix reads an IP ("10.1.2.3") or a CIDR ("10.0.0.0/8").

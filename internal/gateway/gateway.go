@@ -62,6 +62,19 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 			return nil, err
 		}
 	}
+	if cfg.Session.Store != "memory" {
+		kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := session.CheckKeys(kctx, store, codec)
+		cancel()
+		switch {
+		case errors.Is(err, session.ErrWrongKeys):
+			store.Close()
+			return nil, fmt.Errorf("session.keys: none of the configured keys opens the sessions already in %s; "+
+				"starting would log everybody out. Configure the key in use (rotate by adding a new key second, then moving it first, then removing the old one)", cfg.Session.Store)
+		case err != nil:
+			log.Warn("session store not reachable at startup; moat starts and reports not ready until it is", "error", err)
+		}
+	}
 	idpClient, err := idpHTTPClient(cfg)
 	if err != nil {
 		store.Close()

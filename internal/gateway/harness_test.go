@@ -35,6 +35,8 @@ type env struct {
 	cfg      *config.Config
 	url      string
 	logs     *syncBuffer
+	log      *slog.Logger
+	srv      *http.Server
 	clock    *clock
 }
 
@@ -122,20 +124,46 @@ func newEnv(t testing.TB, mods ...any) *env {
 	if _, bench := t.(*testing.B); bench {
 		logw = io.Discard // a benchmark's millions of access log lines are not what it measures
 	}
-	log := slog.New(slog.NewJSONHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	store := memory.New(memory.Options{Now: e.clock.Now})
-	e.gw, err = gateway.New(context.Background(), e.cfg, log, gateway.Options{Now: e.clock.Now, Store: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := gateway.NewHTTPServer(e.cfg, e.gw, log)
-	go srv.Serve(ln)
+	e.log = slog.New(slog.NewJSONHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e.start(ln)
 	t.Cleanup(func() {
-		srv.Close()
-		e.gw.Close()
+		e.stop()
 		e.scanLogs()
 	})
 	return e
+}
+
+// start runs a gateway on ln. The memory store gets the test clock; other
+// stores are opened from the configuration.
+func (e *env) start(ln net.Listener) {
+	var store session.Store
+	if e.cfg.Session.Store == "memory" {
+		store = memory.New(memory.Options{Now: e.clock.Now})
+	}
+	gw, err := gateway.New(context.Background(), e.cfg, e.log, gateway.Options{Now: e.clock.Now, Store: store})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.gw = gw
+	e.srv = gateway.NewHTTPServer(e.cfg, gw, e.log)
+	go e.srv.Serve(ln)
+}
+
+func (e *env) stop() {
+	e.srv.Close()
+	e.gw.Close()
+}
+
+// restart stops moat and starts a new process-equivalent on the same
+// address with the same configuration.
+func (e *env) restart() {
+	e.t.Helper()
+	e.stop()
+	ln, err := net.Listen("tcp", e.cfg.Listen)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.start(ln)
 }
 
 // scanLogs fails the test if any token or the client secret reached a log.

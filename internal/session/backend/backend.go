@@ -6,16 +6,32 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 
 	"github.com/moat-bff/moat/internal/session"
+	"github.com/moat-bff/moat/internal/session/bolt"
 	"github.com/moat-bff/moat/internal/session/memory"
 )
 
-// Open returns the store for spec ("memory").
+// Open returns the store named by spec: "memory" or a URL whose scheme
+// picks the backend (bolt://).
 func Open(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
-	switch spec {
-	case "memory":
+	if spec == "memory" {
 		return memory.New(memory.Options{}), nil
 	}
-	return nil, fmt.Errorf("session.store: %q is not a known store", spec)
+	scheme, _, _ := strings.Cut(spec, "://")
+	switch strings.ToLower(scheme) {
+	case "bolt":
+		return bolt.Open(ctx, spec, bolt.Options{Logger: log})
+	}
+	return nil, fmt.Errorf("%q is not a known store; use memory or bolt:///path/to/sessions.db", redact(spec))
+}
+
+// redact hides a password in a store URL before it reaches an error.
+func redact(spec string) string {
+	if u, err := url.Parse(spec); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return spec
 }
