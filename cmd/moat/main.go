@@ -22,10 +22,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/moat-bff/moat"
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/gateway"
 	"github.com/moat-bff/moat/internal/session"
+	"github.com/moat-bff/moat/internal/telemetry"
 )
 
 func main() {
@@ -103,11 +103,21 @@ func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
 	return cfg, nil
 }
 
-func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
-	var level slog.Level
+// newLogger logs JSON, or text when log.format says so or, with no format
+// configured, when w is a terminal.
+func newLogger(cfg *config.Config, w io.Writer, level *slog.LevelVar) *slog.Logger {
 	level.UnmarshalText([]byte(cfg.Log.Level))
 	opts := &slog.HandlerOptions{Level: level}
-	if cfg.Log.Format == "text" {
+	format := cfg.Log.Format
+	if format == "" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	if format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
@@ -122,8 +132,18 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
-	gw, err := moat.New(ctx, cfg, log)
+	var level slog.LevelVar
+	log := newLogger(cfg, stderr, &level)
+	tracing, err := telemetry.Setup(ctx, version())
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		tracing.Shutdown(sctx)
+	}()
+	gw, err := gateway.New(ctx, cfg, log, gateway.Options{Tracing: tracing})
 	if err != nil {
 		return err
 	}
@@ -132,24 +152,65 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	log.Info("moat listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "version", version())
-	if h := gw.AdminHandler(); h != nil {
+	log.Info("moat listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "version", version(),
+		"tracing", telemetry.Enabled(os.Getenv))
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadOnHUP(ctx, hup, path, gw, &level, log)
+
+	errc := make(chan error, 2)
+	running := 1
+	go func() { errc <- Serve(ctx, ln, gateway.NewHTTPServer(cfg, gw, log), cfg.Server.ShutdownGrace.D(), log) }()
+	if gw.Admin != nil {
 		aln, err := net.Listen("tcp", cfg.Admin.Listen)
 		if err != nil {
 			ln.Close()
+			<-errc
 			return fmt.Errorf("admin listen: %w", err)
 		}
-		log.Info("admin API listening", "addr", aln.Addr().String())
-		errc := make(chan error, 1)
-		go func() { errc <- Serve(ctx, aln, gateway.NewHTTPServer(cfg, h, log), log) }()
-		defer func() { <-errc }()
+		log.Info("admin listening", "addr", aln.Addr().String(), "session_api", !cfg.Admin.Token.IsZero())
+		running++
+		go func() {
+			errc <- Serve(ctx, aln, gateway.NewHTTPServer(cfg, gw.Admin, log), cfg.Server.ShutdownGrace.D(), log)
+		}()
 	}
-	return Serve(ctx, ln, gateway.NewHTTPServer(cfg, gw, log), log)
+	var first error
+	for range running {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
-// Serve runs srv on ln until ctx ends, then drains in-flight requests for
-// up to 30 seconds.
-func Serve(ctx context.Context, ln net.Listener, srv *http.Server, log *slog.Logger) error {
+// reloadOnHUP reloads the configuration file on SIGHUP. An invalid file, or
+// one that changes what only a restart can change, is logged and ignored:
+// moat keeps serving with the configuration it has.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, gw *gateway.Gateway, level *slog.LevelVar, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		cfg, err := config.Load(path, os.LookupEnv)
+		if err == nil {
+			err = gw.Reload(ctx, cfg)
+		}
+		if err != nil {
+			log.Error("configuration reload refused; keeping the old configuration", "error", err)
+			continue
+		}
+		level.UnmarshalText([]byte(cfg.Log.Level))
+	}
+}
+
+// Serve runs srv on ln until ctx ends. Then it stops accepting connections
+// and lets in-flight requests, streams included, finish for up to grace
+// before closing what is left.
+func Serve(ctx context.Context, ln net.Listener, srv *http.Server, grace time.Duration, log *slog.Logger) error {
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -158,10 +219,14 @@ func Serve(ctx context.Context, ln net.Listener, srv *http.Server, log *slog.Log
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	log.Info("shutting down", "addr", ln.Addr().String(), "grace", grace)
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	return srv.Shutdown(sctx)
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("grace period over; closing remaining connections", "addr", ln.Addr().String())
+		srv.Close()
+	}
+	return nil
 }
 
 // check validates the configuration and reaches the IdP's discovery
@@ -179,7 +244,7 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
-	gw, err := moat.New(ctx, cfg, log)
+	gw, err := gateway.New(ctx, cfg, log, gateway.Options{})
 	if err != nil {
 		return err
 	}

@@ -42,8 +42,13 @@ func New(sessions *session.Manager, revoker *revoke.Queue, token secret.String, 
 // Mux returns the admin mux, so other admin endpoints (metrics) can join.
 func (h *Handler) Mux() *http.ServeMux { return h.mux }
 
-// ServeHTTP checks the bearer token, then routes.
+// ServeHTTP routes; /admin/ requests must carry the bearer token (there is
+// no way in without one configured).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.URL.Path, "/admin/") {
+		h.mux.ServeHTTP(w, r)
+		return
+	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || h.token.IsZero() || subtle.ConstantTimeCompare([]byte(got), []byte(h.token.Reveal())) != 1 {
 		e := httperr.New(http.StatusUnauthorized, "unauthenticated", "admin token required", nil)

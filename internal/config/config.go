@@ -59,6 +59,12 @@ type Server struct {
 	// TrustedProxies lists the CIDRs of reverse proxies in front of moat
 	// whose X-Forwarded-For is believed; from anyone else it is ignored.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ShutdownGrace is how long in-flight requests, streams included, may
+	// run after SIGTERM before connections are closed.
+	ShutdownGrace Duration `yaml:"shutdown_grace"`
+	// ExposeMetrics also serves /metrics on the main listener (it is always
+	// on the admin listener). Metrics hold no secrets but describe traffic.
+	ExposeMetrics bool `yaml:"expose_metrics"`
 }
 
 // Limits are token buckets, per client IP and per session, so one client
@@ -99,12 +105,13 @@ const DefaultCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img
 // DefaultMethods are the methods a route forwards unless it lists its own.
 var DefaultMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
 
-// Admin configures the separate admin listener (session admin API; later
-// metrics). It is off unless Listen is set.
+// Admin configures the separate admin listener: /metrics, /healthz and
+// /readyz, and the session admin API under /admin/. It is off unless Listen
+// is set; it must not be reachable from browsers.
 type Admin struct {
 	Listen string `yaml:"listen"`
-	// Token is the bearer token admin requests must carry. Also
-	// MOAT_ADMIN_TOKEN or token_file.
+	// Token is the bearer token /admin/ requests must carry; without one the
+	// session admin API is disabled. Also MOAT_ADMIN_TOKEN or token_file.
 	Token     secret.String `yaml:"token"`
 	TokenFile string        `yaml:"token_file"`
 }
@@ -213,8 +220,11 @@ type CSRF struct {
 type Log struct {
 	// Level is debug, info, warn or error.
 	Level string `yaml:"level"`
-	// Format is json or text.
+	// Format is json or text; json unless standard error is a terminal.
 	Format string `yaml:"format"`
+	// Subject adds the user's OIDC sub to access log lines (personal data:
+	// off by default).
+	Subject bool `yaml:"subject"`
 }
 
 // Token policies of a Route.
@@ -379,6 +389,7 @@ func (c *Config) SetDefaults() {
 	defDur(&c.Server.ReadHeaderTimeout, 10*time.Second)
 	defDur(&c.Server.ReadTimeout, time.Minute)
 	defDur(&c.Server.IdleTimeout, 2*time.Minute)
+	defDur(&c.Server.ShutdownGrace, 30*time.Second)
 	if c.Server.MaxHeaderBytes == 0 {
 		c.Server.MaxHeaderBytes = 32 << 10
 	}
@@ -404,7 +415,6 @@ func (c *Config) SetDefaults() {
 	}
 	def(&c.CSRF.Mode, CSRFHeader)
 	def(&c.Log.Level, "info")
-	def(&c.Log.Format, "json")
 }
 
 // Duration is a time.Duration written as "90s", "15m" or "12h".

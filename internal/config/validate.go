@@ -172,8 +172,8 @@ func (c *Config) Validate() error {
 		if c.Admin.Listen == c.Listen {
 			add("admin.listen", "must differ from listen: the admin API must not be reachable from browsers")
 		}
-		if len(c.Admin.Token.Reveal()) < 32 {
-			add("admin.token", "must be set and at least 32 characters when admin.listen is set (e.g. the output of `moat keygen`); also token_file or MOAT_ADMIN_TOKEN")
+		if !c.Admin.Token.IsZero() && len(c.Admin.Token.Reveal()) < 32 {
+			add("admin.token", "must be at least 32 characters (e.g. the output of `moat keygen`); also token_file or MOAT_ADMIN_TOKEN")
 		}
 	}
 	for i, v := range c.OIDC.ACRValues {
@@ -184,7 +184,7 @@ func (c *Config) Validate() error {
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		add("log.level", "%q is not a level; use debug, info, warn or error", c.Log.Level)
 	}
-	if c.Log.Format != "json" && c.Log.Format != "text" {
+	if c.Log.Format != "" && c.Log.Format != "json" && c.Log.Format != "text" {
 		add("log.format", "%q is not a format; use json or text", c.Log.Format)
 	}
 	return errors.Join(errs...)
@@ -281,7 +281,7 @@ func cleanPrefix(p string) string {
 }
 
 // StoreSchemes are the URL schemes session.store accepts.
-var StoreSchemes = []string{"bolt"}
+var StoreSchemes = []string{"bolt", "postgres", "postgresql"}
 
 func checkStore(spec string) error {
 	if spec == "memory" {
@@ -289,7 +289,7 @@ func checkStore(spec string) error {
 	}
 	u, err := url.Parse(spec)
 	if err != nil || !slices.Contains(StoreSchemes, strings.ToLower(u.Scheme)) {
-		return fmt.Errorf("%q is not a known store; use memory or a URL: bolt:///var/lib/moat/sessions.db", redactURL(spec))
+		return fmt.Errorf("%q is not a known store; use memory or a URL: bolt:///var/lib/moat/sessions.db, postgres://user@host/db", redactURL(spec))
 	}
 	return nil
 }

@@ -12,29 +12,61 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moat-bff/moat/internal/admin"
 	"github.com/moat-bff/moat/internal/config"
+	"github.com/moat-bff/moat/internal/metrics"
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/proxy"
 	"github.com/moat-bff/moat/internal/revoke"
 	"github.com/moat-bff/moat/internal/server"
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/backend"
+	"github.com/moat-bff/moat/internal/spa"
+	"github.com/moat-bff/moat/internal/telemetry"
 	"github.com/moat-bff/moat/internal/token"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
-// Gateway is moat as an http.Handler.
+// Gateway is moat as an http.Handler. Its configuration can be reloaded
+// while it serves (Reload); the parts that hold state (sessions, tokens,
+// the IdP client, metrics) live as long as the Gateway.
 type Gateway struct {
-	*server.Server
 	Sessions *session.Manager
 	Tokens   *token.Manager
 	IdP      *oidc.Client
-	Routes   *proxy.Table
 	Revoker  *revoke.Queue
 	Admin    *admin.Handler // nil unless admin.listen is set
+	Metrics  *metrics.Metrics
+
+	log      *slog.Logger
+	tracing  *telemetry.Tracing
 	store    session.Store
+	handler  http.Handler // tracing around whatever current holds
+	current  atomic.Pointer[served]
+	mu       sync.Mutex // serializes Reload and registrations
+	handlers []registration
+}
+
+// served is the part a reload replaces.
+type served struct {
+	cfg    *config.Config
+	srv    *server.Server
+	routes *proxy.Table
+}
+
+type registration struct {
+	pattern string
+	h       http.Handler
+	public  bool
 }
 
 // Options are what tests and embedders may inject; zero values are the
@@ -44,6 +76,8 @@ type Options struct {
 	Now func() time.Time
 	// Store replaces the store named by session.store.
 	Store session.Store
+	// Tracing exports spans; none when nil.
+	Tracing *telemetry.Tracing
 }
 
 // New builds a Gateway from a validated configuration. It does not need the
@@ -52,6 +86,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 	for _, w := range cfg.Warnings() {
 		log.Warn("insecure setting: " + w)
 	}
+	if o.Tracing == nil {
+		o.Tracing = telemetry.NewTracing(noop.NewTracerProvider())
+	}
+	m := metrics.New()
 	codec, err := newCodec(cfg)
 	if err != nil {
 		return nil, err
@@ -62,25 +100,23 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 			return nil, err
 		}
 	}
-	if cfg.Session.Store != "memory" {
-		kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := session.CheckKeys(kctx, store, codec)
-		cancel()
-		switch {
-		case errors.Is(err, session.ErrWrongKeys):
-			store.Close()
-			return nil, fmt.Errorf("session.keys: none of the configured keys opens the sessions already in %s; "+
-				"starting would log everybody out. Configure the key in use (rotate by adding a new key second, then moving it first, then removing the old one)", cfg.Session.Store)
-		case err != nil:
-			log.Warn("session store not reachable at startup; moat starts and reports not ready until it is", "error", err)
-		}
+	if c, ok := store.(interface{ Len() int }); ok {
+		m.ActiveSessions(c.Len)
 	}
-	idpClient, err := idpHTTPClient(cfg)
+	store = telemetry.Store(store, m, o.Tracing)
+	if err := checkKeys(ctx, cfg, store, codec, log); err != nil {
+		store.Close()
+		return nil, err
+	}
+	var idp *oidc.Client
+	idpClient, err := idpHTTPClient(cfg, func(rt http.RoundTripper) http.RoundTripper {
+		return telemetry.IdPTransport(rt, m, o.Tracing, func(r *http.Request) string { return idp.EndpointName(r.URL) })
+	})
 	if err != nil {
 		store.Close()
 		return nil, err
 	}
-	idp := oidc.New(oidc.Config{
+	idp = oidc.New(oidc.Config{
 		Issuer: cfg.OIDC.Issuer, ClientID: cfg.OIDC.ClientID, ClientSecret: cfg.OIDC.ClientSecret,
 		AuthMethod: cfg.OIDC.ClientAuthMethod, Scopes: cfg.OIDC.Scopes,
 		RedirectURL:      config.MustURL(cfg.PublicURL).JoinPath("/auth/callback").String(),
@@ -94,32 +130,25 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 	})
 	tokens := token.NewManager(token.Options{
 		Sessions: sessions, Refresher: idp, Skew: cfg.OIDC.RefreshSkew.D(),
-		LeaseTTL: cfg.OIDC.Timeout.D() + 5*time.Second, Logger: log,
+		LeaseTTL: cfg.OIDC.Timeout.D() + 5*time.Second, Logger: log, OnRefresh: m.Refresh,
 	})
-	var routes []proxy.Route
-	for i, r := range cfg.Routes {
-		tlsCfg, err := upstreamTLS(r)
-		if err != nil {
-			store.Close()
-			return nil, fmt.Errorf("routes[%d]: %w", i, err)
-		}
-		routes = append(routes, proxy.Route{
-			Name: r.Name, Prefix: r.Prefix, Upstream: config.MustURL(r.Upstream),
-			Token: r.Token == config.TokenUser, Timeout: r.Timeout.D(), TLS: tlsCfg,
-			Methods: r.Methods, MaxBodyBytes: r.MaxBodyBytes, AllowSetCookie: r.AllowSetCookie,
-		})
-	}
-	table := proxy.New(routes, proxy.Options{Logger: log})
-	revoker := revoke.Start(idp, log, revoke.Options{})
-	srv, err := server.New(server.Deps{Config: cfg, Logger: log, Sessions: sessions, Tokens: tokens, IdP: idp, Routes: table, Revoker: revoker})
+	g := &Gateway{Sessions: sessions, Tokens: tokens, IdP: idp, Metrics: m, log: log, tracing: o.Tracing, store: store,
+		Revoker: revoke.Start(idp, log, revoke.Options{})}
+	cur, err := g.build(cfg)
 	if err != nil {
-		revoker.Stop()
+		g.Revoker.Stop()
 		store.Close()
 		return nil, err
 	}
-	var adm *admin.Handler
+	g.current.Store(cur)
+	g.handler = o.Tracing.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.current.Load().srv.ServeHTTP(w, r)
+	}))
 	if cfg.Admin.Listen != "" {
-		adm = admin.New(sessions, revoker, cfg.Admin.Token, log)
+		g.Admin = admin.New(sessions, g.Revoker, cfg.Admin.Token, log)
+		g.Admin.Mux().Handle("GET /metrics", promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{}))
+		g.Admin.Mux().Handle("GET /healthz", g)
+		g.Admin.Mux().Handle("GET /readyz", g)
 	}
 	// Try discovery now so a misconfigured issuer shows in the first log
 	// lines; failure is not fatal.
@@ -128,14 +157,166 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 	if _, err := idp.Discover(dctx); err != nil {
 		log.Warn("identity provider not reachable yet; retrying on demand", "error", err)
 	}
-	return &Gateway{Server: srv, Sessions: sessions, Tokens: tokens, IdP: idp, Routes: table, Revoker: revoker, Admin: adm, store: store}, nil
+	return g, nil
+}
+
+// build makes the reloadable part from cfg: the route table and the HTTP
+// server with its CSRF, CORS and rate-limit settings, plus every handler
+// registered so far.
+func (g *Gateway) build(cfg *config.Config) (*served, error) {
+	var routes []proxy.Route
+	for i, r := range cfg.Routes {
+		tlsCfg, err := upstreamTLS(r)
+		if err != nil {
+			return nil, fmt.Errorf("routes[%d]: %w", i, err)
+		}
+		routes = append(routes, proxy.Route{
+			Name: r.Name, Prefix: r.Prefix, Upstream: config.MustURL(r.Upstream),
+			Token: r.Token == config.TokenUser, Timeout: r.Timeout.D(), TLS: tlsCfg,
+			Methods: r.Methods, MaxBodyBytes: r.MaxBodyBytes, AllowSetCookie: r.AllowSetCookie,
+		})
+	}
+	m := g.Metrics
+	table := proxy.New(routes, proxy.Options{
+		Logger:        g.log,
+		WrapTransport: g.tracing.Transport,
+		OnUpstream: func(r *http.Request, route string, code int, d time.Duration) {
+			m.Upstream(route, code, d)
+			server.NoteUpstream(r, code)
+		},
+	})
+	srv, err := server.New(server.Deps{Config: cfg, Logger: g.log, Sessions: g.Sessions, Tokens: g.Tokens, IdP: g.IdP,
+		Routes: table, Revoker: g.Revoker, Metrics: m})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.SPA.Dir != "" {
+		srv.HandlePublic("/", spa.Handler(os.DirFS(cfg.SPA.Dir), cfg.SPA.CSP))
+	}
+	if cfg.Server.ExposeMetrics {
+		srv.HandlePublic("GET /metrics", promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{}))
+	}
+	for _, reg := range g.handlers {
+		if reg.public {
+			srv.HandlePublic(reg.pattern, reg.h)
+		} else {
+			srv.Handle(reg.pattern, reg.h)
+		}
+	}
+	return &served{cfg: cfg, srv: srv, routes: table}, nil
+}
+
+// ServeHTTP serves the main listener, with a trace span per request.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.handler.ServeHTTP(w, r) }
+
+// Handle serves a local API behind the session; see server.Server.Handle.
+// It survives reloads.
+func (g *Gateway) Handle(pattern string, h http.Handler) { g.register(registration{pattern, h, false}) }
+
+// HandlePublic serves h with no session or CSRF check; it survives reloads.
+func (g *Gateway) HandlePublic(pattern string, h http.Handler) {
+	g.register(registration{pattern, h, true})
+}
+
+func (g *Gateway) register(reg registration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.handlers = append(g.handlers, reg)
+	if reg.public {
+		g.current.Load().srv.HandlePublic(reg.pattern, reg.h)
+	} else {
+		g.current.Load().srv.Handle(reg.pattern, reg.h)
+	}
+}
+
+// Routes returns the current route table.
+func (g *Gateway) Routes() *proxy.Table { return g.current.Load().routes }
+
+// Config returns the configuration in force.
+func (g *Gateway) Config() *config.Config { return g.current.Load().cfg }
+
+// Reload switches to cfg (already validated) without dropping a request:
+// routes, CORS origins, CSRF mode, rate limits, the SPA and the session key
+// ring may change; anything else needs a restart and makes Reload fail,
+// keeping the old configuration. New session keys must open what the store
+// holds (session.CheckKeys). Requests in flight finish on the old routes.
+func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	old := g.current.Load()
+	if keys := restartOnly(old.cfg, cfg); len(keys) > 0 {
+		return fmt.Errorf("%s cannot change without a restart; keeping the old configuration", strings.Join(keys, ", "))
+	}
+	codec, err := newCodec(cfg)
+	if err != nil {
+		return err
+	}
+	if err := checkKeys(ctx, cfg, g.store, codec, g.log); err != nil {
+		return err
+	}
+	next, err := g.build(cfg)
+	if err != nil {
+		return err
+	}
+	g.Sessions.SetCodec(codec)
+	g.current.Store(next)
+	old.routes.CloseIdleConnections()
+	g.log.Info("configuration reloaded", "routes", len(cfg.Routes))
+	return nil
+}
+
+// restartOnly lists the top-level keys that differ between a and b other
+// than the reloadable ones.
+func restartOnly(a, b *config.Config) []string {
+	strip := func(c *config.Config) config.Config {
+		x := *c
+		x.Routes, x.CORS, x.CSRF, x.Limits, x.SPA = nil, config.CORS{}, config.CSRF{}, config.Limits{}, config.SPA{}
+		x.Session.Keys, x.Session.KeysFile = nil, ""
+		x.Log.Level = ""
+		return x
+	}
+	sa, sb := strip(a), strip(b)
+	va, vb := reflect.ValueOf(sa), reflect.ValueOf(sb)
+	var keys []string
+	for i := range va.NumField() {
+		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			keys = append(keys, strings.Split(va.Type().Field(i).Tag.Get("yaml"), ",")[0])
+		}
+	}
+	return keys
+}
+
+// checkKeys refuses to start when no configured key opens the sessions a
+// persistent store already holds (see session.CheckKeys).
+func checkKeys(ctx context.Context, cfg *config.Config, store session.Store, codec *session.Codec, log *slog.Logger) error {
+	if cfg.Session.Store == "memory" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := session.CheckKeys(ctx, store, codec)
+	switch {
+	case errors.Is(err, session.ErrWrongKeys):
+		return fmt.Errorf("session.keys: none of the configured keys opens the sessions already in %s; "+
+			"starting would log everybody out. Configure the key in use (rotate by adding a new key second, then moving it first, then removing the old one)", redactURL(cfg.Session.Store))
+	case err != nil:
+		log.Warn("session store not reachable at startup; moat starts and reports not ready until it is", "error", err)
+	}
+	return nil
+}
+
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return s
 }
 
 // Close stops background work and releases the session store and idle
 // upstream connections.
 func (g *Gateway) Close() error {
 	g.Revoker.Stop()
-	g.Routes.CloseIdleConnections()
+	g.current.Load().routes.CloseIdleConnections()
 	return g.store.Close()
 }
 
@@ -200,7 +381,7 @@ const maxIdPResponse = 1 << 20
 // idpHTTPClient is the client for every IdP call: bounded in time and size,
 // TLS roots from the system (SSL_CERT_FILE works) plus oidc.ca_file, and no
 // redirects (a token request must not be replayed elsewhere).
-func idpHTTPClient(cfg *config.Config) (*http.Client, error) {
+func idpHTTPClient(cfg *config.Config, wrap func(http.RoundTripper) http.RoundTripper) (*http.Client, error) {
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.OIDC.CAFile != "" {
 		pool, err := config.LoadCertPool(cfg.OIDC.CAFile)
@@ -216,7 +397,7 @@ func idpHTTPClient(cfg *config.Config) (*http.Client, error) {
 		TLSHandshakeTimeout: 5 * time.Second, ResponseHeaderTimeout: cfg.OIDC.Timeout.D(),
 	}
 	return &http.Client{
-		Transport:     limitBody{tr},
+		Transport:     wrap(limitBody{tr}),
 		Timeout:       cfg.OIDC.Timeout.D(),
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}, nil

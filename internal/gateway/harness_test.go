@@ -38,6 +38,7 @@ type env struct {
 	log      *slog.Logger
 	srv      *http.Server
 	clock    *clock
+	opts     gateway.Options
 }
 
 type clock struct {
@@ -75,8 +76,8 @@ func (s *syncBuffer) String() string {
 }
 
 // newEnv starts moat; each mod is a func(*config.Config) applied to the
-// configuration, or a func(*oidctest.Behavior) applied to the OP before
-// moat first contacts it.
+// configuration, a func(*oidctest.Behavior) applied to the OP before moat
+// first contacts it, or a func(*gateway.Options).
 func newEnv(t testing.TB, mods ...any) *env {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -112,6 +113,8 @@ func newEnv(t testing.TB, mods ...any) *env {
 			m(e.cfg)
 		case func(*oidctest.Behavior):
 			e.op.Set(m)
+		case func(*gateway.Options):
+			m(&e.opts)
 		default:
 			t.Fatalf("newEnv: unknown mod %T", m)
 		}
@@ -140,7 +143,9 @@ func (e *env) start(ln net.Listener) {
 	if e.cfg.Session.Store == "memory" {
 		store = memory.New(memory.Options{Now: e.clock.Now})
 	}
-	gw, err := gateway.New(context.Background(), e.cfg, e.log, gateway.Options{Now: e.clock.Now, Store: store})
+	opts := e.opts
+	opts.Now, opts.Store = e.clock.Now, store
+	gw, err := gateway.New(context.Background(), e.cfg, e.log, opts)
 	if err != nil {
 		e.t.Fatal(err)
 	}

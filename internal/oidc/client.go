@@ -81,6 +81,9 @@ type Client struct {
 // (OpenID Connect Discovery 1.0 §3, RFC 8414, RFC 9207, RFC 7009).
 type Metadata struct {
 	Issuer                     string   `json:"issuer"`
+	TokenEndpoint              string   `json:"token_endpoint"`
+	UserinfoEndpoint           string   `json:"userinfo_endpoint"`
+	JWKSURI                    string   `json:"jwks_uri"`
 	EndSessionEndpoint         string   `json:"end_session_endpoint"`
 	RevocationEndpoint         string   `json:"revocation_endpoint"`
 	CodeChallengeMethods       []string `json:"code_challenge_methods_supported"`
@@ -119,6 +122,41 @@ func (c *Client) Discover(ctx context.Context) (Metadata, error) {
 		return Metadata{}, err
 	}
 	return p.meta, nil
+}
+
+// Cached returns the discovery metadata if it is loaded, without any I/O.
+func (c *Client) Cached() (Metadata, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.prov == nil {
+		return Metadata{}, false
+	}
+	return c.prov.meta, true
+}
+
+// EndpointName names the IdP endpoint u belongs to, for metrics: discovery,
+// jwks, token, userinfo, revocation or other.
+func (c *Client) EndpointName(u *url.URL) string {
+	if strings.HasSuffix(u.Path, "/.well-known/openid-configuration") {
+		return "discovery"
+	}
+	md, ok := c.Cached()
+	if !ok {
+		return "other"
+	}
+	plain := *u
+	plain.RawQuery = ""
+	switch plain.String() {
+	case md.TokenEndpoint:
+		return "token"
+	case md.UserinfoEndpoint:
+		return "userinfo"
+	case md.JWKSURI:
+		return "jwks"
+	case md.RevocationEndpoint:
+		return "revocation"
+	}
+	return "other"
 }
 
 func (c *Client) provider(ctx context.Context) (*provider, error) {

@@ -64,7 +64,9 @@ type Table struct {
 
 type compiled struct {
 	Route
-	handler *httputil.ReverseProxy
+	handler    *httputil.ReverseProxy
+	transport  *http.Transport
+	onUpstream func(r *http.Request, route string, code int, d time.Duration)
 }
 
 // Options configures a Table.
@@ -73,6 +75,11 @@ type Options struct {
 	// MaxIdleConnsPerHost sizes each upstream's keep-alive pool; without it
 	// Go keeps 2, and a busy BFF opens and closes connections constantly.
 	MaxIdleConnsPerHost int
+	// WrapTransport, if set, wraps each upstream transport (tracing).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// OnUpstream, if set, observes each forwarded request: the upstream's
+	// status (502/504 when it failed) and the time to the end of its body.
+	OnUpstream func(r *http.Request, route string, code int, d time.Duration)
 }
 
 // New builds the table. Routes must be validated already (config.Validate).
@@ -86,10 +93,15 @@ func New(routes []Route, o Options) *Table {
 		if r.Name == "" {
 			r.Name = r.Prefix
 		}
-		c := &compiled{Route: r}
+		c := &compiled{Route: r, onUpstream: o.OnUpstream}
+		c.transport = newTransport(r, o.MaxIdleConnsPerHost)
+		var rt http.RoundTripper = c.transport
+		if o.WrapTransport != nil {
+			rt = o.WrapTransport(rt)
+		}
 		c.handler = &httputil.ReverseProxy{
 			Rewrite:        c.rewrite,
-			Transport:      newTransport(r, o.MaxIdleConnsPerHost),
+			Transport:      rt,
 			BufferPool:     pool,
 			ModifyResponse: modifyResponse(r.AllowSetCookie),
 			ErrorHandler:   errorHandler(o.Logger, r.Name),
@@ -123,7 +135,7 @@ func (t *Table) Routes() []*Route {
 // CloseIdleConnections closes every upstream's idle connections.
 func (t *Table) CloseIdleConnections() {
 	for _, c := range t.routes {
-		c.handler.Transport.(*http.Transport).CloseIdleConnections()
+		c.transport.CloseIdleConnections()
 	}
 }
 
@@ -166,7 +178,25 @@ func (c *compiled) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	target.Path = c.Upstream.Path + rest
 	target.RawPath = ""
 	target.RawQuery = r.URL.RawQuery
-	c.handler.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, &target)))
+	obs := &outcome{}
+	ctx := context.WithValue(context.WithValue(r.Context(), targetKey{}, &target), outcomeKey{}, obs)
+	start := time.Now()
+	c.handler.ServeHTTP(w, r.WithContext(ctx))
+	if c.onUpstream != nil && obs.code != 0 {
+		c.onUpstream(r, c.Name, obs.code, time.Since(start))
+	}
+}
+
+// outcome carries the upstream's status from ModifyResponse or the error
+// handler back to ServeHTTP.
+type outcome struct{ code int }
+
+type outcomeKey struct{}
+
+func setOutcome(r *http.Request, code int) {
+	if o, ok := r.Context().Value(outcomeKey{}).(*outcome); ok {
+		o.code = code
+	}
 }
 
 // Errors from Rest.
@@ -251,6 +281,7 @@ func tooLarge(err error) *httperr.Error {
 // pass only where the route allows them.
 func modifyResponse(allowSetCookie bool) func(*http.Response) error {
 	return func(resp *http.Response) error {
+		setOutcome(resp.Request, resp.StatusCode)
 		h := resp.Header
 		for name := range h {
 			if strings.HasPrefix(name, "Access-Control-") {
@@ -278,10 +309,12 @@ func modifyResponse(allowSetCookie bool) func(*http.Response) error {
 func errorHandler(log *slog.Logger, route string) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, r *http.Request, err error) {
 		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-			return // the browser went away
+			setOutcome(r, 499) // the browser went away
+			return
 		}
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
+			setOutcome(r, http.StatusRequestEntityTooLarge)
 			httperr.Write(w, tooLarge(err))
 			return
 		}
@@ -293,6 +326,7 @@ func errorHandler(log *slog.Logger, route string) func(http.ResponseWriter, *htt
 			msg = "the upstream API refused the connection"
 		}
 		log.Warn("upstream request failed", "route", route, "error", err)
+		setOutcome(r, status)
 		httperr.Write(w, httperr.New(status, code, msg, err))
 	}
 }

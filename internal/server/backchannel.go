@@ -21,6 +21,7 @@ import (
 // completely (§2.6). Any failure is a 400 (§2.8); responses are no-store.
 func (s *Server) backchannelLogout(w http.ResponseWriter, r *http.Request) error {
 	bad := func(msg string, err error) error {
+		s.metrics.Backchannel("rejected")
 		return httperr.New(http.StatusBadRequest, "invalid_request", msg, err)
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
@@ -48,7 +49,8 @@ func (s *Server) backchannelLogout(w http.ResponseWriter, r *http.Request) error
 	jti := session.KeyOf("jti", []byte(lt.Issuer+"\x00"+lt.JTI))
 	if _, err := s.sessions.Store().CompareAndSwap(r.Context(), jti, 0, session.Record{}, ttl); errors.Is(err, session.ErrConflict) {
 		s.log.Warn("back-channel logout token replayed", "audit", true, "event", "backchannel_rejected", "sub", lt.Subject)
-		return bad("logout token already used", errors.New("replayed jti"))
+		s.metrics.Backchannel("replayed")
+		return httperr.New(http.StatusBadRequest, "invalid_request", "logout token already used", errors.New("replayed jti"))
 	} else if err != nil {
 		return httperr.Unavailable(err)
 	}
@@ -58,6 +60,7 @@ func (s *Server) backchannelLogout(w http.ResponseWriter, r *http.Request) error
 		return httperr.Unavailable(err)
 	}
 	s.log.Info("back-channel logout", "audit", true, "event", "backchannel_logout", "sub", lt.Subject, "sid_given", lt.SID != "", "sessions", n)
+	s.metrics.Backchannel("ok")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	return nil

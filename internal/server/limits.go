@@ -93,6 +93,7 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			return
 		}
 		if ok, wait := s.limits.perIP.Allow(info(r).ip); !ok {
+			s.metrics.RateLimited("ip")
 			e := tooMany(wait)
 			noteError(r, e)
 			httperr.Write(w, e)

@@ -79,6 +79,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		Name: loginCookie, Value: binding, Path: "/", MaxAge: int(ttl.Seconds()),
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode,
 	})
+	s.metrics.LoginStarted()
 	http.Redirect(w, r, authURL, http.StatusFound)
 	return nil
 }
@@ -90,10 +91,21 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) error {
 	if err := s.loginLimit(w, r); err != nil {
 		return err
 	}
+	reason, err := s.finishLogin(w, r)
+	if reason != "" {
+		s.metrics.LoginFailed(reason)
+	}
+	return err
+}
+
+// finishLogin is the callback proper; a failure comes with its reason for
+// moat_logins_failed_total (state, binding, issuer, idp_error, rejected,
+// unavailable).
+func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request) (string, error) {
 	q := r.URL.Query()
 	state := q.Get("state")
 	if state == "" {
-		return navError(http.StatusBadRequest, "This sign-in link is incomplete. Please sign in again.", errors.New("callback without state"))
+		return "state", navError(http.StatusBadRequest, "This sign-in link is incomplete. Please sign in again.", errors.New("callback without state"))
 	}
 	rec, err := s.sessions.Store().Take(r.Context(), loginKey(state))
 	if errors.Is(err, session.ErrNotFound) {
@@ -102,23 +114,23 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) error {
 		// start over.
 		if _, err := s.sessions.Load(r.Context(), r); err == nil {
 			http.Redirect(w, r, s.landing, http.StatusFound)
-			return nil
+			return "", nil
 		}
-		return navError(http.StatusBadRequest, "This sign-in has expired or was already completed. Please sign in again.", errors.New("unknown or used state"))
+		return "state", navError(http.StatusBadRequest, "This sign-in has expired or was already completed. Please sign in again.", errors.New("unknown or used state"))
 	}
 	if err != nil {
-		return navError(http.StatusServiceUnavailable, "Sign-in is unavailable. Please try again in a moment.", err)
+		return "unavailable", navError(http.StatusServiceUnavailable, "Sign-in is unavailable. Please try again in a moment.", err)
 	}
 	var tx loginTx
 	if err := s.sessions.Open(loginKey(state), rec.Data, &tx); err != nil {
-		return navError(http.StatusBadRequest, "This sign-in cannot be completed. Please sign in again.", err)
+		return "state", navError(http.StatusBadRequest, "This sign-in cannot be completed. Please sign in again.", err)
 	}
 	c, err := r.Cookie(loginCookie)
 	if err != nil || subtle.ConstantTimeCompare([]byte(bindingHash(c.Value)), []byte(tx.Binding)) != 1 {
-		return navError(http.StatusBadRequest, "This sign-in was started in another browser. Please sign in again.", errors.New("login transaction not bound to this browser"))
+		return "binding", navError(http.StatusBadRequest, "This sign-in was started in another browser. Please sign in again.", errors.New("login transaction not bound to this browser"))
 	}
 	if err := s.idp.CheckIssuer(r.Context(), q); err != nil {
-		return navError(http.StatusBadRequest, "The sign-in response came from an unexpected issuer.", err)
+		return "issuer", navError(http.StatusBadRequest, "The sign-in response came from an unexpected issuer.", err)
 	}
 	if e := q.Get("error"); e != "" {
 		// A genuine answer to this browser's request (state and binding
@@ -127,19 +139,19 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) error {
 		// IdP's text and goes to the log only.
 		noteError(r, errors.New("authorization error "+errorCode(e)+": "+q.Get("error_description")))
 		http.Redirect(w, r, withParam(tx.ReturnTo, "login_error", errorCode(e)), http.StatusFound)
-		return nil
+		return "idp_error", nil
 	}
 	code := q.Get("code")
 	if code == "" {
-		return navError(http.StatusBadRequest, "This sign-in link is incomplete. Please sign in again.", errors.New("callback without code"))
+		return "state", navError(http.StatusBadRequest, "This sign-in link is incomplete. Please sign in again.", errors.New("callback without code"))
 	}
 	tok, id, err := s.idp.Exchange(r.Context(), code, oidc.Expect{Verifier: tx.Verifier, Nonce: tx.Nonce, MaxAge: tx.MaxAge, ACRValues: tx.ACR})
 	switch {
 	case errors.Is(err, oidc.ErrUnavailable):
-		return navError(http.StatusServiceUnavailable, "The sign-in service is unavailable. Please try again in a moment.", err)
+		return "unavailable", navError(http.StatusServiceUnavailable, "The sign-in service is unavailable. Please try again in a moment.", err)
 	case err != nil:
 		s.log.Warn("login failed", "audit", true, "event", "login_failed", "error", err)
-		return navError(http.StatusBadRequest, "Sign-in could not be verified. Please sign in again.", err)
+		return "rejected", navError(http.StatusBadRequest, "Sign-in could not be verified. Please sign in again.", err)
 	}
 
 	// A session from before this login is ended, not reused (fixation).
@@ -159,12 +171,13 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) error {
 		UserAgent: truncate(r.UserAgent(), 256), RemoteIP: info(r).ip,
 	})
 	if err != nil {
-		return navError(http.StatusServiceUnavailable, "Sign-in is unavailable. Please try again in a moment.", err)
+		return "unavailable", navError(http.StatusServiceUnavailable, "Sign-in is unavailable. Please try again in a moment.", err)
 	}
-	info(r).session = l.Key
+	info(r).session, info(r).sub = l.Key, l.Subject
+	s.metrics.LoginCompleted()
 	s.log.Info("login", "audit", true, "event", "login", "sub", l.Subject, "session", l.Key.Short())
 	http.Redirect(w, r, tx.ReturnTo, http.StatusFound)
-	return nil
+	return "", nil
 }
 
 // returnTo validates where the browser may be sent after login (RFC 9700
@@ -283,6 +296,7 @@ func truncate(s string, n int) string {
 // and reaches the IdP.
 func (s *Server) loginLimit(w http.ResponseWriter, r *http.Request) error {
 	if ok, wait := s.limits.login.Allow(info(r).ip); !ok {
+		s.metrics.RateLimited("login")
 		w.Header().Set("Retry-After", tooMany(wait).Header.Get("Retry-After"))
 		return navError(http.StatusTooManyRequests, "Too many sign-in attempts. Please wait a moment and try again.", errors.New("login rate limit"))
 	}

@@ -26,11 +26,13 @@ func chain(h http.Handler, mws ...func(http.Handler) http.Handler) http.Handler 
 // reqInfo collects what the access log line reports about a request. It is
 // filled in by the handlers as they learn it.
 type reqInfo struct {
-	id      string
-	ip      string // the client, as far as trusted proxies tell
-	route   string
-	session session.Key
-	err     error
+	id       string
+	ip       string // the client, as far as trusted proxies tell
+	route    string
+	session  session.Key
+	sub      string
+	upstream int // the upstream's status, for proxied requests
+	err      error
 }
 
 type infoKey struct{}
@@ -46,6 +48,9 @@ func info(r *http.Request) *reqInfo {
 func noteError(r *http.Request, err error) {
 	info(r).err = err
 }
+
+// NoteUpstream records the upstream's status for r's access log line.
+func NoteUpstream(r *http.Request, code int) { info(r).upstream = code }
 
 // RequestID returns the request ID moat assigned to ctx's request.
 func RequestID(ctx context.Context) string {
@@ -67,7 +72,17 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		}
 		w.Header().Set("X-Request-Id", ri.id)
 		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), infoKey{}, ri)))
+		r2 := r.WithContext(context.WithValue(r.Context(), infoKey{}, ri))
+		next.ServeHTTP(sw, r2)
+		elapsed := time.Since(start)
+		route := ri.route
+		if route == "" {
+			route = r2.Pattern // the ServeMux pattern: a bounded label
+		}
+		if route == "" {
+			route = "other"
+		}
+		s.metrics.Request(route, r.Method, sw.Status(), elapsed)
 		attrs := []slog.Attr{
 			slog.String("request_id", ri.id),
 			slog.String("method", r.Method),
@@ -75,13 +90,17 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			slog.String("client_ip", ri.ip),
 			slog.Int("status", sw.Status()),
 			slog.Int64("bytes", sw.bytes),
-			slog.Duration("duration", time.Since(start)),
+			slog.Duration("duration", elapsed),
+			slog.String("route", route),
 		}
-		if ri.route != "" {
-			attrs = append(attrs, slog.String("route", ri.route))
+		if ri.upstream != 0 {
+			attrs = append(attrs, slog.Int("upstream_status", ri.upstream))
 		}
 		if ri.session != "" {
 			attrs = append(attrs, slog.String("session", ri.session.Short()))
+		}
+		if ri.sub != "" && s.cfg.Log.Subject {
+			attrs = append(attrs, slog.String("sub", ri.sub))
 		}
 		level := slog.LevelInfo
 		if ri.err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/csrf"
 	"github.com/moat-bff/moat/internal/httperr"
+	"github.com/moat-bff/moat/internal/metrics"
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/proxy"
 	"github.com/moat-bff/moat/internal/revoke"
@@ -34,6 +35,7 @@ type Deps struct {
 	IdP      *oidc.Client
 	Routes   *proxy.Table
 	Revoker  *revoke.Queue
+	Metrics  *metrics.Metrics // nil records nothing
 }
 
 // Server is an http.Handler for moat's main listener.
@@ -46,6 +48,7 @@ type Server struct {
 	routes   *proxy.Table
 	revoker  *revoke.Queue
 	limits   *limits
+	metrics  *metrics.Metrics
 	csrf     *csrf.Policy
 	mux      *http.ServeMux
 	handler  http.Handler
@@ -65,7 +68,7 @@ func New(d Deps) (*Server, error) {
 		return nil, fmt.Errorf("csrf: %w", err)
 	}
 	s := &Server{
-		cfg: cfg, log: d.Logger, sessions: d.Sessions, tokens: d.Tokens, idp: d.IdP, routes: d.Routes, revoker: d.Revoker,
+		cfg: cfg, log: d.Logger, sessions: d.Sessions, tokens: d.Tokens, idp: d.IdP, routes: d.Routes, revoker: d.Revoker, metrics: d.Metrics,
 		csrf: policy, mux: http.NewServeMux(), public: public, landing: "/",
 		limits: newLimits(cfg, d.Sessions.Now),
 	}
@@ -214,8 +217,9 @@ func (s *Server) session(r *http.Request) (*session.Loaded, error) {
 	case err != nil:
 		return nil, httperr.Unavailable(err)
 	}
-	info(r).session = l.Key
+	info(r).session, info(r).sub = l.Key, l.Subject
 	if ok, wait := s.limits.session.Allow(string(l.Key)); !ok {
+		s.metrics.RateLimited("session")
 		return nil, tooMany(wait)
 	}
 	s.sessions.Touch(r.Context(), l)

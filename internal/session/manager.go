@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,7 +34,7 @@ type Loaded struct {
 // safe for concurrent use.
 type Manager struct {
 	store    Store
-	codec    *Codec
+	codec    atomic.Pointer[Codec] // swapped by a key-ring reload
 	idle     time.Duration
 	absolute time.Duration
 	now      func() time.Time
@@ -55,14 +56,19 @@ func NewManager(o ManagerOptions) *Manager {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Manager{store: o.Store, codec: o.Codec, idle: o.IdleTimeout, absolute: o.AbsoluteTimeout, now: o.Now, log: o.Logger}
+	m := &Manager{store: o.Store, idle: o.IdleTimeout, absolute: o.AbsoluteTimeout, now: o.Now, log: o.Logger}
+	m.codec.Store(o.Codec)
+	return m
 }
 
 // Store returns the underlying store.
 func (m *Manager) Store() Store { return m.store }
 
 // Codec returns the codec records are sealed with.
-func (m *Manager) Codec() *Codec { return m.codec }
+func (m *Manager) Codec() *Codec { return m.codec.Load() }
+
+// SetCodec replaces the key ring, for a configuration reload.
+func (m *Manager) SetCodec(c *Codec) { m.codec.Store(c) }
 
 // Now returns the manager's clock reading.
 func (m *Manager) Now() time.Time { return m.now() }
@@ -112,7 +118,7 @@ func (m *Manager) LoadKey(ctx context.Context, key Key) (*Loaded, error) {
 func (m *Manager) Decode(key Key, rec Record) (*Loaded, error) { return m.open(key, rec) }
 
 func (m *Manager) open(key Key, rec Record) (*Loaded, error) {
-	plain, err := m.codec.Open(key, rec.Data)
+	plain, err := m.codec.Load().Open(key, rec.Data)
 	if err != nil {
 		return nil, err
 	}
@@ -208,7 +214,7 @@ func (m *Manager) record(l *Loaded) Record {
 	if err != nil {
 		panic(fmt.Sprintf("session: encoding a Session cannot fail: %v", err))
 	}
-	return Record{Data: m.codec.Seal(l.Key, plain), Subject: l.Subject, SID: l.SID}
+	return Record{Data: m.codec.Load().Seal(l.Key, plain), Subject: l.Subject, SID: l.SID}
 }
 
 // Seal encodes and seals v for key, for records that are not sessions
@@ -218,12 +224,12 @@ func (m *Manager) Seal(key Key, v any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return m.codec.Seal(key, plain), nil
+	return m.codec.Load().Seal(key, plain), nil
 }
 
 // Open is the inverse of Seal.
 func (m *Manager) Open(key Key, data []byte, v any) error {
-	plain, err := m.codec.Open(key, data)
+	plain, err := m.codec.Load().Open(key, data)
 	if err != nil {
 		return err
 	}

@@ -12,10 +12,11 @@ import (
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/bolt"
 	"github.com/moat-bff/moat/internal/session/memory"
+	"github.com/moat-bff/moat/internal/session/postgres"
 )
 
 // Open returns the store named by spec: "memory" or a URL whose scheme
-// picks the backend (bolt://).
+// picks the backend (bolt://, postgres://).
 func Open(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
 	if spec == "memory" {
 		return memory.New(memory.Options{}), nil
@@ -24,8 +25,10 @@ func Open(ctx context.Context, spec string, log *slog.Logger) (session.Store, er
 	switch strings.ToLower(scheme) {
 	case "bolt":
 		return bolt.Open(ctx, spec, bolt.Options{Logger: log})
+	case "postgres", "postgresql":
+		return postgres.Open(ctx, spec, postgres.Options{Logger: log})
 	}
-	return nil, fmt.Errorf("%q is not a known store; use memory or bolt:///path/to/sessions.db", redact(spec))
+	return nil, fmt.Errorf("%q is not a known store; use memory, bolt:///path/to/sessions.db or postgres://…", redact(spec))
 }
 
 // redact hides a password in a store URL before it reaches an error.

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/moat-bff/moat/internal/oidc/oidctest"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *lockedBuffer) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// startServe runs `moat serve` in-process on a free port and waits until
+// it answers. Cancelling the returned context is what SIGTERM does.
+func startServe(t *testing.T, configBody func(addr string) string) (addr string, cancel context.CancelFunc, done <-chan error, logs *lockedBuffer, path string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = ln.Addr().String()
+	ln.Close()
+	path = writeFile(t, configBody(addr))
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	logs = &lockedBuffer{}
+	go func() { errc <- run(ctx, []string{"serve", "--config", path}, &bytes.Buffer{}, logs) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("moat did not start: %v\n%s", err, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Cleanup(cancel)
+	return addr, cancel, errc, logs, path
+}
+
+func TestSIGTERMDrainsStreams(t *testing.T) {
+	op := oidctest.New(t, "http://127.0.0.1/auth/callback")
+	sse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 5 {
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(200 * time.Millisecond)
+		}
+	}))
+	defer sse.Close()
+	addr, cancel, done, logs, _ := startServe(t, func(addr string) string {
+		return fmt.Sprintf(`
+listen: %q
+public_url: "http://%s"
+oidc: {issuer: %q, client_id: "c", client_secret: "s"}
+server: {shutdown_grace: 5s}
+routes: [{prefix: "/events/", upstream: %q, token: none}]
+`, addr, addr, op.Issuer, sse.URL+"/")
+	})
+	req, _ := http.NewRequest("GET", "http://"+addr+"/events/stream", nil)
+	req.Header.Set("X-CSRF", "1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := bufio.NewScanner(resp.Body)
+	lines.Scan() // the first event is here: the stream is in flight
+	cancel()     // SIGTERM
+	time.Sleep(100 * time.Millisecond)
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Error("moat still accepts new connections after SIGTERM")
+	}
+	var got []string
+	for lines.Scan() {
+		if l := lines.Text(); l != "" {
+			got = append(got, l)
+		}
+	}
+	if len(got) != 4 || got[3] != "data: 4" {
+		t.Errorf("the stream was cut: after the first event got %q", got)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not return after the stream ended")
+	}
+	if !strings.Contains(logs.String(), "shutting down") {
+		t.Error("no shutdown log line")
+	}
+}
+
+func TestSIGHUPReloads(t *testing.T) {
+	op := oidctest.New(t, "http://127.0.0.1/auth/callback")
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, r.URL.Path) }))
+	defer api.Close()
+	base := func(addr, routes string) string {
+		return fmt.Sprintf(`
+listen: %q
+public_url: "http://%s"
+oidc: {issuer: %q, client_id: "c", client_secret: "s"}
+routes: [%s]
+`, addr, addr, op.Issuer, routes)
+	}
+	var cfgAddr string
+	addr, _, _, logs, path := startServe(t, func(addr string) string {
+		cfgAddr = addr
+		return base(addr, fmt.Sprintf(`{prefix: "/a/", upstream: %q, token: none}`, api.URL+"/a/"))
+	})
+	get := func(p string) int {
+		req, _ := http.NewRequest("GET", "http://"+addr+p, nil)
+		req.Header.Set("X-CSRF", "1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	hup := func(body string) {
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	}
+	waitFor := func(what string, cond func() bool) {
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s\n%s", what, logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if get("/b/x") == http.StatusOK {
+		t.Fatal("route /b/ exists before the reload")
+	}
+	hup(base(cfgAddr, fmt.Sprintf(`{prefix: "/a/", upstream: %q, token: none}, {prefix: "/b/", upstream: %q, token: none}`, api.URL+"/a/", api.URL+"/b/")))
+	waitFor("the new route", func() bool { return get("/b/x") == http.StatusOK })
+
+	hup("routes: [{prefix: broken")
+	waitFor("the invalid config to be refused", func() bool { return strings.Contains(logs.String(), "configuration reload refused") })
+	if get("/a/x") != http.StatusOK || get("/b/x") != http.StatusOK {
+		t.Error("an invalid config changed the running one")
+	}
+}

@@ -1,0 +1,172 @@
+// Package metrics defines moat's Prometheus metrics. Every name starts with
+// moat_ and every label has a bounded set of values (route names, not
+// paths), so a scrape stays small whatever the traffic. A nil *Metrics
+// records nothing, so tests and embedders need not set one up.
+package metrics
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds moat's collectors.
+type Metrics struct {
+	requests        *prometheus.CounterVec
+	requestDuration *prometheus.HistogramVec
+	upstream        *prometheus.CounterVec
+	upstreamDur     *prometheus.HistogramVec
+	loginsStarted   prometheus.Counter
+	loginsCompleted prometheus.Counter
+	loginsFailed    *prometheus.CounterVec
+	refreshes       *prometheus.CounterVec
+	backchannel     *prometheus.CounterVec
+	storeDuration   *prometheus.HistogramVec
+	storeErrors     *prometheus.CounterVec
+	idpDuration     *prometheus.HistogramVec
+	rateLimited     *prometheus.CounterVec
+	reg             *prometheus.Registry
+}
+
+// latency buckets from 0.5 ms to 10 s: a BFF hop should sit at the bottom.
+var buckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// New registers moat's metrics, and the Go runtime and process collectors,
+// on a fresh registry.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_http_requests_total",
+			Help: "Requests served, by route, method and status code."}, []string{"route", "method", "code"}),
+		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "moat_http_request_duration_seconds",
+			Help: "Time to serve a request, by route.", Buckets: buckets}, []string{"route"}),
+		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_upstream_requests_total",
+			Help: "Proxied requests by route and upstream status code (502/504 when the upstream failed)."}, []string{"route", "code"}),
+		upstreamDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "moat_upstream_duration_seconds",
+			Help: "Time from forwarding a request to the end of the upstream's response, by route.", Buckets: buckets}, []string{"route"}),
+		loginsStarted: prometheus.NewCounter(prometheus.CounterOpts{Name: "moat_logins_started_total",
+			Help: "Logins started (redirects to the IdP)."}),
+		loginsCompleted: prometheus.NewCounter(prometheus.CounterOpts{Name: "moat_logins_completed_total",
+			Help: "Logins completed with a new session."}),
+		loginsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_logins_failed_total",
+			Help: "Logins that failed, by reason: state, binding, issuer, idp_error, rejected, unavailable."}, []string{"reason"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_token_refreshes_total",
+			Help: "Access-token refreshes at the IdP, by outcome: ok, invalid_grant, transient."}, []string{"outcome"}),
+		backchannel: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_backchannel_logouts_total",
+			Help: "Back-channel logout requests, by result: ok, rejected, replayed."}, []string{"result"}),
+		storeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "moat_store_operation_duration_seconds",
+			Help: "Session store operation latency, by operation.", Buckets: buckets}, []string{"op"}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_store_errors_total",
+			Help: "Session store operations that failed (not counting not-found and conflicts), by operation."}, []string{"op"}),
+		idpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "moat_idp_request_duration_seconds",
+			Help: "Latency of calls to the IdP, by endpoint: discovery, jwks, token, userinfo, revocation, other.", Buckets: buckets}, []string{"endpoint"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_rate_limited_total",
+			Help: "Requests refused with 429, by limit: ip, session, login."}, []string{"scope"}),
+	}
+	reg.MustRegister(m.requests, m.requestDuration, m.upstream, m.upstreamDur, m.loginsStarted, m.loginsCompleted,
+		m.loginsFailed, m.refreshes, m.backchannel, m.storeDuration, m.storeErrors, m.idpDuration, m.rateLimited,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry returns the registry to serve with promhttp.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// ActiveSessions registers a gauge read from count at each scrape, for
+// stores that can count cheaply.
+func (m *Metrics) ActiveSessions(count func() int) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "moat_sessions_active",
+		Help: "Records in the session store (sessions and pending logins)."}, func() float64 { return float64(count()) }))
+}
+
+// Request records a served request.
+func (m *Metrics) Request(route, method string, code int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
+	m.requestDuration.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// Upstream records a proxied request's upstream outcome.
+func (m *Metrics) Upstream(route string, code int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.upstream.WithLabelValues(route, strconv.Itoa(code)).Inc()
+	m.upstreamDur.WithLabelValues(route).Observe(d.Seconds())
+}
+
+// LoginStarted counts a redirect to the IdP.
+func (m *Metrics) LoginStarted() {
+	if m != nil {
+		m.loginsStarted.Inc()
+	}
+}
+
+// LoginCompleted counts a new session.
+func (m *Metrics) LoginCompleted() {
+	if m != nil {
+		m.loginsCompleted.Inc()
+	}
+}
+
+// LoginFailed counts a failed callback by reason.
+func (m *Metrics) LoginFailed(reason string) {
+	if m != nil {
+		m.loginsFailed.WithLabelValues(reason).Inc()
+	}
+}
+
+// Refresh counts a refresh attempt by outcome.
+func (m *Metrics) Refresh(outcome string) {
+	if m != nil {
+		m.refreshes.WithLabelValues(outcome).Inc()
+	}
+}
+
+// Backchannel counts a back-channel logout request by result.
+func (m *Metrics) Backchannel(result string) {
+	if m != nil {
+		m.backchannel.WithLabelValues(result).Inc()
+	}
+}
+
+// RateLimited counts a 429 by scope.
+func (m *Metrics) RateLimited(scope string) {
+	if m != nil {
+		m.rateLimited.WithLabelValues(scope).Inc()
+	}
+}
+
+// StoreOp records a store operation; expected outcomes (not found,
+// conflict, the caller going away) are not errors.
+func (m *Metrics) StoreOp(op string, d time.Duration, err error, expected ...error) {
+	if m == nil {
+		return
+	}
+	m.storeDuration.WithLabelValues(op).Observe(d.Seconds())
+	if err == nil {
+		return
+	}
+	for _, e := range expected {
+		if errors.Is(err, e) {
+			return
+		}
+	}
+	m.storeErrors.WithLabelValues(op).Inc()
+}
+
+// IdP records a call to the IdP.
+func (m *Metrics) IdP(endpoint string, d time.Duration) {
+	if m != nil {
+		m.idpDuration.WithLabelValues(endpoint).Observe(d.Seconds())
+	}
+}
