@@ -137,7 +137,7 @@ func (h *Handler) revokeSubject(w http.ResponseWriter, r *http.Request) {
 		n++
 	}
 	// Sessions created while we listed are caught by the index sweep.
-	if m, err := h.sessions.Store().DeleteBy(r.Context(), sub, ""); err == nil {
+	if m, err := h.sessions.DeleteBy(r.Context(), sub, ""); err == nil {
 		n += m
 	}
 	httperr.WriteJSON(w, http.StatusOK, map[string]int{"revoked": n})

@@ -169,6 +169,12 @@ type Session struct {
 	AbsoluteTimeout Duration `yaml:"absolute_timeout"`
 	// LoginTimeout is how long a started login may take to come back.
 	LoginTimeout Duration `yaml:"login_timeout"`
+	// CacheTTL is how long a replica reuses a decoded session without
+	// rereading the store: the bound on how long a logout or revocation on
+	// another replica takes to be seen here. At most 1s.
+	CacheTTL Duration `yaml:"cache_ttl"`
+	// CacheSize bounds how many sessions a replica keeps decoded.
+	CacheSize int `yaml:"cache_size"`
 }
 
 // Route maps a path prefix on moat to an upstream API.
@@ -374,6 +380,10 @@ func (c *Config) SetDefaults() {
 	defDur(&c.Session.IdleTimeout, time.Hour)
 	defDur(&c.Session.AbsoluteTimeout, 12*time.Hour)
 	defDur(&c.Session.LoginTimeout, 10*time.Minute)
+	defDur(&c.Session.CacheTTL, 500*time.Millisecond)
+	if c.Session.CacheSize == 0 {
+		c.Session.CacheSize = 20_000
+	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		def(&r.Token, TokenUser)

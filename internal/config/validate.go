@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/moat-bff/moat/internal/session"
 )
@@ -79,6 +80,12 @@ func (c *Config) Validate() error {
 	}
 	if len(s.Keys) == 0 && !c.IsLoopback() {
 		add("session.keys", "is required off loopback (sessions must survive restarts and be shared by replicas); generate one with `moat keygen` and set it here, in keys_file, or in MOAT_SESSION_KEYS")
+	}
+	if s.CacheTTL.D() > time.Second {
+		add("session.cache_ttl", "%s is more than 1s: a logout on another replica would take that long to be seen here", s.CacheTTL.D())
+	}
+	if s.CacheSize < 0 {
+		add("session.cache_size", "must not be negative")
 	}
 	if s.IdleTimeout > s.AbsoluteTimeout {
 		add("session.idle_timeout", "%s exceeds absolute_timeout %s; lower it", s.IdleTimeout.D(), s.AbsoluteTimeout.D())

@@ -127,6 +127,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 	sessions := session.NewManager(session.ManagerOptions{
 		Store: store, Codec: codec, Logger: log, Now: o.Now,
 		IdleTimeout: cfg.Session.IdleTimeout.D(), AbsoluteTimeout: cfg.Session.AbsoluteTimeout.D(),
+		CacheTTL: cfg.Session.CacheTTL.D(), CacheSize: cfg.Session.CacheSize,
 	})
 	tokens := token.NewManager(token.Options{
 		Sessions: sessions, Refresher: idp, Skew: cfg.OIDC.RefreshSkew.D(),

@@ -94,7 +94,7 @@ func TestMetricsAfterAFlow(t *testing.T) {
 		{"moat_logins_failed_total", map[string]string{"reason": "state"}, 1},
 		{"moat_token_refreshes_total", map[string]string{"outcome": "ok"}, 1},
 		{"moat_backchannel_logouts_total", map[string]string{"result": "rejected"}, 1},
-		{"moat_store_operation_duration_seconds", map[string]string{"op": "get"}, 3},
+		{"moat_store_operation_duration_seconds", map[string]string{"op": "cas"}, 1},
 		{"moat_store_operation_duration_seconds", map[string]string{"op": "take"}, 2},
 		{"moat_idp_request_duration_seconds", map[string]string{"endpoint": "discovery"}, 1},
 		{"moat_idp_request_duration_seconds", map[string]string{"endpoint": "token"}, 2},
@@ -144,7 +144,7 @@ func TestTracesCarryNoSecrets(t *testing.T) {
 			}
 		}
 	}
-	if kinds["session.store.get"] == 0 || kinds["session.store.take"] == 0 || kinds["GET"] == 0 || kinds["HTTP POST"] == 0 || kinds["HTTP GET"] == 0 {
+	if kinds["session.store.set"] == 0 || kinds["session.store.take"] == 0 || kinds["GET"] == 0 || kinds["HTTP POST"] == 0 || kinds["HTTP GET"] == 0 {
 		t.Errorf("span names = %v", kinds)
 	}
 	// The upstream received the trace context of the request it serves.

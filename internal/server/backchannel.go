@@ -54,7 +54,7 @@ func (s *Server) backchannelLogout(w http.ResponseWriter, r *http.Request) error
 	} else if err != nil {
 		return httperr.Unavailable(err)
 	}
-	n, err := s.sessions.Store().DeleteBy(r.Context(), lt.Subject, lt.SID)
+	n, err := s.sessions.DeleteBy(r.Context(), lt.Subject, lt.SID)
 	if err != nil {
 		s.sessions.Store().Delete(r.Context(), jti) // let the OP's retry through
 		return httperr.Unavailable(err)

@@ -39,6 +39,7 @@ type Manager struct {
 	absolute time.Duration
 	now      func() time.Time
 	log      *slog.Logger
+	cache    *cache
 }
 
 // ManagerOptions configures a Manager.
@@ -49,6 +50,11 @@ type ManagerOptions struct {
 	AbsoluteTimeout time.Duration
 	Now             func() time.Time // time.Now when nil
 	Logger          *slog.Logger
+	// CacheTTL bounds how long a decoded session is reused without
+	// rereading the store, and so how long another replica's logout may
+	// take to be seen here. CacheSize bounds the entries. Zero disables.
+	CacheTTL  time.Duration
+	CacheSize int
 }
 
 // NewManager returns a Manager.
@@ -56,7 +62,8 @@ func NewManager(o ManagerOptions) *Manager {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	m := &Manager{store: o.Store, idle: o.IdleTimeout, absolute: o.AbsoluteTimeout, now: o.Now, log: o.Logger}
+	m := &Manager{store: o.Store, idle: o.IdleTimeout, absolute: o.AbsoluteTimeout, now: o.Now, log: o.Logger,
+		cache: newCache(o.CacheTTL, o.CacheSize)}
 	m.codec.Store(o.Codec)
 	return m
 }
@@ -93,6 +100,21 @@ func (m *Manager) Load(ctx context.Context, r *http.Request) (*Loaded, error) {
 
 // LoadKey returns the session stored under key; see Load.
 func (m *Manager) LoadKey(ctx context.Context, key Key) (*Loaded, error) {
+	now := m.now()
+	if l, ok := m.cache.get(key, now); ok && now.Before(l.Deadline(m.idle)) {
+		return l, nil
+	}
+	// Past its deadline in the cache: another replica may have slid it,
+	// so only the store decides.
+	return m.fetch(ctx, key)
+}
+
+// Fresh is LoadKey bypassing the cache, for decisions that must see other
+// replicas' writes at once (the refresh lease).
+func (m *Manager) Fresh(ctx context.Context, key Key) (*Loaded, error) { return m.fetch(ctx, key) }
+
+func (m *Manager) fetch(ctx context.Context, key Key) (*Loaded, error) {
+	m.cache.drop(key)
 	rec, err := m.store.Get(ctx, key)
 	if errors.Is(err, ErrNotFound) {
 		return nil, ErrNoSession
@@ -105,12 +127,14 @@ func (m *Manager) LoadKey(ctx context.Context, key Key) (*Loaded, error) {
 		m.log.Warn("unreadable session record treated as no session", "session", key.Short(), "error", err)
 		return nil, ErrNoSession
 	}
-	if now := m.now(); !now.Before(l.Deadline(m.idle)) {
+	now := m.now()
+	if !now.Before(l.Deadline(m.idle)) {
 		if err := m.store.Delete(ctx, key); err != nil {
 			m.log.Warn("deleting expired session", "session", key.Short(), "error", err)
 		}
 		return nil, ErrNoSession
 	}
+	m.cache.put(l, now)
 	return l, nil
 }
 
@@ -144,6 +168,7 @@ func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, s Session) 
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	l.Version = v
+	m.cache.put(l, now)
 	http.SetCookie(w, &http.Cookie{
 		Name: CookieName, Value: id.Encode(), Path: "/",
 		Expires: s.ExpiresAt, MaxAge: int(s.ExpiresAt.Sub(now).Seconds()),
@@ -156,20 +181,24 @@ func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, s Session) 
 // updates l.Version. It returns ErrConflict when somebody did and
 // ErrNoSession when the session is gone or past its deadline.
 func (m *Manager) Save(ctx context.Context, l *Loaded) error {
-	ttl := l.Deadline(m.idle).Sub(m.now())
+	now := m.now()
+	ttl := l.Deadline(m.idle).Sub(now)
 	if ttl <= 0 {
 		return ErrNoSession
 	}
 	v, err := m.store.CompareAndSwap(ctx, l.Key, l.Version, m.record(l), ttl)
 	switch {
 	case errors.Is(err, ErrConflict):
+		m.cache.drop(l.Key) // somebody else wrote: the next read must see it
 		return ErrConflict
 	case errors.Is(err, ErrNotFound):
+		m.cache.drop(l.Key)
 		return ErrNoSession
 	case err != nil:
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	l.Version = v
+	m.cache.put(l, now)
 	return nil
 }
 
@@ -194,10 +223,22 @@ func (m *Manager) Delete(ctx context.Context, w http.ResponseWriter, key Key) er
 	if w != nil {
 		ClearCookie(w)
 	}
+	m.cache.drop(key)
 	if err := m.store.Delete(ctx, key); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil
+}
+
+// DeleteBy ends every session of sub and/or sid (back-channel logout, the
+// admin API) and returns how many it ended.
+func (m *Manager) DeleteBy(ctx context.Context, sub, sid string) (int, error) {
+	m.cache.dropMatching(sub, sid)
+	n, err := m.store.DeleteBy(ctx, sub, sid)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return n, nil
 }
 
 // ClearCookie expires the session cookie with the attributes it was set

@@ -96,7 +96,7 @@ func (m *Manager) AccessToken(ctx context.Context, l *session.Loaded) (string, e
 func (m *Manager) refresh(ctx context.Context, key session.Key) (*session.Loaded, error) {
 	sessions := m.o.Sessions
 	for {
-		l, err := sessions.LoadKey(ctx, key)
+		l, err := sessions.Fresh(ctx, key) // the lease is decided on the store's state, never a cached one
 		if errors.Is(err, session.ErrNoSession) {
 			return nil, ErrSessionEnded
 		}
@@ -178,7 +178,7 @@ func (m *Manager) redeem(ctx context.Context, l *session.Loaded, holder string) 
 func (m *Manager) commit(ctx context.Context, key session.Key, holder string, change func(*session.Session)) (*session.Loaded, error) {
 	sessions := m.o.Sessions
 	for {
-		l, err := sessions.LoadKey(ctx, key)
+		l, err := sessions.Fresh(ctx, key)
 		if errors.Is(err, session.ErrNoSession) {
 			return nil, ErrSessionEnded
 		}
@@ -205,7 +205,7 @@ func (m *Manager) commit(ctx context.Context, key session.Key, holder string, ch
 }
 
 func (m *Manager) end(ctx context.Context, l *session.Loaded, why string) {
-	m.o.Logger.Info("session ended", "audit", true, "session", l.Key.Short(), "sub", l.Subject, "reason", why)
+	m.o.Logger.Info("session ended", "audit", true, "event", "session_ended", "session", l.Key.Short(), "sub", l.Subject, "reason", why)
 	if err := m.o.Sessions.Delete(ctx, nil, l.Key); err != nil {
 		m.o.Logger.Warn("deleting an ended session", "session", l.Key.Short(), "error", err)
 	}
