@@ -226,7 +226,8 @@ type browser struct {
 	e       *env
 	mu      sync.Mutex
 	cookies map[string]*http.Cookie
-	seen    bytes.Buffer
+	headers bytes.Buffer // every response header the browser saw
+	bodies  bytes.Buffer // every response body
 }
 
 func (e *env) browser() *browser {
@@ -270,8 +271,8 @@ func (b *browser) do(req *http.Request) *response {
 	resp.Body.Close()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	resp.Header.Write(&b.seen)
-	b.seen.Write(body)
+	resp.Header.Write(&b.headers)
+	b.bodies.Write(body)
 	if strings.HasPrefix(req.URL.String(), b.e.url) {
 		for _, c := range resp.Cookies() {
 			if c.MaxAge < 0 {

@@ -80,7 +80,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode,
 	})
 	s.metrics.LoginStarted()
-	http.Redirect(w, r, authURL, http.StatusFound)
+	redirect(w, authURL)
 	return nil
 }
 
@@ -113,7 +113,7 @@ func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request) (string, er
 		// forged request. A browser that is logged in goes home; others
 		// start over.
 		if _, err := s.sessions.Load(r.Context(), r); err == nil {
-			http.Redirect(w, r, s.landing, http.StatusFound)
+			redirect(w, s.landing)
 			return "", nil
 		}
 		return "state", navError(http.StatusBadRequest, "This sign-in has expired or was already completed. Please sign in again.", errors.New("unknown or used state"))
@@ -138,7 +138,7 @@ func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request) (string, er
 		// prompt=none, on its returnTo page. error_description is the
 		// IdP's text and goes to the log only.
 		noteError(r, errors.New("authorization error "+errorCode(e)+": "+q.Get("error_description")))
-		http.Redirect(w, r, withParam(tx.ReturnTo, "login_error", errorCode(e)), http.StatusFound)
+		redirect(w, withParam(tx.ReturnTo, "login_error", errorCode(e)))
 		return "idp_error", nil
 	}
 	code := q.Get("code")
@@ -176,7 +176,7 @@ func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request) (string, er
 	info(r).session, info(r).sub = l.Key, l.Subject
 	s.metrics.LoginCompleted()
 	s.log.Info("login", "audit", true, "event", "login", "sub", l.Subject, "session", l.Key.Short())
-	http.Redirect(w, r, tx.ReturnTo, http.StatusFound)
+	redirect(w, tx.ReturnTo)
 	return "", nil
 }
 

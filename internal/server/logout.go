@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/moat-bff/moat/internal/httperr"
 	"github.com/moat-bff/moat/internal/revoke"
@@ -51,8 +52,54 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method == http.MethodPost {
+		if target != s.landing {
+			// The end-session URL carries the ID token as id_token_hint. A
+			// JSON body is readable by script, so the SPA gets a one-time
+			// moat URL instead, whose redirect hands the hint to the OP
+			// through a navigation that script cannot read.
+			handle, err := s.parkEndSession(r, target)
+			if err != nil {
+				noteError(r, err)
+				target = s.landing // logged out here; the IdP session stays
+			} else {
+				target = s.public.JoinPath("/auth/logout/continue").String() + "?h=" + handle
+			}
+		}
 		httperr.WriteJSON(w, http.StatusOK, map[string]any{"loggedOut": true, "logoutUrl": target})
 		return
 	}
-	http.Redirect(w, r, target, http.StatusFound)
+	redirect(w, target)
+}
+
+const endSessionTTL = 2 * time.Minute
+
+func endSessionKey(handle string) session.Key { return session.KeyOf("endsession", []byte(handle)) }
+
+// parkEndSession stores the end-session URL, sealed, under a fresh one-time
+// handle in the shared store (the navigation may land on another replica).
+func (s *Server) parkEndSession(r *http.Request, target string) (string, error) {
+	handle := randomString()
+	key := endSessionKey(handle)
+	data, err := s.sessions.Seal(key, target)
+	if err != nil {
+		return "", err
+	}
+	_, err = s.sessions.Store().Set(r.Context(), key, session.Record{Data: data}, endSessionTTL)
+	return handle, err
+}
+
+// continueLogout redirects to a parked end-session URL, once. An unknown or
+// used handle goes to the landing page: the local logout already happened.
+func (s *Server) continueLogout(w http.ResponseWriter, r *http.Request) {
+	target := s.landing
+	if h := r.URL.Query().Get("h"); h != "" {
+		key := endSessionKey(h)
+		if rec, err := s.sessions.Store().Take(r.Context(), key); err == nil {
+			var u string
+			if err := s.sessions.Open(key, rec.Data, &u); err == nil {
+				target = u
+			}
+		}
+	}
+	redirect(w, target)
 }

@@ -206,3 +206,11 @@ func (w *statusWriter) Status() int {
 	}
 	return w.status
 }
+
+// redirect answers 302 with a Location and no body. http.Redirect would
+// echo the URL in an HTML body, and some of moat's targets (the end-session
+// URL with its id_token_hint) must not sit in a body script could read.
+func redirect(w http.ResponseWriter, target string) {
+	w.Header().Set("Location", target)
+	w.WriteHeader(http.StatusFound)
+}

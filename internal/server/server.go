@@ -82,6 +82,7 @@ func New(d Deps) (*Server, error) {
 	s.handle("/auth/checksession", api(s.checkSession), http.MethodGet)
 	s.handle("/auth/userinfo", api(s.userInfo), http.MethodGet)
 	s.handle("/auth/logout", http.HandlerFunc(s.logout), http.MethodGet, http.MethodPost)
+	s.handle("/auth/logout/continue", http.HandlerFunc(s.continueLogout), http.MethodGet)
 	s.handle("/auth/backchannel-logout", api(s.backchannelLogout), http.MethodPost)
 	s.mux.Handle("/auth/", notFound())
 	s.handle("/healthz", api(s.healthz), http.MethodGet)
