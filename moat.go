@@ -23,11 +23,33 @@ import (
 
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/gateway"
+	"github.com/moat-bff/moat/internal/secret"
 	"github.com/moat-bff/moat/internal/server"
 )
 
-// Config is moat's configuration; see the README for every key.
+// Config is moat's configuration; see the README for every key. Build one
+// from YAML with LoadConfig, or in Go with the types below, then call its
+// SetDefaults and Validate methods before New.
 type Config = config.Config
+
+// The parts of a Config, so Go code outside this module can build one.
+type (
+	OIDCConfig    = config.OIDC
+	SessionConfig = config.Session
+	Route         = config.Route
+	CORSConfig    = config.CORS
+	CSRFConfig    = config.CSRF
+	LogConfig     = config.Log
+	AdminConfig   = config.Admin
+	ServerConfig  = config.Server
+	RateLimits    = config.Limits
+	RateLimit     = config.Limit
+	SPAConfig     = config.SPA
+	// Duration is a time.Duration written "90s", "15m" or "12h" in YAML.
+	Duration = config.Duration
+	// Secret is a string that prints as REDACTED everywhere.
+	Secret = secret.String
+)
 
 // Identity is the logged-in user as a local handler sees it.
 type Identity = server.Identity
