@@ -48,6 +48,7 @@ const usage = `usage: moat <command> [flags]
 commands:
   serve   --config FILE   run the gateway (FILE also from MOAT_CONFIG)
   check   --config FILE   validate the config and reach the IdP and store
+  demo                    run moat with a dev IdP, an API and a demo SPA on 127.0.0.1
   keygen                  print a fresh base64 session key
   version                 print version information
 `
@@ -62,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stderr)
 	case "check":
 		return check(ctx, args[1:], stdout, stderr)
+	case "demo":
+		return runDemo(ctx, args[1:], stdout, stderr)
 	case "keygen":
 		fmt.Fprintln(stdout, session.NewKey())
 		return nil
