@@ -55,8 +55,9 @@ func Setup(ctx context.Context, version string) (*Tracing, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := resource.New(ctx, resource.WithFromEnv(), resource.WithAttributes(
-		semconv.ServiceName("moat"), semconv.ServiceVersion(version)))
+	// Defaults first: OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win.
+	res, err := resource.New(ctx, resource.WithAttributes(
+		semconv.ServiceName("moat"), semconv.ServiceVersion(version)), resource.WithFromEnv())
 	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
 		return nil, err
 	}
