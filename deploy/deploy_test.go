@@ -444,10 +444,6 @@ func loadConfig(t *testing.T, name string, raw []byte) *config.Config {
 	var problems []string
 	if err := cfg.Validate(); err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
-			if storeNotWiredYet(cfg, line) {
-				t.Logf("%s: tolerated until the Redis store is wired into config: %s", name, line)
-				continue
-			}
 			problems = append(problems, line)
 		}
 	}
@@ -458,22 +454,6 @@ func loadConfig(t *testing.T, name string, raw []byte) *config.Config {
 		t.Errorf("%s: insecure or fragile settings: %v", name, w)
 	}
 	return cfg
-}
-
-// storeNotWiredYet reports whether line is Validate's rejection of a
-// redis:// session.store while config does not accept that scheme.
-//
-// TODO(redis store): config.StoreSchemes (internal/config/validate.go) lists
-// only "bolt" until the Redis backend is wired into config and
-// internal/session/backend. The example configuration already uses
-// redis://redis:6379/0, so this one error is tolerated meanwhile; it stops
-// being tolerated by itself as soon as StoreSchemes contains "redis", after
-// which this function can go.
-func storeNotWiredYet(cfg *config.Config, line string) bool {
-	return !slices.Contains(config.StoreSchemes, "redis") &&
-		strings.HasPrefix(cfg.Session.Store, "redis://") &&
-		strings.HasPrefix(line, "session.store: ") &&
-		strings.Contains(line, "is not a known store")
 }
 
 func TestConfigMapIsAValidConfig(t *testing.T) {

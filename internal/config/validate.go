@@ -288,7 +288,7 @@ func cleanPrefix(p string) string {
 }
 
 // StoreSchemes are the URL schemes session.store accepts.
-var StoreSchemes = []string{"bolt", "postgres", "postgresql"}
+var StoreSchemes = []string{"bolt", "redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster", "postgres", "postgresql"}
 
 func checkStore(spec string) error {
 	if spec == "memory" {
@@ -296,7 +296,7 @@ func checkStore(spec string) error {
 	}
 	u, err := url.Parse(spec)
 	if err != nil || !slices.Contains(StoreSchemes, strings.ToLower(u.Scheme)) {
-		return fmt.Errorf("%q is not a known store; use memory or a URL: bolt:///var/lib/moat/sessions.db, postgres://user@host/db", redactURL(spec))
+		return fmt.Errorf("%q is not a known store; use memory or a URL: bolt:///var/lib/moat/sessions.db, redis://host:6379/0, postgres://user@host/db", redactURL(spec))
 	}
 	return nil
 }

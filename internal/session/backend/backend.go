@@ -13,10 +13,12 @@ import (
 	"github.com/moat-bff/moat/internal/session/bolt"
 	"github.com/moat-bff/moat/internal/session/memory"
 	"github.com/moat-bff/moat/internal/session/postgres"
+	redisstore "github.com/moat-bff/moat/internal/session/redis"
 )
 
 // Open returns the store named by spec: "memory" or a URL whose scheme
-// picks the backend (bolt://, postgres://).
+// picks the backend (bolt://, redis:// and its TLS, Sentinel and Cluster
+// forms, postgres://).
 func Open(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
 	if spec == "memory" {
 		return memory.New(memory.Options{}), nil
@@ -27,8 +29,10 @@ func Open(ctx context.Context, spec string, log *slog.Logger) (session.Store, er
 		return bolt.Open(ctx, spec, bolt.Options{Logger: log})
 	case "postgres", "postgresql":
 		return postgres.Open(ctx, spec, postgres.Options{Logger: log})
+	case "redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster":
+		return redisstore.Open(ctx, spec, redisstore.Options{Logger: log})
 	}
-	return nil, fmt.Errorf("%q is not a known store; use memory, bolt:///path/to/sessions.db or postgres://…", redact(spec))
+	return nil, fmt.Errorf("%q is not a known store; use memory, bolt:///path/to/sessions.db, redis://… or postgres://…", redact(spec))
 }
 
 // redact hides a password in a store URL before it reaches an error.

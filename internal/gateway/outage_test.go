@@ -1,0 +1,118 @@
+package gateway_test
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moat-bff/moat/internal/config"
+)
+
+// cuttable is a TCP proxy to a real service that a test can cut and
+// restore, to simulate an outage without stopping the shared service.
+type cuttable struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	down   bool
+	conns  []net.Conn
+}
+
+func newCuttable(t *testing.T, target string) *cuttable {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cuttable{ln: ln, target: target}
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			down := c.down
+			c.mu.Unlock()
+			if down {
+				in.Close()
+				continue
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			c.mu.Lock()
+			c.conns = append(c.conns, in, out)
+			c.mu.Unlock()
+			go func() { io.Copy(out, in); out.Close() }()
+			go func() { io.Copy(in, out); in.Close() }()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); c.cut() })
+	return c
+}
+
+func (c *cuttable) addr() string { return c.ln.Addr().String() }
+
+func (c *cuttable) cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.down = true
+	for _, conn := range c.conns {
+		conn.Close()
+	}
+	c.conns = nil
+}
+
+func (c *cuttable) restore() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.down = false
+}
+
+func TestStoreOutageIs503AndRecovers(t *testing.T) {
+	if os.Getenv("MOAT_TEST_REDIS_URL") == "" {
+		t.Skip("set MOAT_TEST_REDIS_URL to run the Redis outage test")
+	}
+	proxy := newCuttable(t, "127.0.0.1:6379")
+	e := newEnv(t, func(c *config.Config) {
+		c.Session.Store = "redis://" + proxy.addr() + "/0?prefix=moat-outage-" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":&timeout=300ms"
+		c.Session.CacheTTL = config.Duration(100 * time.Millisecond)
+	})
+	b := e.browser()
+	b.login("/")
+	if r := b.api("GET", "/resource/api/x"); r.StatusCode != http.StatusOK {
+		t.Fatalf("before the outage: %s", r.Status)
+	}
+
+	proxy.cut()
+	time.Sleep(150 * time.Millisecond) // past the session cache
+	start := time.Now()
+	r := b.api("GET", "/resource/api/x")
+	if r.StatusCode != http.StatusServiceUnavailable || r.json(t)["error"] != "unavailable" {
+		t.Errorf("during the outage: %s %s, want 503 unavailable", r.Status, r.body)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the 503 took %v", d)
+	}
+	if r := b.get("/readyz"); r.StatusCode != http.StatusServiceUnavailable || r.json(t)["checks"].(map[string]any)["store"] == "ok" {
+		t.Errorf("readyz during the outage: %s %s", r.Status, r.body)
+	}
+	if b.sessionCookie() == nil {
+		t.Fatal("the outage cleared the session cookie")
+	}
+
+	proxy.restore()
+	e.eventually("moat recovers without a restart", func() bool {
+		return b.get("/readyz").StatusCode == http.StatusOK
+	})
+	if r := b.api("GET", "/resource/api/x"); r.StatusCode != http.StatusOK {
+		t.Errorf("after the outage the same session: %s %s", r.Status, r.body)
+	}
+}
