@@ -163,9 +163,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	defer signal.Stop(hup)
 	go reloadOnHUP(ctx, hup, path, gw, &level, log)
 
+	srv, err := gateway.NewHTTPServer(cfg, gw, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	errc := make(chan error, 2)
 	running := 1
-	go func() { errc <- Serve(ctx, ln, gateway.NewHTTPServer(cfg, gw, log), cfg.Server.ShutdownGrace.D(), log) }()
+	go func() { errc <- Serve(ctx, ln, srv, cfg.Server.ShutdownGrace.D(), log) }()
 	if gw.Admin != nil {
 		aln, err := net.Listen("tcp", cfg.Admin.Listen)
 		if err != nil {
@@ -175,9 +180,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		log.Info("admin listening", "addr", aln.Addr().String(), "session_api", !cfg.Admin.Token.IsZero())
 		running++
-		go func() {
-			errc <- Serve(ctx, aln, gateway.NewHTTPServer(cfg, gw.Admin, log), cfg.Server.ShutdownGrace.D(), log)
-		}()
+		asrv, _ := gateway.NewHTTPServer(cfg, gw.Admin, log)
+		asrv.TLSConfig, asrv.Protocols = nil, nil // internal: plain HTTP/1.1
+		go func() { errc <- Serve(ctx, aln, asrv, cfg.Server.ShutdownGrace.D(), log) }()
 	}
 	var first error
 	for range running {
@@ -216,7 +221,13 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, gw *gat
 func Serve(ctx context.Context, ln net.Listener, srv *http.Server, grace time.Duration, log *slog.Logger) error {
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
 	select {
 	case err := <-errc:
 		return err

@@ -65,6 +65,13 @@ type Server struct {
 	// ExposeMetrics also serves /metrics on the main listener (it is always
 	// on the admin listener). Metrics hold no secrets but describe traffic.
 	ExposeMetrics bool `yaml:"expose_metrics"`
+	// TLSCertFile and TLSKeyFile make moat serve HTTPS itself, with HTTP/2,
+	// so a browser's parallel API calls share one connection.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+	// H2C serves HTTP/2 without TLS (prior knowledge), for a TLS-terminating
+	// proxy in front that speaks HTTP/2 to moat.
+	H2C bool `yaml:"h2c"`
 }
 
 // Limits are token buckets, per client IP and per session, so one client
@@ -207,6 +214,10 @@ type Route struct {
 	CAFile         string `yaml:"ca_file"`
 	ClientCertFile string `yaml:"client_cert_file"`
 	ClientKeyFile  string `yaml:"client_key_file"`
+	// WebSocket lets GET requests on this route upgrade to WebSocket. A
+	// browser cannot add X-CSRF to a handshake, so the Origin header must
+	// then be moat's own origin or one of cors.allowed_origins.
+	WebSocket bool `yaml:"websocket"`
 }
 
 // CORS lists the browser origins allowed to call moat with credentials.

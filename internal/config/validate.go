@@ -124,6 +124,9 @@ func (c *Config) Validate() error {
 		if r.Token != TokenUser && r.Token != TokenNone {
 			add(key+".token", "%q is not a token policy; use %s or %s", r.Token, TokenUser, TokenNone)
 		}
+		if r.WebSocket && !slices.Contains(r.Methods, "GET") {
+			add(key+".websocket", "needs GET among the route's methods (the handshake is a GET)")
+		}
 		for _, m := range r.Methods {
 			if !slices.Contains(DefaultMethods, m) && m != "OPTIONS" {
 				add(key+".methods", "%q is not a method moat forwards; use some of %v or OPTIONS", m, DefaultMethods)
@@ -157,6 +160,16 @@ func (c *Config) Validate() error {
 	for i, p := range c.Server.TrustedProxies {
 		if _, err := ParsePrefix(p); err != nil {
 			add(fmt.Sprintf("server.trusted_proxies[%d]", i), "%q is not an IP or CIDR like 10.0.0.0/8", p)
+		}
+	}
+	if (c.Server.TLSCertFile == "") != (c.Server.TLSKeyFile == "") {
+		add("server.tls_cert_file", "tls_cert_file and tls_key_file go together")
+	} else if c.Server.TLSCertFile != "" {
+		if _, err := tls.LoadX509KeyPair(c.Server.TLSCertFile, c.Server.TLSKeyFile); err != nil {
+			add("server.tls_cert_file", "%v", err)
+		}
+		if u, err := url.Parse(c.PublicURL); err == nil && u.Scheme != "https" {
+			add("public_url", "must be https when moat serves TLS itself")
 		}
 	}
 	if c.Server.MaxHeaderBytes < 1024 {

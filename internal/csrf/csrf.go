@@ -110,6 +110,16 @@ func (p *Policy) checkFetchMetadata(r *http.Request) error {
 	return ErrCrossOrigin
 }
 
+// CheckOrigin requires an Origin header naming moat's own origin or an
+// allowed one: the defence for WebSocket handshakes, which carry the
+// session cookie but can carry no custom header (RFC 6455 §10.2).
+func (p *Policy) CheckOrigin(r *http.Request) error {
+	if o := r.Header.Get("Origin"); o != "" && p.trusted(o) {
+		return nil
+	}
+	return ErrCrossOrigin
+}
+
 func (p *Policy) trusted(origin string) bool {
 	return origin == p.self || p.allowedOrigin(origin)
 }

@@ -174,7 +174,7 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 		routes = append(routes, proxy.Route{
 			Name: r.Name, Prefix: r.Prefix, Upstream: config.MustURL(r.Upstream),
 			Token: r.Token == config.TokenUser, Timeout: r.Timeout.D(), TLS: tlsCfg,
-			Methods: r.Methods, MaxBodyBytes: r.MaxBodyBytes, AllowSetCookie: r.AllowSetCookie,
+			Methods: r.Methods, MaxBodyBytes: r.MaxBodyBytes, AllowSetCookie: r.AllowSetCookie, WebSocket: r.WebSocket,
 		})
 	}
 	m := g.Metrics
@@ -364,15 +364,32 @@ func upstreamTLS(r config.Route) (*tls.Config, error) {
 // NewHTTPServer returns an http.Server for h with every timeout and size
 // limit from cfg.Server set, so slow or oversized clients cannot hold
 // connections or memory (no WriteTimeout: streamed responses may last).
-func NewHTTPServer(cfg *config.Config, h http.Handler, log *slog.Logger) *http.Server {
-	return &http.Server{
+//
+// With server.tls_cert_file it serves HTTPS with HTTP/2 (call ServeTLS with
+// empty file names); with server.h2c it also speaks HTTP/2 in clear.
+func NewHTTPServer(cfg *config.Config, h http.Handler, log *slog.Logger) (*http.Server, error) {
+	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
 		ReadTimeout:       cfg.Server.ReadTimeout.D(),
 		IdleTimeout:       cfg.Server.IdleTimeout.D(),
 		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		Protocols:         new(http.Protocols),
 	}
+	srv.Protocols.SetHTTP1(true)
+	if cfg.Server.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.Server.TLSCertFile, cfg.Server.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("server.tls_cert_file: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		srv.Protocols.SetHTTP2(true)
+	}
+	if cfg.Server.H2C {
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
+	return srv, nil
 }
 
 // maxIdPResponse bounds what moat reads from the IdP (discovery, JWKS,

@@ -150,8 +150,16 @@ func (e *env) start(ln net.Listener) {
 		e.t.Fatal(err)
 	}
 	e.gw = gw
-	e.srv = gateway.NewHTTPServer(e.cfg, gw, e.log)
-	go e.srv.Serve(ln)
+	srv, err := gateway.NewHTTPServer(e.cfg, gw, e.log)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.srv = srv
+	if srv.TLSConfig != nil {
+		go srv.ServeTLS(ln, "", "")
+	} else {
+		go srv.Serve(ln)
+	}
 }
 
 func (e *env) stop() {

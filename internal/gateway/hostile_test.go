@@ -400,3 +400,18 @@ func TestUpstreamTLS(t *testing.T) {
 		t.Errorf("mTLS: %s %s", r.Status, r.body)
 	}
 }
+
+func pemEncode(typ string, der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
+
+func writeKey(t *testing.T, path string, key any) {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pemEncode("PRIVATE KEY", der), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -21,6 +21,12 @@ const redirect = "http://127.0.0.1:4001/auth/callback"
 
 func newClient(t *testing.T, p *oidctest.Provider, mod func(*oidc.Config)) *oidc.Client {
 	t.Helper()
+	return newClientWith(t, p, mod)
+}
+
+func newClientTB(t testing.TB, p *oidctest.Provider) *oidc.Client { return newClientWith(t, p, nil) }
+
+func newClientWith(t testing.TB, p *oidctest.Provider, mod func(*oidc.Config)) *oidc.Client {
 	cfg := oidc.Config{
 		Issuer: p.Issuer, ClientID: p.ClientID, ClientSecret: secret.String(p.ClientSecret),
 		AuthMethod: "client_secret_basic", Scopes: []string{"openid", "profile"},

@@ -48,6 +48,24 @@ type Route struct {
 	// AllowSetCookie passes upstream Set-Cookie headers, except any that
 	// would set one of moat's own cookies.
 	AllowSetCookie bool
+	// WebSocket allows protocol upgrades (RFC 6455) on this route.
+	WebSocket bool
+}
+
+// IsUpgrade reports whether r asks to switch protocols (a WebSocket
+// handshake: Connection: upgrade and an Upgrade header).
+func IsUpgrade(r *http.Request) bool {
+	if r.Header.Get("Upgrade") == "" {
+		return false
+	}
+	for _, v := range r.Header.Values("Connection") {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ownCookie reports whether name is one of moat's cookies
@@ -155,6 +173,17 @@ func (c *compiled) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.Header = http.Header{"Allow": {strings.Join(c.Methods, ", ")}}
 		httperr.Write(w, e)
 		return
+	}
+	if IsUpgrade(r) {
+		if !c.WebSocket || !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			httperr.Write(w, httperr.New(http.StatusBadRequest, "upgrade_not_allowed", "this route does not accept protocol upgrades", nil))
+			return
+		}
+		// The connection outlives the request: lift the server's read and
+		// write deadlines before ReverseProxy hijacks it.
+		rc := http.NewResponseController(w)
+		rc.SetReadDeadline(time.Time{})
+		rc.SetWriteDeadline(time.Time{})
 	}
 	if c.MaxBodyBytes > 0 {
 		if r.ContentLength > c.MaxBodyBytes {

@@ -167,7 +167,13 @@ func (s *Server) proxied(rt *proxy.Route, h http.Handler) http.Handler {
 			e.Header = http.Header{"Allow": {strings.Join(rt.Methods, ", ")}}
 			return e
 		}
-		if err := s.checkCSRF(r, true); err != nil {
+		if rt.WebSocket && proxy.IsUpgrade(r) {
+			// Browsers cannot add X-CSRF to a WebSocket handshake and do not
+			// apply CORS to it: the Origin must be one moat trusts.
+			if err := s.csrf.CheckOrigin(r); err != nil {
+				return httperr.New(http.StatusForbidden, "csrf", "WebSocket handshake from an origin that is not allowed", err)
+			}
+		} else if err := s.checkCSRF(r, true); err != nil {
 			return err
 		}
 		if rt.Token {
