@@ -214,6 +214,10 @@ type Route struct {
 	CAFile         string `yaml:"ca_file"`
 	ClientCertFile string `yaml:"client_cert_file"`
 	ClientKeyFile  string `yaml:"client_key_file"`
+	// HealthPath, if set, is a path on the upstream's origin that /readyz
+	// probes and reports; a failing upstream does not make moat unready,
+	// which would take every route down with it.
+	HealthPath string `yaml:"health_path"`
 	// WebSocket lets GET requests on this route upgrade to WebSocket. A
 	// browser cannot add X-CSRF to a handshake, so the Origin header must
 	// then be moat's own origin or one of cors.allowed_origins.

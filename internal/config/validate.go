@@ -124,6 +124,9 @@ func (c *Config) Validate() error {
 		if r.Token != TokenUser && r.Token != TokenNone {
 			add(key+".token", "%q is not a token policy; use %s or %s", r.Token, TokenUser, TokenNone)
 		}
+		if r.HealthPath != "" && !strings.HasPrefix(r.HealthPath, "/") {
+			add(key+".health_path", "%q must be a path starting with /", r.HealthPath)
+		}
 		if r.WebSocket && !slices.Contains(r.Methods, "GET") {
 			add(key+".websocket", "needs GET among the route's methods (the handshake is a GET)")
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -302,4 +303,23 @@ func TestHealthAndMethods(t *testing.T) {
 
 func newEnvDown(t *testing.T) *env {
 	return newEnv(t, func(c *config.Config) { c.OIDC.Issuer = "http://127.0.0.1:1" })
+}
+
+func TestReadyzProbesUpstreams(t *testing.T) {
+	healthy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/health" || r.Header.Get("Authorization") != "" {
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer healthy.Close()
+	e := newEnv(t, func(c *config.Config) {
+		c.Routes = append(c.Routes,
+			config.Route{Name: "orders", Prefix: "/orders/", Upstream: healthy.URL + "/v1/", HealthPath: "/health"},
+			config.Route{Name: "billing", Prefix: "/billing/", Upstream: "http://127.0.0.1:1/", HealthPath: "/health"})
+	})
+	r := e.browser().get("/readyz")
+	checks, _ := r.json(t)["checks"].(map[string]any)
+	if r.StatusCode != http.StatusOK || checks["upstream orders"] != "ok" || checks["upstream billing"] != "unreachable" {
+		t.Errorf("readyz: %s %v", r.Status, checks)
+	}
 }

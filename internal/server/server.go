@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/moat-bff/moat/internal/config"
@@ -252,8 +253,46 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// probeUpstreams GETs each route's health_path concurrently and reports
+// "ok" or what failed.
+func (s *Server) probeUpstreams(ctx context.Context) map[string]string {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	out := map[string]string{}
+	for _, rc := range s.cfg.Routes {
+		if rc.HealthPath == "" {
+			continue
+		}
+		rt, _, _ := s.routes.Match(rc.Prefix)
+		wg.Go(func() {
+			status := "ok"
+			u := *rt.Upstream
+			u.Path, u.RawPath, u.RawQuery = rc.HealthPath, "", ""
+			client := &http.Client{Transport: &http.Transport{TLSClientConfig: rt.TLS}}
+			defer client.CloseIdleConnections()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+			resp, err := client.Do(req)
+			switch {
+			case err != nil:
+				status = "unreachable"
+			case resp.StatusCode >= 300:
+				status = "answered " + resp.Status
+			}
+			if resp != nil {
+				resp.Body.Close()
+			}
+			mu.Lock()
+			out[rt.Name] = status
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
 // readyz reports whether moat can serve logins and API calls: the IdP's
-// discovery document is loaded and the session store answers.
+// discovery document is loaded and the session store answers. Upstreams
+// with a health_path are probed and reported alongside.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -266,6 +305,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	if err := s.sessions.Store().Ping(ctx); err != nil {
 		checks["store"], ready = "unreachable", false
 		noteError(r, err)
+	}
+	for name, status := range s.probeUpstreams(ctx) {
+		checks["upstream "+name] = status // reported, not gating: see routes[].health_path
 	}
 	status := http.StatusOK
 	if !ready {

@@ -28,12 +28,21 @@ type Options struct {
 	// SweepInterval is the period of the background sweeper; zero or
 	// negative means DefaultSweepInterval.
 	SweepInterval time.Duration
+	// MaxRecords bounds the store, so no stream of logins from many
+	// addresses can grow memory without end: a write that would create a
+	// record beyond it fails with ErrUnavailable (a 503). Zero means
+	// DefaultMaxRecords.
+	MaxRecords int
 }
+
+// DefaultMaxRecords is about 2 GiB of typical sessions.
+const DefaultMaxRecords = 1_000_000
 
 // Store is an in-memory session.Store. Create it with New and release it with
 // Close, which stops its sweeper goroutine.
 type Store struct {
 	now func() time.Time
+	max int
 
 	mu      sync.RWMutex
 	closed  bool
@@ -73,8 +82,12 @@ func New(opts Options) *Store {
 	if interval <= 0 {
 		interval = DefaultSweepInterval
 	}
+	if opts.MaxRecords <= 0 {
+		opts.MaxRecords = DefaultMaxRecords
+	}
 	s := &Store{
 		now:       now,
+		max:       opts.MaxRecords,
 		records:   make(map[session.Key]entry),
 		bySubject: make(map[string]map[session.Key]struct{}),
 		bySID:     make(map[string]map[session.Key]struct{}),
@@ -118,8 +131,18 @@ func (s *Store) Set(ctx context.Context, key session.Key, r session.Record, ttl 
 	now := s.now()
 	if e, ok := s.records[key]; ok {
 		s.remove(key, e)
+	} else if err := s.full("set"); err != nil {
+		return 0, err
 	}
 	return s.put(key, r, now.Add(ttl)), nil
+}
+
+// full reports an error when one more record would exceed the bound.
+func (s *Store) full(op string) error {
+	if len(s.records) < s.max {
+		return nil
+	}
+	return fmt.Errorf("memory: %s: store holds its maximum of %d records: %w", op, s.max, session.ErrUnavailable)
 }
 
 // CompareAndSwap writes r under key only if the live record's version is
@@ -148,6 +171,8 @@ func (s *Store) CompareAndSwap(ctx context.Context, key session.Key, old uint64,
 	}
 	if ok {
 		s.remove(key, e)
+	} else if err := s.full("compare-and-swap"); err != nil {
+		return 0, err
 	}
 	return s.put(key, r, now.Add(ttl)), nil
 }

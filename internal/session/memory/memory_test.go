@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"context"
 	"errors"
 	"maps"
 	"slices"
@@ -215,4 +216,31 @@ func TestCloseStopsSweeper(t *testing.T) {
 			t.Errorf("Len() after Close = %d, want 0", n)
 		}
 	})
+}
+
+func TestMaxRecords(t *testing.T) {
+	s := New(Options{MaxRecords: 3})
+	defer s.Close()
+	ctx := context.Background()
+	var keys []session.Key
+	for range 3 {
+		k := session.NewID().Key()
+		keys = append(keys, k)
+		if _, err := s.Set(ctx, k, session.Record{Data: []byte("x")}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Set(ctx, session.NewID().Key(), session.Record{}, time.Minute); !errors.Is(err, session.ErrUnavailable) {
+		t.Errorf("a fourth record: err = %v, want ErrUnavailable", err)
+	}
+	if _, err := s.CompareAndSwap(ctx, session.NewID().Key(), 0, session.Record{}, time.Minute); !errors.Is(err, session.ErrUnavailable) {
+		t.Errorf("a fourth record by CAS: err = %v", err)
+	}
+	if _, err := s.Set(ctx, keys[0], session.Record{Data: []byte("y")}, time.Minute); err != nil {
+		t.Errorf("overwriting an existing record at the bound: %v", err)
+	}
+	s.Delete(ctx, keys[1])
+	if _, err := s.Set(ctx, session.NewID().Key(), session.Record{}, time.Minute); err != nil {
+		t.Errorf("after a delete: %v", err)
+	}
 }
