@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -69,8 +70,11 @@ func BenchmarkStoreFootprint(b *testing.B) {
 			}
 		}
 	}
+	plain, _ := json.Marshal(typicalSession(0))
+	sealed := len(codec.Seal(session.NewID().Key(), plain))
 	report := func(b *testing.B, total int64) {
 		per := float64(total) / float64(n)
+		b.ReportMetric(float64(sealed), "B/sealed")
 		b.ReportMetric(per, "B/session")
 		b.ReportMetric(float64(1<<30)/per, "sessions/GiB")
 	}
