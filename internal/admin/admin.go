@@ -71,15 +71,25 @@ type Session struct {
 	IP        string    `json:"ip,omitempty"`
 }
 
-func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
+// subjectSessions reads the sub query parameter and that user's sessions,
+// answering the error itself when it returns false.
+func (h *Handler) subjectSessions(w http.ResponseWriter, r *http.Request) (string, map[session.Key]session.Record, bool) {
 	sub := r.URL.Query().Get("sub")
 	if sub == "" {
 		httperr.Write(w, httperr.New(http.StatusBadRequest, "bad_request", "the sub query parameter is required", nil))
-		return
+		return "", nil, false
 	}
 	recs, err := h.sessions.Store().ListBySubject(r.Context(), sub)
 	if err != nil {
 		httperr.Write(w, httperr.Unavailable(err))
+		return "", nil, false
+	}
+	return sub, recs, true
+}
+
+func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
+	_, recs, ok := h.subjectSessions(w, r)
+	if !ok {
 		return
 	}
 	out := []Session{}
@@ -114,14 +124,8 @@ func (h *Handler) revokeOne(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) revokeSubject(w http.ResponseWriter, r *http.Request) {
-	sub := r.URL.Query().Get("sub")
-	if sub == "" {
-		httperr.Write(w, httperr.New(http.StatusBadRequest, "bad_request", "the sub query parameter is required", nil))
-		return
-	}
-	recs, err := h.sessions.Store().ListBySubject(r.Context(), sub)
-	if err != nil {
-		httperr.Write(w, httperr.Unavailable(err))
+	sub, recs, ok := h.subjectSessions(w, r)
+	if !ok {
 		return
 	}
 	n := 0

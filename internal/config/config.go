@@ -308,55 +308,61 @@ func Parse(raw []byte) (*Config, error) {
 // given twice is an error, so nobody wonders which one won.
 func (c *Config) Resolve(env Env) error {
 	var errs []error
-	if v, ok := env("MOAT_OIDC_CLIENT_SECRET"); ok && v != "" {
-		if !c.OIDC.ClientSecret.IsZero() || c.OIDC.ClientSecretFile != "" {
-			errs = append(errs, errors.New("oidc.client_secret: given both in the file and in MOAT_OIDC_CLIENT_SECRET; keep one"))
+	one := func(s secret.String) []secret.String {
+		if s.IsZero() {
+			return nil
 		}
-		c.OIDC.ClientSecret = secret.String(v)
+		return []secret.String{s}
 	}
-	if c.OIDC.ClientSecretFile != "" {
-		if !c.OIDC.ClientSecret.IsZero() {
-			errs = append(errs, errors.New("oidc.client_secret_file: client_secret is set too; keep one"))
+	first := func(l []secret.String) secret.String {
+		if len(l) == 0 {
+			return ""
 		}
-		b, err := os.ReadFile(c.OIDC.ClientSecretFile)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("oidc.client_secret_file: %w", err))
-		}
-		c.OIDC.ClientSecret = secret.String(strings.TrimSpace(string(b)))
+		return l[0]
 	}
-	if v, ok := env("MOAT_ADMIN_TOKEN"); ok && v != "" {
-		if !c.Admin.Token.IsZero() || c.Admin.TokenFile != "" {
-			errs = append(errs, errors.New("admin.token: given both in the file and in MOAT_ADMIN_TOKEN; keep one"))
-		}
-		c.Admin.Token = secret.String(v)
-	}
-	if c.Admin.TokenFile != "" {
-		if !c.Admin.Token.IsZero() {
-			errs = append(errs, errors.New("admin.token_file: token is set too; keep one"))
-		}
-		b, err := os.ReadFile(c.Admin.TokenFile)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("admin.token_file: %w", err))
-		}
-		c.Admin.Token = secret.String(strings.TrimSpace(string(b)))
-	}
-	if v, ok := env("MOAT_SESSION_KEYS"); ok && v != "" {
-		if len(c.Session.Keys) > 0 || c.Session.KeysFile != "" {
-			errs = append(errs, errors.New("session.keys: given both in the file and in MOAT_SESSION_KEYS; keep one"))
-		}
-		c.Session.Keys = splitSecrets(strings.Split(v, ","))
-	}
-	if c.Session.KeysFile != "" {
-		if len(c.Session.Keys) > 0 {
-			errs = append(errs, errors.New("session.keys_file: keys is set too; keep one"))
-		}
-		b, err := os.ReadFile(c.Session.KeysFile)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("session.keys_file: %w", err))
-		}
-		c.Session.Keys = splitSecrets(strings.Split(string(b), "\n"))
-	}
+	v, err := resolveSecret(env, "oidc.client_secret", "MOAT_OIDC_CLIENT_SECRET", c.OIDC.ClientSecretFile, one(c.OIDC.ClientSecret), false)
+	errs = append(errs, err)
+	c.OIDC.ClientSecret = first(v)
+	v, err = resolveSecret(env, "admin.token", "MOAT_ADMIN_TOKEN", c.Admin.TokenFile, one(c.Admin.Token), false)
+	errs = append(errs, err)
+	c.Admin.Token = first(v)
+	c.Session.Keys, err = resolveSecret(env, "session.keys", "MOAT_SESSION_KEYS", c.Session.KeysFile, c.Session.Keys, true)
+	errs = append(errs, err)
 	return errors.Join(errs...)
+}
+
+// resolveSecret returns a secret setting from the one place it was given:
+// the file's key, the environment variable, or the key's _file companion.
+// A list (multi) is comma-separated in the environment and one per line in
+// its file.
+func resolveSecret(env Env, key, envVar, file string, inline []secret.String, multi bool) ([]secret.String, error) {
+	var from []string
+	out := inline
+	if len(inline) > 0 {
+		from = append(from, key)
+	}
+	split := func(s, sep string) []secret.String {
+		if !multi {
+			return splitSecrets([]string{s})
+		}
+		return splitSecrets(strings.Split(s, sep))
+	}
+	if v, ok := env(envVar); ok && v != "" {
+		from = append(from, envVar)
+		out = split(v, ",")
+	}
+	if file != "" {
+		from = append(from, key+"_file")
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("%s_file: %w", key, err)
+		}
+		out = split(string(b), "\n")
+	}
+	if len(from) > 1 {
+		return nil, fmt.Errorf("%s: given in %s; keep one", key, strings.Join(from, " and "))
+	}
+	return out, nil
 }
 
 func splitSecrets(parts []string) []secret.String {

@@ -548,10 +548,8 @@ func (c *Client) verifyIDToken(ctx context.Context, p *provider, raw, accessToke
 	if err != nil {
 		return reject("%v", err)
 	}
-	for _, aud := range idt.Audience {
-		if aud != c.cfg.ClientID && !slices.Contains(c.cfg.TrustedAudiences, aud) {
-			return reject("untrusted audience %q", aud)
-		}
+	if aud := c.untrustedAudience(idt.Audience); aud != "" {
+		return reject("untrusted audience %q", aud)
 	}
 	var extra struct {
 		AZP *string `json:"azp"`
@@ -592,6 +590,17 @@ func (c *Client) verifyIDToken(ctx context.Context, p *provider, raw, accessToke
 		delete(claims, k)
 	}
 	return &Identity{Issuer: idt.Issuer, Subject: idt.Subject, SID: extra.SID, Claims: claims}, nil
+}
+
+// untrustedAudience returns an audience that is neither this client nor a
+// trusted one (OIDC Core 3.1.3.7 #3), or "".
+func (c *Client) untrustedAudience(auds []string) string {
+	for _, aud := range auds {
+		if aud != c.cfg.ClientID && !slices.Contains(c.cfg.TrustedAudiences, aud) {
+			return aud
+		}
+	}
+	return ""
 }
 
 // MarshalClaims is json.Marshal for claims that came from JSON.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -58,10 +57,8 @@ func (c *Client) VerifyLogoutToken(ctx context.Context, raw string) (*LogoutToke
 	if err != nil {
 		return reject("%v", err)
 	}
-	for _, aud := range lt.Audience {
-		if aud != c.cfg.ClientID && !slices.Contains(c.cfg.TrustedAudiences, aud) {
-			return reject("untrusted audience %q", aud)
-		}
+	if aud := c.untrustedAudience(lt.Audience); aud != "" {
+		return reject("untrusted audience %q", aud)
 	}
 	now := c.cfg.Now()
 	if lt.IssuedAt.IsZero() || lt.IssuedAt.After(now.Add(c.cfg.ClockSkew)) || lt.IssuedAt.Before(now.Add(-c.cfg.MaxIDTokenAge-c.cfg.ClockSkew)) {

@@ -178,11 +178,7 @@ func (s *Server) proxied(rt *proxy.Route, h http.Handler) http.Handler {
 			return err
 		}
 		if rt.Token {
-			l, err := s.session(r)
-			if err != nil {
-				return err
-			}
-			at, err := s.accessToken(w, r, l)
+			_, at, err := s.sessionToken(w, r)
 			if err != nil {
 				return err
 			}
@@ -234,18 +230,23 @@ func (s *Server) session(r *http.Request) (*session.Loaded, error) {
 	return l, nil
 }
 
-// accessToken returns l's access token, refreshed if due. A session that
-// ended is a 401 with the cookie cleared; an outage is a 503.
-func (s *Server) accessToken(w http.ResponseWriter, r *http.Request, l *session.Loaded) (string, error) {
+// sessionToken loads the request's session and its access token, refreshed
+// if due. A session that ended is a 401 with the cookie cleared; an outage
+// is a 503.
+func (s *Server) sessionToken(w http.ResponseWriter, r *http.Request) (*session.Loaded, string, error) {
+	l, err := s.session(r)
+	if err != nil {
+		return nil, "", err
+	}
 	at, err := s.tokens.AccessToken(r.Context(), l)
 	switch {
 	case errors.Is(err, token.ErrSessionEnded):
 		session.ClearCookie(w)
-		return "", httperr.Unauthenticated(err)
+		return nil, "", httperr.Unauthenticated(err)
 	case err != nil:
-		return "", httperr.Unavailable(err)
+		return nil, "", httperr.Unavailable(err)
 	}
-	return at, nil
+	return l, at, nil
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {

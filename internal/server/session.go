@@ -41,11 +41,7 @@ func (s *Server) checkSession(w http.ResponseWriter, r *http.Request) error {
 // fetched with the session's access token; they are used only if their sub
 // matches the session's (OIDC Core §5.3.2).
 func (s *Server) userInfo(w http.ResponseWriter, r *http.Request) error {
-	l, err := s.session(r)
-	if err != nil {
-		return err
-	}
-	at, err := s.accessToken(w, r, l)
+	l, at, err := s.sessionToken(w, r)
 	if err != nil {
 		return err
 	}
