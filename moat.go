@@ -70,9 +70,13 @@ type Gateway struct {
 	g *gateway.Gateway
 }
 
-// New builds a Gateway from a validated configuration. It does not need the
+// New builds a Gateway from a configuration with defaults set; it validates
+// it first and returns every problem. It does not need the
 // IdP to be up: discovery is retried until it succeeds, and /readyz says so.
 func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	g, err := gateway.New(ctx, cfg, log, gateway.Options{})
 	if err != nil {
 		return nil, err

@@ -62,9 +62,10 @@ type Server struct {
 	// ShutdownGrace is how long in-flight requests, streams included, may
 	// run after SIGTERM before connections are closed.
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
-	// ExposeMetrics also serves /metrics on the main listener (it is always
-	// on the admin listener). Metrics hold no secrets but describe traffic.
-	ExposeMetrics bool `yaml:"expose_metrics"`
+	// InsecureExposeMetrics also serves /metrics on the main listener (it is
+	// always on the admin listener). Metrics hold no secrets but tell anyone
+	// who can reach moat about its traffic.
+	InsecureExposeMetrics bool `yaml:"insecure_expose_metrics"`
 	// TLSCertFile and TLSKeyFile make moat serve HTTPS itself, with HTTP/2,
 	// so a browser's parallel API calls share one connection.
 	TLSCertFile string `yaml:"tls_cert_file"`
@@ -72,6 +73,9 @@ type Server struct {
 	// H2C serves HTTP/2 without TLS (prior knowledge), for a TLS-terminating
 	// proxy in front that speaks HTTP/2 to moat.
 	H2C bool `yaml:"h2c"`
+	// WebSocketCheck is how often an open WebSocket's session is checked;
+	// a socket whose session ended is closed within about this long.
+	WebSocketCheck Duration `yaml:"websocket_check"`
 }
 
 // Limits are token buckets, per client IP and per session, so one client
@@ -206,9 +210,10 @@ type Route struct {
 	Methods []string `yaml:"methods"`
 	// MaxBodyBytes bounds a request body; larger ones get 413.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
-	// AllowSetCookie passes the upstream's Set-Cookie headers through;
-	// moat's own cookie names are dropped regardless.
-	AllowSetCookie bool `yaml:"allow_set_cookie"`
+	// InsecureAllowSetCookie passes the upstream's Set-Cookie headers
+	// through to moat's origin; moat's own cookie names are dropped
+	// regardless. Such cookies may be readable by script.
+	InsecureAllowSetCookie bool `yaml:"insecure_allow_set_cookie"`
 	// CAFile adds PEM roots for the upstream's certificate; ClientCertFile
 	// and ClientKeyFile authenticate moat to it (mTLS).
 	CAFile         string `yaml:"ca_file"`
@@ -421,6 +426,7 @@ func (c *Config) SetDefaults() {
 	defDur(&c.Server.ReadTimeout, time.Minute)
 	defDur(&c.Server.IdleTimeout, 2*time.Minute)
 	defDur(&c.Server.ShutdownGrace, 30*time.Second)
+	defDur(&c.Server.WebSocketCheck, 5*time.Second)
 	if c.Server.MaxHeaderBytes == 0 {
 		c.Server.MaxHeaderBytes = 32 << 10
 	}

@@ -221,6 +221,15 @@ func (c *Config) Warnings() []string {
 		if r.InsecureHTTP {
 			w = append(w, fmt.Sprintf("routes[%d].insecure_http is set: access tokens for %s travel in clear to %s", i, r.Prefix, r.Upstream))
 		}
+		if r.InsecureAllowSetCookie {
+			w = append(w, fmt.Sprintf("routes[%d].insecure_allow_set_cookie is set: %s may set cookies on moat's origin, which script may read", i, r.Upstream))
+		}
+	}
+	if c.Server.InsecureExposeMetrics {
+		w = append(w, "server.insecure_expose_metrics is set: anyone who reaches moat can read its traffic metrics")
+	}
+	if c.CSRF.Mode == CSRFFetchMetadata {
+		w = append(w, "csrf.mode is fetch-metadata: cross-site requests are refused by Sec-Fetch-Site and Origin alone, without the custom header the BFF draft recommends (§6.1.3.3.2)")
 	}
 	if c.Session.Store == "memory" && !c.IsLoopback() {
 		w = append(w, "session.store is memory: sessions end when moat restarts and are not shared between replicas; use bolt://, redis:// or postgres://")

@@ -29,6 +29,7 @@ func BenchmarkProxyHotPath(b *testing.B) {
 
 	e := newEnv(b, func(c *config.Config) {
 		c.Routes = append(c.Routes, config.Route{Prefix: "/bench/", Upstream: api.URL + "/"})
+		unlimited(c)
 	})
 	br := e.browser()
 	br.login("/")
@@ -62,4 +63,12 @@ func BenchmarkProxyHotPath(b *testing.B) {
 	}
 	b.Run("bare", func(b *testing.B) { run(b, bare, false) })
 	b.Run("moat", func(b *testing.B) { run(b, e.gw, true) })
+}
+
+// unlimited lifts the rate limits: a benchmark is one client and one
+// session sending as fast as it can.
+func unlimited(c *config.Config) {
+	c.Limits.PerIP = config.Limit{Rate: 1e9, Burst: 1e9}
+	c.Limits.PerSession = config.Limit{Rate: 1e9, Burst: 1e9}
+	c.Limits.Login = config.Limit{Rate: 1e9, Burst: 1e9}
 }

@@ -49,7 +49,10 @@ func TestHappyPathAndNoTokenReachesTheBrowser(t *testing.T) {
 		t.Errorf("upstream saw %v", got)
 	}
 
-	ui := b.get("/auth/userinfo").json(t)
+	if r := b.get("/auth/userinfo"); r.StatusCode != http.StatusForbidden {
+		t.Errorf("userinfo without X-CSRF: %s", r.Status)
+	}
+	ui := b.api("GET", "/auth/userinfo").json(t)
 	if info, _ := ui["userInfo"].(map[string]any); info["email"] != "alice@example.com" {
 		t.Errorf("userinfo = %v", ui)
 	}

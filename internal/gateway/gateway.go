@@ -174,7 +174,7 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 		routes = append(routes, proxy.Route{
 			Name: r.Name, Prefix: r.Prefix, Upstream: config.MustURL(r.Upstream),
 			Token: r.Token == config.TokenUser, Timeout: r.Timeout.D(), TLS: tlsCfg,
-			Methods: r.Methods, MaxBodyBytes: r.MaxBodyBytes, AllowSetCookie: r.AllowSetCookie, WebSocket: r.WebSocket,
+			Methods: r.Methods, MaxBodyBytes: r.MaxBodyBytes, AllowSetCookie: r.InsecureAllowSetCookie, WebSocket: r.WebSocket,
 		})
 	}
 	m := g.Metrics
@@ -194,7 +194,7 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 	if cfg.SPA.Dir != "" {
 		srv.HandlePublic("/", spa.Handler(os.DirFS(cfg.SPA.Dir), cfg.SPA.CSP))
 	}
-	if cfg.Server.ExposeMetrics {
+	if cfg.Server.InsecureExposeMetrics {
 		srv.HandlePublic("GET /metrics", promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{}))
 	}
 	for _, reg := range g.handlers {

@@ -137,7 +137,7 @@ func TestHostileRequests(t *testing.T) {
 	e := newEnv(t, func(c *config.Config) {
 		c.Server.ReadHeaderTimeout = config.Duration(500 * time.Millisecond)
 		c.Server.MaxHeaderBytes = 4096
-		c.Routes[1].AllowSetCookie = true
+		c.Routes[1].InsecureAllowSetCookie = true
 	})
 	b := e.browser()
 	b.login("/")
@@ -228,7 +228,7 @@ func TestUpstreamSetCookieAllowedButNeverMoats(t *testing.T) {
 	}))
 	defer api.Close()
 	e := newEnv(t, func(c *config.Config) {
-		c.Routes = append(c.Routes, config.Route{Prefix: "/cookies/", Upstream: api.URL + "/", Token: config.TokenNone, AllowSetCookie: true})
+		c.Routes = append(c.Routes, config.Route{Prefix: "/cookies/", Upstream: api.URL + "/", Token: config.TokenNone, InsecureAllowSetCookie: true})
 	})
 	r := e.browser().api("GET", "/cookies/x")
 	got := r.Header.Values("Set-Cookie")

@@ -383,3 +383,23 @@ func TestAdminAPI(t *testing.T) {
 		t.Error("audit log lines missing")
 	}
 }
+
+func TestCrossSiteLogoutLinkDeletesNothing(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	b.login("/")
+	// A cross-site link arrives without the SameSite=Strict cookie.
+	stranger := e.browser()
+	r := stranger.get("/auth/logout", "Sec-Fetch-Site", "cross-site")
+	for _, c := range r.Cookies() {
+		if c.Name == session.CookieName {
+			t.Errorf("a cookie-less GET /auth/logout answered Set-Cookie %s (a cross-site link could delete the cookie)", c.Name)
+		}
+	}
+	if !loggedIn(t, b) {
+		t.Error("the session ended")
+	}
+	if got := r.Header.Get("Cross-Origin-Opener-Policy"); got != "same-origin" {
+		t.Errorf("/auth responses: Cross-Origin-Opener-Policy %q", got)
+	}
+}

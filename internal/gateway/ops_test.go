@@ -129,7 +129,7 @@ func TestTracesCarryNoSecrets(t *testing.T) {
 	b := e.browser()
 	b.login("/")
 	b.api("GET", "/resource/api/recipe")
-	b.get("/auth/userinfo")
+	b.api("GET", "/auth/userinfo")
 
 	spans := exp.GetSpans()
 	kinds := map[string]int{}

@@ -104,8 +104,11 @@ func TestStoreOutageIs503AndRecovers(t *testing.T) {
 	if r := b.get("/readyz"); r.StatusCode != http.StatusServiceUnavailable || r.json(t)["checks"].(map[string]any)["store"] == "ok" {
 		t.Errorf("readyz during the outage: %s %s", r.Status, r.body)
 	}
+	if r := b.api("POST", "/auth/logout"); r.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("logout during the outage: %s", r.Status)
+	}
 	if b.sessionCookie() == nil {
-		t.Fatal("the outage cleared the session cookie")
+		t.Fatal("the outage (or a logout that could not reach the store) cleared the session cookie")
 	}
 
 	proxy.restore()
@@ -114,5 +117,8 @@ func TestStoreOutageIs503AndRecovers(t *testing.T) {
 	})
 	if r := b.api("GET", "/resource/api/x"); r.StatusCode != http.StatusOK {
 		t.Errorf("after the outage the same session: %s %s", r.Status, r.body)
+	}
+	if r := b.api("POST", "/auth/logout"); r.StatusCode != http.StatusOK || loggedIn(t, b) {
+		t.Errorf("the retried logout: %s", r.Status)
 	}
 }

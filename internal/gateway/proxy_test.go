@@ -105,6 +105,8 @@ func TestPathTricksNeverLeaveTheRoute(t *testing.T) {
 	b.login("/")
 	attacks := []string{
 		"/resource/api/../admin",
+		"/resource/api/..;/admin",
+		"/resource/api/x/..;jsessionid=1/..;/admin",
 		"/resource/api/..%2fadmin",
 		"/resource/api/%2e%2e/admin",
 		"/resource/api/%2e%2e%2fadmin",

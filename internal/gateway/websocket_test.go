@@ -38,6 +38,7 @@ func TestWebSocketProxy(t *testing.T) {
 	defer echo.Close()
 	e = newEnv(t, func(c *config.Config) {
 		c.Server.ReadTimeout = config.Duration(300 * time.Millisecond) // the socket must outlive it
+		c.Server.WebSocketCheck = config.Duration(100 * time.Millisecond)
 		c.Routes = append(c.Routes,
 			config.Route{Prefix: "/ws/", Upstream: echo.URL + "/", WebSocket: true},
 			config.Route{Prefix: "/nows/", Upstream: echo.URL + "/"})
@@ -68,7 +69,19 @@ func TestWebSocketProxy(t *testing.T) {
 		}
 		time.Sleep(400 * time.Millisecond) // past server.read_timeout: the socket lives on
 	}
+	// Logging out closes the socket the session opened.
+	cookie := b.sessionCookie()
+	b.api("POST", "/auth/logout")
+	b.setCookie(cookie)
+	ws.SetReadDeadline(time.Now().Add(3 * time.Second))
+	var got string
+	if err := websocket.Message.Receive(ws, &got); err == nil {
+		t.Errorf("the socket outlived its session: received %q", got)
+	} else if strings.Contains(err.Error(), "timeout") {
+		t.Error("the socket was not closed after logout")
+	}
 	ws.Close()
+	b.login("/")
 
 	if _, err := dial("/ws/chat", "http://localhost:5173"); err != nil {
 		t.Errorf("handshake from an allowed origin: %v", err)

@@ -256,7 +256,9 @@ func Rest(u *url.URL, prefix string) (string, error) {
 		return "", ErrTraversal // "//host" reads as an authority to some parsers
 	}
 	for seg := range strings.SplitSeq(path, "/") {
-		if seg == "." || seg == ".." {
+		// Servlet containers read "..;x" as ".." (path parameters), so a
+		// dot segment with parameters is still a dot segment.
+		if name, _, _ := strings.Cut(seg, ";"); name == "." || name == ".." {
 			return "", ErrTraversal
 		}
 	}

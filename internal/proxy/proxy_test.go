@@ -10,7 +10,7 @@ import (
 var pathSeeds = []string{
 	"/api/x", "/api/../admin", "/api/..%2fadmin", "/api/%2e%2e/admin", "/api/%252e%252e/admin", "/api/..%5cadmin",
 	"/api/a/./b", "/api//evil.example", "/api/x%00", "/api/%2F", "/api/a%2Fb", "/api/100%25", "/api/caf%C3%A9",
-	"/apix", "/api", "/api/a/..", "/api/...", "/api/..;/admin",
+	"/apix", "/api", "/api/a/..", "/api/...", "/api/..;/admin", "/api/.;x/y", "/api/a/..;jsessionid=1", "/api/a;v=1/b",
 }
 
 func TestRest(t *testing.T) {
@@ -19,7 +19,7 @@ func TestRest(t *testing.T) {
 		"/api/a/b?c":     "a/b",
 		"/api/caf%C3%A9": "café",
 		"/api/...":       "...",
-		"/api/..;/admin": "..;/admin",
+		"/api/a;v=1/b":   "a;v=1/b",
 	}
 	for _, in := range pathSeeds {
 		u, err := url.Parse(in)

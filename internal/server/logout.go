@@ -45,7 +45,12 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 			target = u
 		}
 	case errors.Is(err, session.ErrNoSession):
-		session.ClearCookie(w)
+		// Nothing to end. A stale cookie is cleared only for a POST, which
+		// passed the CSRF check: a cross-site link to GET /auth/logout must
+		// not be able to delete anyone's cookie.
+		if r.Method == http.MethodPost {
+			session.ClearCookie(w)
+		}
 	default:
 		noteError(r, err)
 		httperr.Write(w, httperr.Unavailable(err))

@@ -164,6 +164,9 @@ func (s *Server) securityHeaders(next http.Handler) http.Handler {
 			h.Set("Referrer-Policy", "no-referrer")
 			h.Set("X-Frame-Options", "DENY")
 			h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; form-action 'self'")
+			// No window that opened an /auth page keeps a handle on it (a
+			// popup-driven silent login cannot read the callback).
+			h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		}
 		next.ServeHTTP(w, r)
 	})

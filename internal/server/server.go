@@ -54,6 +54,10 @@ type Server struct {
 	mux      *http.ServeMux
 	handler  http.Handler
 
+	probeMu sync.Mutex
+	probes  map[string]string
+	probed  time.Time
+
 	public   *url.URL // moat's origin
 	frontend *url.URL // the SPA's landing page; nil when moat serves it
 	landing  string   // where the browser goes after login/logout by default
@@ -178,15 +182,44 @@ func (s *Server) proxied(rt *proxy.Route, h http.Handler) http.Handler {
 			return err
 		}
 		if rt.Token {
-			_, at, err := s.sessionToken(w, r)
+			l, at, err := s.sessionToken(w, r)
 			if err != nil {
 				return err
 			}
-			r = r.WithContext(proxy.WithToken(r.Context(), at))
+			ctx := proxy.WithToken(r.Context(), at)
+			if rt.WebSocket && proxy.IsUpgrade(r) {
+				// A socket outlives the request that opened it: close it when
+				// its session ends (logout, back-channel logout, revocation,
+				// expiry), as the next request would have been refused.
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithCancel(ctx)
+				defer cancel()
+				go s.watchSession(ctx, cancel, l.Key)
+			}
+			r = r.WithContext(ctx)
 		}
 		h.ServeHTTP(w, r)
 		return nil
 	})
+}
+
+// watchSession cancels the socket's context once its session is gone. A
+// store outage does not close it: that ends nobody's session.
+func (s *Server) watchSession(ctx context.Context, cancel context.CancelFunc, key session.Key) {
+	t := time.NewTicker(s.cfg.Server.WebSocketCheck.D())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := s.sessions.LoadKey(ctx, key); errors.Is(err, session.ErrNoSession) {
+				s.log.Info("closing a WebSocket whose session ended", "session", key.Short())
+				cancel()
+				return
+			}
+		}
+	}
 }
 
 // local guards a local API handler like a proxied route with a token.
@@ -254,6 +287,21 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// probeEvery bounds upstream probing: however often /readyz is asked
+// (it is public and unlimited), each upstream is probed at most this often.
+const probeEvery = 10 * time.Second
+
+// upstreamHealth returns the last probe results, probing again when they
+// are older than probeEvery.
+func (s *Server) upstreamHealth(ctx context.Context) map[string]string {
+	s.probeMu.Lock()
+	defer s.probeMu.Unlock()
+	if s.probed.IsZero() || time.Since(s.probed) >= probeEvery {
+		s.probes, s.probed = s.probeUpstreams(ctx), time.Now()
+	}
+	return s.probes
+}
+
 // probeUpstreams GETs each route's health_path concurrently and reports
 // "ok" or what failed.
 func (s *Server) probeUpstreams(ctx context.Context) map[string]string {
@@ -307,7 +355,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 		checks["store"], ready = "unreachable", false
 		noteError(r, err)
 	}
-	for name, status := range s.probeUpstreams(ctx) {
+	for name, status := range s.upstreamHealth(ctx) {
 		checks["upstream "+name] = status // reported, not gating: see routes[].health_path
 	}
 	status := http.StatusOK

@@ -41,6 +41,11 @@ func (s *Server) checkSession(w http.ResponseWriter, r *http.Request) error {
 // fetched with the session's access token; they are used only if their sub
 // matches the session's (OIDC Core §5.3.2).
 func (s *Server) userInfo(w http.ResponseWriter, r *http.Request) error {
+	// It spends the access token at the IdP like any API call does, so it
+	// takes the same CSRF check as proxied routes.
+	if err := s.checkCSRF(r, true); err != nil {
+		return err
+	}
 	l, at, err := s.sessionToken(w, r)
 	if err != nil {
 		return err

@@ -218,14 +218,17 @@ func (m *Manager) Touch(ctx context.Context, l *Loaded) {
 	}
 }
 
-// Delete removes l from the store and expires the cookie.
+// Delete removes the session from the store and then, if w is given,
+// expires the cookie.
 func (m *Manager) Delete(ctx context.Context, w http.ResponseWriter, key Key) error {
-	if w != nil {
-		ClearCookie(w)
-	}
 	m.cache.drop(key)
 	if err := m.store.Delete(ctx, key); err != nil {
+		// The cookie stays: the browser can retry the logout once the
+		// store is back, instead of losing the cookie to a live session.
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if w != nil {
+		ClearCookie(w)
 	}
 	return nil
 }
