@@ -76,8 +76,9 @@ func (s *syncBuffer) String() string {
 }
 
 // newEnv starts moat; each mod is a func(*config.Config) applied to the
-// configuration, a func(*oidctest.Behavior) applied to the OP before moat
-// first contacts it, or a func(*gateway.Options).
+// configuration, a func(*oidctest.Behavior) or func(*oidctest.Provider)
+// applied to the OP before moat first contacts it, or a
+// func(*gateway.Options).
 func newEnv(t testing.TB, mods ...any) *env {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -113,6 +114,8 @@ func newEnv(t testing.TB, mods ...any) *env {
 			m(e.cfg)
 		case func(*oidctest.Behavior):
 			e.op.Set(m)
+		case func(*oidctest.Provider):
+			m(e.op)
 		case func(*gateway.Options):
 			m(&e.opts)
 		default:

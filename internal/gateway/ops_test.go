@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -213,3 +214,22 @@ func TestReload(t *testing.T) {
 }
 
 func e2eKey() secret.String { return secret.String(session.NewKey()) }
+
+func TestMetricMethodLabelIsBounded(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.Admin.Listen = "127.0.0.1:0" })
+	b := e.browser()
+	for _, m := range []string{"FOO", "BAR", "X-" + e2eKey().Reveal()[:6]} {
+		b.send(m, "/auth/checksession", nil)
+	}
+	fams := scrape(t, e)
+	for _, m := range fams["moat_http_requests_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "method" && !slices.Contains([]string{"GET", "POST", "OTHER"}, l.GetValue()) {
+				t.Errorf("method label %q", l.GetValue())
+			}
+		}
+	}
+	if value(fams, "moat_http_requests_total", map[string]string{"method": "OTHER"}) != 3 {
+		t.Error("invented methods are not counted as OTHER")
+	}
+}

@@ -6,7 +6,9 @@ package metrics
 
 import (
 	"errors"
+	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +31,38 @@ type Metrics struct {
 	idpDuration     *prometheus.HistogramVec
 	rateLimited     *prometheus.CounterVec
 	reg             *prometheus.Registry
+
+	// The children of the per-request vectors, by label values: resolving
+	// labels (validation, hashing, a read lock) on every request costs more
+	// than the observation, and strconv.Itoa allocates.
+	requestChildren  sync.Map // requestLabels → *children
+	upstreamChildren sync.Map // upstreamLabels → *children
+}
+
+type requestLabels struct {
+	route, method string
+	code          int
+}
+
+type upstreamLabels struct {
+	route string
+	code  int
+}
+
+type children struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
+}
+
+// cacheable reports whether method is one of the standard methods, the
+// only ones that become a label value.
+func cacheable(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return true
+	}
+	return false
 }
 
 // latency buckets from 0.5 ms to 10 s: a BFF hop should sit at the bottom.
@@ -86,13 +120,26 @@ func (m *Metrics) ActiveSessions(count func() int) {
 		Help: "Records in the session store (sessions and pending logins)."}, func() float64 { return float64(count()) }))
 }
 
-// Request records a served request.
+// Request records a served request. Methods outside the standard set are
+// counted as OTHER: a client inventing methods must not mint label values.
 func (m *Metrics) Request(route, method string, code int, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
-	m.requestDuration.WithLabelValues(route).Observe(d.Seconds())
+	if !cacheable(method) {
+		method = "OTHER"
+	}
+	key := requestLabels{route, method, code}
+	c, ok := m.requestChildren.Load(key)
+	if !ok {
+		c, _ = m.requestChildren.LoadOrStore(key, &children{
+			count:    m.requests.WithLabelValues(route, method, strconv.Itoa(code)),
+			duration: m.requestDuration.WithLabelValues(route),
+		})
+	}
+	ch := c.(*children)
+	ch.count.Inc()
+	ch.duration.Observe(d.Seconds())
 }
 
 // Upstream records a proxied request's upstream outcome.
@@ -100,8 +147,17 @@ func (m *Metrics) Upstream(route string, code int, d time.Duration) {
 	if m == nil {
 		return
 	}
-	m.upstream.WithLabelValues(route, strconv.Itoa(code)).Inc()
-	m.upstreamDur.WithLabelValues(route).Observe(d.Seconds())
+	key := upstreamLabels{route, code}
+	c, ok := m.upstreamChildren.Load(key)
+	if !ok {
+		c, _ = m.upstreamChildren.LoadOrStore(key, &children{
+			count:    m.upstream.WithLabelValues(route, strconv.Itoa(code)),
+			duration: m.upstreamDur.WithLabelValues(route),
+		})
+	}
+	ch := c.(*children)
+	ch.count.Inc()
+	ch.duration.Observe(d.Seconds())
 }
 
 // LoginStarted counts a redirect to the IdP.

@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -157,14 +158,12 @@ func (t *Table) CloseIdleConnections() {
 	}
 }
 
-type tokenKey struct{}
-
-// WithToken returns a context carrying the access token to forward.
+// WithToken returns a context carrying the access token to forward. The
+// route fills in the rest of the forward's state in the same context value,
+// so that the token costs no request copy of its own.
 func WithToken(ctx context.Context, accessToken string) context.Context {
-	return context.WithValue(ctx, tokenKey{}, accessToken)
+	return context.WithValue(ctx, forwardKey{}, &forward{token: accessToken})
 }
-
-type targetKey struct{}
 
 // ServeHTTP forwards r to the route's upstream.
 func (c *compiled) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -190,41 +189,58 @@ func (c *compiled) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			httperr.Write(w, tooLarge(nil))
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, c.MaxBodyBytes)
+		if r.Body != http.NoBody { // nothing to bound on a bodiless GET
+			r.Body = http.MaxBytesReader(w, r.Body, c.MaxBodyBytes)
+		}
 	}
 	rest, err := Rest(r.URL, c.Prefix)
 	if err != nil {
 		httperr.Write(w, httperr.New(http.StatusBadRequest, "bad_path", "the request path is not allowed", err))
 		return
 	}
-	if c.Token {
-		if at, _ := r.Context().Value(tokenKey{}).(string); at == "" {
-			httperr.Write(w, httperr.Unauthenticated(nil))
-			return
-		}
+	fw, _ := r.Context().Value(forwardKey{}).(*forward)
+	if c.Token && (fw == nil || fw.token == "") {
+		httperr.Write(w, httperr.Unauthenticated(nil))
+		return
 	}
-	target := *c.Upstream
-	target.Path = c.Upstream.Path + rest
-	target.RawPath = ""
-	target.RawQuery = r.URL.RawQuery
-	obs := &outcome{}
-	ctx := context.WithValue(context.WithValue(r.Context(), targetKey{}, &target), outcomeKey{}, obs)
+	if fw == nil || !fw.started.CompareAndSwap(false, true) {
+		// No state yet (a route without a token), or the state belongs to
+		// another forward made with the same context: start afresh.
+		next := &forward{}
+		if fw != nil {
+			next.token = fw.token
+		}
+		next.started.Store(true)
+		fw = next
+		r = r.WithContext(context.WithValue(r.Context(), forwardKey{}, fw))
+	}
+	fw.target = *c.Upstream
+	fw.target.Path = c.Upstream.Path + rest
+	fw.target.RawPath = ""
+	fw.target.RawQuery = r.URL.RawQuery
 	start := time.Now()
-	c.handler.ServeHTTP(w, r.WithContext(ctx))
-	if c.onUpstream != nil && obs.code != 0 {
-		c.onUpstream(r, c.Name, obs.code, time.Since(start))
+	c.handler.ServeHTTP(w, r)
+	if c.onUpstream != nil && fw.code != 0 {
+		c.onUpstream(r, c.Name, fw.code, time.Since(start))
 	}
 }
 
-// outcome carries the upstream's status from ModifyResponse or the error
-// handler back to ServeHTTP.
-type outcome struct{ code int }
+// forward is one forwarded request's state, in a single context value (one
+// allocation, no request copy beyond the one WithToken's caller makes): the
+// access token, the upstream URL for rewrite, and the upstream's status,
+// which ModifyResponse or the error handler set for ServeHTTP.
+type forward struct {
+	token   string
+	started atomic.Bool // claimed by the ServeHTTP that uses it
+	target  url.URL
+	code    int
+}
 
-type outcomeKey struct{}
+type forwardKey struct{}
 
 func setOutcome(r *http.Request, code int) {
-	if o, ok := r.Context().Value(outcomeKey{}).(*outcome); ok {
-		o.code = code
+	if fw, ok := r.Context().Value(forwardKey{}).(*forward); ok {
+		fw.code = code
 	}
 }
 
@@ -281,20 +297,29 @@ var hopHeaders = []string{
 	"X-Forwarded-Email", "X-Forwarded-Access-Token", "X-Csrf",
 }
 
-func (c *compiled) rewrite(pr *httputil.ProxyRequest) {
-	target := pr.In.Context().Value(targetKey{}).(*url.URL)
-	pr.Out.URL = target
-	pr.Out.Host = "" // the upstream's own host, whatever Host the browser sent
+// hopHeaderSet holds hopHeaders by their canonical form, the form the
+// keys of a parsed http.Header have.
+var hopHeaderSet = func() map[string]bool {
+	m := make(map[string]bool, len(hopHeaders))
 	for _, h := range hopHeaders {
-		pr.Out.Header.Del(h)
+		m[http.CanonicalHeaderKey(h)] = true
 	}
+	return m
+}()
+
+func (c *compiled) rewrite(pr *httputil.ProxyRequest) {
+	fw := pr.In.Context().Value(forwardKey{}).(*forward)
+	pr.Out.URL = &fw.target
+	pr.Out.Host = "" // the upstream's own host, whatever Host the browser sent
+	// One pass over the request's few headers rather than a Del (and a
+	// key canonicalization) per entry of hopHeaders: the same keys go.
 	for name := range pr.Out.Header {
-		if strings.HasPrefix(name, "X-Forwarded-") {
-			pr.Out.Header.Del(name)
+		if hopHeaderSet[name] || strings.HasPrefix(name, "X-Forwarded-") {
+			delete(pr.Out.Header, name)
 		}
 	}
-	if at, _ := pr.In.Context().Value(tokenKey{}).(string); at != "" && c.Token {
-		pr.Out.Header.Set("Authorization", "Bearer "+at)
+	if fw.token != "" && c.Token {
+		pr.Out.Header["Authorization"] = []string{"Bearer " + fw.token}
 	}
 }
 
@@ -319,19 +344,21 @@ func modifyResponse(allowSetCookie bool) func(*http.Response) error {
 				h.Del(name)
 			}
 		}
-		h.Del("Set-Cookie2")
-		if cookies := h.Values("Set-Cookie"); len(cookies) > 0 {
-			h.Del("Set-Cookie")
+		// Header keys of a parsed response are canonical: index them
+		// directly rather than through Get, Del and Set.
+		delete(h, "Set-Cookie2")
+		if cookies := h["Set-Cookie"]; len(cookies) > 0 {
+			delete(h, "Set-Cookie")
 			if allowSetCookie {
 				for _, c := range cookies {
 					if name, _, _ := strings.Cut(c, "="); !ownCookie(name) {
-						h.Add("Set-Cookie", c)
+						h["Set-Cookie"] = append(h["Set-Cookie"], c)
 					}
 				}
 			}
 		}
-		if h.Get("X-Content-Type-Options") == "" {
-			h.Set("X-Content-Type-Options", "nosniff")
+		if v := h["X-Content-Type-Options"]; len(v) == 0 || v[0] == "" {
+			h["X-Content-Type-Options"] = []string{"nosniff"}
 		}
 		return nil
 	}
@@ -378,14 +405,21 @@ func newTransport(r Route, maxIdle int) *http.Transport {
 	}
 }
 
-// bufferPool reuses copy buffers across requests (httputil.BufferPool).
+// bufferPool reuses 32 KiB copy buffers (httputil.BufferPool). It pools
+// array pointers, so that Put does not allocate a slice header each time.
 type bufferPool struct{ p sync.Pool }
+
+const bufferSize = 32 * 1024
 
 func (b *bufferPool) Get() []byte {
 	if v := b.p.Get(); v != nil {
-		return *v.(*[]byte)
+		return v.(*[bufferSize]byte)[:]
 	}
-	return make([]byte, 32*1024)
+	return new([bufferSize]byte)[:]
 }
 
-func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) >= bufferSize {
+		b.p.Put((*[bufferSize]byte)(buf[:bufferSize]))
+	}
+}

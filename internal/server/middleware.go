@@ -60,18 +60,26 @@ func RequestID(ctx context.Context) string {
 	return ""
 }
 
+// observed is what observe allocates per request, in one piece: the access
+// log's facts and the status-recording writer.
+type observed struct {
+	info reqInfo
+	sw   statusWriter
+}
+
 // observe assigns the request ID (a well-formed incoming X-Request-Id is
 // kept, for tracing across hops) and writes one access log line.
 func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		ri := &reqInfo{id: r.Header.Get("X-Request-Id"), ip: s.limits.clientIP(r)}
+		o := &observed{info: reqInfo{id: r.Header.Get("X-Request-Id"), ip: s.limits.clientIP(r)}}
+		ri, sw := &o.info, &o.sw
 		if !validRequestID(ri.id) {
 			ri.id = newRequestID()
-			r.Header.Set("X-Request-Id", ri.id) // forwarded upstream
+			r.Header["X-Request-Id"] = []string{ri.id} // forwarded upstream
 		}
-		w.Header().Set("X-Request-Id", ri.id)
-		sw := &statusWriter{ResponseWriter: w}
+		w.Header()["X-Request-Id"] = []string{ri.id}
+		sw.ResponseWriter = w
 		r2 := r.WithContext(context.WithValue(r.Context(), infoKey{}, ri))
 		next.ServeHTTP(sw, r2)
 		elapsed := time.Since(start)
@@ -82,17 +90,27 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		if route == "" {
 			route = "other"
 		}
-		s.metrics.Request(route, r.Method, sw.Status(), elapsed)
-		attrs := []slog.Attr{
+		status := sw.Status()
+		s.metrics.Request(route, r.Method, status, elapsed)
+		level := slog.LevelInfo
+		if ri.err != nil && status >= 500 {
+			level = slog.LevelWarn
+		}
+		if !s.log.Enabled(r.Context(), level) {
+			return
+		}
+		// The attributes live on the stack: LogAttrs copies them.
+		var buf [12]slog.Attr
+		attrs := append(buf[:0],
 			slog.String("request_id", ri.id),
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
 			slog.String("client_ip", ri.ip),
-			slog.Int("status", sw.Status()),
+			slog.Int("status", status),
 			slog.Int64("bytes", sw.bytes),
 			slog.Duration("duration", elapsed),
 			slog.String("route", route),
-		}
+		)
 		if ri.upstream != 0 {
 			attrs = append(attrs, slog.Int("upstream_status", ri.upstream))
 		}
@@ -102,12 +120,8 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		if ri.sub != "" && s.cfg.Log.Subject {
 			attrs = append(attrs, slog.String("sub", ri.sub))
 		}
-		level := slog.LevelInfo
 		if ri.err != nil {
 			attrs = append(attrs, slog.String("error", ri.err.Error()))
-			if sw.Status() >= 500 {
-				level = slog.LevelWarn
-			}
 		}
 		s.log.LogAttrs(r.Context(), level, "request", attrs...)
 	})
@@ -126,9 +140,11 @@ func validRequestID(id string) bool {
 }
 
 func newRequestID() string {
-	b := make([]byte, 12)
-	rand.Read(b)
-	return hex.EncodeToString(b)
+	var b [12]byte
+	rand.Read(b[:])
+	var out [24]byte
+	hex.Encode(out[:], b[:])
+	return string(out[:])
 }
 
 // recoverer turns a panic into a logged 500 instead of a dropped connection.

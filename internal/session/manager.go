@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // CookieName is the session cookie. The __Host-Http- prefix
@@ -40,6 +42,7 @@ type Manager struct {
 	now      func() time.Time
 	log      *slog.Logger
 	cache    *cache
+	loads    singleflight.Group // cache misses, by key
 }
 
 // ManagerOptions configures a Manager.
@@ -105,8 +108,28 @@ func (m *Manager) LoadKey(ctx context.Context, key Key) (*Loaded, error) {
 		return l, nil
 	}
 	// Past its deadline in the cache: another replica may have slid it,
-	// so only the store decides.
-	return m.fetch(ctx, key)
+	// so only the store decides. Concurrent misses on one session share
+	// one store read: when a busy session's cache entry expires, its
+	// requests in flight would otherwise all read and unseal the same
+	// record at once. The read is detached from the first caller's
+	// cancellation (the store bounds it); each caller gets its own copy.
+	ch := m.loads.DoChan(string(key), func() (any, error) {
+		return m.fetch(context.WithoutCancel(ctx), key)
+	})
+	select {
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		l := res.Val.(*Loaded)
+		if res.Shared {
+			c := *l
+			l = &c
+		}
+		return l, nil
+	}
 }
 
 // Fresh is LoadKey bypassing the cache, for decisions that must see other

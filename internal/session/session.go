@@ -23,6 +23,9 @@ const IDSize = 32
 // never stored and never logged: stores see only its Key, logs only the Key.
 type ID [IDSize]byte
 
+// encodedIDSize is the length of an ID in the cookie: unpadded base64url.
+const encodedIDSize = (IDSize*8 + 5) / 6
+
 // ErrMalformedID is returned by ParseID for anything but a canonical ID.
 var ErrMalformedID = errors.New("session: malformed id")
 
@@ -37,10 +40,12 @@ func NewID() ID {
 // of IDSize bytes is accepted, so one ID has exactly one spelling.
 func ParseID(s string) (ID, error) {
 	var id ID
-	if len(s) != base64.RawURLEncoding.EncodedLen(IDSize) {
+	var src [encodedIDSize]byte // decoding from a copy on the stack spares an allocation per request
+	if len(s) != len(src) {
 		return id, ErrMalformedID
 	}
-	n, err := base64.RawURLEncoding.Strict().Decode(id[:], []byte(s))
+	copy(src[:], s)
+	n, err := base64.RawURLEncoding.Strict().Decode(id[:], src[:])
 	if err != nil || n != IDSize {
 		return ID{}, ErrMalformedID
 	}
@@ -67,11 +72,24 @@ type Key string
 // KeyOf derives the Key for value in the given domain ("session", "login",
 // "jti", ...), so equal values in different domains never collide.
 func KeyOf(domain string, value []byte) Key {
-	h := sha256.New()
-	h.Write([]byte(domain))
-	h.Write([]byte{0})
-	h.Write(value)
-	return Key(hex.EncodeToString(h.Sum(nil)))
+	// SHA-256 of domain, a zero byte and value. Short inputs (session IDs,
+	// states) are hashed from a stack buffer, so that the one allocation
+	// is the Key itself: this runs on every proxied request.
+	var sum [sha256.Size]byte
+	if n := len(domain) + 1 + len(value); n <= 128 {
+		var buf [128]byte
+		b := append(append(append(buf[:0], domain...), 0), value...)
+		sum = sha256.Sum256(b)
+	} else {
+		h := sha256.New()
+		h.Write([]byte(domain))
+		h.Write([]byte{0})
+		h.Write(value)
+		h.Sum(sum[:0])
+	}
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], sum[:])
+	return Key(out[:])
 }
 
 // Short returns a prefix of k that is long enough to tell sessions apart in

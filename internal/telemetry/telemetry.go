@@ -32,6 +32,17 @@ type Tracing struct {
 	shutdown   func(context.Context) error
 }
 
+// off reports whether t is the no-op provider (tracing not configured).
+// Then Handler and Transport add nothing: otelhttp would still build
+// attribute sets, wrap the ResponseWriter and copy the request for every
+// call, only to hand them to a tracer that drops them. A traceparent the
+// browser sent still reaches the upstream, as a request header the proxy
+// forwards.
+func (t *Tracing) off() bool {
+	_, noopProvider := t.Provider.(noop.TracerProvider)
+	return noopProvider
+}
+
 // Enabled reports whether the standard OTEL_* variables ask for traces:
 // an OTLP endpoint is set, or OTEL_TRACES_EXPORTER=otlp. OTEL_SDK_DISABLED
 // and OTEL_TRACES_EXPORTER=none turn tracing off.
@@ -74,15 +85,23 @@ func NewTracing(tp trace.TracerProvider) *Tracing {
 // Shutdown flushes pending spans.
 func (t *Tracing) Shutdown(ctx context.Context) error { return t.shutdown(ctx) }
 
-// Handler wraps the main handler with a server span per request.
+// Handler wraps the main handler with a server span per request; without
+// tracing it returns h.
 func (t *Tracing) Handler(h http.Handler) http.Handler {
+	if t.off() {
+		return h
+	}
 	return otelhttp.NewHandler(h, "moat", otelhttp.WithTracerProvider(t.Provider), otelhttp.WithPropagators(t.Propagator),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method }))
 }
 
 // Transport wraps an outgoing transport with client spans and W3C
-// traceparent propagation (to upstreams and the IdP).
+// traceparent propagation (to upstreams and the IdP); without tracing it
+// returns rt.
 func (t *Tracing) Transport(rt http.RoundTripper) http.RoundTripper {
+	if t.off() {
+		return rt
+	}
 	return otelhttp.NewTransport(rt, otelhttp.WithTracerProvider(t.Provider), otelhttp.WithPropagators(t.Propagator))
 }
 
@@ -105,18 +124,28 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 // Store wraps s so every operation is timed, counted when it fails, and
 // traced as a child span. The key never becomes an attribute.
 func Store(s session.Store, m *metrics.Metrics, t *Tracing) session.Store {
-	return &store{s: s, m: m, tracer: t.Provider.Tracer("moat/session")}
+	st := &store{s: s, m: m}
+	if !t.off() {
+		st.tracer = t.Provider.Tracer("moat/session")
+	}
+	return st
 }
 
 type store struct {
 	s      session.Store
 	m      *metrics.Metrics
-	tracer trace.Tracer
+	tracer trace.Tracer // nil without tracing
 }
 
 var expected = []error{session.ErrNotFound, session.ErrConflict, context.Canceled}
 
 func (s *store) op(ctx context.Context, name string, f func(context.Context) error) {
+	if s.tracer == nil {
+		start := time.Now()
+		err := f(ctx)
+		s.m.StoreOp(name, time.Since(start), err, expected...)
+		return
+	}
 	ctx, span := s.tracer.Start(ctx, "session.store."+name, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("moat.store.op", name)))
 	start := time.Now()

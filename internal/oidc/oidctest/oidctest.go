@@ -7,6 +7,8 @@
 package oidctest
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -116,6 +118,14 @@ type Provider struct {
 // New starts a provider for the client with the given redirect URI and
 // stops it when the test ends. The default user is "alice".
 func New(t testing.TB, redirectURI string) *Provider {
+	p := Start(redirectURI)
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+// Start starts a provider like New, outside a test (load harnesses,
+// benchmarks run as programs); the caller stops it with Close.
+func Start(redirectURI string) *Provider {
 	p := &Provider{
 		ClientID:     "moat-test",
 		ClientSecret: "test-secret-" + random(24),
@@ -142,7 +152,6 @@ func New(t testing.TB, redirectURI string) *Provider {
 	mux.HandleFunc("GET /end_session", p.endSession)
 	p.srv = httptest.NewServer(p.record(mux))
 	p.Issuer = p.srv.URL
-	t.Cleanup(p.srv.Close)
 	return p
 }
 
@@ -170,6 +179,20 @@ func (p *Provider) RotateKey() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.keys = append(p.keys, &jose.JSONWebKey{Key: key, KeyID: "k" + random(6), Algorithm: "RS256", Use: "sig"})
+}
+
+// RotateKeyES256 is RotateKey with an ECDSA P-256 key: ID tokens are
+// signed with ES256 from now on, and discovery lists ES256 among
+// id_token_signing_alg_values_supported. RSA signing dominates the
+// provider's cost per login; benchmarks use this to measure the client.
+func (p *Provider) RotateKeyES256() {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.keys = append(p.keys, &jose.JSONWebKey{Key: key, KeyID: "k" + random(6), Algorithm: "ES256", Use: "sig"})
 }
 
 // Close stops the provider early (an outage).
@@ -220,6 +243,12 @@ func (p *Provider) record(next http.Handler) http.Handler {
 func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	b := p.behavior
+	algs := []string{"RS256"}
+	for _, k := range p.keys {
+		if !slices.Contains(algs, k.Algorithm) {
+			algs = append(algs, k.Algorithm)
+		}
+	}
 	p.mu.Unlock()
 	doc := map[string]any{
 		"issuer":                                         p.Issuer,
@@ -229,7 +258,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"jwks_uri":                                       p.Issuer + "/jwks",
 		"response_types_supported":                       []string{"code"},
 		"subject_types_supported":                        []string{"public"},
-		"id_token_signing_alg_values_supported":          []string{"RS256"},
+		"id_token_signing_alg_values_supported":          algs,
 		"code_challenge_methods_supported":               []string{"S256"},
 		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post"},
 		"authorization_response_iss_parameter_supported": b.AdvertiseIss,
@@ -514,10 +543,15 @@ func (p *Provider) SignWithCurrentKey(claims map[string]any) string {
 	return SignWith(k, "JWT", claims)
 }
 
-// SignWith signs claims with key (RS256), setting typ and the key's kid.
+// SignWith signs claims with key (with its Algorithm, RS256 when unset),
+// setting typ and the key's kid.
 func SignWith(key *jose.JSONWebKey, typ string, claims map[string]any) string {
+	alg := jose.SignatureAlgorithm(key.Algorithm)
+	if alg == "" {
+		alg = jose.RS256
+	}
 	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ)).WithHeader("kid", key.KeyID)
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key.Key}, opts)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key.Key}, opts)
 	if err != nil {
 		panic(err)
 	}
