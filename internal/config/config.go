@@ -163,6 +163,10 @@ type OIDC struct {
 	// ACRValues lists the acr_values an SPA may request at /auth/login for
 	// step-up authentication; others are refused.
 	ACRValues []string `yaml:"acr_values"`
+	// PAR pushes authorization requests to the IdP (RFC 9126), so the
+	// browser's URL carries only client_id and a one-time request_uri:
+	// auto (when the IdP offers it), required, or off.
+	PAR string `yaml:"par"`
 }
 
 // Session configures the server-side session.
@@ -395,6 +399,7 @@ func (c *Config) SetDefaults() {
 	}
 	def(&c.Listen, "127.0.0.1:4001")
 	def(&c.OIDC.ClientAuthMethod, AuthSecretBasic)
+	def(&c.OIDC.PAR, "auto")
 	if len(c.OIDC.Scopes) == 0 {
 		c.OIDC.Scopes = []string{"openid", "profile", "email", "offline_access"}
 	}

@@ -55,6 +55,9 @@ func (c *Config) Validate() error {
 	if !slices.Contains([]string{AuthSecretBasic, AuthSecretPost}, o.ClientAuthMethod) {
 		add("oidc.client_auth_method", "%q is not supported; use %s or %s", o.ClientAuthMethod, AuthSecretBasic, AuthSecretPost)
 	}
+	if !slices.Contains([]string{"auto", "required", "off"}, o.PAR) {
+		add("oidc.par", "%q is not a mode; use auto, required or off", o.PAR)
+	}
 	if !slices.Contains(o.Scopes, "openid") {
 		add("oidc.scopes", "must contain openid (moat is an OpenID Connect client)")
 	}

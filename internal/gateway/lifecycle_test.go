@@ -403,3 +403,64 @@ func TestCrossSiteLogoutLinkDeletesNothing(t *testing.T) {
 		t.Errorf("/auth responses: Cross-Origin-Opener-Policy %q", got)
 	}
 }
+
+func TestPushedAuthorizationRequests(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		par, req bool
+		mode     string
+		pushed   bool
+		fail     bool
+	}{
+		{name: "auto uses an offered endpoint", par: true, mode: "auto", pushed: true},
+		{name: "auto without an endpoint", mode: "auto"},
+		{name: "off", par: true, mode: "off"},
+		{name: "required by the IdP", req: true, mode: "auto", pushed: true},
+		{name: "required by config, not offered", mode: "required", fail: true},
+		{name: "required by the IdP, off in config", req: true, mode: "off", fail: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(c *config.Config) { c.OIDC.PAR = tc.mode },
+				func(b *oidctest.Behavior) { b.PAR, b.RequirePAR = tc.par, tc.req })
+			b := e.browser()
+			r := b.get("/auth/login")
+			if tc.fail {
+				if r.StatusCode < 400 {
+					t.Fatalf("login: %s, want a refusal", r.Status)
+				}
+				return
+			}
+			u, _ := url.Parse(r.Header.Get("Location"))
+			q := u.Query()
+			if tc.pushed {
+				if len(q) != 2 || q.Get("client_id") != e.op.ClientID || !strings.HasPrefix(q.Get("request_uri"), "urn:ietf:params:oauth:request_uri:") {
+					t.Fatalf("the browser's authorization URL = %s, want only client_id and request_uri", u)
+				}
+				var auth string
+				for _, req := range e.op.Requests() {
+					if req.Path == "/par" {
+						auth = req.ClientAuth
+						if req.Form.Get("code_challenge_method") != "S256" || req.Form.Get("state") == "" || req.Form.Get("nonce") == "" {
+							t.Errorf("pushed parameters = %v", req.Form)
+						}
+					}
+				}
+				if auth == "" {
+					t.Error("the pushed request was not client-authenticated")
+				}
+			} else if q.Get("state") == "" || q.Get("request_uri") != "" {
+				t.Fatalf("authorization URL = %s", u)
+			}
+			first := r.Header.Get("Location")
+			r = b.get(first)
+			if r = b.get(r.Header.Get("Location")); r.StatusCode != http.StatusFound || !loggedIn(t, b) {
+				t.Fatalf("login through PAR: %s", r.Status)
+			}
+			if tc.pushed {
+				if r := b.get(first); r.StatusCode != http.StatusBadRequest {
+					t.Errorf("a request_uri used twice: %s", r.Status)
+				}
+			}
+		})
+	}
+}

@@ -61,7 +61,17 @@ type Config struct {
 	// RetryDiscoveryAfter is how long a failed discovery is remembered before
 	// the next attempt; 5s when zero.
 	RetryDiscoveryAfter time.Duration
+	// PAR is auto (push authorization requests, RFC 9126, when the provider
+	// offers it), required, or off.
+	PAR string
 }
+
+// PAR modes.
+const (
+	PARAuto     = "auto"
+	PARRequired = "required"
+	PAROff      = "off"
+)
 
 // Client is safe for concurrent use. Discovery happens on first use and is
 // retried after failures, so moat starts (and reports not ready) while the
@@ -89,6 +99,8 @@ type Metadata struct {
 	CodeChallengeMethods       []string `json:"code_challenge_methods_supported"`
 	TokenEndpointAuthMethods   []string `json:"token_endpoint_auth_methods_supported"`
 	IssParameterSupported      bool     `json:"authorization_response_iss_parameter_supported"`
+	PAREndpoint                string   `json:"pushed_authorization_request_endpoint"`
+	RequirePAR                 bool     `json:"require_pushed_authorization_requests"`
 	BackchannelLogoutSupported bool     `json:"backchannel_logout_supported"`
 }
 
@@ -256,7 +268,12 @@ func (c *Client) AuthCodeURL(ctx context.Context, req AuthRequest) (string, erro
 			opts = append(opts, oauth2.SetAuthURLParam(k, v))
 		}
 	}
-	return p.oauth.AuthCodeURL(req.State, opts...), nil
+	full := p.oauth.AuthCodeURL(req.State, opts...)
+	push, err := c.usePAR(p.meta)
+	if err != nil || !push {
+		return full, err
+	}
+	return c.pushAuthorizationRequest(ctx, p, full)
 }
 
 // CheckIssuer applies RFC 9207 §2.4 to the authorization response query:
@@ -460,21 +477,7 @@ func (c *Client) Revoke(ctx context.Context, token, hint string) error {
 	if p.meta.RevocationEndpoint == "" {
 		return nil
 	}
-	form := url.Values{"token": {token}, "token_type_hint": {hint}}
-	if c.cfg.AuthMethod == "client_secret_post" {
-		form.Set("client_id", c.cfg.ClientID)
-		form.Set("client_secret", c.cfg.ClientSecret.Reveal())
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.meta.RevocationEndpoint, strings.NewReader(form.Encode()))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if c.cfg.AuthMethod != "client_secret_post" {
-		// RFC 6749 §2.3.1: both parts form-urlencoded before Basic.
-		req.SetBasicAuth(url.QueryEscape(c.cfg.ClientID), url.QueryEscape(c.cfg.ClientSecret.Reveal()))
-	}
-	resp, err := c.cfg.HTTPClient.Do(req)
+	resp, err := c.postForm(ctx, p.meta.RevocationEndpoint, url.Values{"token": {token}, "token_type_hint": {hint}})
 	if err != nil {
 		return fmt.Errorf("%w: revocation: %v", ErrUnavailable, err)
 	}
@@ -483,6 +486,25 @@ func (c *Client) Revoke(ctx context.Context, token, hint string) error {
 		return fmt.Errorf("%w: revocation answered %s", ErrUnavailable, resp.Status)
 	}
 	return nil
+}
+
+// postForm POSTs form to endpoint with client authentication (RFC 6749
+// §2.3.1), as the token endpoint gets it.
+func (c *Client) postForm(ctx context.Context, endpoint string, form url.Values) (*http.Response, error) {
+	if c.cfg.AuthMethod == "client_secret_post" {
+		form.Set("client_id", c.cfg.ClientID)
+		form.Set("client_secret", c.cfg.ClientSecret.Reveal())
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if c.cfg.AuthMethod != "client_secret_post" {
+		// RFC 6749 §2.3.1: both parts form-urlencoded before Basic.
+		req.SetBasicAuth(url.QueryEscape(c.cfg.ClientID), url.QueryEscape(c.cfg.ClientSecret.Reveal()))
+	}
+	return c.cfg.HTTPClient.Do(req)
 }
 
 func (c *Client) clientCtx(ctx context.Context) context.Context {

@@ -63,6 +63,9 @@ type Behavior struct {
 	AuthorizeError string
 	// RefreshExpiresIn adds refresh_expires_in to token responses.
 	RefreshExpiresIn time.Duration
+	// PAR advertises a pushed authorization request endpoint (RFC 9126);
+	// RequirePAR also sets require_pushed_authorization_requests.
+	PAR, RequirePAR bool
 	// TokenStatus, if set, is the token endpoint's status for every grant.
 	TokenStatus int
 	// JWKSPadding pads the JWKS document with that many bytes.
@@ -111,6 +114,7 @@ type Provider struct {
 	access   map[string]*grant
 	refresh  map[string]*grant
 	spentRT  map[string]*grant
+	pushed   map[string]url.Values // request_uri → parameters, single use
 	issued   []string
 	requests []Request
 }
@@ -136,6 +140,7 @@ func Start(redirectURI string) *Provider {
 		access:       map[string]*grant{},
 		refresh:      map[string]*grant{},
 		spentRT:      map[string]*grant{},
+		pushed:       map[string]url.Values{},
 	}
 	p.RotateKey()
 	p.AddUser(User{Subject: "alice", Claims: map[string]any{
@@ -150,6 +155,7 @@ func Start(redirectURI string) *Provider {
 	mux.HandleFunc("GET /userinfo", p.userinfo)
 	mux.HandleFunc("POST /revoke", p.revoke)
 	mux.HandleFunc("GET /end_session", p.endSession)
+	mux.HandleFunc("POST /par", p.par)
 	p.srv = httptest.NewServer(p.record(mux))
 	p.Issuer = p.srv.URL
 	return p
@@ -271,6 +277,10 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 	if !b.NoEndSession {
 		doc["end_session_endpoint"] = p.Issuer + "/end_session"
 	}
+	if b.PAR || b.RequirePAR {
+		doc["pushed_authorization_request_endpoint"] = p.Issuer + "/par"
+		doc["require_pushed_authorization_requests"] = b.RequirePAR
+	}
 	writeJSON(w, http.StatusOK, doc)
 }
 
@@ -289,8 +299,47 @@ func (p *Provider) jwks(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, set)
 }
 
+// par stores a pushed authorization request (RFC 9126 §2) from an
+// authenticated client and answers 201 with a one-time request_uri.
+func (p *Provider) par(w http.ResponseWriter, r *http.Request) {
+	if !p.clientAuthenticated(r) {
+		oauthError(w, http.StatusUnauthorized, "invalid_client")
+		return
+	}
+	if r.PostForm.Get("request_uri") != "" {
+		oauthError(w, http.StatusBadRequest, "invalid_request") // §2.1: not allowed here
+		return
+	}
+	uri := "urn:ietf:params:oauth:request_uri:" + random(16)
+	params := url.Values{}
+	for k, v := range r.PostForm {
+		if k != "client_secret" {
+			params[k] = v
+		}
+	}
+	p.mu.Lock()
+	p.pushed[uri] = params
+	p.mu.Unlock()
+	writeJSON(w, http.StatusCreated, map[string]any{"request_uri": uri, "expires_in": 60})
+}
+
 func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	p.mu.Lock()
+	requirePAR := p.behavior.RequirePAR
+	pushed, ok := p.pushed[q.Get("request_uri")]
+	delete(p.pushed, q.Get("request_uri")) // §4: each request_uri once
+	p.mu.Unlock()
+	switch {
+	case q.Get("request_uri") != "" && (!ok || pushed.Get("client_id") != q.Get("client_id")):
+		http.Error(w, "unknown or used request_uri", http.StatusBadRequest)
+		return
+	case ok:
+		q = pushed
+	case requirePAR:
+		http.Error(w, "pushed authorization request required", http.StatusBadRequest)
+		return
+	}
 	if q.Get("client_id") != p.ClientID || q.Get("redirect_uri") != p.RedirectURI {
 		http.Error(w, "unknown client or redirect_uri", http.StatusBadRequest)
 		return

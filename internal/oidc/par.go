@@ -1,0 +1,67 @@
+package oidc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+)
+
+// usePAR decides whether to push the authorization request (RFC 9126):
+// with auto, whenever the provider offers an endpoint.
+func (c *Client) usePAR(meta Metadata) (bool, error) {
+	switch {
+	case c.cfg.PAR == PAROff && meta.RequirePAR:
+		return false, errors.New("the provider requires pushed authorization requests (require_pushed_authorization_requests) but oidc.par is off")
+	case c.cfg.PAR == PAROff:
+		return false, nil
+	case meta.PAREndpoint == "" && (c.cfg.PAR == PARRequired || meta.RequirePAR):
+		return false, fmt.Errorf("%w: pushed authorization requests are required but the provider has no pushed_authorization_request_endpoint", ErrRejected)
+	}
+	return meta.PAREndpoint != "", nil
+}
+
+// pushAuthorizationRequest sends the parameters of the authorization URL
+// full to the PAR endpoint with client authentication (RFC 9126 §2.1) and
+// returns the short URL the browser follows: client_id and the one-time
+// request_uri only (§4), so state, nonce and the PKCE challenge never
+// appear in the browser's URL bar, history or the IdP's access logs.
+func (c *Client) pushAuthorizationRequest(ctx context.Context, p *provider, full string) (string, error) {
+	u, err := url.Parse(full)
+	if err != nil {
+		return "", err
+	}
+	form := u.Query()
+	resp, err := c.postForm(ctx, p.meta.PAREndpoint, form)
+	if err != nil {
+		return "", fmt.Errorf("%w: pushed authorization request: %v", ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return "", fmt.Errorf("%w: pushed authorization request: %v", ErrUnavailable, err)
+	}
+	switch {
+	case resp.StatusCode >= 500:
+		return "", fmt.Errorf("%w: pushed authorization request answered %s", ErrUnavailable, resp.Status)
+	case resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusOK:
+		var e struct {
+			Error string `json:"error"`
+		}
+		json.Unmarshal(body, &e)
+		return "", fmt.Errorf("%w: pushed authorization request answered %s %s", ErrRejected, resp.Status, e.Error)
+	}
+	var par struct {
+		RequestURI string `json:"request_uri"`
+		ExpiresIn  int    `json:"expires_in"`
+	}
+	if err := json.Unmarshal(body, &par); err != nil || par.RequestURI == "" {
+		return "", fmt.Errorf("%w: pushed authorization request: no request_uri in the answer", ErrRejected)
+	}
+	short := url.Values{"client_id": {c.cfg.ClientID}, "request_uri": {par.RequestURI}}
+	u.RawQuery = short.Encode()
+	return u.String(), nil
+}
