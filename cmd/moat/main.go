@@ -24,6 +24,7 @@ import (
 
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/gateway"
+	"github.com/moat-bff/moat/internal/logbuf"
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/telemetry"
 )
@@ -106,18 +107,16 @@ func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
 	return cfg, nil
 }
 
-// newLogger logs JSON, or text when log.format says so or, with no format
-// configured, when w is a terminal.
-func newLogger(cfg *config.Config, w io.Writer, level *slog.LevelVar) *slog.Logger {
+// newLogger logs to w: JSON, or text when log.format says so or, with no
+// format configured, when the terminal writes to a terminal.
+func newLogger(cfg *config.Config, w io.Writer, terminal bool, level *slog.LevelVar) *slog.Logger {
 	level.UnmarshalText([]byte(cfg.Log.Level))
 	opts := &slog.HandlerOptions{Level: level}
 	format := cfg.Log.Format
 	if format == "" {
 		format = "json"
-		if f, ok := w.(*os.File); ok {
-			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-				format = "text"
-			}
+		if terminal {
+			format = "text"
 		}
 	}
 	if format == "text" {
@@ -135,8 +134,18 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// A proxy that logs every request should not pay a write(2) for each:
+	// lines are batched and written at least every 100 ms (and at exit).
+	out := logbuf.New(stderr, 64<<10, 100*time.Millisecond)
+	defer out.Close()
 	var level slog.LevelVar
-	log := newLogger(cfg, stderr, &level)
+	log := newLogger(cfg, out, isTerminal(stderr), &level)
+	if os.Getenv("GOGC") == "" {
+		// A BFF's live heap is small and its garbage per request large:
+		// collecting half as often costs little memory and a noticeable
+		// share of CPU per request (docs/performance.md). GOGC overrides.
+		debug.SetGCPercent(200)
+	}
 	tracing, err := telemetry.Setup(ctx, version())
 	if err != nil {
 		return fmt.Errorf("tracing: %w", err)
@@ -274,6 +283,15 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: OK\n", path)
 	return nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func version() string {
