@@ -203,26 +203,7 @@ func Open(ctx context.Context, rawURL string, o Options) (*Store, error) {
 
 // Get returns the live record under key, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, key session.Key) (session.Record, error) {
-	op := "get " + key.Short()
-	octx, cancel, err := s.begin(ctx, op)
-	if err != nil {
-		return session.Record{}, err
-	}
-	defer cancel()
-	if !storable(string(key)) {
-		return session.Record{}, notFound(op)
-	}
-	var r session.Record
-	var v int64
-	err = s.pool.QueryRow(octx, s.q.get, string(key)).Scan(&r.Data, &v, &r.Subject, &r.SID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return session.Record{}, notFound(op)
-	}
-	if err != nil {
-		return session.Record{}, s.fail(ctx, op, err)
-	}
-	r.Version = uint64(v)
-	return r, nil
+	return s.readRecord(ctx, "get", s.q.get, key)
 }
 
 // Set writes r under key unconditionally (an upsert) with a fresh version
@@ -289,7 +270,13 @@ func (s *Store) CompareAndSwap(ctx context.Context, key session.Key, old uint64,
 // Take deletes the live record under key and returns it, in one DELETE ...
 // RETURNING: of concurrent callers exactly one gets a row.
 func (s *Store) Take(ctx context.Context, key session.Key) (session.Record, error) {
-	op := "take " + key.Short()
+	return s.readRecord(ctx, "take", s.q.take, key)
+}
+
+// readRecord runs query, which returns one record's columns for key or no
+// row (Get and Take).
+func (s *Store) readRecord(ctx context.Context, name, query string, key session.Key) (session.Record, error) {
+	op := name + " " + key.Short()
 	octx, cancel, err := s.begin(ctx, op)
 	if err != nil {
 		return session.Record{}, err
@@ -300,7 +287,7 @@ func (s *Store) Take(ctx context.Context, key session.Key) (session.Record, erro
 	}
 	var r session.Record
 	var v int64
-	err = s.pool.QueryRow(octx, s.q.take, string(key)).Scan(&r.Data, &v, &r.Subject, &r.SID)
+	err = s.pool.QueryRow(octx, query, string(key)).Scan(&r.Data, &v, &r.Subject, &r.SID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return session.Record{}, notFound(op)
 	}
