@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -308,7 +309,9 @@ func newEnvDown(t *testing.T) *env {
 }
 
 func TestReadyzProbesUpstreams(t *testing.T) {
+	var probes atomic.Int32
 	healthy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		probes.Add(1)
 		if r.URL.Path != "/health" || r.Header.Get("Authorization") != "" {
 			w.WriteHeader(http.StatusNotFound)
 		}
@@ -323,5 +326,12 @@ func TestReadyzProbesUpstreams(t *testing.T) {
 	checks, _ := r.json(t)["checks"].(map[string]any)
 	if r.StatusCode != http.StatusOK || checks["upstream orders"] != "ok" || checks["upstream billing"] != "unreachable" {
 		t.Errorf("readyz: %s %v", r.Status, checks)
+	}
+	// /readyz is public: asking it often must not multiply upstream traffic.
+	for range 20 {
+		e.browser().get("/readyz")
+	}
+	if n := probes.Load(); n != 1 {
+		t.Errorf("21 readiness checks probed the upstream %d times, want 1 (probes are cached)", n)
 	}
 }
