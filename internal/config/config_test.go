@@ -209,3 +209,23 @@ func FuzzParse(f *testing.F) {
 		cfg.Validate() // must not panic on anything Parse accepts
 	})
 }
+
+func TestStoreURLProblemsNameTheKey(t *testing.T) {
+	for _, store := range []string{
+		"bolt://relative.db",
+		"redis://127.0.0.1:notaport/0",
+		"redis://127.0.0.1:6379/0?bogus=1",
+		"postgres://u@127.0.0.1/db?table=Bad-Name",
+		"cassandra://x",
+	} {
+		body := `
+public_url: "http://127.0.0.1:4001"
+oidc: {issuer: "http://127.0.0.1:9011", client_id: "c", client_secret: "s"}
+session: {store: "` + store + `"}
+`
+		_, err := Load(writeConfig(t, body), noEnv)
+		if err == nil || !strings.Contains(err.Error(), "session.store: ") {
+			t.Errorf("%s: err = %v", store, err)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/moat-bff/moat/internal/session"
+	"github.com/moat-bff/moat/internal/session/backend"
 )
 
 // ReservedPrefixes are paths moat serves itself; no route may shadow them.
@@ -73,7 +74,7 @@ func (c *Config) Validate() error {
 	}
 
 	s := c.Session
-	if err := checkStore(s.Store); err != nil {
+	if err := backend.CheckURL(s.Store); err != nil {
 		add("session.store", "%v", err)
 	}
 	for i, k := range s.Keys {
@@ -313,27 +314,6 @@ func cleanPrefix(p string) string {
 		return "/"
 	}
 	return "/" + strings.Join(out, "/") + "/"
-}
-
-// StoreSchemes are the URL schemes session.store accepts.
-var StoreSchemes = []string{"bolt", "redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster", "postgres", "postgresql"}
-
-func checkStore(spec string) error {
-	if spec == "memory" {
-		return nil
-	}
-	u, err := url.Parse(spec)
-	if err != nil || !slices.Contains(StoreSchemes, strings.ToLower(u.Scheme)) {
-		return fmt.Errorf("%q is not a known store; use memory or a URL: bolt:///var/lib/moat/sessions.db, redis://host:6379/0, postgres://user@host/db", redactURL(spec))
-	}
-	return nil
-}
-
-func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil && u.User != nil {
-		return u.Redacted()
-	}
-	return s
 }
 
 // ParsePrefix reads an IP ("10.1.2.3") or a CIDR ("10.0.0.0/8").

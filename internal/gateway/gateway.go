@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"reflect"
 	"strings"
@@ -299,18 +298,11 @@ func checkKeys(ctx context.Context, cfg *config.Config, store session.Store, cod
 	switch {
 	case errors.Is(err, session.ErrWrongKeys):
 		return fmt.Errorf("session.keys: none of the configured keys opens the sessions already in %s; "+
-			"starting would log everybody out. Configure the key in use (rotate by adding a new key second, then moving it first, then removing the old one)", redactURL(cfg.Session.Store))
+			"starting would log everybody out. Configure the key in use (rotate by adding a new key second, then moving it first, then removing the old one)", backend.Redact(cfg.Session.Store))
 	case err != nil:
 		log.Warn("session store not reachable at startup; moat starts and reports not ready until it is", "error", err)
 	}
 	return nil
-}
-
-func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil && u.User != nil {
-		return u.Redacted()
-	}
-	return s
 }
 
 // Close stops background work and releases the session store and idle

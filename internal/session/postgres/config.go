@@ -152,3 +152,10 @@ func checkIdentifier(s string, maxLen int) error {
 	}
 	return nil
 }
+
+// CheckURL reports what is wrong with a store URL without connecting, for
+// configuration validation (moat check).
+func CheckURL(rawURL string) error {
+	_, _, err := parseConfig(rawURL)
+	return err
+}

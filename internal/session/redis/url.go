@@ -315,3 +315,10 @@ func (c config) String() string {
 
 // errNoURL is returned by Open for an empty URL, the likeliest mistake.
 var errNoURL = errors.New("redis store url: empty")
+
+// CheckURL reports what is wrong with a store URL without connecting, for
+// configuration validation (moat check).
+func CheckURL(raw string) error {
+	_, err := parseURL(raw)
+	return err
+}
