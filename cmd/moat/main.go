@@ -108,8 +108,9 @@ func loadConfig(path string, stderr io.Writer) (*config.Config, error) {
 }
 
 // newLogger logs to w: JSON, or text when log.format says so or, with no
-// format configured, when the terminal writes to a terminal.
-func newLogger(cfg *config.Config, w io.Writer, terminal bool, level *slog.LevelVar) *slog.Logger {
+// format configured, when the terminal writes to a terminal. The handlers
+// are slog's, with logbuf's fast path for the access log line.
+func newLogger(cfg *config.Config, w *logbuf.Writer, terminal bool, level *slog.LevelVar) *slog.Logger {
 	level.UnmarshalText([]byte(cfg.Log.Level))
 	opts := &slog.HandlerOptions{Level: level}
 	format := cfg.Log.Format
@@ -120,9 +121,9 @@ func newLogger(cfg *config.Config, w io.Writer, terminal bool, level *slog.Level
 		}
 	}
 	if format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(logbuf.NewTextHandler(w, opts))
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(logbuf.NewJSONHandler(w, opts))
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {

@@ -18,6 +18,7 @@ import (
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/csrf"
 	"github.com/moat-bff/moat/internal/gateway"
+	"github.com/moat-bff/moat/internal/logbuf"
 	"github.com/moat-bff/moat/internal/oidc/oidctest"
 	"github.com/moat-bff/moat/internal/secret"
 	"github.com/moat-bff/moat/internal/server"
@@ -40,6 +41,10 @@ type env struct {
 	clock    *clock
 	opts     gateway.Options
 }
+
+// slogHandler(true), a mod for newEnv, logs through slog's own JSON
+// handler rather than logbuf's.
+type slogHandler bool
 
 type clock struct {
 	mu  sync.Mutex
@@ -77,8 +82,12 @@ func (s *syncBuffer) String() string {
 
 // newEnv starts moat; each mod is a func(*config.Config) applied to the
 // configuration, a func(*oidctest.Behavior) or func(*oidctest.Provider)
-// applied to the OP before moat first contacts it, or a
-// func(*gateway.Options).
+// applied to the OP before moat first contacts it, a
+// func(*gateway.Options), or slogHandler(true).
+//
+// moat logs JSON through logbuf's handler, as cmd/moat sets it up (its
+// access log line takes the handler's fast path), unless slogHandler(true)
+// asks for slog's own.
 func newEnv(t testing.TB, mods ...any) *env {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -87,6 +96,7 @@ func newEnv(t testing.TB, mods ...any) *env {
 	}
 	base := "http://" + ln.Addr().String()
 	e := &env{t: t, url: base, logs: &syncBuffer{}, clock: &clock{}}
+	plain := false
 	e.op = oidctest.New(t, base+"/auth/callback")
 	e.upstream = newUpstream(t, e.op)
 	e.cfg = &config.Config{
@@ -118,6 +128,8 @@ func newEnv(t testing.TB, mods ...any) *env {
 			m(e.op)
 		case func(*gateway.Options):
 			m(&e.opts)
+		case slogHandler:
+			plain = bool(m)
 		default:
 			t.Fatalf("newEnv: unknown mod %T", m)
 		}
@@ -130,10 +142,20 @@ func newEnv(t testing.TB, mods ...any) *env {
 	if _, bench := t.(*testing.B); bench {
 		logw = io.Discard // a benchmark's millions of access log lines are not what it measures
 	}
-	e.log = slog.New(slog.NewJSONHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opts := &slog.HandlerOptions{Level: slog.LevelDebug}
+	var logbufw *logbuf.Writer
+	if plain {
+		e.log = slog.New(slog.NewJSONHandler(logw, opts))
+	} else {
+		logbufw = logbuf.New(logw, 1, time.Hour) // maxBytes 1: no batching, lines reach e.logs at once
+		e.log = slog.New(logbuf.NewJSONHandler(logbufw, opts))
+	}
 	e.start(ln)
 	t.Cleanup(func() {
 		e.stop()
+		if logbufw != nil {
+			logbufw.Close()
+		}
 		e.scanLogs()
 	})
 	return e

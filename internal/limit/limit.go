@@ -42,7 +42,11 @@ func New(r float64, burst, maxKeys int, now func() time.Time) *Keyed {
 
 // Allow takes a token from key's bucket. When it is empty it returns false
 // and how long until a token is available, for Retry-After.
-func (k *Keyed) Allow(key string) (bool, time.Duration) {
+func (k *Keyed) Allow(key string) (bool, time.Duration) { return k.AllowAt(key, k.now()) }
+
+// AllowAt is Allow at now, a reading of the Keyed's clock the caller has
+// already taken (a clock read is a noticeable part of a proxy hop).
+func (k *Keyed) AllowAt(key string, now time.Time) (bool, time.Duration) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var lim *rate.Limiter
@@ -58,7 +62,6 @@ func (k *Keyed) Allow(key string) (bool, time.Duration) {
 		lim = rate.NewLimiter(k.limit, k.burst)
 		k.items[key] = k.order.PushFront(&entry{key: key, lim: lim})
 	}
-	now := k.now()
 	if lim.AllowN(now, 1) {
 		return true, 0
 	}

@@ -162,7 +162,18 @@ func (t *Table) CloseIdleConnections() {
 // route fills in the rest of the forward's state in the same context value,
 // so that the token costs no request copy of its own.
 func WithToken(ctx context.Context, accessToken string) context.Context {
-	return context.WithValue(ctx, forwardKey{}, &forward{token: accessToken})
+	return context.WithValue(ctx, stateKey{}, &State{token: accessToken})
+}
+
+// SetToken sets the access token to forward on the unused State that ctx
+// already holds, and reports whether it had one; if not, use WithToken.
+func SetToken(ctx context.Context, accessToken string) bool {
+	st, ok := ctx.Value(stateKey{}).(*State)
+	if !ok || st.started.Load() {
+		return false
+	}
+	st.token = accessToken
+	return true
 }
 
 // ServeHTTP forwards r to the route's upstream.
@@ -198,7 +209,7 @@ func (c *compiled) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httperr.Write(w, httperr.New(http.StatusBadRequest, "bad_path", "the request path is not allowed", err))
 		return
 	}
-	fw, _ := r.Context().Value(forwardKey{}).(*forward)
+	fw, _ := r.Context().Value(stateKey{}).(*State)
 	if c.Token && (fw == nil || fw.token == "") {
 		httperr.Write(w, httperr.Unauthenticated(nil))
 		return
@@ -206,14 +217,18 @@ func (c *compiled) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if fw == nil || !fw.started.CompareAndSwap(false, true) {
 		// No state yet (a route without a token), or the state belongs to
 		// another forward made with the same context: start afresh.
-		next := &forward{}
+		next := &State{}
 		if fw != nil {
 			next.token = fw.token
 		}
 		next.started.Store(true)
 		fw = next
-		r = r.WithContext(context.WithValue(r.Context(), forwardKey{}, fw))
+		r = r.WithContext(context.WithValue(r.Context(), stateKey{}, fw))
 	}
+	// Whether the answer already says nosniff (moat's security headers):
+	// modifyResponse then does not repeat it.
+	v := w.Header()["X-Content-Type-Options"]
+	fw.nosniff = len(v) > 0 && v[0] == "nosniff"
 	fw.target = *c.Upstream
 	fw.target.Path = c.Upstream.Path + rest
 	fw.target.RawPath = ""
@@ -225,21 +240,31 @@ func (c *compiled) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// forward is one forwarded request's state, in a single context value (one
+// State is one forwarded request's state, in a single context value (one
 // allocation, no request copy beyond the one WithToken's caller makes): the
 // access token, the upstream URL for rewrite, and the upstream's status,
 // which ModifyResponse or the error handler set for ServeHTTP.
-type forward struct {
+//
+// The proxy finds it as the request context's Value(StateKey). A caller
+// whose requests carry a context value of their own anyway may hold a State
+// in it and answer that key with it (and then SetToken): then the state
+// costs no context and no request copy at all.
+type State struct {
 	token   string
 	started atomic.Bool // claimed by the ServeHTTP that uses it
 	target  url.URL
 	code    int
+	nosniff bool // the response writer's headers say X-Content-Type-Options: nosniff already
 }
 
-type forwardKey struct{}
+type stateKey struct{}
+
+// StateKey is the context key under which the proxy looks up a request's
+// *State.
+var StateKey any = stateKey{}
 
 func setOutcome(r *http.Request, code int) {
-	if fw, ok := r.Context().Value(forwardKey{}).(*forward); ok {
+	if fw, ok := r.Context().Value(stateKey{}).(*State); ok {
 		fw.code = code
 	}
 }
@@ -262,10 +287,12 @@ func Rest(u *url.URL, prefix string) (string, error) {
 	if strings.ContainsAny(path, "\\\x00") {
 		return "", ErrEncodedSlash
 	}
-	raw := strings.ToLower(u.EscapedPath())
-	for _, bad := range []string{"%2f", "%5c", "%00", "%25"} {
-		if strings.Contains(raw, bad) {
-			return "", ErrEncodedSlash
+	if raw := u.EscapedPath(); strings.IndexByte(raw, '%') >= 0 { // every pattern below has one
+		raw = strings.ToLower(raw)
+		for _, bad := range []string{"%2f", "%5c", "%00", "%25"} {
+			if strings.Contains(raw, bad) {
+				return "", ErrEncodedSlash
+			}
 		}
 	}
 	if strings.Contains(path, "//") {
@@ -308,7 +335,7 @@ var hopHeaderSet = func() map[string]bool {
 }()
 
 func (c *compiled) rewrite(pr *httputil.ProxyRequest) {
-	fw := pr.In.Context().Value(forwardKey{}).(*forward)
+	fw := pr.In.Context().Value(stateKey{}).(*State)
 	pr.Out.URL = &fw.target
 	pr.Out.Host = "" // the upstream's own host, whatever Host the browser sent
 	// One pass over the request's few headers rather than a Del (and a
@@ -334,10 +361,15 @@ func tooLarge(err error) *httperr.Error {
 
 // modifyResponse keeps upstreams from speaking for moat: CORS is moat's
 // alone, and an upstream never sets one of moat's cookies; other cookies
-// pass only where the route allows them.
+// pass only where the route allows them. Every answer says
+// X-Content-Type-Options: nosniff first, and once if the upstream said so
+// too.
 func modifyResponse(allowSetCookie bool) func(*http.Response) error {
 	return func(resp *http.Response) error {
-		setOutcome(resp.Request, resp.StatusCode)
+		fw, _ := resp.Request.Context().Value(stateKey{}).(*State)
+		if fw != nil {
+			fw.code = resp.StatusCode
+		}
 		h := resp.Header
 		for name := range h {
 			if strings.HasPrefix(name, "Access-Control-") {
@@ -357,8 +389,14 @@ func modifyResponse(allowSetCookie bool) func(*http.Response) error {
 				}
 			}
 		}
-		if v := h["X-Content-Type-Options"]; len(v) == 0 || v[0] == "" {
-			h["X-Content-Type-Options"] = []string{"nosniff"}
+		if v := h["X-Content-Type-Options"]; len(v) == 0 || v[0] == "" || (len(v) == 1 && v[0] == "nosniff") {
+			if fw != nil && fw.nosniff {
+				// The answer says nosniff already, first: ReverseProxy
+				// would add the upstream's (or this) as a second line.
+				delete(h, "X-Content-Type-Options")
+			} else if len(v) == 0 || v[0] == "" {
+				h["X-Content-Type-Options"] = []string{"nosniff"}
+			}
 		}
 		return nil
 	}

@@ -92,7 +92,8 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if ok, wait := s.limits.perIP.Allow(info(r).ip); !ok {
+		ri := info(r)
+		if ok, wait := s.limits.perIP.AllowAt(ri.ip, s.clock(ri)); !ok {
 			s.metrics.RateLimited("ip")
 			e := tooMany(wait)
 			noteError(r, e)

@@ -19,6 +19,7 @@ import (
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/csrf"
 	"github.com/moat-bff/moat/internal/httperr"
+	"github.com/moat-bff/moat/internal/logbuf"
 	"github.com/moat-bff/moat/internal/metrics"
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/proxy"
@@ -43,6 +44,7 @@ type Deps struct {
 type Server struct {
 	cfg      *config.Config
 	log      *slog.Logger
+	access   *logbuf.Handler // log's handler when it has the access-log fast path
 	sessions *session.Manager
 	tokens   *token.Manager
 	idp      *oidc.Client
@@ -76,6 +78,9 @@ func New(d Deps) (*Server, error) {
 		cfg: cfg, log: d.Logger, sessions: d.Sessions, tokens: d.Tokens, idp: d.IdP, routes: d.Routes, revoker: d.Revoker, metrics: d.Metrics,
 		csrf: policy, mux: http.NewServeMux(), public: public, landing: "/",
 		limits: newLimits(cfg, d.Sessions.Now),
+	}
+	if h, ok := d.Logger.Handler().(*logbuf.Handler); ok {
+		s.access = h
 	}
 	if cfg.FrontendURL != "" {
 		s.frontend = config.MustURL(cfg.FrontendURL)
@@ -186,7 +191,12 @@ func (s *Server) proxied(rt *proxy.Route, h http.Handler) http.Handler {
 			if err != nil {
 				return err
 			}
-			ctx := proxy.WithToken(r.Context(), at)
+			// The token goes in the proxy state observe's context holds
+			// (no request copy), or in a context of its own.
+			ctx := r.Context()
+			if !proxy.SetToken(ctx, at) {
+				ctx = proxy.WithToken(ctx, at)
+			}
 			if rt.WebSocket && proxy.IsUpgrade(r) {
 				// A socket outlives the request that opened it: close it when
 				// its session ends (logout, back-channel logout, revocation,
@@ -196,7 +206,9 @@ func (s *Server) proxied(rt *proxy.Route, h http.Handler) http.Handler {
 				defer cancel()
 				go s.watchSession(ctx, cancel, l.Key)
 			}
-			r = r.WithContext(ctx)
+			if ctx != r.Context() {
+				r = r.WithContext(ctx)
+			}
 		}
 		h.ServeHTTP(w, r)
 		return nil
@@ -247,19 +259,21 @@ func (s *Server) checkCSRF(r *http.Request, always bool) error {
 // session loads the request's session, slides its idle timeout, and notes
 // it for the access log. Errors are ready to write: 401 or 503.
 func (s *Server) session(r *http.Request) (*session.Loaded, error) {
-	l, err := s.sessions.Load(r.Context(), r)
+	ri := info(r)
+	now := s.clock(ri)
+	l, err := s.sessions.LoadAt(r.Context(), r, now)
 	switch {
 	case errors.Is(err, session.ErrNoSession):
 		return nil, httperr.Unauthenticated(nil)
 	case err != nil:
 		return nil, httperr.Unavailable(err)
 	}
-	info(r).session, info(r).sub = l.Key, l.Subject
-	if ok, wait := s.limits.session.Allow(string(l.Key)); !ok {
+	ri.session, ri.sub = l.Key, l.Subject
+	if ok, wait := s.limits.session.AllowAt(string(l.Key), now); !ok {
 		s.metrics.RateLimited("session")
 		return nil, tooMany(wait)
 	}
-	s.sessions.Touch(r.Context(), l)
+	s.sessions.TouchAt(r.Context(), l, now)
 	return l, nil
 }
 

@@ -90,6 +90,12 @@ func (m *Manager) IdleTimeout() time.Duration { return m.idle }
 // cookie only, never from a query, header or body. It returns ErrNoSession
 // or an error wrapping ErrUnavailable.
 func (m *Manager) Load(ctx context.Context, r *http.Request) (*Loaded, error) {
+	return m.LoadAt(ctx, r, m.now())
+}
+
+// LoadAt is Load at now, a reading of the manager's clock (Now) the caller
+// has already taken for this request.
+func (m *Manager) LoadAt(ctx context.Context, r *http.Request, now time.Time) (*Loaded, error) {
 	c, err := r.Cookie(CookieName)
 	if err != nil {
 		return nil, ErrNoSession
@@ -98,12 +104,15 @@ func (m *Manager) Load(ctx context.Context, r *http.Request) (*Loaded, error) {
 	if err != nil {
 		return nil, ErrNoSession
 	}
-	return m.LoadKey(ctx, id.Key())
+	return m.loadKey(ctx, id.Key(), now)
 }
 
 // LoadKey returns the session stored under key; see Load.
 func (m *Manager) LoadKey(ctx context.Context, key Key) (*Loaded, error) {
-	now := m.now()
+	return m.loadKey(ctx, key, m.now())
+}
+
+func (m *Manager) loadKey(ctx context.Context, key Key, now time.Time) (*Loaded, error) {
 	if l, ok := m.cache.get(key, now); ok && now.Before(l.Deadline(m.idle)) {
 		return l, nil
 	}
@@ -228,8 +237,11 @@ func (m *Manager) Save(ctx context.Context, l *Loaded) error {
 // Touch slides the idle deadline. To spare the store a write per request,
 // it writes only when a twentieth of the idle timeout has passed since the
 // last write; a lost race is harmless, the winner wrote a fresh LastSeen.
-func (m *Manager) Touch(ctx context.Context, l *Loaded) {
-	now := m.now()
+func (m *Manager) Touch(ctx context.Context, l *Loaded) { m.TouchAt(ctx, l, m.now()) }
+
+// TouchAt is Touch at now, a reading of the manager's clock (Now) the
+// caller has already taken for this request.
+func (m *Manager) TouchAt(ctx context.Context, l *Loaded, now time.Time) {
 	if now.Sub(l.LastSeen) < m.idle/20 {
 		return
 	}
