@@ -103,7 +103,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 		m.ActiveSessions(c.Len)
 	}
 	store = telemetry.Store(store, m, o.Tracing)
-	if err := checkKeys(ctx, cfg, store, codec, log); err != nil {
+	keysPending, err := checkKeys(ctx, cfg, store, codec, log)
+	if err != nil {
 		store.Close()
 		return nil, err
 	}
@@ -126,7 +127,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 	sessions := session.NewManager(session.ManagerOptions{
 		Store: store, Codec: codec, Logger: log, Now: o.Now,
 		IdleTimeout: cfg.Session.IdleTimeout.D(), AbsoluteTimeout: cfg.Session.AbsoluteTimeout.D(),
-		CacheTTL: cfg.Session.CacheTTL.D(), CacheSize: cfg.Session.CacheSize,
+		CacheTTL: cfg.Session.CacheTTL.D(), CacheSize: cfg.Session.CacheSize, KeysPending: keysPending,
 	})
 	tokens := token.NewManager(token.Options{
 		Sessions: sessions, Refresher: idp, Skew: cfg.OIDC.RefreshSkew.D(),
@@ -251,14 +252,15 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	if err := checkKeys(ctx, cfg, g.store, codec, g.log); err != nil {
+	keysPending, err := checkKeys(ctx, cfg, g.store, codec, g.log)
+	if err != nil {
 		return err
 	}
 	next, err := g.build(cfg)
 	if err != nil {
 		return err
 	}
-	g.Sessions.SetCodec(codec)
+	g.Sessions.SetCodec(codec, keysPending)
 	g.current.Store(next)
 	old.routes.CloseIdleConnections()
 	g.log.Info("configuration reloaded", "routes", len(cfg.Routes))
@@ -287,22 +289,25 @@ func restartOnly(a, b *config.Config) []string {
 }
 
 // checkKeys refuses to start when no configured key opens the sessions a
-// persistent store already holds (see session.CheckKeys).
-func checkKeys(ctx context.Context, cfg *config.Config, store session.Store, codec *session.Codec, log *slog.Logger) error {
+// persistent store already holds (see session.CheckKeys). When the store
+// cannot be reached it reports the check pending: the session manager does
+// it once the store answers (session.Manager.VerifyKeys).
+func checkKeys(ctx context.Context, cfg *config.Config, store session.Store, codec *session.Codec, log *slog.Logger) (pending bool, err error) {
 	if cfg.Session.Store == "memory" {
-		return nil
+		return false, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	err := session.CheckKeys(ctx, store, codec)
+	err = session.CheckKeys(ctx, store, codec)
 	switch {
 	case errors.Is(err, session.ErrWrongKeys):
-		return fmt.Errorf("session.keys: none of the configured keys opens the sessions already in %s; "+
+		return false, fmt.Errorf("session.keys: none of the configured keys opens the sessions already in %s; "+
 			"starting would log everybody out. Configure the key in use (rotate by adding a new key second, then moving it first, then removing the old one)", backend.Redact(cfg.Session.Store))
 	case err != nil:
-		log.Warn("session store not reachable at startup; moat starts and reports not ready until it is", "error", err)
+		log.Warn("session store not reachable at startup; moat starts, reports not ready, and checks the session keys once it is", "error", err)
+		return true, nil
 	}
-	return nil
+	return false, nil
 }
 
 // Close stops background work and releases the session store and idle

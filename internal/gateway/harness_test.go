@@ -164,12 +164,11 @@ func newEnv(t testing.TB, mods ...any) *env {
 // start runs a gateway on ln. The memory store gets the test clock; other
 // stores are opened from the configuration.
 func (e *env) start(ln net.Listener) {
-	var store session.Store
-	if e.cfg.Session.Store == "memory" {
-		store = memory.New(memory.Options{Now: e.clock.Now})
+	opts := e.opts // a test may bring its own Store
+	opts.Now = e.clock.Now
+	if opts.Store == nil && e.cfg.Session.Store == "memory" {
+		opts.Store = memory.New(memory.Options{Now: e.clock.Now})
 	}
-	opts := e.opts
-	opts.Now, opts.Store = e.clock.Now, store
 	gw, err := gateway.New(context.Background(), e.cfg, e.log, opts)
 	if err != nil {
 		e.t.Fatal(err)

@@ -368,6 +368,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	if err := s.sessions.Store().Ping(ctx); err != nil {
 		checks["store"], ready = "unreachable", false
 		noteError(r, err)
+	} else if err := s.sessions.VerifyKeys(ctx); err != nil {
+		checks["store"], ready = "session keys not checked against the store", false
+		if errors.Is(err, session.ErrWrongKeys) {
+			checks["store"] = "no configured session key opens the store's sessions"
+		}
+		noteError(r, err)
 	}
 	for name, status := range s.upstreamHealth(ctx) {
 		checks["upstream "+name] = status // reported, not gating: see routes[].health_path

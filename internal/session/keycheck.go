@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -38,4 +40,50 @@ func CheckKeys(ctx context.Context, store Store, codec *Codec) error {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil
+}
+
+// keyGate holds a Manager's key check: done at startup when the store
+// answers, and otherwise by VerifyKeys once it does.
+type keyGate struct {
+	ok   atomic.Bool
+	mu   sync.Mutex
+	err  error     // the last failed check's
+	next time.Time // no check again before, after a failure
+}
+
+// keyRecheck spaces key checks after a failure: a store that is down, or
+// wrong keys, would otherwise cost a store round trip per request.
+const keyRecheck = time.Second
+
+// VerifyKeys returns nil once the codec's keys have been proven against
+// the store (CheckKeys), checking them if that could not be done at
+// startup. While it cannot be done it returns an error wrapping
+// ErrUnavailable, and ErrWrongKeys as well when the keys are wrong: moat
+// then answers 503 rather than treating every session as gone (a silent
+// logout of every user) or sealing new ones nobody else can read.
+func (m *Manager) VerifyKeys(ctx context.Context) error {
+	if m.keys.ok.Load() {
+		return nil
+	}
+	m.keys.mu.Lock()
+	defer m.keys.mu.Unlock()
+	if m.keys.ok.Load() {
+		return nil
+	}
+	if time.Now().Before(m.keys.next) {
+		return m.keys.err
+	}
+	err := CheckKeys(ctx, m.store, m.codec.Load())
+	switch {
+	case err == nil:
+		m.keys.ok.Store(true)
+		m.log.Info("session keys checked against the store")
+		return nil
+	case errors.Is(err, ErrWrongKeys):
+		m.log.Error("none of the configured session keys opens the sessions in the store; " +
+			"answering 503 rather than logging everybody out: configure the key in use and reload")
+		err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	m.keys.err, m.keys.next = err, time.Now().Add(keyRecheck)
+	return err
 }

@@ -43,6 +43,7 @@ type Manager struct {
 	log      *slog.Logger
 	cache    *cache
 	loads    singleflight.Group // cache misses, by key
+	keys     keyGate
 }
 
 // ManagerOptions configures a Manager.
@@ -58,6 +59,10 @@ type ManagerOptions struct {
 	// take to be seen here. CacheSize bounds the entries. Zero disables.
 	CacheTTL  time.Duration
 	CacheSize int
+	// KeysPending says the codec's keys have not been proven against the
+	// store (CheckKeys could not reach it). Until they are, a record that
+	// does not open is an outage, not a logout, and no session is created.
+	KeysPending bool
 }
 
 // NewManager returns a Manager.
@@ -68,6 +73,7 @@ func NewManager(o ManagerOptions) *Manager {
 	m := &Manager{store: o.Store, idle: o.IdleTimeout, absolute: o.AbsoluteTimeout, now: o.Now, log: o.Logger,
 		cache: newCache(o.CacheTTL, o.CacheSize)}
 	m.codec.Store(o.Codec)
+	m.keys.ok.Store(!o.KeysPending)
 	return m
 }
 
@@ -78,7 +84,14 @@ func (m *Manager) Store() Store { return m.store }
 func (m *Manager) Codec() *Codec { return m.codec.Load() }
 
 // SetCodec replaces the key ring, for a configuration reload.
-func (m *Manager) SetCodec(c *Codec) { m.codec.Store(c) }
+// keysPending is as in ManagerOptions.
+func (m *Manager) SetCodec(c *Codec, keysPending bool) {
+	m.keys.mu.Lock()
+	defer m.keys.mu.Unlock()
+	m.codec.Store(c)
+	m.keys.ok.Store(!keysPending)
+	m.keys.err, m.keys.next = nil, time.Time{} // the last check was of other keys
+}
 
 // Now returns the manager's clock reading.
 func (m *Manager) Now() time.Time { return m.now() }
@@ -156,6 +169,9 @@ func (m *Manager) fetch(ctx context.Context, key Key) (*Loaded, error) {
 	}
 	l, err := m.open(key, rec)
 	if err != nil {
+		if kerr := m.VerifyKeys(ctx); kerr != nil {
+			return nil, kerr // perhaps the wrong keys, not a bad record
+		}
 		m.log.Warn("unreadable session record treated as no session", "session", key.Short(), "error", err)
 		return nil, ErrNoSession
 	}
@@ -188,6 +204,9 @@ func (m *Manager) open(key Key, rec Record) (*Loaded, error) {
 // Create stores s under a fresh ID (session IDs rotate at every login, so
 // an ID planted before login never authenticates) and sets the cookie.
 func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, s Session) (*Loaded, error) {
+	if err := m.VerifyKeys(ctx); err != nil {
+		return nil, err
+	}
 	now := m.now()
 	s.CreatedAt, s.LastSeen = now, now
 	if s.ExpiresAt.IsZero() || s.ExpiresAt.After(now.Add(m.absolute)) {
