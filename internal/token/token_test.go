@@ -1,0 +1,276 @@
+package token_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moat-bff/moat/internal/oidc"
+	"github.com/moat-bff/moat/internal/session"
+	"github.com/moat-bff/moat/internal/session/memory"
+	"github.com/moat-bff/moat/internal/token"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// idp stands in for the token endpoint: it records every refresh token
+// presented and rotates it (rt-0 → rt-1 …), unless err says otherwise.
+type idp struct {
+	clock *clock
+	mu    sync.Mutex
+	seen  []string
+	err   error
+	// during, if set, runs inside the refresh, before the answer: what
+	// another replica does meanwhile.
+	during func()
+}
+
+func (p *idp) Refresh(ctx context.Context, refreshToken, subject string) (oidc.Tokens, *oidc.Identity, error) {
+	p.mu.Lock()
+	p.seen = append(p.seen, refreshToken)
+	n, err, during := len(p.seen), p.err, p.during
+	p.mu.Unlock()
+	if during != nil {
+		during()
+	}
+	if err != nil {
+		return oidc.Tokens{}, nil, err
+	}
+	return oidc.Tokens{AccessToken: fmt.Sprintf("at-%d", n), RefreshToken: fmt.Sprintf("rt-%d", n),
+		TokenType: "Bearer", Expiry: p.clock.Now().Add(time.Hour)}, nil, nil
+}
+
+func (p *idp) presented() []string { p.mu.Lock(); defer p.mu.Unlock(); return slices.Clone(p.seen) }
+
+// fixture is one session whose access token has just expired, in a store
+// that replicas share.
+type fixture struct {
+	t     *testing.T
+	clock *clock
+	store session.Store
+	idp   *idp
+	key   session.Key
+}
+
+const leaseTTL = 10 * time.Second
+
+func newFixture(t *testing.T, lease session.Lease) *fixture {
+	c := &clock{t: time.Now()}
+	f := &fixture{t: t, clock: c, store: memory.New(memory.Options{Now: c.Now}), idp: &idp{clock: c}}
+	t.Cleanup(func() { f.store.Close() })
+	l, err := f.sessions().Create(context.Background(), httptest.NewRecorder(), session.Session{Subject: "alice",
+		Tokens: session.Tokens{AccessToken: "at-0", RefreshToken: "rt-0", Expiry: c.Now().Add(time.Minute), Obtained: c.Now()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lease.Holder != "" {
+		l.Lease = lease
+		if err := f.sessions().Save(context.Background(), l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.key = l.Key
+	c.Add(2 * time.Minute) // the access token has expired
+	return f
+}
+
+// sessions is a replica's own session manager on the shared store.
+func (f *fixture) sessions() *session.Manager {
+	return session.NewManager(session.ManagerOptions{Store: f.store, Codec: testCodec, Now: f.clock.Now,
+		IdleTimeout: time.Hour, AbsoluteTimeout: 8 * time.Hour, Logger: slog.New(slog.DiscardHandler),
+		CacheTTL: 500 * time.Millisecond, CacheSize: 10})
+}
+
+// replica is a replica's token manager.
+func (f *fixture) replica() (*token.Manager, *session.Manager) {
+	sm := f.sessions()
+	return token.NewManager(token.Options{Sessions: sm, Refresher: f.idp, Skew: 30 * time.Second,
+		LeaseTTL: leaseTTL, PollInterval: time.Millisecond, Logger: slog.New(slog.DiscardHandler)}), sm
+}
+
+// accessToken asks a fresh replica for the session's token.
+func (f *fixture) accessToken(ctx context.Context) (string, error) {
+	tm, sm := f.replica()
+	l, err := sm.LoadKey(ctx, f.key)
+	if err != nil {
+		return "", err
+	}
+	return tm.AccessToken(ctx, l)
+}
+
+func (f *fixture) stored() *session.Loaded {
+	l, err := f.sessions().Fresh(context.Background(), f.key)
+	if err != nil {
+		f.t.Fatalf("reading the session: %v", err)
+	}
+	return l
+}
+
+var testCodec = func() *session.Codec {
+	k, _ := session.ParseKey(session.NewKey())
+	c, _ := session.NewCodec(k)
+	return c
+}()
+
+// Three replicas with twenty requests each on one expired session: one
+// refresh at the IdP, everyone gets its result, and the lease is released.
+func TestReplicasRefreshOnce(t *testing.T) {
+	f := newFixture(t, session.Lease{})
+	var wg sync.WaitGroup
+	tokens := make(chan string, 60)
+	for range 3 {
+		tm, sm := f.replica()
+		for range 20 {
+			wg.Go(func() {
+				l, err := sm.LoadKey(context.Background(), f.key)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				at, err := tm.AccessToken(context.Background(), l)
+				if err != nil {
+					t.Error(err)
+				}
+				tokens <- at
+			})
+		}
+	}
+	wg.Wait()
+	close(tokens)
+	for at := range tokens {
+		if at != "at-1" {
+			t.Errorf("a caller got %q, want at-1", at)
+		}
+	}
+	if got := f.idp.presented(); !slices.Equal(got, []string{"rt-0"}) {
+		t.Errorf("refresh tokens presented: %q, want rt-0 once", got)
+	}
+	if l := f.stored(); l.Tokens.RefreshToken != "rt-1" || l.Lease.Holder != "" {
+		t.Errorf("stored: refresh token %q, lease %+v", l.Tokens.RefreshToken, l.Lease)
+	}
+}
+
+// A lease left by a replica that died blocks the refresh only until it
+// expires; then another replica takes over.
+func TestCrashedHoldersLeaseExpires(t *testing.T) {
+	f := newFixture(t, session.Lease{Holder: "crashed", Until: time.Now().Add(2*time.Minute + leaseTTL)})
+	tm, sm := f.replica()
+	l, err := sm.LoadKey(context.Background(), f.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := tm.AccessToken(ctx, l); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("while the lease is held: %v, want the caller's deadline", err)
+	}
+	if got := f.idp.presented(); len(got) != 0 {
+		t.Fatalf("refreshed under another holder's lease: %q", got)
+	}
+	f.clock.Add(leaseTTL + time.Second)
+	if at, err := tm.AccessToken(context.Background(), l); err != nil || at != "at-1" {
+		t.Fatalf("after the lease expired: %q, %v", at, err)
+	}
+	if l := f.stored(); l.Lease.Holder != "" || l.Tokens.RefreshToken != "rt-1" {
+		t.Errorf("stored: refresh token %q, lease %+v", l.Tokens.RefreshToken, l.Lease)
+	}
+}
+
+// A holder whose lease was taken over meanwhile does not overwrite the new
+// holder's session: its caller gets a 503-class error, the session stays.
+func TestLostLeaseIsNotCommitted(t *testing.T) {
+	f := newFixture(t, session.Lease{})
+	f.idp.during = func() {
+		other := f.sessions()
+		l, err := other.Fresh(context.Background(), f.key)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		l.Lease = session.Lease{Holder: "other", Until: f.clock.Now().Add(leaseTTL)}
+		if err := other.Save(context.Background(), l); err != nil {
+			t.Error(err)
+		}
+	}
+	_, err := f.accessToken(context.Background())
+	if !errors.Is(err, oidc.ErrUnavailable) || errors.Is(err, token.ErrSessionEnded) {
+		t.Fatalf("lost lease: %v, want oidc.ErrUnavailable", err)
+	}
+	if l := f.stored(); l.Lease.Holder != "other" || l.Tokens.RefreshToken != "rt-0" {
+		t.Errorf("stored: refresh token %q, lease %+v; want the other holder's state untouched", l.Tokens.RefreshToken, l.Lease)
+	}
+}
+
+// The IdP's answers decide the session's fate: invalid_grant ends it, a
+// transient failure keeps it and releases the lease for the next try, and
+// a session with no refresh token ends when its access token does.
+func TestRefreshOutcomes(t *testing.T) {
+	cases := []struct {
+		name      string
+		err       error
+		noRefresh bool
+		ended     bool
+	}{
+		{name: "invalid_grant", err: fmt.Errorf("%w: token revoked", oidc.ErrInvalidGrant), ended: true},
+		{name: "transient", err: fmt.Errorf("%w: 502", oidc.ErrUnavailable)},
+		{name: "no refresh token", noRefresh: true, ended: true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, session.Lease{})
+			if c.noRefresh {
+				l := f.stored()
+				l.Tokens.RefreshToken = ""
+				if err := f.sessions().Save(context.Background(), l); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f.idp.err = c.err
+			_, err := f.accessToken(context.Background())
+			if c.ended {
+				if !errors.Is(err, token.ErrSessionEnded) {
+					t.Fatalf("err = %v, want ErrSessionEnded", err)
+				}
+				if _, err := f.store.Get(context.Background(), f.key); !errors.Is(err, session.ErrNotFound) {
+					t.Errorf("the ended session is still stored: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, oidc.ErrUnavailable) || errors.Is(err, token.ErrSessionEnded) {
+				t.Fatalf("err = %v, want oidc.ErrUnavailable", err)
+			}
+			if l := f.stored(); l.Lease.Holder != "" || l.Tokens.RefreshToken != "rt-0" {
+				t.Fatalf("after a transient failure: refresh token %q, lease %+v", l.Tokens.RefreshToken, l.Lease)
+			}
+			f.idp.err = nil
+			if at, err := f.accessToken(context.Background()); err != nil || at != "at-2" {
+				t.Fatalf("retry: %q, %v", at, err)
+			}
+		})
+	}
+}
+
+// A fresh token is handed out without asking the IdP.
+func TestFreshTokenNeedsNoRefresh(t *testing.T) {
+	f := newFixture(t, session.Lease{})
+	f.clock.Add(-2 * time.Minute)
+	if at, err := f.accessToken(context.Background()); err != nil || at != "at-0" {
+		t.Fatalf("%q, %v", at, err)
+	}
+	if got := f.idp.presented(); len(got) != 0 {
+		t.Errorf("refreshed a fresh token: %q", got)
+	}
+}
