@@ -3,7 +3,8 @@
 //
 // It validates the Bearer token the way a real API must (RFC 6750, RFC
 // 9068 §4): the JWT's signature against the OpenID Provider's published
-// keys, its issuer, its audience and its expiry. It never looks at cookies:
+// keys, its issuer, its audience, its expiry, and that it is an access
+// token, not an ID token (RFC 9068 §2.2 client_id). It never looks at cookies:
 // the browser's session is the BFF's business, the token is the API's.
 package api
 
@@ -54,6 +55,16 @@ func requireToken(v *oidc.IDTokenVerifier, next http.Handler) http.Handler {
 		tok, err := v.Verify(r.Context(), strings.TrimSpace(raw))
 		if err != nil {
 			unauthorized(w, "invalid_token", "the access token is invalid or expired")
+			return
+		}
+		// An ID token for the same client is signed by the same keys for
+		// the same audience: only an access token names the client it was
+		// issued to (RFC 9068 §2.2, client_id).
+		var claims struct {
+			ClientID string `json:"client_id"`
+		}
+		if err := tok.Claims(&claims); err != nil || claims.ClientID == "" {
+			unauthorized(w, "invalid_token", "the token is not an access token")
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), subjectKey{}, tok.Subject)))
