@@ -40,6 +40,9 @@ type env struct {
 	srv      *http.Server
 	clock    *clock
 	opts     gateway.Options
+
+	secretsMu sync.Mutex
+	secrets   []string // session IDs handed out, for scanLogs
 }
 
 // slogHandler(true), a mod for newEnv, logs through slog's own JSON
@@ -203,12 +206,25 @@ func (e *env) restart() {
 	e.start(ln)
 }
 
-// scanLogs fails the test if any token or the client secret reached a log.
+// noteSecret adds a value that must never reach a log: a session ID handed
+// to a browser.
+func (e *env) noteSecret(v string) {
+	e.secretsMu.Lock()
+	e.secrets = append(e.secrets, v)
+	e.secretsMu.Unlock()
+}
+
+// scanLogs fails the test if any token, the client secret or a session ID
+// reached a log.
 func (e *env) scanLogs() {
 	logs := e.logs.String()
-	for _, tok := range append(e.op.IssuedTokens(), e.op.ClientSecret) {
+	e.secretsMu.Lock()
+	secrets := append(e.op.IssuedTokens(), e.op.ClientSecret)
+	secrets = append(secrets, e.secrets...)
+	e.secretsMu.Unlock()
+	for _, tok := range secrets {
 		if strings.Contains(logs, tok) {
-			e.t.Errorf("a token or secret reached the log: %.20s...", tok)
+			e.t.Errorf("a token, secret or session ID reached the log: %.8s...", tok)
 		}
 	}
 }
@@ -307,6 +323,9 @@ func (b *browser) do(req *http.Request) *response {
 	b.bodies.Write(body)
 	if strings.HasPrefix(req.URL.String(), b.e.url) {
 		for _, c := range resp.Cookies() {
+			if c.Name == session.CookieName && c.Value != "" {
+				b.e.noteSecret(c.Value)
+			}
 			if c.MaxAge < 0 {
 				delete(b.cookies, c.Name)
 			} else {
