@@ -63,6 +63,7 @@ type options struct {
 	baseline    string
 	baseStore   string
 	moatEnv     []string
+	hold        bool
 }
 
 func main() {
@@ -73,7 +74,7 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "wrk warm-up per target before the first round")
 	flag.StringVar(&conns, "conns", "32,256", "comma-separated wrk connection counts")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
-	flag.StringVar(&stores, "stores", "memory,redis,postgres", "moat session stores to run")
+	flag.StringVar(&stores, "stores", "memory,redis,postgres", "moat session stores to run: memory, bolt, redis, postgres")
 	flag.StringVar(&o.redisURL, "redis", "redis://127.0.0.1:6379/0", "Redis for the redis store (a random key prefix is used and deleted)")
 	flag.StringVar(&o.postgresURL, "postgres", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL for the postgres store (a random schema is used and dropped)")
 	flag.StringVar(&o.oauth2Proxy, "oauth2-proxy", "", "path to an oauth2-proxy binary to include as a target (optional)")
@@ -81,6 +82,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binaries, configs, logs)")
 	flag.StringVar(&o.baseline, "baseline-bin", "", "another moat binary (e.g. built from an earlier commit) to run too, for before/after figures from one run")
 	flag.StringVar(&o.baseStore, "baseline-store", "memory", "the store of the -baseline-bin moat")
+	flag.BoolVar(&o.hold, "hold", false, "start and log in to every target, print a wrk command and the pid of each, and wait for an interrupt instead of measuring (for attaching perf or pprof by hand)")
 	flag.Func("moat-env", "KEY=VALUE added to the environment of the moats built from this tree, not the -baseline-bin one (repeatable), e.g. GOGC=200", func(v string) error {
 		if !strings.Contains(v, "=") {
 			return errors.New("want KEY=VALUE")
@@ -197,6 +199,18 @@ func (h *harness) run(ctx context.Context) error {
 		h.targets = append(h.targets, t)
 	}
 
+	if h.o.hold {
+		for _, t := range h.targets {
+			args := []string{"wrk", "--latency", "-t" + strconv.Itoa(h.o.threads), "-c" + strconv.Itoa(h.o.conns[0]), "-d" + h.o.duration.String()}
+			for _, hd := range t.headers {
+				args = append(args, "-H", "'"+hd+"'")
+			}
+			fmt.Printf("%s (pid %d):\n  %s %s\n", t.name, t.pid, strings.Join(args, " "), t.url)
+		}
+		logf("holding; interrupt to stop")
+		<-ctx.Done()
+		return nil
+	}
 	for _, t := range h.targets {
 		if _, err := h.wrk(ctx, t, h.o.conns[0], h.o.warmup); err != nil {
 			return fmt.Errorf("warm-up of %s: %w", t.name, err)
@@ -295,6 +309,8 @@ func (h *harness) startMoat(ctx context.Context, bin, store, upstream string) (*
 	spec := "memory"
 	switch store {
 	case "memory":
+	case "bolt":
+		spec = "bolt://" + filepath.Join(h.dir, "sessions-"+randomHex(4)+".db") // removed with the directory
 	case "redis":
 		if err := reachable(h.o.redisURL, "6379"); err != nil {
 			logf("skipping the redis store: %v", err)
@@ -312,7 +328,7 @@ func (h *harness) startMoat(ctx context.Context, bin, store, upstream string) (*
 		spec = withParam(h.o.postgresURL, "schema", schema)
 		h.cleanups = append(h.cleanups, func() { dropSchema(h.o.postgresURL, schema) })
 	default:
-		return nil, fmt.Errorf("unknown store %q (memory, redis or postgres)", store)
+		return nil, fmt.Errorf("unknown store %q (memory, bolt, redis or postgres)", store)
 	}
 	addr, err := freePort()
 	if err != nil {
