@@ -51,6 +51,11 @@ type Server struct {
 	ReadTimeout Duration `yaml:"read_timeout"`
 	// IdleTimeout closes idle keep-alive connections.
 	IdleTimeout Duration `yaml:"idle_timeout"`
+	// WriteTimeout bounds each write of a response to the client, not the
+	// whole response: a client that stops reading is cut off (and its
+	// upstream request cancelled), while a stream may last as long as its
+	// events keep being read.
+	WriteTimeout Duration `yaml:"write_timeout"`
 	// MaxHeaderBytes bounds request headers; larger ones get 431.
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
 	// MaxBodyBytes bounds request bodies outside the routes (local
@@ -430,6 +435,7 @@ func (c *Config) SetDefaults() {
 	defDur(&c.Server.ReadHeaderTimeout, 10*time.Second)
 	defDur(&c.Server.ReadTimeout, time.Minute)
 	defDur(&c.Server.IdleTimeout, 2*time.Minute)
+	defDur(&c.Server.WriteTimeout, 30*time.Second)
 	defDur(&c.Server.ShutdownGrace, 30*time.Second)
 	defDur(&c.Server.WebSocketCheck, 5*time.Second)
 	if c.Server.MaxHeaderBytes == 0 {

@@ -52,6 +52,9 @@ func TestLoadGoodConfigAndDefaults(t *testing.T) {
 	if cfg.Session.IdleTimeout.D() != 20*time.Minute || cfg.Session.AbsoluteTimeout.D() != 12*time.Hour {
 		t.Errorf("timeouts = %v, %v", cfg.Session.IdleTimeout.D(), cfg.Session.AbsoluteTimeout.D())
 	}
+	if cfg.Server.WriteTimeout.D() != 30*time.Second {
+		t.Errorf("server.write_timeout = %v", cfg.Server.WriteTimeout.D())
+	}
 	if cfg.Routes[0].Token != TokenUser || cfg.CSRF.Mode != CSRFHeader || cfg.OIDC.ClientAuthMethod != AuthSecretBasic {
 		t.Errorf("defaults not applied: %+v", cfg)
 	}

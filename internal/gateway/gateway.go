@@ -360,7 +360,9 @@ func upstreamTLS(r config.Route) (*tls.Config, error) {
 
 // NewHTTPServer returns an http.Server for h with every timeout and size
 // limit from cfg.Server set, so slow or oversized clients cannot hold
-// connections or memory (no WriteTimeout: streamed responses may last).
+// connections or memory. It has no WriteTimeout, which would end every
+// response, streams included, a fixed time after its request: the server
+// package bounds each write instead (server.write_timeout).
 //
 // With server.tls_cert_file it serves HTTPS with HTTP/2 (call ServeTLS with
 // empty file names); with server.h2c it also speaks HTTP/2 in clear.
@@ -373,6 +375,13 @@ func NewHTTPServer(cfg *config.Config, h http.Handler, log *slog.Logger) (*http.
 		MaxHeaderBytes:    cfg.Server.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		Protocols:         new(http.Protocols),
+		ConnState: func(c net.Conn, st http.ConnState) {
+			if st == http.StateIdle {
+				// The last response's write bound (server.write_timeout)
+				// must not cut off the next answer on this connection.
+				c.SetWriteDeadline(time.Time{})
+			}
+		},
 	}
 	srv.Protocols.SetHTTP1(true)
 	if cfg.Server.TLSCertFile != "" {

@@ -3,6 +3,8 @@ package gateway_test
 import (
 	"bufio"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -80,5 +82,72 @@ func TestUpstreamTimeoutAndOutage(t *testing.T) {
 	r = b.api("GET", "/down/x")
 	if r.StatusCode != http.StatusBadGateway || !strings.Contains(string(r.body), "bad_gateway") {
 		t.Errorf("down upstream: %s %s", r.Status, r.body)
+	}
+}
+
+// A client that stops reading is cut off after server.write_timeout, and
+// the upstream request it held is cancelled, while a stream whose events
+// come slower than the timeout lasts, over HTTP/1.1 and HTTP/2 alike
+// (an HTTP/2 stream is reset when a write deadline passes, writing or not).
+func TestWriteTimeoutCutsSlowReadersNotStreams(t *testing.T) {
+	cancelled := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/events" {
+			w.Header().Set("Content-Type", "text/event-stream")
+			for i := range 3 {
+				time.Sleep(300 * time.Millisecond) // longer than the write timeout
+				fmt.Fprintf(w, "data: event %d\n\n", i)
+				w.(http.Flusher).Flush()
+			}
+			return
+		}
+		chunk := make([]byte, 32<<10)
+		for range 8192 { // 256 MiB, far beyond what socket buffers hold
+			if _, err := w.Write(chunk); err != nil {
+				break
+			}
+		}
+		select {
+		case <-r.Context().Done():
+			close(cancelled)
+		case <-time.After(10 * time.Second):
+		}
+	}))
+	defer up.Close()
+	e := newEnv(t, func(c *config.Config) {
+		c.Server.WriteTimeout = config.Duration(100 * time.Millisecond)
+		c.Server.H2C = true
+		c.Routes = append(c.Routes, config.Route{Prefix: "/up/", Upstream: up.URL + "/", Token: config.TokenNone})
+	})
+
+	h2c := &http.Transport{Protocols: new(http.Protocols)}
+	h2c.Protocols.SetUnencryptedHTTP2(true)
+	for name, client := range map[string]*http.Client{"HTTP/1.1": {}, "h2c": {Transport: h2c}} {
+		req, _ := http.NewRequest("GET", e.url+"/up/events", nil)
+		req.Header.Set(csrf.HeaderName, csrf.HeaderValue)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || strings.Count(string(body), "data: event") != 3 {
+			t.Errorf("%s stream with slow events: %q, %v", name, body, err)
+		}
+	}
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /up/big HTTP/1.1\r\nHost: x\r\n%s: %s\r\n\r\n", csrf.HeaderName, csrf.HeaderValue) // and never read
+	select {
+	case <-cancelled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a client that stopped reading still holds its upstream request")
+	}
+	if r := e.browser().get("/healthz"); r.StatusCode != http.StatusOK {
+		t.Fatalf("healthz after a slow reader: %s", r.Status)
 	}
 }

@@ -124,6 +124,14 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		// one-element slice grows by copying) nor rewrites it.
 		w.Header()["X-Request-Id"] = id
 		sw.ResponseWriter = w
+		if d := s.cfg.Server.WriteTimeout.D(); d > 0 && !proxy.IsUpgrade(r) { // a hijacked socket has no deadlines
+			sw.deadline = writeDeadliner(w)
+			sw.writeTimeout = d
+			// The rest of the response, flushed after the handler returns;
+			// the server lifts this bound once the connection is idle
+			// (gateway.NewHTTPServer).
+			defer func() { sw.deadline.SetWriteDeadline(time.Now().Add(d)) }()
+		}
 		o.ctx = reqCtx{Context: r.Context(), o: o}
 		r2 := r.WithContext(&o.ctx)
 		next.ServeHTTP(sw, r2)
@@ -245,33 +253,69 @@ func (s *Server) securityHeaders(next http.Handler) http.Handler {
 	})
 }
 
-// statusWriter records the status and size of a response. Unwrap lets
+// statusWriter records the status and size of a response, and bounds
+// each write to the client by writeTimeout. Unwrap lets
 // http.ResponseController reach Flush and Hijack on the real writer, so
 // streaming and upgrades pass through.
 type statusWriter struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	// deadline bounds each write or flush by writeTimeout and lifts the
+	// bound between them: a slow reader is cut off, an idle stream is not
+	// (an HTTP/2 stream is reset when its deadline passes, writing or not).
+	deadline     deadliner
+	writeTimeout time.Duration
+}
+
+type deadliner interface{ SetWriteDeadline(time.Time) error }
+
+// writeDeadliner returns what sets w's write deadline: net/http's own
+// writers directly, wrapped ones through a ResponseController.
+func writeDeadliner(w http.ResponseWriter) deadliner {
+	if d, ok := w.(deadliner); ok {
+		return d
+	}
+	return http.NewResponseController(w)
+}
+
+// bound sets the write deadline for one write; unbound lifts it.
+func (w *statusWriter) bound() {
+	if w.deadline != nil {
+		w.deadline.SetWriteDeadline(time.Now().Add(w.writeTimeout))
+	}
+}
+
+func (w *statusWriter) unbound() {
+	if w.deadline != nil {
+		w.deadline.SetWriteDeadline(time.Time{})
+	}
 }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status == 0 && code >= 200 { // 1xx are interim answers
 		w.status = code
 	}
+	w.bound() // an interim answer is written at once
 	w.ResponseWriter.WriteHeader(code)
+	w.unbound()
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
+	w.bound()
 	n, err := w.ResponseWriter.Write(b)
+	w.unbound()
 	w.bytes += int64(n)
 	return n, err
 }
 
 func (w *statusWriter) Flush() {
+	w.bound()
 	http.NewResponseController(w.ResponseWriter).Flush()
+	w.unbound()
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
