@@ -1,12 +1,15 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/moat-bff/moat/internal/secret"
 	"github.com/moat-bff/moat/internal/session"
 )
 
@@ -230,5 +233,55 @@ session: {store: "` + store + `"}
 		if err == nil || !strings.Contains(err.Error(), "session.store: ") {
 			t.Errorf("%s: err = %v", store, err)
 		}
+	}
+}
+
+// Every insecure_* option, wherever it sits in the configuration, warns
+// by name when set: the fields are found by reflection, so an option
+// added without a warning fails here.
+func TestEveryInsecureOptionWarns(t *testing.T) {
+	base := func() *Config {
+		c := &Config{PublicURL: "https://app.example.com",
+			OIDC:    OIDC{Issuer: "https://idp.example.com", ClientID: "c"},
+			Session: Session{Store: "bolt:///var/lib/moat/s.db", Keys: []secret.String{secret.String(session.NewKey())}},
+			Routes:  []Route{{Prefix: "/api/", Upstream: "https://api.example.com/"}}}
+		c.SetDefaults()
+		return c
+	}
+	if w := base().Warnings(); len(w) != 0 {
+		t.Fatalf("warnings without any insecure option: %v", w)
+	}
+	c, found := base(), 0
+	var walk func(v reflect.Value, path string)
+	walk = func(v reflect.Value, path string) {
+		switch v.Kind() {
+		case reflect.Struct:
+			for i := range v.NumField() {
+				name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ",")
+				f := v.Field(i)
+				if !f.CanSet() || name == "" {
+					continue
+				}
+				key := strings.TrimPrefix(path+"."+name, ".")
+				if strings.HasPrefix(name, "insecure_") && f.Kind() == reflect.Bool {
+					found++
+					f.SetBool(true)
+					if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, key) {
+						t.Errorf("%s set: no warning names it (warnings: %q)", key, w)
+					}
+					f.SetBool(false)
+					continue
+				}
+				walk(f, key)
+			}
+		case reflect.Slice:
+			for i := range v.Len() {
+				walk(v.Index(i), fmt.Sprintf("%s[%d]", path, i))
+			}
+		}
+	}
+	walk(reflect.ValueOf(c).Elem(), "")
+	if found < 3 {
+		t.Errorf("found %d insecure_* options, want at least 3", found)
 	}
 }
