@@ -237,7 +237,10 @@ func TestUpstreamSetCookieAllowedButNeverMoats(t *testing.T) {
 	}
 }
 
+// A misbehaving IdP costs bounded time, gives the right status, creates no
+// session and leaves no goroutine behind.
 func TestMisbehavingIdP(t *testing.T) {
+	before := runtime.NumGoroutine()
 	t.Run("garbage discovery", func(t *testing.T) {
 		idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "{not json") }))
 		defer idp.Close()
@@ -260,9 +263,32 @@ func TestMisbehavingIdP(t *testing.T) {
 	})
 	t.Run("huge JWKS", func(t *testing.T) {
 		e := newEnv(t, func(b *oidctest.Behavior) { b.JWKSPadding = 4 << 20 })
-		r := e.browser().login("/")
-		if r.StatusCode < 400 || e.browser().sessionCookie() != nil {
-			t.Errorf("login with a 4 MiB JWKS: %s", r.Status)
+		start := time.Now()
+		b := e.browser()
+		r := b.login("/")
+		if r.StatusCode < 400 || b.sessionCookie() != nil || time.Since(start) > 5*time.Second {
+			t.Errorf("login with a 4 MiB JWKS: %s after %v", r.Status, time.Since(start))
+		}
+	})
+	for _, endpoint := range []string{"/token", "/jwks"} {
+		t.Run("garbage JSON at "+endpoint, func(t *testing.T) {
+			e := newEnv(t, func(b *oidctest.Behavior) { b.Garbage = endpoint })
+			b := e.browser()
+			if r := b.login("/"); r.StatusCode < 400 || b.sessionCookie() != nil {
+				t.Errorf("login: %s", r.Status)
+			}
+		})
+	}
+	t.Run("garbage JSON at /userinfo", func(t *testing.T) {
+		e := newEnv(t)
+		b := e.browser()
+		b.login("/")
+		e.op.Set(func(b *oidctest.Behavior) { b.Garbage = "/userinfo" })
+		if r := b.api("GET", "/auth/userinfo"); r.StatusCode < 500 {
+			t.Errorf("userinfo: %s %s", r.Status, r.body)
+		}
+		if !loggedIn(t, b) {
+			t.Error("a broken UserInfo answer logged the user out")
 		}
 	})
 	t.Run("500 at the token endpoint", func(t *testing.T) {
@@ -271,6 +297,22 @@ func TestMisbehavingIdP(t *testing.T) {
 			t.Errorf("login: %s", r.Status)
 		}
 	})
+	noGoroutinesLeft(t, before) // the subtests' cleanups have stopped every moat and OP
+}
+
+// noGoroutinesLeft fails t if more than a few goroutines outlive what
+// started after before was counted, allowing 5 s for them to wind down.
+func noGoroutinesLeft(t *testing.T, before int) {
+	t.Helper()
+	http.DefaultClient.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before+5 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if after := runtime.NumGoroutine(); after > before+5 {
+		buf := make([]byte, 1<<20)
+		t.Errorf("goroutines: %d before, %d after\n%s", before, after, buf[:runtime.Stack(buf, true)])
+	}
 }
 
 func TestMisbehavingUpstreamsAndNoLeaks(t *testing.T) {
@@ -325,16 +367,8 @@ func TestMisbehavingUpstreamsAndNoLeaks(t *testing.T) {
 		if grew := int64(m1.HeapInuse) - int64(m0.HeapInuse); grew > 16<<20 {
 			t.Errorf("a 32 MiB response grew the heap by %d bytes: it was buffered", grew)
 		}
-		http.DefaultClient.CloseIdleConnections()
 	}) // the subtest's cleanups have stopped moat, the OP and the upstreams
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before+5 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if after := runtime.NumGoroutine(); after > before+5 {
-		buf := make([]byte, 1<<20)
-		t.Errorf("goroutines: %d before, %d after\n%s", before, after, buf[:runtime.Stack(buf, true)])
-	}
+	noGoroutinesLeft(t, before)
 }
 
 // tlsFiles writes PEM files for srv's certificate (the CA moat must trust)

@@ -15,6 +15,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -70,6 +71,9 @@ type Behavior struct {
 	TokenStatus int
 	// JWKSPadding pads the JWKS document with that many bytes.
 	JWKSPadding int
+	// Garbage names an endpoint path ("/token", "/jwks", "/userinfo", …)
+	// that answers 200 with broken JSON.
+	Garbage string
 }
 
 // Request is one request the provider received.
@@ -156,9 +160,24 @@ func Start(redirectURI string) *Provider {
 	mux.HandleFunc("POST /revoke", p.revoke)
 	mux.HandleFunc("GET /end_session", p.endSession)
 	mux.HandleFunc("POST /par", p.par)
-	p.srv = httptest.NewServer(p.record(mux))
+	p.srv = httptest.NewServer(p.record(p.garbage(mux)))
 	p.Issuer = p.srv.URL
 	return p
+}
+
+// garbage answers Behavior.Garbage's endpoint with broken JSON.
+func (p *Provider) garbage(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		g := p.behavior.Garbage
+		p.mu.Unlock()
+		if g != "" && r.URL.Path == g {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"access_token": "x", "keys": [{`)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Set changes the provider's behaviour.
