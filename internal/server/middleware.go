@@ -125,8 +125,10 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		w.Header()["X-Request-Id"] = id
 		sw.ResponseWriter = w
 		if d := s.cfg.Server.WriteTimeout.D(); d > 0 && !proxy.IsUpgrade(r) { // a hijacked socket has no deadlines
-			sw.deadline = writeDeadliner(w)
-			sw.writeTimeout = d
+			sw.deadline, sw.writeTimeout = writeDeadliner(w), d
+		}
+		if sw.deadline != nil {
+			d := sw.writeTimeout
 			// The rest of the response, flushed after the handler returns;
 			// the server lifts this bound once the connection is idle
 			// (gateway.NewHTTPServer).
@@ -270,13 +272,20 @@ type statusWriter struct {
 
 type deadliner interface{ SetWriteDeadline(time.Time) error }
 
-// writeDeadliner returns what sets w's write deadline: net/http's own
-// writers directly, wrapped ones through a ResponseController.
+// writeDeadliner returns what sets w's write deadline, unwrapping w as
+// http.ResponseController does; nil for a writer that has none (a test's
+// ResponseRecorder).
 func writeDeadliner(w http.ResponseWriter) deadliner {
-	if d, ok := w.(deadliner); ok {
-		return d
+	for {
+		switch t := w.(type) {
+		case deadliner:
+			return t
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return nil
+		}
 	}
-	return http.NewResponseController(w)
 }
 
 // bound sets the write deadline for one write; unbound lifts it.
