@@ -98,19 +98,7 @@ func (h *Handler) appendLine(b []byte, t time.Time, level slog.Level, msg string
 			b = append(b, ',')
 			b = appendJSONString(b, a.Key)
 			b = append(b, ':')
-			v := a.Value
-			switch v.Kind() {
-			case slog.KindString:
-				b = appendJSONString(b, v.String())
-			case slog.KindInt64:
-				b = strconv.AppendInt(b, v.Int64(), 10)
-			case slog.KindUint64:
-				b = strconv.AppendUint(b, v.Uint64(), 10)
-			case slog.KindBool:
-				b = strconv.AppendBool(b, v.Bool())
-			case slog.KindDuration:
-				b = strconv.AppendInt(b, int64(v.Duration()), 10)
-			}
+			b = h.appendValue(b, a.Value)
 		}
 		return append(b, "}\n"...)
 	}
@@ -124,21 +112,34 @@ func (h *Handler) appendLine(b []byte, t time.Time, level slog.Level, msg string
 		b = append(b, ' ')
 		b = appendTextString(b, a.Key)
 		b = append(b, '=')
-		v := a.Value
-		switch v.Kind() {
-		case slog.KindString:
-			b = appendTextString(b, v.String())
-		case slog.KindInt64:
-			b = strconv.AppendInt(b, v.Int64(), 10)
-		case slog.KindUint64:
-			b = strconv.AppendUint(b, v.Uint64(), 10)
-		case slog.KindBool:
-			b = strconv.AppendBool(b, v.Bool())
-		case slog.KindDuration:
-			b = append(b, v.Duration().String()...)
-		}
+		b = h.appendValue(b, a.Value)
 	}
 	return append(b, '\n')
+}
+
+// appendValue appends one of plain's kinds as the handler's format does:
+// strings quoted by its rules, durations as nanoseconds in JSON and as
+// time.Duration.String in text.
+func (h *Handler) appendValue(b []byte, v slog.Value) []byte {
+	switch v.Kind() {
+	case slog.KindString:
+		if h.json {
+			return appendJSONString(b, v.String())
+		}
+		return appendTextString(b, v.String())
+	case slog.KindInt64:
+		return strconv.AppendInt(b, v.Int64(), 10)
+	case slog.KindUint64:
+		return strconv.AppendUint(b, v.Uint64(), 10)
+	case slog.KindBool:
+		return strconv.AppendBool(b, v.Bool())
+	case slog.KindDuration:
+		if h.json {
+			return strconv.AppendInt(b, int64(v.Duration()), 10)
+		}
+		return append(b, v.Duration().String()...)
+	}
+	return b
 }
 
 // appendRFC3339Millis is slog's text time format.
