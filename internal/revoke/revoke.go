@@ -69,10 +69,10 @@ func (q *Queue) Add(j Job) {
 	}
 	select {
 	case <-q.stopped:
-		q.log.Warn("refresh token not revoked: shutting down", "sub", j.Subject, "session", j.Session)
+		q.log.Warn("refresh token not revoked: shutting down", "audit", true, "event", "revoke_failed", "sub", j.Subject, "session", j.Session)
 	case q.jobs <- j:
 	default:
-		q.log.Warn("refresh token not revoked: revocation queue full", "sub", j.Subject, "session", j.Session)
+		q.log.Warn("refresh token not revoked: revocation queue full", "audit", true, "event", "revoke_failed", "sub", j.Subject, "session", j.Session)
 	}
 }
 
@@ -85,7 +85,7 @@ func (q *Queue) Stop() {
 		q.wg.Wait()
 		for n := len(q.jobs); n > 0; n-- {
 			j := <-q.jobs
-			q.log.Warn("refresh token not revoked: shutting down", "sub", j.Subject, "session", j.Session)
+			q.log.Warn("refresh token not revoked: shutting down", "audit", true, "event", "revoke_failed", "sub", j.Subject, "session", j.Session)
 		}
 	})
 }
@@ -109,7 +109,7 @@ func (q *Queue) revoke(ctx context.Context, j Job) {
 			return
 		}
 		if attempt == len(q.backoff) || ctx.Err() != nil {
-			q.log.Warn("revoking a refresh token failed; giving up", "sub", j.Subject, "session", j.Session, "attempts", attempt+1, "error", err)
+			q.log.Warn("revoking a refresh token failed; giving up", "audit", true, "event", "revoke_failed", "sub", j.Subject, "session", j.Session, "attempts", attempt+1, "error", err)
 			return
 		}
 		q.log.Info("revoking a refresh token failed; retrying", "sub", j.Subject, "session", j.Session, "error", err)
@@ -117,7 +117,7 @@ func (q *Queue) revoke(ctx context.Context, j Job) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			q.log.Warn("refresh token not revoked: shutting down", "sub", j.Subject, "session", j.Session)
+			q.log.Warn("refresh token not revoked: shutting down", "audit", true, "event", "revoke_failed", "sub", j.Subject, "session", j.Session)
 			return
 		case <-t.C:
 		}

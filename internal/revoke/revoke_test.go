@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -45,8 +46,9 @@ func TestRetriesThenSucceeds(t *testing.T) {
 func TestGivesUpAndStopsCleanly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		idp := &fakeIdP{failures: 100}
-		q := Start(idp, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Workers: 2, Backoff: []time.Duration{time.Second}})
-		q.Add(Job{Token: "rt-1"})
+		var logs syncBuffer
+		q := Start(idp, slog.New(slog.NewJSONHandler(&logs, nil)), Options{Workers: 2, Backoff: []time.Duration{time.Second}})
+		q.Add(Job{Token: "rt-1", Subject: "alice", Session: "0123456789abcdef"})
 		q.Add(Job{Token: ""}) // ignored
 		time.Sleep(5 * time.Second)
 		synctest.Wait()
@@ -56,5 +58,27 @@ func TestGivesUpAndStopsCleanly(t *testing.T) {
 		q.Stop()
 		q.Stop()
 		q.Add(Job{Token: "after-stop"}) // dropped, not blocked
+		// Giving up is an audit event naming the user and the session,
+		// never the token.
+		if l := logs.String(); !strings.Contains(l, `"audit":true,"event":"revoke_failed","sub":"alice","session":"0123456789abcdef"`) || strings.Contains(l, "rt-1") {
+			t.Errorf("audit log: %s", l)
+		}
 	})
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -141,7 +141,7 @@ func (m *Manager) redeem(ctx context.Context, l *session.Loaded, holder string) 
 		return nil, ErrSessionEnded
 	case err != nil:
 		m.o.OnRefresh("transient")
-		m.o.Logger.Warn("token refresh failed; the session is kept", "session", l.Key.Short(), "sub", l.Subject, "error", err)
+		m.o.Logger.Warn("token refresh failed; the session is kept", "audit", true, "event", "refresh_failed", "session", l.Key.Short(), "sub", l.Subject, "error", err)
 		m.commit(ctx, l.Key, holder, func(*session.Session) {})
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -63,6 +64,7 @@ type fixture struct {
 	store session.Store
 	idp   *idp
 	key   session.Key
+	logs  syncBuffer // the token managers' logs
 }
 
 const leaseTTL = 10 * time.Second
@@ -98,7 +100,7 @@ func (f *fixture) sessions() *session.Manager {
 func (f *fixture) replica() (*token.Manager, *session.Manager) {
 	sm := f.sessions()
 	return token.NewManager(token.Options{Sessions: sm, Refresher: f.idp, Skew: 30 * time.Second,
-		LeaseTTL: leaseTTL, PollInterval: time.Millisecond, Logger: slog.New(slog.DiscardHandler)}), sm
+		LeaseTTL: leaseTTL, PollInterval: time.Millisecond, Logger: slog.New(slog.NewJSONHandler(&f.logs, nil))}), sm
 }
 
 // accessToken asks a fresh replica for the session's token.
@@ -223,10 +225,11 @@ func TestRefreshOutcomes(t *testing.T) {
 		err       error
 		noRefresh bool
 		ended     bool
+		audit     string // the audit event logged
 	}{
-		{name: "invalid_grant", err: fmt.Errorf("%w: token revoked", oidc.ErrInvalidGrant), ended: true},
-		{name: "transient", err: fmt.Errorf("%w: 502", oidc.ErrUnavailable)},
-		{name: "no refresh token", noRefresh: true, ended: true},
+		{name: "invalid_grant", err: fmt.Errorf("%w: token revoked", oidc.ErrInvalidGrant), ended: true, audit: "session_ended"},
+		{name: "transient", err: fmt.Errorf("%w: 502", oidc.ErrUnavailable), audit: "refresh_failed"},
+		{name: "no refresh token", noRefresh: true, ended: true, audit: "session_ended"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -240,6 +243,10 @@ func TestRefreshOutcomes(t *testing.T) {
 			}
 			f.idp.err = c.err
 			_, err := f.accessToken(context.Background())
+			if l := f.logs.String(); !strings.Contains(l, `"audit":true,"event":"`+c.audit+`"`) || !strings.Contains(l, `"sub":"alice"`) ||
+				!strings.Contains(l, `"session":"`+f.key.Short()+`"`) || strings.Contains(l, "rt-0") {
+				t.Errorf("audit log: %s", l)
+			}
 			if c.ended {
 				if !errors.Is(err, token.ErrSessionEnded) {
 					t.Fatalf("err = %v, want ErrSessionEnded", err)
@@ -273,4 +280,21 @@ func TestFreshTokenNeedsNoRefresh(t *testing.T) {
 	if got := f.idp.presented(); len(got) != 0 {
 		t.Errorf("refreshed a fresh token: %q", got)
 	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
