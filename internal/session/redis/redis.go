@@ -74,7 +74,9 @@
 // ListBySubject read one index and then fan out to the records' nodes. A
 // prefix with a hash tag ("{moat}:") would put every key in one slot: it
 // works, but one node then holds all sessions. The store uses this design
-// in every mode, so the tests on a single server exercise the Cluster path.
+// in every mode, so the tests on a single server exercise the Cluster path;
+// TestCluster also runs the conformance suite on a real three-node cluster,
+// and TestSentinel through a sentinel.
 //
 // # Operating Redis for moat
 //

@@ -1,0 +1,149 @@
+package redisstore
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moat-bff/moat/internal/session"
+	"github.com/moat-bff/moat/internal/session/storetest"
+)
+
+// envRequireServer makes the Sentinel and Cluster tests fail, rather than
+// skip, when redis-server is not installed (.ci/run sets it).
+const envRequireServer = "MOAT_TEST_REQUIRE_REDIS_SERVER"
+
+// redisServer returns the redis-server binary, for tests that start their
+// own Redis processes.
+func redisServer(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv(envRequireServer) != "" {
+			t.Fatalf("%s is set but redis-server is not installed (Debian: apt-get install redis-server)", envRequireServer)
+		}
+		t.Skip("redis-server is not installed: the Sentinel and Cluster tests start their own Redis processes")
+	}
+	return bin
+}
+
+// spawn starts redis-server with args on a free port and returns the port.
+func spawn(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln.Close()
+	dir := t.TempDir()
+	cmd := exec.Command(bin, append(args, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)...)
+	cmd.Stdout, cmd.Stderr = nil, nil
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitFor(t, port, "PING", "+PONG")
+	return port
+}
+
+// command sends one inline command to 127.0.0.1:port and returns the first
+// line of the answer.
+func command(port, cmd string) (string, error) {
+	c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	fmt.Fprintf(c, "%s\r\n", cmd)
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	if strings.HasPrefix(line, "*") || strings.HasPrefix(line, "$") { // the first element or bulk string
+		line, err = r.ReadString('\n')
+		if strings.HasPrefix(line, "$") {
+			line, err = r.ReadString('\n')
+		}
+	}
+	return strings.TrimSpace(line), err
+}
+
+// waitFor polls cmd on port until its answer contains want (20 s at most).
+func waitFor(t *testing.T, port, cmd, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got, err := command(port, cmd)
+		if err == nil && strings.Contains(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("127.0.0.1:%s: %s answered %q, %v; want %q", port, cmd, got, err, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// openURL opens a store on u with a random prefix.
+func openURL(t *testing.T, u string) session.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := Open(ctx, withParams(u, "prefix=moattest:"+rand.Text()+":"), Options{})
+	if err != nil {
+		t.Fatalf("Open(%s): %v", u, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping(%s): %v", u, err)
+	}
+	return s
+}
+
+// The conformance suite through Sentinel: one primary and one sentinel
+// monitoring it, both started here; the store finds the primary by asking
+// the sentinel.
+func TestSentinel(t *testing.T) {
+	bin := redisServer(t)
+	primary := spawn(t, bin)
+	conf := filepath.Join(t.TempDir(), "sentinel.conf")
+	if err := os.WriteFile(conf, []byte("sentinel monitor moat 127.0.0.1 "+primary+" 1\nsentinel down-after-milliseconds moat 5000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sentinel := spawn(t, bin, conf, "--sentinel")
+	waitFor(t, sentinel, "SENTINEL get-master-addr-by-name moat", "127.0.0.1")
+	u := "redis+sentinel://127.0.0.1:" + sentinel + "/moat"
+	storetest.Run(t, func(t *testing.T) session.Store { return openURL(t, u) })
+}
+
+// The conformance suite on a three-primary Redis Cluster started here:
+// records and their index entries land in different slots and nodes.
+func TestCluster(t *testing.T) {
+	bin := redisServer(t)
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Fatal("redis-server is installed without redis-cli")
+	}
+	var ports, addrs []string
+	for range 3 {
+		p := spawn(t, bin, "--cluster-enabled", "yes", "--cluster-node-timeout", "5000")
+		ports, addrs = append(ports, p), append(addrs, "127.0.0.1:"+p)
+	}
+	create := exec.Command(cli, append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")...)
+	if out, err := create.CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	for _, p := range ports {
+		waitFor(t, p, "CLUSTER INFO", "cluster_state:ok")
+	}
+	u := "redis+cluster://" + strings.Join(addrs, ",")
+	storetest.Run(t, func(t *testing.T) session.Store { return openURL(t, u) })
+}
