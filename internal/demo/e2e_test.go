@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -50,6 +51,7 @@ func TestBrowserEndToEnd(t *testing.T) {
 	b.do(chromedp.Navigate(sys.BFFURL + "/"))
 	b.waitRender(1)
 	b.expectText("#result", `"loggedIn": false`)
+	b.checkScannerSeesStorage()
 	b.checkpoint("logged out, first load")
 
 	// 2. Log In: to the IdP's form, and back to the SPA, logged in.
@@ -361,7 +363,8 @@ type pageData struct {
 	Local     map[string]string `json:"local"`
 	Session   map[string]string `json:"session"`
 	Cookie    string            `json:"cookie"`
-	IndexedDB []string          `json:"indexedDB"`
+	IndexedDB []string          `json:"indexedDB"` // "db/store: rows as JSON", every store of every database
+	Caches    []string          `json:"caches"`    // "cache url: body", every Cache Storage entry
 	DOM       string            `json:"dom"`
 }
 
@@ -371,10 +374,76 @@ const readPageData = `(async () => {
     local: dump(localStorage),
     session: dump(sessionStorage),
     cookie: document.cookie,
-    indexedDB: (await indexedDB.databases()).map((d) => d.name),
+    indexedDB: await readIndexedDB(),
+    caches: await readCaches(),
     dom: document.documentElement.outerHTML,
   };
+  async function readIndexedDB() {
+    const done = (r) => new Promise((ok, fail) => { r.onsuccess = () => ok(r.result); r.onerror = () => fail(r.error); });
+    const out = [];
+    for (const info of await indexedDB.databases()) {
+      const db = await done(indexedDB.open(info.name));
+      for (const store of db.objectStoreNames) {
+        const rows = await done(db.transaction(store).objectStore(store).getAll());
+        out.push(info.name + "/" + store + ": " + JSON.stringify(rows));
+      }
+      db.close();
+    }
+    return out;
+  }
+  async function readCaches() {
+    const out = [];
+    for (const name of await caches.keys()) {
+      const cache = await caches.open(name);
+      for (const req of await cache.keys()) {
+        const res = await cache.match(req);
+        out.push(name + " " + req.url + ": " + (res ? await res.text() : ""));
+      }
+    }
+    return out;
+  }
 })()`
+
+// plantCanary writes canary where a careless SPA might keep a token: an
+// IndexedDB store and Cache Storage. checkpoint must find it there, or its
+// "no token in IndexedDB or caches" would prove nothing.
+const plantCanary = `(async (canary) => {
+  const db = await new Promise((ok, fail) => {
+    const r = indexedDB.open("moat-e2e-canary", 1);
+    r.onupgradeneeded = () => r.result.createObjectStore("s");
+    r.onsuccess = () => ok(r.result); r.onerror = () => fail(r.error);
+  });
+  await new Promise((ok, fail) => { const tx = db.transaction("s", "readwrite"); tx.objectStore("s").put({ token: canary }, 1); tx.oncomplete = ok; tx.onerror = () => fail(tx.error); });
+  db.close();
+  await (await caches.open("moat-e2e-canary")).put("/canary", new Response(canary));
+  return true;
+})`
+
+const removeCanary = `(async () => {
+  await new Promise((ok) => { const r = indexedDB.deleteDatabase("moat-e2e-canary"); r.onsuccess = ok; r.onerror = ok; r.onblocked = ok; });
+  await caches.delete("moat-e2e-canary");
+  return true;
+})()`
+
+// checkScannerSeesStorage plants a canary in IndexedDB and Cache Storage,
+// checks that readPageData finds it in both, and removes it.
+func (b *browser) checkScannerSeesStorage() {
+	b.t.Helper()
+	const canary = "canary-eyJhbGciOiJSUzI1NiJ9.not-a-real-token"
+	if _, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](plantCanary+"("+strconv.Quote(canary)+")", chromedp.EvalAwaitPromise)); err != nil {
+		b.fatalf("planting the canary: %v", err)
+	}
+	data, err := chromedp.Run(b.ctx, chromedp.Evaluate[pageData](readPageData, chromedp.EvalAwaitPromise))
+	if err != nil {
+		b.fatalf("reading the page's storage: %v", err)
+	}
+	if !strings.Contains(strings.Join(data.IndexedDB, "\n"), canary) || !strings.Contains(strings.Join(data.Caches, "\n"), canary) {
+		b.fatalf("the storage scan missed a planted canary: IndexedDB %q, caches %q", data.IndexedDB, data.Caches)
+	}
+	if _, err := chromedp.Run(b.ctx, chromedp.Evaluate[bool](removeCanary, chromedp.EvalAwaitPromise)); err != nil {
+		b.fatalf("removing the canary: %v", err)
+	}
+}
 
 // checkpoint searches storage, document.cookie, IndexedDB, the DOM and
 // every response body received so far for every token the IdP has issued.
@@ -384,8 +453,8 @@ func (b *browser) checkpoint(step string) {
 	if err != nil {
 		b.fatalf("%s: reading the page's storage: %v", step, err)
 	}
-	if data.Cookie != "" || len(data.IndexedDB) > 0 || len(data.Local) > 0 || len(data.Session) > 0 {
-		b.t.Logf("%s: document.cookie=%q localStorage=%v sessionStorage=%v IndexedDB=%v", step, data.Cookie, data.Local, data.Session, data.IndexedDB)
+	if data.Cookie != "" || len(data.IndexedDB) > 0 || len(data.Caches) > 0 || len(data.Local) > 0 || len(data.Session) > 0 {
+		b.t.Logf("%s: document.cookie=%q localStorage=%v sessionStorage=%v IndexedDB=%v caches=%d entries", step, data.Cookie, data.Local, data.Session, data.IndexedDB, len(data.Caches))
 	}
 	places := map[string]string{"document.cookie": data.Cookie, "DOM": data.DOM}
 	for k, v := range data.Local {
@@ -394,8 +463,11 @@ func (b *browser) checkpoint(step string) {
 	for k, v := range data.Session {
 		places["sessionStorage["+k+"]"] = k + "=" + v
 	}
-	for i, name := range data.IndexedDB {
-		places[fmt.Sprintf("IndexedDB database name %d", i)] = name
+	for i, rows := range data.IndexedDB {
+		places[fmt.Sprintf("IndexedDB store %d", i)] = rows
+	}
+	for i, entry := range data.Caches {
+		places[fmt.Sprintf("Cache Storage entry %d", i)] = entry
 	}
 	// Every cookie the browser holds for the BFF and the IdP, HttpOnly or
 	// not: none may carry a token, and none may be readable by script.
@@ -434,7 +506,7 @@ func (b *browser) checkpoint(step string) {
 	if len(leaks) > 0 {
 		b.fatalf("%s: tokens reached the page:\n  %s", step, strings.Join(leaks, "\n  "))
 	}
-	b.t.Logf("%6.2fs  %-22s no token in storage, cookies, IndexedDB, DOM or %d response bodies (%d tokens issued); cookies %v",
+	b.t.Logf("%6.2fs  %-22s no token in storage, cookies, IndexedDB, Cache Storage, DOM or %d response bodies (%d tokens issued); cookies %v",
 		time.Since(b.start).Seconds(), step, len(bodies), len(tokens), names)
 	if dir := os.Getenv("MOAT_E2E_SCREENSHOTS"); dir != "" {
 		b.screenshot(dir, step)
