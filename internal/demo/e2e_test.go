@@ -251,6 +251,15 @@ func newBrowser(t *testing.T, sys *demo.System) *browser {
 			if err != nil {
 				return
 			}
+			if ev.ResponseStatusCode >= 300 && ev.ResponseStatusCode < 400 {
+				// GET /auth/logout's redirect: moat writes no body, and
+				// Chromium has none to give for a redirect.
+				b.mu.Lock()
+				b.held[ev.NetworkID] = true
+				b.mu.Unlock()
+				chromedp.Call(tab, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID})
+				continue
+			}
 			res, err := chromedp.Call(tab, fetch.GetResponseBody, fetch.GetResponseBodyParams{RequestID: ev.RequestID})
 			b.mu.Lock()
 			if err == nil {
@@ -646,7 +655,67 @@ document.body.dataset.status = res.status;`, headers)
 				b.fatalf("the frontend's API call did not get a recipe:\n%s", out)
 			}
 			b.checkpoint(tc.name)
+
+			// Logging out by a top-level navigation lands back on the
+			// frontend, logged out.
+			logout := frontend.URL + "/auth/logout"
+			if !tc.proxy {
+				logout = sys.BFFURL + "/auth/logout"
+			}
+			b.do(chromedp.Navigate(logout))
+			b.do(chromedp.WaitVisible(chromedp.CSS(`body[data-status="401"]`)))
+			if u := b.location(); u != frontend.URL+"/" {
+				b.fatalf("after logout the browser is at %s, want the frontend %s/", u, frontend.URL)
+			}
+			b.checkpoint(tc.name + ", logged out")
 			b.finish()
 		})
 	}
+}
+
+// moat demo --resource-api URL proxies /resource/api/ to the user's own
+// API instead of the recipe API: the SPA's Call API page reaches it with
+// the user's access token and no cookie.
+func TestBrowserOwnResourceAPI(t *testing.T) {
+	requireChromium(t)
+	var mu sync.Mutex
+	var auth, cookies []string
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth, cookies = append(auth, r.Header.Get("Authorization")), append(cookies, r.Header.Get("Cookie"))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"name": "my own API at %s", "cuisine": "test", "ingredients": [], "instructions": []}`, r.URL.Path)
+	}))
+	defer api.Close()
+	sys := startDemo(t, demo.Options{ResourceAPI: api.URL + "/v2/"})
+	if sys.APIURL != api.URL+"/v2/" {
+		t.Errorf("/resource/api/ goes to %s, not the --resource-api URL", sys.APIURL)
+	}
+	b := newBrowser(t, sys)
+	b.do(chromedp.Navigate(sys.BFFURL + "/"))
+	b.waitRender(1)
+	b.do(chromedp.Click(chromedp.CSS("#login"), chromedp.NodeVisible))
+	b.do(
+		chromedp.SendKeys(chromedp.CSS("#username"), idp.DemoUser.Username, chromedp.NodeVisible),
+		chromedp.SendKeys(chromedp.CSS("#password"), idp.DemoUser.Password),
+		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+	)
+	b.do(chromedp.WaitVisible(chromedp.CSS(`body[data-logged-in="true"] #view[data-state="done"]`)))
+	b.seq = 1
+	b.open("#/recipe", 200)
+	if name := b.text("#recipe-name"); !strings.Contains(name, "my own API at /v2/recipe") {
+		b.fatalf("the Call API page shows %q, not the own API's answer", name)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	issued := map[string]bool{}
+	for _, tok := range sys.IdP.IssuedTokens() {
+		issued[tok.Value] = true
+	}
+	if len(auth) != 1 || !strings.HasPrefix(auth[0], "Bearer ") || !issued[strings.TrimPrefix(auth[0], "Bearer ")] || cookies[0] != "" {
+		b.fatalf("the own API saw Authorization %q and Cookie %q; want one call with an issued access token and no cookie", auth, cookies)
+	}
+	b.checkpoint("own resource API")
+	b.finish()
 }

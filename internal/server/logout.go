@@ -13,9 +13,10 @@ import (
 // logout ends the session: the record is deleted, the cookie expired, the
 // refresh token revoked in the background (RFC 7009; a failure never blocks
 // the logout), and the browser sent to the IdP's end_session_endpoint with
-// id_token_hint, client_id, post_logout_redirect_uri and state (OpenID
-// Connect RP-Initiated Logout 1.0 §2), or to the landing page when the IdP
-// has none.
+// id_token_hint, client_id and post_logout_redirect_uri (OpenID Connect
+// RP-Initiated Logout 1.0 §2), or to the landing page when the IdP has none.
+// It sends no state (optional in §2): the landing page does nothing a forged
+// return could abuse, and the IdP would append an unchecked state to it.
 //
 // POST needs the CSRF check and answers JSON with the URL to navigate to.
 // GET exists for top-level navigation: the session cookie is
@@ -41,7 +42,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		}
 		s.log.Info("logout", "audit", true, "event", "logout", "sub", l.Subject, "session", l.Key.Short())
 		s.revoker.Add(revoke.Job{Token: l.Tokens.RefreshToken, Subject: l.Subject, Session: l.Key.Short()})
-		if u, ok := s.idp.EndSessionURL(r.Context(), l.Tokens.IDToken, s.cfg.OIDC.PostLogoutRedirectURL, randomString()); ok {
+		if u, ok := s.idp.EndSessionURL(r.Context(), l.Tokens.IDToken, s.cfg.OIDC.PostLogoutRedirectURL, ""); ok {
 			target = u
 		}
 	case errors.Is(err, session.ErrNoSession):
