@@ -76,7 +76,8 @@
 // works, but one node then holds all sessions. The store uses this design
 // in every mode, so the tests on a single server exercise the Cluster path;
 // TestCluster also runs the conformance suite on a real three-node cluster,
-// and TestSentinel through a sentinel.
+// TestSentinel through a sentinel, and TestSentinelFailover follows a
+// failover without losing a session.
 //
 // # Operating Redis for moat
 //

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -67,11 +68,11 @@ func command(port, cmd string) (string, error) {
 	fmt.Fprintf(c, "%s\r\n", cmd)
 	r := bufio.NewReader(c)
 	line, err := r.ReadString('\n')
-	if strings.HasPrefix(line, "*") || strings.HasPrefix(line, "$") { // the first element or bulk string
-		line, err = r.ReadString('\n')
-		if strings.HasPrefix(line, "$") {
-			line, err = r.ReadString('\n')
+	for err == nil && (strings.HasPrefix(line, "*") || strings.HasPrefix(line, "$")) { // down to the first scalar
+		if n := strings.TrimSpace(line[1:]); n == "0" || n == "-1" {
+			return "", nil // empty array, null
 		}
+		line, err = r.ReadString('\n')
 	}
 	return strings.TrimSpace(line), err
 }
@@ -146,4 +147,63 @@ func TestCluster(t *testing.T) {
 	}
 	u := "redis+cluster://" + strings.Join(addrs, ",")
 	storetest.Run(t, func(t *testing.T) session.Store { return openURL(t, u) })
+}
+
+// A Sentinel failover logs nobody out: while the primary is gone the store
+// answers ErrUnavailable (a 503), never "not found" (a logout), and once
+// the sentinel has promoted the replica the session written before is
+// read, and new writes land, through the same Store.
+func TestSentinelFailover(t *testing.T) {
+	bin := redisServer(t)
+	primary := spawn(t, bin)
+	replica := spawn(t, bin, "--replicaof", "127.0.0.1", primary)
+	conf := filepath.Join(t.TempDir(), "sentinel.conf")
+	if err := os.WriteFile(conf, []byte("sentinel monitor moat 127.0.0.1 "+primary+" 1\n"+
+		"sentinel down-after-milliseconds moat 500\nsentinel failover-timeout moat 2000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sentinel := spawn(t, bin, conf, "--sentinel")
+	waitFor(t, sentinel, "SENTINEL get-master-addr-by-name moat", "127.0.0.1")
+	waitFor(t, sentinel, "SENTINEL replicas moat", "name") // the sentinel knows the replica
+	s := openURL(t, "redis+sentinel://127.0.0.1:"+sentinel+"/moat")
+	ctx := t.Context()
+
+	key := session.NewID().Key()
+	rec := session.Record{Data: []byte("sealed"), Subject: "alice", SID: "s1"}
+	if _, err := s.Set(ctx, key, rec, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, primary, "WAIT 1 1000", ":1") // the write reached the replica
+	if got, err := command(primary, "SHUTDOWN NOSAVE"); err == nil && got != "" {
+		t.Fatalf("SHUTDOWN: %q", got)
+	}
+
+	deadline := time.Now().Add(30 * time.Second)
+	outages := 0
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		got, err := s.Get(rctx, key)
+		cancel()
+		if err == nil {
+			if string(got.Data) != "sealed" || got.Subject != "alice" {
+				t.Fatalf("after failover: %+v", got)
+			}
+			break
+		}
+		if !errors.Is(err, session.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("during failover Get returned %v: a session must never look gone while Redis fails over", err)
+		}
+		outages++
+		if time.Now().After(deadline) {
+			t.Fatalf("the store did not follow the failover within 30 s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if role, err := command(replica, "ROLE"); role != "master" {
+		t.Fatalf("the replica's role after the failover: %q, %v", role, err)
+	}
+	if _, err := s.Set(ctx, session.NewID().Key(), rec, time.Minute); err != nil {
+		t.Fatalf("write after failover: %v", err)
+	}
+	t.Logf("the store answered ErrUnavailable %d times, then followed the failover", outages)
 }
