@@ -141,8 +141,11 @@ func (h *Handler) revokeSubject(w http.ResponseWriter, r *http.Request) {
 		n++
 	}
 	// Sessions created while we listed are caught by the index sweep.
-	if m, err := h.sessions.DeleteBy(r.Context(), sub, ""); err == nil {
-		n += m
+	if swept, err := h.sessions.DeleteBy(r.Context(), sub, ""); err == nil {
+		for _, k := range swept {
+			h.log.Info("session revoked by admin", "audit", true, "event", "admin_revoke", "sub", sub, "session", k.Short())
+		}
+		n += len(swept)
 	}
 	httperr.WriteJSON(w, http.StatusOK, map[string]int{"revoked": n})
 }

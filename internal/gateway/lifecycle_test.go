@@ -105,6 +105,15 @@ func TestBackchannelLogout(t *testing.T) {
 		t.Fatal("setup: not all logged in")
 	}
 
+	short := func(b *browser) string {
+		id, err := session.ParseID(b.sessionCookie().Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id.Key().Short()
+	}
+	alice1Session, alice2Session := short(alice1), short(alice2)
+
 	// sid: exactly that session.
 	resp := postLogoutToken(t, e, e.op.LogoutToken("", sid1, nil))
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Cache-Control") != "no-store" {
@@ -119,6 +128,18 @@ func TestBackchannelLogout(t *testing.T) {
 	}
 	if loggedIn(t, alice2) || !loggedIn(t, bob) {
 		t.Fatal("a sub logout ended the wrong sessions")
+	}
+	// The audit log names each ended session by its hash.
+	var audits []map[string]any
+	for _, line := range strings.Split(e.logs.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil && m["event"] == "backchannel_logout" {
+			audits = append(audits, m)
+		}
+	}
+	if len(audits) != 2 || fmt.Sprint(audits[0]["session"]) != "["+alice1Session+"]" ||
+		fmt.Sprint(audits[1]["session"]) != "["+alice2Session+"]" || audits[1]["sub"] != "alice" {
+		t.Errorf("back-channel audit lines: %v; want sessions [%s] then [%s]", audits, alice1Session, alice2Session)
 	}
 	// An already-ended session counts as success (§2.7).
 	if resp := postLogoutToken(t, e, e.op.LogoutToken("alice", "", nil)); resp.StatusCode != http.StatusOK {

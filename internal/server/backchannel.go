@@ -54,12 +54,17 @@ func (s *Server) backchannelLogout(w http.ResponseWriter, r *http.Request) error
 	} else if err != nil {
 		return httperr.Unavailable(err)
 	}
-	n, err := s.sessions.DeleteBy(r.Context(), lt.Subject, lt.SID)
+	ended, err := s.sessions.DeleteBy(r.Context(), lt.Subject, lt.SID)
 	if err != nil {
 		s.sessions.Store().Delete(r.Context(), jti) // let the OP's retry through
 		return httperr.Unavailable(err)
 	}
-	s.log.Info("back-channel logout", "audit", true, "event", "backchannel_logout", "sub", lt.Subject, "sid_given", lt.SID != "", "sessions", n)
+	shorts := make([]string, len(ended))
+	for i, k := range ended {
+		shorts[i] = k.Short()
+	}
+	s.log.Info("back-channel logout", "audit", true, "event", "backchannel_logout", "sub", lt.Subject, "sid_given", lt.SID != "",
+		"sessions", len(ended), "session", shorts)
 	s.metrics.Backchannel("ok")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/memory"
+	"github.com/moat-bff/moat/internal/session/storetest"
 )
 
 type fakeClock struct{ t time.Time }
@@ -66,7 +67,7 @@ func TestManagerCache(t *testing.T) {
 		t.Errorf("Fresh returned a cached copy: %q", f.UserAgent)
 	}
 	// DeleteBy here drops cached copies here.
-	if n, err := here.DeleteBy(ctx, "alice", ""); err != nil || n != 1 {
+	if n, err := storetest.Count(here.DeleteBy(ctx, "alice", "")); err != nil || n != 1 {
 		t.Fatalf("DeleteBy = %d, %v", n, err)
 	}
 	if _, err := here.LoadKey(ctx, l.Key); err != session.ErrNoSession {

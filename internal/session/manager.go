@@ -288,14 +288,14 @@ func (m *Manager) Delete(ctx context.Context, w http.ResponseWriter, key Key) er
 }
 
 // DeleteBy ends every session of sub and/or sid (back-channel logout, the
-// admin API) and returns how many it ended.
-func (m *Manager) DeleteBy(ctx context.Context, sub, sid string) (int, error) {
+// admin API) and returns their keys.
+func (m *Manager) DeleteBy(ctx context.Context, sub, sid string) ([]Key, error) {
 	m.cache.dropMatching(sub, sid)
-	n, err := m.store.DeleteBy(ctx, sub, sid)
+	keys, err := m.store.DeleteBy(ctx, sub, sid)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	return n, nil
+	return keys, nil
 }
 
 // ClearCookie expires the session cookie with the attributes it was set

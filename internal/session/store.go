@@ -68,9 +68,10 @@ type Store interface {
 
 	// DeleteBy removes every live session record (one with a non-empty
 	// Subject) whose Subject equals sub (when sub is not empty) and whose SID
-	// equals sid (when sid is not empty), and returns how many it removed.
-	// Both empty is ErrEmptySelector. A SID may appear under two subjects.
-	DeleteBy(ctx context.Context, sub, sid string) (int, error)
+	// equals sid (when sid is not empty), and returns their keys, for the
+	// audit log. Both empty is ErrEmptySelector. A SID may appear under two
+	// subjects.
+	DeleteBy(ctx context.Context, sub, sid string) ([]Key, error)
 
 	// ListBySubject returns the keys and records of sub's live sessions, for
 	// the admin API; none for an empty sub.

@@ -182,8 +182,8 @@ func (s *store) Delete(ctx context.Context, key session.Key) (err error) {
 	return
 }
 
-func (s *store) DeleteBy(ctx context.Context, sub, sid string) (n int, err error) {
-	s.op(ctx, "delete_by", func(ctx context.Context) error { n, err = s.s.DeleteBy(ctx, sub, sid); return err })
+func (s *store) DeleteBy(ctx context.Context, sub, sid string) (keys []session.Key, err error) {
+	s.op(ctx, "delete_by", func(ctx context.Context) error { keys, err = s.s.DeleteBy(ctx, sub, sid); return err })
 	return
 }
 

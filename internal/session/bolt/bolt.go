@@ -383,17 +383,17 @@ func (s *Store) Delete(ctx context.Context, key session.Key) error {
 // be empty, not both) in one transaction and returns how many it removed. It
 // reads only the records one index names: the SID index when a sid is
 // given, as a SID has few sessions, else the subject index.
-func (s *Store) DeleteBy(ctx context.Context, sub, sid string) (int, error) {
+func (s *Store) DeleteBy(ctx context.Context, sub, sid string) ([]session.Key, error) {
 	const op = "delete by"
 	if sub == "" && sid == "" {
-		return 0, fmt.Errorf("bolt: %s: %w", op, session.ErrEmptySelector)
+		return nil, fmt.Errorf("bolt: %s: %w", op, session.ErrEmptySelector)
 	}
 	if err := s.check(ctx, op, ""); err != nil {
-		return 0, err
+		return nil, err
 	}
-	n := 0
+	var removed []session.Key
 	err := s.update(ctx, op, "", func(b buckets) error {
-		n = 0
+		removed = removed[:0]
 		changed := false
 		index, value, bySID := b.bySubject, sub, false
 		if sid != "" {
@@ -415,7 +415,7 @@ func (s *Store) DeleteBy(ctx context.Context, sub, sid string) (int, error) {
 				continue
 			}
 			if e.live(now) {
-				n++
+				removed = append(removed, key)
 			}
 			if err := b.remove(key, e); err != nil { // expired ones too: garbage anyway
 				return err
@@ -428,9 +428,9 @@ func (s *Store) DeleteBy(ctx context.Context, sub, sid string) (int, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return n, nil
+	return removed, nil
 }
 
 // ListBySubject returns sub's live records, read through the subject index

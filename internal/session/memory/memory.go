@@ -218,17 +218,17 @@ func (s *Store) Delete(ctx context.Context, key session.Key) error {
 // DeleteBy removes the live records matching sub and sid (either may be
 // empty, not both) and returns how many it removed. It visits only the
 // records the smaller applicable index names.
-func (s *Store) DeleteBy(ctx context.Context, sub, sid string) (int, error) {
+func (s *Store) DeleteBy(ctx context.Context, sub, sid string) ([]session.Key, error) {
 	if sub == "" && sid == "" {
-		return 0, fmt.Errorf("memory: delete by: %w", session.ErrEmptySelector)
+		return nil, fmt.Errorf("memory: delete by: %w", session.ErrEmptySelector)
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("memory: delete by: %w", err)
+		return nil, fmt.Errorf("memory: delete by: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return 0, closedError("delete by")
+		return nil, closedError("delete by")
 	}
 	var candidates map[session.Key]struct{}
 	switch {
@@ -243,18 +243,18 @@ func (s *Store) DeleteBy(ctx context.Context, sub, sid string) (int, error) {
 		}
 	}
 	now := s.now()
-	n := 0
+	var removed []session.Key
 	for key := range candidates { // remove deletes from candidates: allowed while ranging
 		e := s.records[key]
 		if (sub != "" && e.rec.Subject != sub) || (sid != "" && e.rec.SID != sid) {
 			continue
 		}
 		if e.live(now) {
-			n++
+			removed = append(removed, key)
 		}
 		s.remove(key, e) // expired ones too: they are garbage anyway
 	}
-	return n, nil
+	return removed, nil
 }
 
 // ListBySubject returns sub's live records, read through the subject index.

@@ -110,9 +110,9 @@ func newQueries(table, seq string) queries {
 		del:  r.Replace(`DELETE FROM {t} WHERE key = $1`),
 		// The redundant "<> ''" terms let generic plans use the partial
 		// indexes.
-		delBySub:       r.Replace(`DELETE FROM {t} WHERE subject = $1 AND subject <> '' AND expires_at > now()`),
-		delBySID:       r.Replace(`DELETE FROM {t} WHERE sid = $1 AND sid <> '' AND subject <> '' AND expires_at > now()`),
-		delBySubAndSID: r.Replace(`DELETE FROM {t} WHERE subject = $1 AND subject <> '' AND sid = $2 AND expires_at > now()`),
+		delBySub:       r.Replace(`DELETE FROM {t} WHERE subject = $1 AND subject <> '' AND expires_at > now() RETURNING key`),
+		delBySID:       r.Replace(`DELETE FROM {t} WHERE sid = $1 AND sid <> '' AND subject <> '' AND expires_at > now() RETURNING key`),
+		delBySubAndSID: r.Replace(`DELETE FROM {t} WHERE subject = $1 AND subject <> '' AND sid = $2 AND expires_at > now() RETURNING key`),
 		list:           r.Replace(`SELECT key, data, version, sid FROM {t} WHERE subject = $1 AND subject <> '' AND expires_at > now()`),
 		sweep: r.Replace(`DELETE FROM {t} WHERE key IN (
 				SELECT key FROM {t} WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED
@@ -318,32 +318,36 @@ func (s *Store) Delete(ctx context.Context, key session.Key) error {
 
 // DeleteBy removes the live session records (non-empty Subject) matching
 // sub and sid, through the partial indexes, and returns how many it removed.
-func (s *Store) DeleteBy(ctx context.Context, sub, sid string) (int, error) {
+func (s *Store) DeleteBy(ctx context.Context, sub, sid string) ([]session.Key, error) {
 	const op = "delete by"
 	if sub == "" && sid == "" {
-		return 0, fmt.Errorf("postgres: %s: %w", op, session.ErrEmptySelector)
+		return nil, fmt.Errorf("postgres: %s: %w", op, session.ErrEmptySelector)
 	}
 	octx, cancel, err := s.begin(ctx, op)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer cancel()
 	if !storable(sub) || !storable(sid) {
-		return 0, nil // no stored record can have it
+		return nil, nil // no stored record can have it
 	}
-	var tag pgconn.CommandTag
+	var rows pgx.Rows
 	switch {
 	case sid == "":
-		tag, err = s.pool.Exec(octx, s.q.delBySub, sub)
+		rows, err = s.pool.Query(octx, s.q.delBySub, sub)
 	case sub == "":
-		tag, err = s.pool.Exec(octx, s.q.delBySID, sid)
+		rows, err = s.pool.Query(octx, s.q.delBySID, sid)
 	default:
-		tag, err = s.pool.Exec(octx, s.q.delBySubAndSID, sub, sid)
+		rows, err = s.pool.Query(octx, s.q.delBySubAndSID, sub, sid)
 	}
 	if err != nil {
-		return 0, s.fail(ctx, op, err)
+		return nil, s.fail(ctx, op, err)
 	}
-	return int(tag.RowsAffected()), nil
+	keys, err := pgx.CollectRows(rows, pgx.RowTo[session.Key])
+	if err != nil {
+		return nil, s.fail(ctx, op, err)
+	}
+	return keys, nil
 }
 
 // ListBySubject returns sub's live sessions; none for an empty sub, which

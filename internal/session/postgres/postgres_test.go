@@ -466,7 +466,7 @@ func TestUnstorableText(t *testing.T) {
 	if err := s.Delete(ctx, bad); err != nil {
 		t.Errorf("Delete(key with NUL) = %v, want nil", err)
 	}
-	if n, err := s.DeleteBy(ctx, "\xff", ""); n != 0 || err != nil {
+	if n, err := storetest.Count(s.DeleteBy(ctx, "\xff", "")); n != 0 || err != nil {
 		t.Errorf("DeleteBy(invalid UTF-8) = %d, %v; want 0, nil", n, err)
 	}
 	if m, err := s.ListBySubject(ctx, "a\x00"); len(m) != 0 || err != nil {

@@ -550,14 +550,14 @@ func (s *Store) Delete(ctx context.Context, key session.Key) error {
 // may be empty, not both) and returns how many it removed. It reads the SID
 // index when sid is given, the subject index otherwise, and deletes each
 // candidate through a script that re-checks its subject and SID.
-func (s *Store) DeleteBy(ctx context.Context, sub, sid string) (int, error) {
+func (s *Store) DeleteBy(ctx context.Context, sub, sid string) ([]session.Key, error) {
 	if sub == "" && sid == "" {
-		return 0, fmt.Errorf("redis store: delete by: %w", session.ErrEmptySelector)
+		return nil, fmt.Errorf("redis store: delete by: %w", session.ErrEmptySelector)
 	}
 	what := op{name: "delete by"}
 	c, err := s.conn(ctx)
 	if err != nil {
-		return 0, s.fail(ctx, what, err)
+		return nil, s.fail(ctx, what, err)
 	}
 	index := s.subjectKey(sub)
 	if sid != "" {
@@ -565,10 +565,10 @@ func (s *Store) DeleteBy(ctx context.Context, sub, sid string) (int, error) {
 	}
 	members, err := s.candidates(ctx, c, index)
 	if err != nil {
-		return 0, s.fail(ctx, what, err)
+		return nil, s.fail(ctx, what, err)
 	}
 	if len(members) == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	calls := make([]call, len(members))
 	for i, m := range members {
@@ -576,20 +576,22 @@ func (s *Store) DeleteBy(ctx context.Context, sub, sid string) (int, error) {
 	}
 	rctx, cancel := s.roundTrip(ctx)
 	defer cancel()
-	n := 0
+	var removed []session.Key
 	var firstErr error
-	for _, res := range deleteMatchScript.runMulti(rctx, c, calls) {
+	for i, res := range deleteMatchScript.runMulti(rctx, c, calls) {
 		d, err := res.AsInt64()
 		if err != nil {
 			firstErr = firstOf(firstErr, err)
 			continue
 		}
-		n += int(d)
+		if d == 1 {
+			removed = append(removed, session.Key(members[i]))
+		}
 	}
 	if firstErr != nil {
-		return n, s.fail(ctx, what, firstErr)
+		return removed, s.fail(ctx, what, firstErr)
 	}
-	return n, nil
+	return removed, nil
 }
 
 func firstOf(first, err error) error {

@@ -196,13 +196,13 @@ func (h *harness) wantGone(t *testing.T, k session.Key) {
 	}
 }
 
-func (h *harness) deleteBy(t *testing.T, sub, sid string) int {
+func (h *harness) deleteBy(t *testing.T, sub, sid string) []session.Key {
 	t.Helper()
-	n, err := h.s.DeleteBy(t.Context(), sub, sid)
+	keys, err := h.s.DeleteBy(t.Context(), sub, sid)
 	if err != nil {
 		t.Fatalf("DeleteBy(%q, %q): %v", sub, sid, err)
 	}
-	return n
+	return keys
 }
 
 func (h *harness) list(t *testing.T, sub string) map[session.Key]session.Record {
@@ -655,10 +655,10 @@ func testTake(t *testing.T, h *harness) {
 	}
 	// The indexes forget the taken record.
 	h.wantList(t, sub, nil)
-	if n := h.deleteBy(t, sub, ""); n != 0 {
+	if n := len(h.deleteBy(t, sub, "")); n != 0 {
 		t.Fatalf("DeleteBy(subject of a taken record) = %d, want 0", n)
 	}
-	if n := h.deleteBy(t, "", sid); n != 0 {
+	if n := len(h.deleteBy(t, "", sid)); n != 0 {
 		t.Fatalf("DeleteBy(sid of a taken record) = %d, want 0", n)
 	}
 	// The key is free again.
@@ -706,7 +706,7 @@ func testDelete(t *testing.T, h *harness) {
 		h.wantGone(t, k)
 	}
 	h.wantList(t, sub, nil)
-	if n := h.deleteBy(t, "", sid); n != 0 {
+	if n := len(h.deleteBy(t, "", sid)); n != 0 {
 		t.Fatalf("DeleteBy(sid of a deleted record) = %d, want 0", n)
 	}
 }
@@ -751,8 +751,15 @@ func testDeleteBy(t *testing.T, h *harness) {
 				recs[name] = r
 			}
 
-			if n := h.deleteBy(t, val[tc.sub], val[tc.sid]); n != len(tc.removed) {
-				t.Errorf("DeleteBy(%s, %s) = %d, want %d", tc.sub, tc.sid, n, len(tc.removed))
+			var want []session.Key
+			for _, name := range tc.removed {
+				want = append(want, keys[name])
+			}
+			got := h.deleteBy(t, val[tc.sub], val[tc.sid])
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("DeleteBy(%s, %s) returned %d keys %v, want the %d of %v", tc.sub, tc.sid, len(got), got, len(want), tc.removed)
 			}
 			for _, name := range names {
 				if slices.Contains(tc.removed, name) {
@@ -770,8 +777,8 @@ func testDeleteBy(t *testing.T, h *harness) {
 				}
 				h.wantList(t, val[sub], want)
 			}
-			if n := h.deleteBy(t, val[tc.sub], val[tc.sid]); n != 0 {
-				t.Errorf("repeated DeleteBy(%s, %s) = %d, want 0", tc.sub, tc.sid, n)
+			if again := h.deleteBy(t, val[tc.sub], val[tc.sid]); len(again) != 0 {
+				t.Errorf("repeated DeleteBy(%s, %s) = %v, want none", tc.sub, tc.sid, again)
 			}
 		})
 	}
@@ -785,12 +792,12 @@ func testDeleteByEmptySelector(t *testing.T, h *harness) {
 	wantOther := session.Record{Data: []byte("not a session")}
 	wantOther.Version = h.set(t, other, wantOther, longTTL)
 
-	n, err := h.s.DeleteBy(t.Context(), "", "")
+	removed, err := h.s.DeleteBy(t.Context(), "", "")
 	if !errors.Is(err, session.ErrEmptySelector) {
-		t.Fatalf(`DeleteBy("", "") = %d, %v; want ErrEmptySelector`, n, err)
+		t.Fatalf(`DeleteBy("", "") = %v, %v; want ErrEmptySelector`, removed, err)
 	}
-	if n != 0 {
-		t.Errorf(`DeleteBy("", "") reported %d removals with its error`, n)
+	if len(removed) != 0 {
+		t.Errorf(`DeleteBy("", "") reported removals with its error: %v`, removed)
 	}
 	h.wantRecord(t, k, want)
 	h.wantRecord(t, other, wantOther)
@@ -807,10 +814,10 @@ func testDeleteByIgnoresEmptySubject(t *testing.T, h *harness) {
 	wantSID := session.Record{Data: []byte("not a session"), SID: sid}
 	wantSID.Version = h.set(t, withSID, wantSID, longTTL)
 
-	if n := h.deleteBy(t, "", sid); n != 0 {
+	if n := len(h.deleteBy(t, "", sid)); n != 0 {
 		t.Errorf("DeleteBy(\"\", sid) removed %d records without a subject, want 0", n)
 	}
-	if n := h.deleteBy(t, random("sub"), ""); n != 0 {
+	if n := len(h.deleteBy(t, random("sub"), "")); n != 0 {
 		t.Errorf("DeleteBy(unknown subject) = %d, want 0", n)
 	}
 	h.wantRecord(t, plain, wantPlain)
@@ -892,12 +899,12 @@ func testIndexFollowsWrites(t *testing.T, h *harness) {
 
 			if from.Subject != "" && from.Subject != to.Subject {
 				h.wantList(t, from.Subject, nil)
-				if n := h.deleteBy(t, from.Subject, ""); n != 0 {
+				if n := len(h.deleteBy(t, from.Subject, "")); n != 0 {
 					t.Fatalf("DeleteBy(old subject) = %d, want 0", n)
 				}
 			}
 			if from.SID != "" && from.SID != to.SID {
-				if n := h.deleteBy(t, "", from.SID); n != 0 {
+				if n := len(h.deleteBy(t, "", from.SID)); n != 0 {
 					t.Fatalf("DeleteBy(old sid) = %d, want 0", n)
 				}
 			}
@@ -908,10 +915,10 @@ func testIndexFollowsWrites(t *testing.T, h *harness) {
 			}
 			h.wantList(t, to.Subject, map[session.Key]session.Record{k: to})
 			if to.SID != "" {
-				if n := h.deleteBy(t, "", to.SID); n != 1 {
+				if n := len(h.deleteBy(t, "", to.SID)); n != 1 {
 					t.Fatalf("DeleteBy(new sid) = %d, want 1", n)
 				}
-			} else if n := h.deleteBy(t, to.Subject, ""); n != 1 {
+			} else if n := len(h.deleteBy(t, to.Subject, "")); n != 1 {
 				t.Fatalf("DeleteBy(new subject) = %d, want 1", n)
 			}
 			h.wantGone(t, k)
@@ -1039,10 +1046,10 @@ func testTTLExpiry(t *testing.T, h *harness) {
 		}
 	})
 	t.Run("DeleteBy", func(t *testing.T) {
-		if n := h.deleteBy(t, "", sidDel); n != 0 {
+		if n := len(h.deleteBy(t, "", sidDel)); n != 0 {
 			t.Errorf("DeleteBy(sid of an expired record) = %d, want 0", n)
 		}
-		if n := h.deleteBy(t, subDel, ""); n != 1 {
+		if n := len(h.deleteBy(t, subDel, "")); n != 1 {
 			t.Errorf("DeleteBy(subject with one live and one expired record) = %d, want 1", n)
 		}
 		h.wantGone(t, kDelLong)
@@ -1163,3 +1170,6 @@ func RunBenchmarks(b *testing.B, s session.Store) {
 		}
 	})
 }
+
+// Count turns DeleteBy's results into a count, for tests that only count.
+func Count(keys []session.Key, err error) (int, error) { return len(keys), err }
