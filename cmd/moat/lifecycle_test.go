@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,6 +30,51 @@ func (l *lockedBuffer) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// envRunMain makes the test binary run moat's main instead of the tests,
+// so that a test can start moat as a process of its own and signal it.
+const envRunMain = "MOAT_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(envRunMain) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// startProcess runs `moat serve --config` as a child process on a free
+// port, waits until it answers, and returns it with its stderr.
+func startProcess(t *testing.T, configBody func(addr string) string) (addr string, cmd *exec.Cmd, logs *lockedBuffer) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = ln.Addr().String()
+	ln.Close()
+	path := writeFile(t, configBody(addr))
+	logs = &lockedBuffer{}
+	cmd = exec.Command(os.Args[0], "serve", "--config", path)
+	cmd.Env = append(os.Environ(), envRunMain+"=1")
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			return addr, cmd, logs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("moat did not start: %v\n%s", err, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
 
 // startServe runs `moat serve` in-process on a free port and waits until
 // it answers. Cancelling the returned context is what SIGTERM does.
@@ -72,7 +118,7 @@ func TestSIGTERMDrainsStreams(t *testing.T) {
 		}
 	}))
 	defer sse.Close()
-	addr, cancel, done, logs, _ := startServe(t, func(addr string) string {
+	addr, moat, logs := startProcess(t, func(addr string) string {
 		return fmt.Sprintf(`
 listen: %q
 public_url: "http://%s"
@@ -90,7 +136,9 @@ routes: [{prefix: "/events/", upstream: %q, token: none}]
 	defer resp.Body.Close()
 	lines := bufio.NewScanner(resp.Body)
 	lines.Scan() // the first event is here: the stream is in flight
-	cancel()     // SIGTERM
+	if err := moat.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(100 * time.Millisecond)
 	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		c.Close()
@@ -105,13 +153,15 @@ routes: [{prefix: "/events/", upstream: %q, token: none}]
 	if len(got) != 4 || got[3] != "data: 4" {
 		t.Errorf("the stream was cut: after the first event got %q", got)
 	}
+	done := make(chan error, 1)
+	go func() { done <- moat.Wait() }()
 	select {
 	case err := <-done:
 		if err != nil {
-			t.Errorf("serve: %v", err)
+			t.Errorf("moat exited with %v after SIGTERM, want status 0\n%s", err, logs.String())
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not return after the stream ended")
+		t.Fatal("moat did not exit after the stream ended")
 	}
 	if !strings.Contains(logs.String(), "shutting down") {
 		t.Error("no shutdown log line")
