@@ -216,6 +216,36 @@ routes: [%s]
 	hup(base(cfgAddr, fmt.Sprintf(`{prefix: "/a/", upstream: %q, token: none}, {prefix: "/b/", upstream: %q, token: none}`, api.URL+"/a/", api.URL+"/b/")))
 	waitFor("the new route", func() bool { return get("/b/x") == http.StatusOK })
 
+	// CORS origins and the log level reload too.
+	preflight := func() string {
+		req, _ := http.NewRequest(http.MethodOptions, "http://"+addr+"/a/x", nil)
+		req.Header.Set("Origin", "https://app.example.com")
+		req.Header.Set("Access-Control-Request-Method", "GET")
+		req.Header.Set("Access-Control-Request-Headers", "x-csrf")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return ""
+		}
+		resp.Body.Close()
+		return resp.Header.Get("Access-Control-Allow-Origin")
+	}
+	if preflight() != "" {
+		t.Fatal("a foreign origin passed the preflight before the reload")
+	}
+	both := fmt.Sprintf(`{prefix: "/a/", upstream: %q, token: none}, {prefix: "/b/", upstream: %q, token: none}`, api.URL+"/a/", api.URL+"/b/")
+	hup(base(cfgAddr, both) + "cors: {allowed_origins: [\"https://app.example.com\"]}\nlog: {level: warn}\n")
+	waitFor("the new CORS origin", func() bool { return preflight() == "https://app.example.com" })
+	time.Sleep(200 * time.Millisecond) // lines from before the reload: past logbuf's flush interval
+	before := strings.Count(logs.String(), `"msg":"request"`)
+	if before == 0 {
+		t.Fatalf("no access line at log.level info before the reload; the check below would prove nothing:\n%s", logs.String())
+	}
+	get("/a/quiet")
+	time.Sleep(200 * time.Millisecond)
+	if after := strings.Count(logs.String(), `"msg":"request"`); after != before {
+		t.Errorf("log.level: warn after the reload, but an access line (info) was written")
+	}
+
 	hup("routes: [{prefix: broken")
 	waitFor("the invalid config to be refused", func() bool { return strings.Contains(logs.String(), "configuration reload refused") })
 	if get("/a/x") != http.StatusOK || get("/b/x") != http.StatusOK {
