@@ -335,3 +335,55 @@ func TestReadyzProbesUpstreams(t *testing.T) {
 		t.Errorf("21 readiness checks probed the upstream %d times, want 1 (probes are cached)", n)
 	}
 }
+
+// Hop-by-hop headers (RFC 9110 §7.6.1) stop at moat in both directions,
+// including any header a Connection field names.
+func TestHopByHopHeaders(t *testing.T) {
+	var seen http.Header
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = r.Header.Clone()
+		h := w.Header()
+		h.Set("Connection", "X-Up-Secret")
+		h.Set("X-Up-Secret", "upstream internal")
+		h.Set("Keep-Alive", "timeout=5")
+		h.Set("Proxy-Authenticate", "Basic")
+		h.Set("X-Kept", "yes")
+		io.WriteString(w, "ok")
+	}))
+	defer up.Close()
+	e := newEnv(t, func(c *config.Config) {
+		c.Routes = append(c.Routes, config.Route{Prefix: "/hop/", Upstream: up.URL + "/", Token: config.TokenNone})
+	})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /hop/x HTTP/1.1\r\nHost: x\r\n%s: %s\r\nConnection: keep-alive, X-Secret\r\nX-Secret: browser secret\r\n"+
+		"Keep-Alive: timeout=99\r\nProxy-Connection: keep-alive\r\nX-Kept: yes\r\n\r\n", csrf.HeaderName, csrf.HeaderValue)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %s", resp.Status)
+	}
+	for _, k := range []string{"X-Secret", "Keep-Alive", "Proxy-Connection"} {
+		if v := seen.Values(k); len(v) > 0 {
+			t.Errorf("upstream saw %s: %q", k, v)
+		}
+	}
+	if c := seen.Get("Connection"); strings.Contains(strings.ToLower(c), "x-secret") {
+		t.Errorf("upstream saw Connection: %q", c)
+	}
+	for _, k := range []string{"X-Up-Secret", "Keep-Alive", "Proxy-Authenticate"} {
+		if v := resp.Header.Values(k); len(v) > 0 {
+			t.Errorf("browser saw %s: %q", k, v)
+		}
+	}
+	if seen.Get("X-Kept") != "yes" || resp.Header.Get("X-Kept") != "yes" {
+		t.Errorf("an end-to-end header was dropped: request %q, response %q", seen.Get("X-Kept"), resp.Header.Get("X-Kept"))
+	}
+}
