@@ -11,25 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/moat-bff/moat/internal/logtest"
 	"github.com/moat-bff/moat/internal/oidc/oidctest"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // envRunMain makes the test binary run moat's main instead of the tests,
 // so that a test can start moat as a process of its own and signal it.
@@ -45,7 +33,7 @@ func TestMain(m *testing.M) {
 
 // startProcess runs `moat serve --config` as a child process on a free
 // port, waits until it answers, and returns it with its stderr.
-func startProcess(t *testing.T, configBody func(addr string) string) (addr string, cmd *exec.Cmd, logs *lockedBuffer) {
+func startProcess(t *testing.T, configBody func(addr string) string) (addr string, cmd *exec.Cmd, logs *logtest.Buffer) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -54,7 +42,7 @@ func startProcess(t *testing.T, configBody func(addr string) string) (addr strin
 	addr = ln.Addr().String()
 	ln.Close()
 	path := writeFile(t, configBody(addr))
-	logs = &lockedBuffer{}
+	logs = &logtest.Buffer{}
 	cmd = exec.Command(os.Args[0], "serve", "--config", path)
 	cmd.Env = append(os.Environ(), envRunMain+"=1")
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -78,7 +66,7 @@ func startProcess(t *testing.T, configBody func(addr string) string) (addr strin
 
 // startServe runs `moat serve` in-process on a free port and waits until
 // it answers. Cancelling the returned context is what SIGTERM does.
-func startServe(t *testing.T, configBody func(addr string) string) (addr string, cancel context.CancelFunc, done <-chan error, logs *lockedBuffer, path string) {
+func startServe(t *testing.T, configBody func(addr string) string) (addr string, cancel context.CancelFunc, done <-chan error, logs *logtest.Buffer, path string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -89,7 +77,7 @@ func startServe(t *testing.T, configBody func(addr string) string) (addr string,
 	path = writeFile(t, configBody(addr))
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	logs = &lockedBuffer{}
+	logs = &logtest.Buffer{}
 	go func() { errc <- run(ctx, []string{"serve", "--config", path}, &bytes.Buffer{}, logs) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for {

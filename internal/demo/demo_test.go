@@ -1,25 +1,24 @@
 package demo_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/moat-bff/moat/internal/demo"
+	"github.com/moat-bff/moat/internal/logtest"
 )
 
 // startDemo runs the demo on free ports until the test ends. Its logs are
 // printed if the test fails.
 func startDemo(t *testing.T, o demo.Options) *demo.System {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	s, err := demo.Start(t.Context(), o)
 	if err != nil {
@@ -38,23 +37,6 @@ func startDemo(t *testing.T, o demo.Options) *demo.System {
 		}
 	})
 	return s
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func getJSON(t *testing.T, url string, header http.Header) (int, http.Header, map[string]any) {
@@ -168,7 +150,7 @@ func TestDemoWithoutBrowser(t *testing.T) {
 func TestRunStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	o := demo.Options{AccessTokenTTL: time.Minute}
-	out := &syncBuffer{}
+	out := &logtest.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- demo.Run(ctx, o, out) }()
 	deadline := time.Now().Add(10 * time.Second)

@@ -19,6 +19,7 @@ import (
 	"github.com/moat-bff/moat/internal/csrf"
 	"github.com/moat-bff/moat/internal/gateway"
 	"github.com/moat-bff/moat/internal/logbuf"
+	"github.com/moat-bff/moat/internal/logtest"
 	"github.com/moat-bff/moat/internal/oidc/oidctest"
 	"github.com/moat-bff/moat/internal/secret"
 	"github.com/moat-bff/moat/internal/server"
@@ -35,7 +36,7 @@ type env struct {
 	gw       *gateway.Gateway
 	cfg      *config.Config
 	url      string
-	logs     *syncBuffer
+	logs     *logtest.Buffer
 	log      *slog.Logger
 	srv      *http.Server
 	clock    *clock
@@ -66,23 +67,6 @@ func (c *clock) Advance(d time.Duration) {
 	c.off += d
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // newEnv starts moat; each mod is a func(*config.Config) applied to the
 // configuration, a func(*oidctest.Behavior) or func(*oidctest.Provider)
 // applied to the OP before moat first contacts it, a
@@ -98,7 +82,7 @@ func newEnv(t testing.TB, mods ...any) *env {
 		t.Fatal(err)
 	}
 	base := "http://" + ln.Addr().String()
-	e := &env{t: t, url: base, logs: &syncBuffer{}, clock: &clock{}}
+	e := &env{t: t, url: base, logs: &logtest.Buffer{}, clock: &clock{}}
 	plain := false
 	e.op = oidctest.New(t, base+"/auth/callback")
 	e.upstream = newUpstream(t, e.op)

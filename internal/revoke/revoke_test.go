@@ -3,6 +3,7 @@ package revoke
 import (
 	"context"
 	"errors"
+	"github.com/moat-bff/moat/internal/logtest"
 	"io"
 	"log/slog"
 	"strings"
@@ -46,7 +47,7 @@ func TestRetriesThenSucceeds(t *testing.T) {
 func TestGivesUpAndStopsCleanly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		idp := &fakeIdP{failures: 100}
-		var logs syncBuffer
+		var logs logtest.Buffer
 		q := Start(idp, slog.New(slog.NewJSONHandler(&logs, nil)), Options{Workers: 2, Backoff: []time.Duration{time.Second}})
 		q.Add(Job{Token: "rt-1", Subject: "alice", Session: "0123456789abcdef"})
 		q.Add(Job{Token: ""}) // ignored
@@ -64,21 +65,4 @@ func TestGivesUpAndStopsCleanly(t *testing.T) {
 			t.Errorf("audit log: %s", l)
 		}
 	})
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moat-bff/moat/internal/logtest"
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/memory"
@@ -64,7 +65,7 @@ type fixture struct {
 	store session.Store
 	idp   *idp
 	key   session.Key
-	logs  syncBuffer // the token managers' logs
+	logs  logtest.Buffer // the token managers' logs
 }
 
 const leaseTTL = 10 * time.Second
@@ -280,21 +281,4 @@ func TestFreshTokenNeedsNoRefresh(t *testing.T) {
 	if got := f.idp.presented(); len(got) != 0 {
 		t.Errorf("refreshed a fresh token: %q", got)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -24,6 +24,7 @@ import (
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/moat-bff/moat/internal/logtest"
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/storetest"
 )
@@ -358,23 +359,7 @@ func TestInvalidWritesRejected(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination safe for the sweeper and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
+// logtest.Buffer is a log destination safe for the sweeper and the test.
 
 func TestCorruptedValueIsNotFound(t *testing.T) {
 	valid := encodeEnvelope(envelope{version: 7, expires: time.Now().Add(time.Hour).UnixNano(), subject: "alice", sid: "a1", data: []byte("sealed")})
@@ -400,7 +385,7 @@ func TestCorruptedValueIsNotFound(t *testing.T) {
 		{"garbage", bytes.Repeat([]byte{0xff}, 100)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs logtest.Buffer
 			s := openTemp(t, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			ctx := t.Context()
 			k, other := session.NewID().Key(), session.NewID().Key()

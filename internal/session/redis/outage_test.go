@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moat-bff/moat/internal/logtest"
 	"github.com/moat-bff/moat/internal/session"
 )
 
@@ -35,7 +36,7 @@ func TestOutage(t *testing.T) {
 	} {
 		t.Run(strings.SplitN(u, ":", 2)[0], func(t *testing.T) {
 			t.Parallel()
-			var log logBuffer
+			var log logtest.Buffer
 			begin := time.Now()
 			s, err := Open(t.Context(), u, Options{Logger: slog.New(slog.NewTextHandler(&log, nil))})
 			if err != nil {

@@ -1,7 +1,6 @@
 package redisstore
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -9,12 +8,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/rueidis"
 
+	"github.com/moat-bff/moat/internal/logtest"
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/storetest"
 )
@@ -40,28 +39,12 @@ func withParams(u, params string) string {
 	return u + "?" + params
 }
 
-// logBuffer collects a Store's log lines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+// logtest.Buffer collects a Store's log lines.
 
 // testStore opens a Store on the test Redis under a random prefix, checks
 // that Redis answers, and deletes every key under the prefix when the test
 // ends.
-func testStore(tb testing.TB, log *logBuffer) *Store {
+func testStore(tb testing.TB, log *logtest.Buffer) *Store {
 	tb.Helper()
 	prefix := "moattest:" + rand.Text() + ":"
 	opts := Options{}
@@ -133,7 +116,7 @@ func BenchmarkStore(b *testing.B) {
 // nothing panics. Each value is also checked to be judged the same by Go
 // (Get) and by the scripts (CompareAndSwap with 0).
 func TestCorruptedValue(t *testing.T) {
-	var log logBuffer
+	var log logtest.Buffer
 	s := testStore(t, &log)
 	c := raw(t, s)
 	ctx := t.Context()
