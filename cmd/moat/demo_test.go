@@ -1,37 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
+	"github.com/moat-bff/moat/internal/logtest"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-type demoOutput struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *demoOutput) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *demoOutput) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestDemoCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var stdout, stderr demoOutput
+	var stdout, stderr logtest.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"demo", "--bff-port", "0", "--idp-port", "0", "--api-port", "0", "--access-token-ttl", "10s"}, &stdout, &stderr)
@@ -71,12 +53,12 @@ func TestDemoCommandRejectsBadFlags(t *testing.T) {
 		{"demo", "--no-such-flag"},
 		{"demo", "extra"},
 	} {
-		var stdout, stderr demoOutput
+		var stdout, stderr logtest.Buffer
 		if err := run(t.Context(), args, &stdout, &stderr); err == nil {
 			t.Errorf("%v: no error", args)
 		}
 	}
-	var stdout, stderr demoOutput
+	var stdout, stderr logtest.Buffer
 	if err := run(t.Context(), []string{"demo", "-h"}, &stdout, &stderr); err != nil || !strings.Contains(stderr.String(), "-frontend-origin") {
 		t.Errorf("demo -h: %v\n%s", err, stderr.String())
 	}

@@ -35,12 +35,7 @@ func TestMain(m *testing.M) {
 // port, waits until it answers, and returns it with its stderr.
 func startProcess(t *testing.T, configBody func(addr string) string) (addr string, cmd *exec.Cmd, logs *logtest.Buffer) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr = ln.Addr().String()
-	ln.Close()
+	addr = freeAddr(t)
 	path := writeFile(t, configBody(addr))
 	logs = &logtest.Buffer{}
 	cmd = exec.Command(os.Args[0], "serve", "--config", path)
@@ -50,12 +45,30 @@ func startProcess(t *testing.T, configBody func(addr string) string) (addr strin
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	deadline := time.Now().Add(10 * time.Second)
+	waitHealthy(t, addr, logs, 10*time.Second)
+	return addr, cmd, logs
+}
+
+// freeAddr returns a loopback address with a port nobody listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitHealthy waits until moat at addr answers /healthz.
+func waitHealthy(t *testing.T, addr string, logs *logtest.Buffer, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
 	for {
 		resp, err := http.Get("http://" + addr + "/healthz")
 		if err == nil {
 			resp.Body.Close()
-			return addr, cmd, logs
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("moat did not start: %v\n%s", err, logs.String())
@@ -68,30 +81,14 @@ func startProcess(t *testing.T, configBody func(addr string) string) (addr strin
 // it answers. Cancelling the returned context is what SIGTERM does.
 func startServe(t *testing.T, configBody func(addr string) string) (addr string, cancel context.CancelFunc, done <-chan error, logs *logtest.Buffer, path string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr = ln.Addr().String()
-	ln.Close()
+	addr = freeAddr(t)
 	path = writeFile(t, configBody(addr))
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	logs = &logtest.Buffer{}
 	go func() { errc <- run(ctx, []string{"serve", "--config", path}, &bytes.Buffer{}, logs) }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("moat did not start: %v\n%s", err, logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	t.Cleanup(cancel)
+	waitHealthy(t, addr, logs, 5*time.Second)
 	return addr, cancel, errc, logs, path
 }
 
