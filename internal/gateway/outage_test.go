@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"sync"
@@ -77,12 +78,23 @@ func (c *cuttable) restore() {
 }
 
 func TestStoreOutageIs503AndRecovers(t *testing.T) {
-	if os.Getenv("MOAT_TEST_REDIS_URL") == "" {
+	raw := os.Getenv("MOAT_TEST_REDIS_URL")
+	if raw == "" {
 		t.Skip("set MOAT_TEST_REDIS_URL to run the Redis outage test")
 	}
-	proxy := newCuttable(t, "127.0.0.1:6379")
+	// The test's Redis, reached through a proxy the test can cut.
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		t.Fatalf("MOAT_TEST_REDIS_URL %q: want redis://host:port/db", raw)
+	}
+	proxy := newCuttable(t, u.Host)
+	u.Host = proxy.addr()
+	q := u.Query()
+	q.Set("prefix", "moat-outage-"+strconv.FormatInt(time.Now().UnixNano(), 36)+":")
+	q.Set("timeout", "300ms")
+	u.RawQuery = q.Encode()
 	e := newEnv(t, func(c *config.Config) {
-		c.Session.Store = "redis://" + proxy.addr() + "/0?prefix=moat-outage-" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":&timeout=300ms"
+		c.Session.Store = u.String()
 		c.Session.CacheTTL = config.Duration(100 * time.Millisecond)
 	})
 	b := e.browser()
