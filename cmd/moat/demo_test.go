@@ -16,7 +16,7 @@ func TestDemoCommand(t *testing.T) {
 	var stdout, stderr logtest.Buffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"demo", "--bff-port", "0", "--idp-port", "0", "--api-port", "0", "--access-token-ttl", "10s"}, &stdout, &stderr)
+		done <- run(ctx, []string{"demo", "--bff-port", "0", "--idp-port", "0", "--api-port", "0", "--admin-port", "0", "--access-token-ttl", "10s"}, &stdout, &stderr)
 	}()
 	open := regexp.MustCompile(`Open +(http://127\.0\.0\.1:\d+/)`)
 	deadline := time.Now().Add(10 * time.Second)
