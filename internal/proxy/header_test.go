@@ -54,7 +54,7 @@ func TestNosniff(t *testing.T) {
 	}
 }
 
-// stateCtx answers StateKey with a State of its own, as internal/server's
+// stateCtx answers the state key with a State of its own, as internal/server's
 // request context does.
 type stateCtx struct {
 	context.Context
@@ -62,7 +62,7 @@ type stateCtx struct {
 }
 
 func (c *stateCtx) Value(key any) any {
-	if key == StateKey {
+	if IsStateKey(key) {
 		return &c.st
 	}
 	return c.Context.Value(key)

@@ -245,10 +245,10 @@ func (c *compiled) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // access token, the upstream URL for rewrite, and the upstream's status,
 // which ModifyResponse or the error handler set for ServeHTTP.
 //
-// The proxy finds it as the request context's Value(StateKey). A caller
-// whose requests carry a context value of their own anyway may hold a State
-// in it and answer that key with it (and then SetToken): then the state
-// costs no context and no request copy at all.
+// The proxy finds it as the request context's Value for the key IsStateKey
+// recognizes. A caller whose requests carry a context of their own anyway
+// may hold a State in it and answer that key with it (and then SetToken):
+// then the state costs no context and no request copy at all.
 type State struct {
 	token   string
 	started atomic.Bool // claimed by the ServeHTTP that uses it
@@ -259,9 +259,9 @@ type State struct {
 
 type stateKey struct{}
 
-// StateKey is the context key under which the proxy looks up a request's
-// *State.
-var StateKey any = stateKey{}
+// IsStateKey reports whether key is the context key under which the proxy
+// looks up a request's *State (a function, so no caller can change the key).
+func IsStateKey(key any) bool { _, ok := key.(stateKey); return ok }
 
 func setOutcome(r *http.Request, code int) {
 	if fw, ok := r.Context().Value(stateKey{}).(*State); ok {

@@ -99,7 +99,7 @@ func (c *reqCtx) Value(key any) any {
 	if _, ok := key.(infoKey); ok {
 		return &c.o.info
 	}
-	if key == proxy.StateKey {
+	if proxy.IsStateKey(key) {
 		return &c.o.fwd
 	}
 	return c.Context.Value(key)
