@@ -111,13 +111,17 @@ const urlForm = "bolt:///absolute/path/to/sessions.db"
 // one would silently open an empty store and log everybody out. It lets
 // configuration be checked without opening the file.
 func ParseURL(rawURL string) (string, error) {
-	bad := func(why string) (string, error) {
-		return "", fmt.Errorf("bolt: session store URL %q %s; want %s", rawURL, why, urlForm)
-	}
 	u, err := url.Parse(rawURL)
+	shown := rawURL
+	if err == nil && u.User != nil {
+		shown = u.Redacted() // a password has no place here, but must not reach a log either
+	}
+	bad := func(why string) (string, error) {
+		return "", fmt.Errorf("bolt: session store URL %q %s; want %s", shown, why, urlForm)
+	}
 	switch {
-	case err != nil:
-		return bad("does not parse")
+	case err != nil: // url.Parse's error quotes the URL: say nothing of it
+		return "", fmt.Errorf("bolt: session store URL does not parse; want %s", urlForm)
 	case u.Scheme != "bolt":
 		return bad("does not start with bolt://")
 	case u.Opaque != "" || !strings.HasPrefix(rawURL[len(u.Scheme)+1:], "//"):

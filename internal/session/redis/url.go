@@ -199,7 +199,7 @@ func hostPort(h, defPort string) (string, error) {
 	if host == "" {
 		return "", urlError("empty host in %q", h)
 	}
-	if strings.ContainsAny(host, " /\\@?#") {
+	if strings.ContainsFunc(host, func(r rune) bool { return r <= ' ' || r == 0x7f || strings.ContainsRune("/\\@?#%", r) }) {
 		return "", urlError("bad host %q", host)
 	}
 	n, err := strconv.Atoi(port)
