@@ -16,6 +16,51 @@ import (
 	redisstore "github.com/moat-bff/moat/internal/session/redis"
 )
 
+// backends maps each store URL scheme to how to check its URL and how to
+// open it.
+var backends = func() map[string]backend {
+	redis := backend{
+		check: redisstore.CheckURL,
+		open: func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
+			return redisstore.Open(ctx, spec, redisstore.Options{Logger: log})
+		},
+	}
+	pg := backend{
+		check: postgres.CheckURL,
+		open: func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
+			return postgres.Open(ctx, spec, postgres.Options{Logger: log})
+		},
+	}
+	m := map[string]backend{
+		"bolt": {
+			check: func(spec string) error { _, err := bolt.ParseURL(spec); return err },
+			open: func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
+				return bolt.Open(ctx, spec, bolt.Options{Logger: log})
+			},
+		},
+		"postgres": pg, "postgresql": pg,
+	}
+	for _, s := range []string{"redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"} {
+		m[s] = redis
+	}
+	return m
+}()
+
+type backend struct {
+	check func(spec string) error
+	open  func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error)
+}
+
+// lookup returns the backend spec's scheme names, or an error saying which
+// stores there are.
+func lookup(spec string) (backend, error) {
+	scheme, _, _ := strings.Cut(spec, "://")
+	if b, ok := backends[strings.ToLower(scheme)]; ok {
+		return b, nil
+	}
+	return backend{}, fmt.Errorf("%q is not a known store; use memory, bolt:///var/lib/moat/sessions.db, redis://host:6379/0 or postgres://user@host/db", Redact(spec))
+}
+
 // Open returns the store named by spec: "memory" or a URL whose scheme
 // picks the backend (bolt://, redis:// and its TLS, Sentinel and Cluster
 // forms, postgres://).
@@ -23,16 +68,11 @@ func Open(ctx context.Context, spec string, log *slog.Logger) (session.Store, er
 	if spec == "memory" {
 		return memory.New(memory.Options{}), nil
 	}
-	scheme, _, _ := strings.Cut(spec, "://")
-	switch strings.ToLower(scheme) {
-	case "bolt":
-		return bolt.Open(ctx, spec, bolt.Options{Logger: log})
-	case "postgres", "postgresql":
-		return postgres.Open(ctx, spec, postgres.Options{Logger: log})
-	case "redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster":
-		return redisstore.Open(ctx, spec, redisstore.Options{Logger: log})
+	b, err := lookup(spec)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("%q is not a known store; use memory, bolt:///path/to/sessions.db, redis://… or postgres://…", Redact(spec))
+	return b.open(ctx, spec, log)
 }
 
 // CheckURL reports what is wrong with spec without opening anything: an
@@ -41,17 +81,11 @@ func CheckURL(spec string) error {
 	if spec == "memory" {
 		return nil
 	}
-	scheme, _, _ := strings.Cut(spec, "://")
-	switch strings.ToLower(scheme) {
-	case "bolt":
-		_, err := bolt.ParseURL(spec)
+	b, err := lookup(spec)
+	if err != nil {
 		return err
-	case "postgres", "postgresql":
-		return postgres.CheckURL(spec)
-	case "redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster":
-		return redisstore.CheckURL(spec)
 	}
-	return fmt.Errorf("%q is not a known store; use memory, bolt:///var/lib/moat/sessions.db, redis://host:6379/0 or postgres://user@host/db", Redact(spec))
+	return b.check(spec)
 }
 
 // Redact hides a password in a store URL before it reaches a log or an
