@@ -41,12 +41,19 @@ func TestBoltSessionsSurviveARestart(t *testing.T) {
 	}
 }
 
-func TestWrongKeyIsAStartupError(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sessions.db")
-	e := newEnv(t, func(c *config.Config) { c.Session.Store = "bolt://" + path })
-	b := e.browser()
+// stoppedWithSession starts moat on a bolt store, logs a browser in and
+// stops moat, leaving the session in the file at path.
+func stoppedWithSession(t *testing.T) (e *env, b *browser, path string) {
+	path = filepath.Join(t.TempDir(), "sessions.db")
+	e = newEnv(t, func(c *config.Config) { c.Session.Store = "bolt://" + path })
+	b = e.browser()
 	b.login("/")
 	e.stop()
+	return e, b, path
+}
+
+func TestWrongKeyIsAStartupError(t *testing.T) {
+	e, b, _ := stoppedWithSession(t)
 	cfg := *e.cfg
 	cfg.Session.Keys = []secret.String{secret.String(session.NewKey())}
 	_, err := gateway.New(context.Background(), &cfg, e.log, gateway.Options{})
@@ -65,11 +72,7 @@ func TestWrongKeyIsAStartupError(t *testing.T) {
 // request a 503, never a silent logout of everyone, and nothing is lost for
 // the right keys.
 func TestWrongKeyFoundOnceTheStoreAnswers(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sessions.db")
-	e := newEnv(t, func(c *config.Config) { c.Session.Store = "bolt://" + path })
-	b := e.browser()
-	b.login("/")
-	e.stop()
+	e, b, path := stoppedWithSession(t)
 
 	bs, err := bolt.Open(context.Background(), "bolt://"+path, bolt.Options{})
 	if err != nil {
