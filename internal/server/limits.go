@@ -54,6 +54,11 @@ func (l *limits) clientIP(r *http.Request) string {
 	}
 	ip := ap.Addr().Unmap()
 	if !l.isTrusted(ip) {
+		if ap.Addr().Is4() {
+			// The peer's own text: net writes it canonically, and
+			// ParseAddrPort accepted it, so it is what String would build.
+			return r.RemoteAddr[:strings.LastIndexByte(r.RemoteAddr, ':')]
+		}
 		return ip.String()
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
