@@ -2,11 +2,13 @@ package gateway_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"strings"
 	"testing"
 	"time"
@@ -122,18 +124,29 @@ func TestWriteTimeoutCutsSlowReadersNotStreams(t *testing.T) {
 
 	h2c := &http.Transport{Protocols: new(http.Protocols)}
 	h2c.Protocols.SetUnencryptedHTTP2(true)
-	for name, client := range map[string]*http.Client{"HTTP/1.1": {}, "h2c": {Transport: h2c}} {
-		req, _ := http.NewRequest("GET", e.url+"/up/events", nil)
-		req.Header.Set(csrf.HeaderName, csrf.HeaderValue)
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
+	for name, client := range map[string]*http.Client{"HTTP/1.1": {Transport: &http.Transport{}}, "h2c": {Transport: h2c}} {
+		// Twice on one connection, with a pause longer than the timeout
+		// between: the first answer's bound must not cut off the second.
+		for i := range 2 {
+			reused := false
+			trace := &httptrace.ClientTrace{GotConn: func(c httptrace.GotConnInfo) { reused = c.Reused }}
+			req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", e.url+"/up/events", nil)
+			req.Header.Set(csrf.HeaderName, csrf.HeaderValue)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 1 && !reused {
+				t.Errorf("%s: the second stream took a new connection", name)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || strings.Count(string(body), "data: event") != 3 {
+				t.Errorf("%s stream %d with slow events: %q, %v", name, i, body, err)
+			}
+			time.Sleep(300 * time.Millisecond)
 		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil || strings.Count(string(body), "data: event") != 3 {
-			t.Errorf("%s stream with slow events: %q, %v", name, body, err)
-		}
+		client.Transport.(*http.Transport).CloseIdleConnections()
 	}
 
 	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))

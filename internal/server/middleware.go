@@ -125,14 +125,13 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		w.Header()["X-Request-Id"] = id
 		sw.ResponseWriter = w
 		if d := s.cfg.Server.WriteTimeout.D(); d > 0 && !proxy.IsUpgrade(r) { // a hijacked socket has no deadlines
-			sw.deadline, sw.writeTimeout = writeDeadliner(w), d
+			sw.deadline, sw.writeTimeout, sw.perStream = writeDeadliner(w), d, r.ProtoMajor >= 2
 		}
 		if sw.deadline != nil {
-			d := sw.writeTimeout
 			// The rest of the response, flushed after the handler returns;
 			// the server lifts this bound once the connection is idle
 			// (gateway.NewHTTPServer).
-			defer func() { sw.deadline.SetWriteDeadline(time.Now().Add(d)) }()
+			defer sw.bound()
 		}
 		o.ctx = reqCtx{Context: r.Context(), o: o}
 		r2 := r.WithContext(&o.ctx)
@@ -263,11 +262,14 @@ type statusWriter struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
-	// deadline bounds each write or flush by writeTimeout and lifts the
-	// bound between them: a slow reader is cut off, an idle stream is not
-	// (an HTTP/2 stream is reset when its deadline passes, writing or not).
+	// deadline bounds each write or flush by writeTimeout; between writes
+	// the bound is lifted (HTTP/2, where a stream is reset when its
+	// deadline passes, writing or not) or outlives the write harmlessly
+	// (HTTP/1, where a deadline only stops a write in progress).
 	deadline     deadliner
 	writeTimeout time.Duration
+	perStream    bool      // HTTP/2: lift the bound after each write
+	boundAt      time.Time // HTTP/1: when the bound was last set
 }
 
 type deadliner interface{ SetWriteDeadline(time.Time) error }
@@ -288,24 +290,39 @@ func writeDeadliner(w http.ResponseWriter) deadliner {
 	}
 }
 
-// bound sets the write deadline for one write; unbound lifts it.
+// bound sets the write deadline for the next write. On HTTP/1 a bound
+// less than a quarter of writeTimeout old is kept, so every write still
+// has at least ¾ of writeTimeout and a response written in a few writes
+// costs one deadline update, not two per write (each is a runtime timer
+// change under a lock).
 func (w *statusWriter) bound() {
-	if w.deadline != nil {
-		w.deadline.SetWriteDeadline(time.Now().Add(w.writeTimeout))
+	if w.deadline == nil {
+		return
 	}
+	now := time.Now()
+	if !w.perStream && !w.boundAt.IsZero() && now.Sub(w.boundAt) < w.writeTimeout/4 {
+		return
+	}
+	w.deadline.SetWriteDeadline(now.Add(w.writeTimeout))
+	w.boundAt = now
 }
 
+// unbound lifts an HTTP/2 stream's bound after a write.
 func (w *statusWriter) unbound() {
-	if w.deadline != nil {
+	if w.deadline != nil && w.perStream {
 		w.deadline.SetWriteDeadline(time.Time{})
 	}
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 { // 1xx are interim answers
-		w.status = code
+	if code >= 200 { // final: only recorded here, written with the body
+		if w.status == 0 {
+			w.status = code
+		}
+		w.ResponseWriter.WriteHeader(code)
+		return
 	}
-	w.bound() // an interim answer is written at once
+	w.bound() // an interim answer (1xx) is written at once
 	w.ResponseWriter.WriteHeader(code)
 	w.unbound()
 }
