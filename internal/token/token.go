@@ -38,13 +38,24 @@ type Options struct {
 	// one blocks the others for at most this long. It must exceed the IdP
 	// timeout.
 	LeaseTTL time.Duration
-	// PollInterval is how often a waiting replica rereads the session.
+	// PollInterval is how often a replica waiting for another replica's
+	// refresh rereads the session once it has waited a second (default
+	// 50 ms). Before that it rereads every fastPoll, so that a refresh at
+	// a responsive IdP reaches the waiting replicas within fastPoll of
+	// its end, for a few store reads per refresh.
 	PollInterval time.Duration
 	Logger       *slog.Logger
 	// OnRefresh, if set, observes each refresh attempt's outcome:
 	// "ok", "invalid_grant" or "transient".
 	OnRefresh func(outcome string)
 }
+
+// fastPoll and fastPollFor: how often, and for how long, a replica rereads
+// a session whose refresh another replica holds, before PollInterval.
+const (
+	fastPoll    = 10 * time.Millisecond
+	fastPollFor = time.Second
+)
 
 // Manager is safe for concurrent use.
 type Manager struct {
@@ -95,6 +106,7 @@ func (m *Manager) AccessToken(ctx context.Context, l *session.Loaded) (string, e
 // the lease, waiting for another holder, or taking over an expired lease.
 func (m *Manager) refresh(ctx context.Context, key session.Key) (*session.Loaded, error) {
 	sessions := m.o.Sessions
+	var waited time.Duration
 	for {
 		l, err := sessions.Fresh(ctx, key) // the lease is decided on the store's state, never a cached one
 		if errors.Is(err, session.ErrNoSession) {
@@ -108,9 +120,14 @@ func (m *Manager) refresh(ctx context.Context, key session.Key) (*session.Loaded
 			return l, nil // another caller or replica refreshed meanwhile
 		}
 		if l.Lease.Held(now) {
-			if err := sleep(ctx, m.o.PollInterval); err != nil {
+			wait := m.o.PollInterval
+			if waited < fastPollFor {
+				wait = min(fastPoll, wait)
+			}
+			if err := sleep(ctx, wait); err != nil {
 				return nil, fmt.Errorf("%w: waiting for another replica's refresh: %v", oidc.ErrUnavailable, err)
 			}
+			waited += wait
 			continue
 		}
 		if l.Tokens.RefreshToken == "" {

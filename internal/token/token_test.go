@@ -60,19 +60,22 @@ func (p *idp) presented() []string { p.mu.Lock(); defer p.mu.Unlock(); return sl
 // fixture is one session whose access token has just expired, in a store
 // that replicas share.
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	clock *clock
 	store session.Store
 	idp   *idp
 	key   session.Key
 	logs  logtest.Buffer // the token managers' logs
+	// poll is the replicas' PollInterval: short in tests, zero (moat's
+	// default) in the benchmark.
+	poll time.Duration
 }
 
 const leaseTTL = 10 * time.Second
 
-func newFixture(t *testing.T, lease session.Lease) *fixture {
+func newFixture(t testing.TB, lease session.Lease) *fixture {
 	c := &clock{t: time.Now()}
-	f := &fixture{t: t, clock: c, store: memory.New(memory.Options{Now: c.Now}), idp: &idp{clock: c}}
+	f := &fixture{t: t, clock: c, store: memory.New(memory.Options{Now: c.Now}), idp: &idp{clock: c}, poll: time.Millisecond}
 	t.Cleanup(func() { f.store.Close() })
 	l, err := f.sessions().Create(context.Background(), httptest.NewRecorder(), session.Session{Subject: "alice",
 		Tokens: session.Tokens{AccessToken: "at-0", RefreshToken: "rt-0", Expiry: c.Now().Add(time.Minute), Obtained: c.Now()}})
@@ -101,7 +104,7 @@ func (f *fixture) sessions() *session.Manager {
 func (f *fixture) replica() (*token.Manager, *session.Manager) {
 	sm := f.sessions()
 	return token.NewManager(token.Options{Sessions: sm, Refresher: f.idp, Skew: 30 * time.Second,
-		LeaseTTL: leaseTTL, PollInterval: time.Millisecond, Logger: slog.New(slog.NewJSONHandler(&f.logs, nil))}), sm
+		LeaseTTL: leaseTTL, PollInterval: f.poll, Logger: slog.New(slog.NewJSONHandler(&f.logs, nil))}), sm
 }
 
 // accessToken asks a fresh replica for the session's token.
