@@ -263,10 +263,14 @@ type stateKey struct{}
 // looks up a request's *State (a function, so no caller can change the key).
 func IsStateKey(key any) bool { _, ok := key.(stateKey); return ok }
 
-func setOutcome(r *http.Request, code int) {
-	if fw, ok := r.Context().Value(stateKey{}).(*State); ok {
+// setOutcome records the upstream's status (or moat's answer instead) on
+// r's state, and returns the state; nil outside a forward.
+func setOutcome(r *http.Request, code int) *State {
+	fw, _ := r.Context().Value(stateKey{}).(*State)
+	if fw != nil {
 		fw.code = code
 	}
+	return fw
 }
 
 // Errors from Rest.
@@ -366,10 +370,7 @@ func tooLarge(err error) *httperr.Error {
 // too.
 func modifyResponse(allowSetCookie bool) func(*http.Response) error {
 	return func(resp *http.Response) error {
-		fw, _ := resp.Request.Context().Value(stateKey{}).(*State)
-		if fw != nil {
-			fw.code = resp.StatusCode
-		}
+		fw := setOutcome(resp.Request, resp.StatusCode)
 		h := resp.Header
 		for name := range h {
 			if strings.HasPrefix(name, "Access-Control-") {
