@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/moat-bff/moat/internal/session"
+	"github.com/moat-bff/moat/internal/token"
 )
 
 // BenchmarkRefreshWait: 1000 requests of one session whose access token
@@ -36,8 +37,8 @@ func BenchmarkRefreshWait(b *testing.B) {
 		f.idp.during = func() { time.Sleep(idpDelay) }
 		f.poll = 0 // moat's default
 		type replica struct {
+			tm *token.Manager
 			l  *session.Loaded
-			at func(context.Context, *session.Loaded) (string, error)
 		}
 		var rs []replica
 		for range replicas {
@@ -46,10 +47,11 @@ func BenchmarkRefreshWait(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			rs = append(rs, replica{l, tm.AccessToken})
+			rs = append(rs, replica{tm, l})
 		}
 		lat := make([]time.Duration, callers)
 		errs := make([]error, callers)
+		got := make([]string, callers)
 		start := make(chan struct{})
 		var wg sync.WaitGroup
 		for i := range callers {
@@ -58,7 +60,7 @@ func BenchmarkRefreshWait(b *testing.B) {
 			wg.Go(func() {
 				<-start
 				t0 := time.Now()
-				_, errs[i] = r.at(context.Background(), &l)
+				got[i], errs[i] = r.tm.AccessToken(context.Background(), &l)
 				lat[i] = time.Since(t0)
 			})
 		}
@@ -66,9 +68,12 @@ func BenchmarkRefreshWait(b *testing.B) {
 		close(start)
 		wg.Wait()
 		b.StopTimer()
-		for _, err := range errs {
+		for i, err := range errs {
 			if err != nil {
 				b.Fatal(err)
+			}
+			if got[i] != "at-1" {
+				b.Fatalf("a caller got %q, want the refreshed at-1", got[i])
 			}
 		}
 		if got := f.idp.presented(); len(got) != 1 {

@@ -53,7 +53,7 @@ type Options struct {
 // fastPoll and fastPollFor: how often, and for how long, a replica rereads
 // a session whose refresh another replica holds, before PollInterval.
 const (
-	fastPoll    = 10 * time.Millisecond
+	fastPoll    = 5 * time.Millisecond
 	fastPollFor = time.Second
 )
 
