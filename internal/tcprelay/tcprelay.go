@@ -1,0 +1,149 @@
+// Package tcprelay is a TCP relay for tests: it sits between a client and a
+// real server (Redis, PostgreSQL) on 127.0.0.1 and can break the
+// connections through it the way a server restart, a failover or a load
+// balancer's idle timeout does, so that tests can prove how a client
+// recovers.
+package tcprelay
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+)
+
+// Relay accepts connections on Addr and copies bytes both ways to the
+// target. It is safe for concurrent use.
+type Relay struct {
+	ln     net.Listener
+	target string
+
+	refusing atomic.Bool
+	accepted atomic.Int64
+
+	mu     sync.Mutex
+	conns  map[*pair]struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+type pair struct{ client, server net.Conn }
+
+func (p *pair) close() {
+	p.client.Close()
+	p.server.Close()
+}
+
+// New starts a relay on a free port of 127.0.0.1 to target (host:port).
+func New(target string) (*Relay, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	r := &Relay{ln: ln, target: target, conns: map[*pair]struct{}{}}
+	r.wg.Add(1)
+	go r.serve()
+	return r, nil
+}
+
+// Addr is the relay's address, host:port.
+func (r *Relay) Addr() string { return r.ln.Addr().String() }
+
+// Target is the address the relay forwards to.
+func (r *Relay) Target() string { return r.target }
+
+func (r *Relay) serve() {
+	defer r.wg.Done()
+	for {
+		c, err := r.ln.Accept()
+		if err != nil {
+			return
+		}
+		if r.refusing.Load() {
+			c.Close()
+			continue
+		}
+		r.wg.Add(1)
+		go r.relay(c)
+	}
+}
+
+func (r *Relay) relay(c net.Conn) {
+	defer r.wg.Done()
+	s, err := net.Dial("tcp", r.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p := &pair{client: c, server: s}
+	r.mu.Lock()
+	if r.closed || r.refusing.Load() {
+		r.mu.Unlock()
+		p.close()
+		return
+	}
+	r.conns[p] = struct{}{}
+	r.accepted.Add(1)
+	r.mu.Unlock()
+
+	done := make(chan struct{}, 2)
+	cp := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		done <- struct{}{}
+	}
+	go cp(s, c)
+	go cp(c, s)
+	<-done // either side gone: tear down both
+	p.close()
+	<-done
+	r.mu.Lock()
+	delete(r.conns, p)
+	r.mu.Unlock()
+}
+
+// Cut closes every live connection through the relay, both ways, as a
+// server restart would. New connections are still accepted unless Refuse
+// was called.
+func (r *Relay) Cut() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for p := range r.conns {
+		p.close()
+	}
+}
+
+// Refuse makes the relay close every new connection at once (the target
+// is down); live connections stay until Cut.
+func (r *Relay) Refuse() { r.refusing.Store(true) }
+
+// Accept undoes Refuse.
+func (r *Relay) Accept() { r.refusing.Store(false) }
+
+// Live is the number of connections currently relayed.
+func (r *Relay) Live() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.conns)
+}
+
+// Accepted is the number of connections relayed since New, so a test can
+// see that a client reconnected.
+func (r *Relay) Accepted() int64 { return r.accepted.Load() }
+
+// Close stops listening, cuts every connection and waits for the relay's
+// goroutines.
+func (r *Relay) Close() error {
+	err := r.ln.Close()
+	r.mu.Lock()
+	r.closed = true
+	for p := range r.conns {
+		p.close()
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
