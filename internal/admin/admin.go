@@ -49,8 +49,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.mux.ServeHTTP(w, r)
 		return
 	}
+	if h.token.IsZero() {
+		// Say so, rather than "token required": no token would be accepted.
+		httperr.Write(w, httperr.New(http.StatusNotFound, "disabled",
+			"the session admin API is disabled: set admin.token (or admin.token_file, or MOAT_ADMIN_TOKEN) to at least 32 characters, e.g. the output of `moat keygen`, and restart moat", nil))
+		return
+	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || h.token.IsZero() || subtle.ConstantTimeCompare([]byte(got), []byte(h.token.Reveal())) != 1 {
+	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(h.token.Reveal())) != 1 {
 		e := httperr.New(http.StatusUnauthorized, "unauthenticated", "admin token required", nil)
 		e.Header = http.Header{"Www-Authenticate": {`Bearer realm="moat-admin"`}}
 		httperr.Write(w, e)

@@ -333,6 +333,35 @@ func TestReauthenticationPassthrough(t *testing.T) {
 	}
 }
 
+// Without admin.token the session API answers that it is disabled and how
+// to enable it, not that a token is required: none would be accepted.
+func TestAdminAPIDisabledSaysHowToEnable(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.Admin.Listen = "127.0.0.1:0" })
+	admin := httptest.NewServer(e.gw.Admin)
+	defer admin.Close()
+	for _, auth := range []string{"", "Bearer whatever-0123456789-0123456789-0123"} {
+		req, _ := http.NewRequest("GET", admin.URL+"/admin/sessions?sub=alice", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body map[string]string
+		json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || body["error"] != "disabled" ||
+			!strings.Contains(body["message"], "admin.token") || !strings.Contains(body["message"], "moat keygen") {
+			t.Errorf("auth %q: %s %v", auth, resp.Status, body)
+		}
+	}
+	// /metrics stays served without a token.
+	if resp, err := http.Get(admin.URL + "/metrics"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %v %v", resp, err)
+	}
+}
+
 func TestAdminAPI(t *testing.T) {
 	const token = "admin-token-0123456789-0123456789-abcdef"
 	e := newEnv(t, func(c *config.Config) { c.Admin.Listen = "127.0.0.1:0"; c.Admin.Token = secret.String(token) })
