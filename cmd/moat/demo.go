@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,7 +14,10 @@ import (
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o := demo.DefaultOptions()
 	fs := flag.NewFlagSet("moat demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: moat demo [flags]\n\nRuns a dev OpenID Provider, a recipe API and moat with a demo SPA on 127.0.0.1, until Ctrl-C.\n\nflags:\n")
+		fs.PrintDefaults()
+	}
 	fs.IntVar(&o.BFFPort, "bff-port", o.BFFPort, "port of moat, which serves the demo SPA")
 	fs.IntVar(&o.IdPPort, "idp-port", o.IdPPort, "port of the demo OpenID Provider")
 	fs.IntVar(&o.APIPort, "api-port", o.APIPort, "port of the demo recipe API")
@@ -24,15 +26,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&o.CSRFMode, "csrf-mode", o.CSRFMode, "CSRF defence: header (X-CSRF: 1) or fetch-metadata")
 	fs.StringVar(&o.ResourceAPI, "resource-api", "", "URL of your own API to proxy /resource/api/ to, instead of the recipe API")
 	fs.DurationVar(&o.AccessTokenTTL, "access-token-ttl", o.AccessTokenTTL, "lifetime of the IdP's access tokens (short, so refreshes show)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return errReported
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "moat demo: unexpected argument %q\n", fs.Arg(0))
-		return errReported
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return err
 	}
 	return demo.Run(ctx, o, stdout)
 }

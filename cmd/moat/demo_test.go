@@ -59,7 +59,7 @@ func TestDemoCommandRejectsBadFlags(t *testing.T) {
 		}
 	}
 	var stdout, stderr logtest.Buffer
-	if err := run(t.Context(), []string{"demo", "-h"}, &stdout, &stderr); err != nil || !strings.Contains(stderr.String(), "-frontend-origin") {
-		t.Errorf("demo -h: %v\n%s", err, stderr.String())
+	if err := run(t.Context(), []string{"demo", "-h"}, &stdout, &stderr); err != nil || !strings.Contains(stdout.String(), "-frontend-origin") {
+		t.Errorf("demo -h: %v\n%s", err, stdout.String())
 	}
 }

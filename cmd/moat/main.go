@@ -44,6 +44,38 @@ func main() {
 // errReported means the command already told the user what went wrong.
 var errReported = errors.New("reported")
 
+// errHelp means a subcommand printed its usage for --help; run returns nil.
+var errHelp = errors.New("help shown")
+
+// parseFlags parses a subcommand's flags. --help prints the usage to
+// stdout and returns errHelp; a bad flag prints it to stderr.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return errHelp
+	case err != nil:
+		fs.SetOutput(stderr)
+		fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
+		fs.Usage()
+		return errReported
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return errReported
+	}
+	return nil
+}
+
+// noFlags is the flag set of a subcommand without flags, for --help.
+func noFlags(name, doc string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("moat "+name, flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprintf(fs.Output(), "usage: moat %s\n\n%s\n", name, doc) }
+	return parseFlags(fs, args, stdout, stderr)
+}
+
 const usage = `usage: moat <command> [flags]
 
 commands:
@@ -54,22 +86,33 @@ commands:
   version                 print version information
 `
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	defer func() {
+		if errors.Is(err, errHelp) {
+			err = nil
+		}
+	}()
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return errReported
 	}
 	switch args[0] {
 	case "serve":
-		return serve(ctx, args[1:], stderr)
+		return serve(ctx, args[1:], stdout, stderr)
 	case "check":
 		return check(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args[1:], stdout, stderr)
 	case "keygen":
+		if err := noFlags("keygen", "Prints a fresh random session key (32 bytes, base64) for session.keys.", args[1:], stdout, stderr); err != nil {
+			return err
+		}
 		fmt.Fprintln(stdout, session.NewKey())
 		return nil
 	case "version":
+		if err := noFlags("version", "Prints moat's version, commit and Go version.", args[1:], stdout, stderr); err != nil {
+			return err
+		}
 		fmt.Fprintln(stdout, version())
 		return nil
 	case "help", "-h", "--help":
@@ -80,12 +123,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return errReported
 }
 
-func configFlag(name string, args []string, stderr io.Writer) (string, error) {
+func configFlag(name, doc string, args []string, stdout, stderr io.Writer) (string, error) {
 	fs := flag.NewFlagSet("moat "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	path := fs.String("config", os.Getenv("MOAT_CONFIG"), "configuration file (default $MOAT_CONFIG)")
-	if err := fs.Parse(args); err != nil {
-		return "", errReported
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: moat %s --config FILE\n\n%s\n\nflags:\n", name, doc)
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return "", err
 	}
 	if *path == "" {
 		fmt.Fprintf(stderr, "moat %s: --config FILE (or MOAT_CONFIG) is required\n", name)
@@ -126,8 +172,8 @@ func newLogger(cfg *config.Config, w *logbuf.Writer, terminal bool, level *slog.
 	return slog.New(logbuf.NewJSONHandler(w, opts))
 }
 
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
-	path, err := configFlag("serve", args, stderr)
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	path, err := configFlag("serve", "Runs the gateway. SIGHUP reloads FILE; SIGTERM drains and exits.", args, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -256,7 +302,7 @@ func Serve(ctx context.Context, ln net.Listener, srv *http.Server, grace time.Du
 // check validates the configuration and reaches the IdP's discovery
 // document and the session store, reporting every problem.
 func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	path, err := configFlag("check", args, stderr)
+	path, err := configFlag("check", "Validates FILE, reaches the IdP's discovery document and reads the session store,\nreporting every problem; it changes nothing.", args, stdout, stderr)
 	if err != nil {
 		return err
 	}

@@ -179,3 +179,29 @@ oidc: {issuer: %q, client_id: "c", client_secret: "s"}
 		t.Errorf("no warning about the generated key:\n%s", stderr.String())
 	}
 }
+
+// Every subcommand answers --help (and -h) with its usage on stdout and
+// exit status 0, and does nothing else: keygen prints no key.
+func TestEverySubcommandAnswersHelp(t *testing.T) {
+	for _, cmd := range []string{"serve", "check", "demo", "keygen", "version"} {
+		for _, flag := range []string{"--help", "-h"} {
+			out, stderr, err := runCLI(cmd, flag)
+			if err != nil || stderr != "" || !strings.HasPrefix(out, "usage: moat "+cmd) {
+				t.Errorf("moat %s %s: err=%v\nstdout:\n%s\nstderr:\n%s", cmd, flag, err, out, stderr)
+			}
+			if cmd == "keygen" && strings.Count(out, "\n") > 3 {
+				t.Errorf("keygen --help printed more than its usage:\n%s", out)
+			}
+		}
+	}
+	for _, cmd := range []string{"serve", "check"} {
+		out, _, _ := runCLI(cmd, "--help")
+		if !strings.Contains(out, "-config") {
+			t.Errorf("moat %s --help does not list --config:\n%s", cmd, out)
+		}
+	}
+	// A wrong flag is still an error, reported on stderr.
+	if _, stderr, err := runCLI("keygen", "--bits", "128"); !errors.Is(err, errReported) || !strings.Contains(stderr, "bits") {
+		t.Errorf("keygen --bits: err=%v stderr=%s", err, stderr)
+	}
+}
