@@ -1,0 +1,312 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moat-bff/moat/internal/config"
+	"github.com/moat-bff/moat/internal/csrf"
+	"github.com/moat-bff/moat/internal/gateway"
+	"github.com/moat-bff/moat/internal/logtest"
+	"github.com/moat-bff/moat/internal/realop"
+	"github.com/moat-bff/moat/internal/secret"
+	"github.com/moat-bff/moat/internal/session"
+	"log/slog"
+)
+
+// realEnv is moat in front of the real oidc-provider and a recording
+// upstream that checks every Bearer by introspection at the provider.
+type realEnv struct {
+	op       *realop.OP
+	url      string
+	cfg      *config.Config
+	gw       *gateway.Gateway
+	logs     *logtest.Buffer
+	upstream *httptest.Server
+
+	mu     sync.Mutex
+	bearer []string // Authorization values that reached the upstream
+	subs   []string // their subjects, by introspection
+}
+
+func newRealEnv(t *testing.T, opts realop.Options, mods ...func(*config.Config)) *realEnv {
+	t.Helper()
+	realop.Require(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &realEnv{url: "http://" + ln.Addr().String(), logs: &logtest.Buffer{}}
+	opts.RedirectURIs = []string{e.url + "/auth/callback"}
+	opts.PostLogoutRedirectURIs = []string{e.url + "/logged-out"}
+	opts.BackchannelLogoutURI = e.url + "/auth/backchannel-logout"
+	e.op = realop.Start(t, opts)
+	e.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		authz := r.Header.Get("Authorization")
+		at, _ := strings.CutPrefix(authz, "Bearer ")
+		sub, active, err := e.op.Introspect(at)
+		if err != nil || !active {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		e.mu.Lock()
+		e.bearer = append(e.bearer, authz)
+		e.subs = append(e.subs, sub)
+		e.mu.Unlock()
+		json.NewEncoder(w).Encode(map[string]string{"sub": sub, "path": r.URL.Path})
+	}))
+	t.Cleanup(e.upstream.Close)
+	e.cfg = &config.Config{
+		Listen:    ln.Addr().String(),
+		PublicURL: e.url,
+		OIDC: config.OIDC{
+			Issuer: e.op.Issuer, ClientID: e.op.ClientID, ClientSecret: secret.String(e.op.ClientSecret),
+			Scopes:                []string{"openid", "profile", "email"},
+			PostLogoutRedirectURL: e.url + "/logged-out",
+		},
+		Session: config.Session{Keys: []secret.String{secret.String(session.NewKey())}},
+		Routes:  []config.Route{{Prefix: "/resource/api/", Upstream: e.upstream.URL + "/api/"}},
+	}
+	for _, m := range mods {
+		m(e.cfg)
+	}
+	e.cfg.SetDefaults()
+	if err := e.cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e.gw, err = gateway.New(context.Background(), e.cfg, log, gateway.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := gateway.NewHTTPServer(e.cfg, e.gw, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		srv.Close()
+		e.gw.Close()
+		if t.Failed() { // moat's log without its access log lines
+			for _, l := range strings.Split(e.logs.String(), "\n") {
+				if !strings.Contains(l, `"msg":"request"`) {
+					t.Log(l)
+				}
+			}
+		}
+	})
+	return e
+}
+
+// login signs in through moat and the provider's pages and checks the
+// browser lands on returnTo with a session.
+func (e *realEnv) login(t *testing.T, ua *realop.UserAgent) {
+	t.Helper()
+	page, err := ua.Browse(context.Background(), e.url+"/auth/login?returnTo=/after-login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.URL.Path != "/after-login" {
+		t.Fatalf("login ended at %s (%d): %.300s; hops %v", page.URL, page.Status, page.Body, ua.Hops)
+	}
+	if c := e.sessionCookie(ua); c == "" {
+		t.Fatal("no session cookie after login")
+	}
+}
+
+func (e *realEnv) sessionCookie(ua *realop.UserAgent) string {
+	u, _ := url.Parse(e.url)
+	for _, c := range ua.Client.Jar.Cookies(u) {
+		if c.Name == session.CookieName {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+func (e *realEnv) api(t *testing.T, ua *realop.UserAgent, method, path string) *realop.Page {
+	t.Helper()
+	req, _ := http.NewRequest(method, e.url+path, nil)
+	req.Header.Set(csrf.HeaderName, csrf.HeaderValue)
+	p, err := ua.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (e *realEnv) tokens(t *testing.T, ua *realop.UserAgent) session.Tokens {
+	t.Helper()
+	id, err := session.ParseID(e.sessionCookie(ua))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := e.gw.Sessions.LoadKey(context.Background(), id.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Tokens
+}
+
+func (e *realEnv) expire(t *testing.T, ua *realop.UserAgent) {
+	t.Helper()
+	id, _ := session.ParseID(e.sessionCookie(ua))
+	l, err := e.gw.Sessions.LoadKey(context.Background(), id.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Tokens.Expiry = time.Now().Add(-time.Second)
+	if err := e.gw.Sessions.Save(context.Background(), l); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRealOPFullFlow runs moat's whole life cycle against the real,
+// certified oidc-provider: login (PAR, PKCE, RFC 9207 iss), an API call
+// whose Bearer the upstream verifies at the provider, a refresh, and
+// RP-initiated logout back to the registered post_logout_redirect_uri, with
+// the refresh token revoked at the provider.
+func TestRealOPFullFlow(t *testing.T) {
+	e := newRealEnv(t, realop.Options{RequirePAR: true})
+	ua := e.op.UserAgent("alice")
+	e.login(t, ua)
+
+	cs := e.api(t, ua, http.MethodGet, "/auth/checksession")
+	if !e.loggedIn(t, ua) || !strings.Contains(string(cs.Body), `"alice"`) {
+		t.Fatalf("checksession: %d %s", cs.Status, cs.Body)
+	}
+	ui := e.api(t, ua, http.MethodGet, "/auth/userinfo")
+	if ui.Status != http.StatusOK || !strings.Contains(string(ui.Body), "alice@example.test") {
+		t.Fatalf("userinfo: %d %s", ui.Status, ui.Body)
+	}
+
+	first := e.tokens(t, ua)
+	if first.RefreshToken == "" {
+		t.Fatal("the provider issued no refresh token")
+	}
+	r := e.api(t, ua, http.MethodGet, "/resource/api/orders")
+	if r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"sub":"alice"`) {
+		t.Fatalf("API call: %d %s", r.Status, r.Body)
+	}
+	e.mu.Lock()
+	got := e.bearer[len(e.bearer)-1]
+	e.mu.Unlock()
+	if got != "Bearer "+first.AccessToken {
+		t.Fatalf("upstream got %.20q, want the session's access token", got)
+	}
+
+	e.expire(t, ua)
+	r = e.api(t, ua, http.MethodGet, "/resource/api/orders")
+	if r.Status != http.StatusOK {
+		t.Fatalf("API call after expiry: %d %s", r.Status, r.Body)
+	}
+	second := e.tokens(t, ua)
+	if second.AccessToken == first.AccessToken {
+		t.Fatal("the access token was not refreshed")
+	}
+	e.mu.Lock()
+	got = e.bearer[len(e.bearer)-1]
+	e.mu.Unlock()
+	if got != "Bearer "+second.AccessToken {
+		t.Fatal("the upstream did not get the refreshed access token")
+	}
+
+	req, _ := http.NewRequest(http.MethodPost, e.url+"/auth/logout", nil)
+	req.Header.Set(csrf.HeaderName, csrf.HeaderValue)
+	out, err := ua.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct{ LogoutURL string }
+	if err := json.Unmarshal(out.Body, &body); err != nil || out.Status != http.StatusOK {
+		t.Fatalf("logout: %d %s", out.Status, out.Body)
+	}
+	page, err := ua.Browse(context.Background(), body.LogoutURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.URL.String() != e.url+"/logged-out" {
+		t.Fatalf("logout ended at %s (%d) %.300s, want the post_logout_redirect_uri", page.URL, page.Status, page.Body)
+	}
+	if e.loggedIn(t, ua) {
+		t.Fatal("checksession says logged in after logout")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, active, err := e.op.Introspect(second.RefreshToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !active {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the refresh token is still active at the provider after logout")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// A new login must show the provider's sign-in form again.
+	e.login(t, ua)
+	if !hopsContain(ua.Hops, e.op.Issuer, "/interaction/") {
+		t.Fatal("the provider session survived the logout: no sign-in page on the next login")
+	}
+}
+
+// TestRealOPBackchannelLogout ends the user's session at the provider (not
+// through moat); the provider's logout token must end moat's session.
+func TestRealOPBackchannelLogout(t *testing.T) {
+	e := newRealEnv(t, realop.Options{})
+	ua := e.op.UserAgent("bob")
+	e.login(t, ua)
+	other := e.op.UserAgent("carol")
+	e.login(t, other)
+
+	page, err := ua.Browse(context.Background(), e.op.Issuer+"/session/end")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.URL.Host != strings.TrimPrefix(e.op.Issuer, "http://") {
+		t.Fatalf("end session ended at %s", page.URL)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e.loggedIn(t, ua) {
+		if time.Now().After(deadline) {
+			t.Fatalf("moat's session survived the back-channel logout; provider stderr: %s", e.op.Stderr())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !e.loggedIn(t, other) {
+		t.Fatal("another user's session ended too")
+	}
+	if strings.Contains(e.op.Stderr(), "backchannel.error") {
+		t.Fatalf("provider reported: %s", e.op.Stderr())
+	}
+}
+
+// loggedIn asks /auth/checksession.
+func (e *realEnv) loggedIn(t *testing.T, ua *realop.UserAgent) bool {
+	t.Helper()
+	cs := e.api(t, ua, http.MethodGet, "/auth/checksession")
+	var body struct{ LoggedIn bool }
+	if err := json.Unmarshal(cs.Body, &body); err != nil || cs.Status != http.StatusOK {
+		t.Fatalf("checksession: %d %s", cs.Status, cs.Body)
+	}
+	return body.LoggedIn
+}
+
+func hopsContain(hops []*url.URL, origin, pathPart string) bool {
+	for _, h := range hops {
+		if strings.HasPrefix(h.String(), origin) && strings.Contains(h.Path, pathPart) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,288 @@
+// Package realop starts the real, OpenID Certified node oidc-provider
+// (pinned in provider/package-lock.json) for integration tests, registers
+// clients from Go, and logs a user in through its interaction pages over
+// HTTP. Our in-process fake OP (internal/oidc/oidctest) is for misbehaviour;
+// this is the counterpart that shows moat works with a real provider.
+//
+// The provider needs node and `npm ci --prefix internal/realop/provider`.
+// Without them tests skip, unless MOAT_TEST_REQUIRE_REAL_OP=1 (as .ci/run
+// sets), which makes them fail.
+package realop
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// RequireEnv names the variable that turns a missing provider from a skip
+// into a failure.
+const RequireEnv = "MOAT_TEST_REQUIRE_REAL_OP"
+
+// Client is an OAuth client registered at the provider at start.
+type Client struct {
+	ID     string
+	Secret string
+	// RedirectURIs are the registered redirect_uri values (exact match).
+	RedirectURIs []string
+	// PostLogoutRedirectURIs are the registered post_logout_redirect_uri
+	// values (RP-Initiated Logout §3.1).
+	PostLogoutRedirectURIs []string
+	// BackchannelLogoutURI receives logout tokens (Back-Channel Logout §2.2).
+	BackchannelLogoutURI string
+	// AuthMethod is the token_endpoint_auth_method; client_secret_basic
+	// when empty.
+	AuthMethod string
+}
+
+// Options configure the provider.
+type Options struct {
+	// Clients are registered at start. When empty, one client is
+	// registered with the URIs below and a generated ID and secret.
+	Clients []Client
+	// RedirectURIs, PostLogoutRedirectURIs and BackchannelLogoutURI
+	// describe the default client.
+	RedirectURIs           []string
+	PostLogoutRedirectURIs []string
+	BackchannelLogoutURI   string
+	// AccessTokenTTL is the access token lifetime; one hour when zero.
+	AccessTokenTTL time.Duration
+	// Resources maps resource indicators (RFC 8707) to the scope granted
+	// for them; access tokens for a resource are JWTs with it as audience.
+	Resources map[string]string
+	// DefaultResource is used when a request names no resource.
+	DefaultResource string
+	// RequirePAR makes the provider refuse authorization requests that
+	// were not pushed (RFC 9126 §5).
+	RequirePAR bool
+	// StrictOfflineAccess keeps oidc-provider's default: refresh tokens
+	// only for the offline_access scope, which it grants only with
+	// prompt=consent. Otherwise every client allowed the refresh_token
+	// grant gets one.
+	StrictOfflineAccess bool
+}
+
+// OP is a running provider.
+type OP struct {
+	// Issuer is the provider's issuer URL (http://127.0.0.1:port).
+	Issuer string
+	// ClientID and ClientSecret are the first registered client's.
+	ClientID     string
+	ClientSecret string
+	// Clients are all registered clients, with IDs and secrets filled in.
+	Clients []Client
+
+	mu     sync.Mutex
+	stderr strings.Builder
+}
+
+// Dir is the directory holding provider.mjs and its node_modules.
+func Dir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "provider")
+}
+
+// Available reports why the provider cannot run here, or nil.
+func Available() error {
+	if _, err := exec.LookPath("node"); err != nil {
+		return fmt.Errorf("node is not installed: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(Dir(), "node_modules", "oidc-provider", "package.json")); err != nil {
+		return fmt.Errorf("oidc-provider is not installed (run: npm ci --prefix internal/realop/provider): %w", err)
+	}
+	return nil
+}
+
+// Require skips t when the provider cannot run, or fails it when
+// MOAT_TEST_REQUIRE_REAL_OP=1.
+func Require(t testing.TB) {
+	t.Helper()
+	if err := Available(); err != nil {
+		if os.Getenv(RequireEnv) == "1" {
+			t.Fatalf("real OP required (%s=1): %v", RequireEnv, err)
+			return
+		}
+		t.Skipf("real OP unavailable: %v", err)
+	}
+}
+
+// Start runs a provider for the duration of t.
+func Start(t testing.TB, opts Options) *OP {
+	t.Helper()
+	Require(t)
+	clients := opts.Clients
+	if len(clients) == 0 {
+		clients = []Client{{
+			RedirectURIs: opts.RedirectURIs, PostLogoutRedirectURIs: opts.PostLogoutRedirectURIs,
+			BackchannelLogoutURI: opts.BackchannelLogoutURI,
+		}}
+	}
+	type clientJSON struct {
+		ID                     string   `json:"client_id"`
+		Secret                 string   `json:"client_secret"`
+		RedirectURIs           []string `json:"redirect_uris"`
+		PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
+		BackchannelLogoutURI   string   `json:"backchannel_logout_uri,omitempty"`
+		BackchannelSession     bool     `json:"backchannel_logout_session_required,omitempty"`
+		GrantTypes             []string `json:"grant_types"`
+		ResponseTypes          []string `json:"response_types"`
+		AuthMethod             string   `json:"token_endpoint_auth_method"`
+	}
+	var cj []clientJSON
+	for i := range clients {
+		c := &clients[i]
+		if c.ID == "" {
+			c.ID = "moat-" + randHex(6)
+		}
+		if c.Secret == "" {
+			c.Secret = randHex(24)
+		}
+		if c.AuthMethod == "" {
+			c.AuthMethod = "client_secret_basic"
+		}
+		cj = append(cj, clientJSON{
+			ID: c.ID, Secret: c.Secret, RedirectURIs: c.RedirectURIs,
+			PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
+			BackchannelLogoutURI:   c.BackchannelLogoutURI, BackchannelSession: c.BackchannelLogoutURI != "",
+			GrantTypes:    []string{"authorization_code", "refresh_token", "client_credentials"},
+			ResponseTypes: []string{"code"}, AuthMethod: c.AuthMethod,
+		})
+	}
+	settings := map[string]any{
+		"cookie_key":            randHex(16),
+		"clients":               cj,
+		"access_token_ttl":      int(opts.AccessTokenTTL / time.Second),
+		"resources":             opts.Resources,
+		"default_resource":      opts.DefaultResource,
+		"require_par":           opts.RequirePAR,
+		"strict_offline_access": opts.StrictOfflineAccess,
+	}
+	b, err := json.Marshal(settings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "settings.json")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	op := &OP{Clients: clients, ClientID: clients[0].ID, ClientSecret: clients[0].Secret}
+	cmd := exec.Command("node", filepath.Join(Dir(), "provider.mjs"), file)
+	cmd.Dir = Dir()
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = writerFunc(func(p []byte) (int, error) {
+		op.mu.Lock()
+		defer op.mu.Unlock()
+		op.stderr.Write(p)
+		return len(p), nil
+	})
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close() // provider.mjs exits when its stdin closes
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("oidc-provider stderr:\n%s", op.Stderr())
+		}
+	})
+	ready := make(chan error, 1)
+	go func() {
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		if err != nil {
+			ready <- fmt.Errorf("provider exited before printing its issuer: %w", err)
+			return
+		}
+		var out struct{ Issuer string }
+		if err := json.Unmarshal([]byte(line), &out); err != nil || out.Issuer == "" {
+			ready <- fmt.Errorf("provider printed %q, not its issuer", line)
+			return
+		}
+		op.Issuer = out.Issuer
+		ready <- nil
+		io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			t.Fatalf("%v\nstderr:\n%s", err, op.Stderr())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("oidc-provider did not start within 20s\nstderr:\n%s", op.Stderr())
+	}
+	return op
+}
+
+// Stderr is what the provider has written to stderr so far (its warnings,
+// back-channel delivery errors, server errors).
+func (op *OP) Stderr() string {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	return op.stderr.String()
+}
+
+// Introspect asks the provider whether token is active (RFC 7662), as a
+// resource server would, and returns its subject.
+func (op *OP) Introspect(token string) (sub string, active bool, err error) {
+	form := url.Values{"token": {token}}
+	req, err := http.NewRequest(http.MethodPost, op.Issuer+"/token/introspection", strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", false, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(op.ClientID), url.QueryEscape(op.ClientSecret))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return "", false, fmt.Errorf("introspection: %s %s", resp.Status, b)
+	}
+	var out struct {
+		Active bool   `json:"active"`
+		Sub    string `json:"sub"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return "", false, err
+	}
+	return out.Sub, out.Active, nil
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
