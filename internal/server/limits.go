@@ -105,13 +105,33 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			httperr.Write(w, e)
 			return
 		}
-		if _, _, isRoute := s.routes.Match(r.URL.Path); !isRoute {
-			if r.ContentLength > s.limits.maxBody {
-				httperr.Write(w, httperr.New(http.StatusRequestEntityTooLarge, "too_large", "the request body is too large", nil))
-				return
-			}
-			r.Body = http.MaxBytesReader(w, r.Body, s.limits.maxBody)
+		if _, _, isRoute := s.routes.Match(r.URL.Path); !isRoute && !s.limits.bound(w, r) {
+			return
 		}
 		next.ServeHTTP(w, r)
+	})
+}
+
+// bound applies server.max_body_bytes to r's body: a declared larger body
+// is answered 413 at once (and bound reports false); a chunked one fails
+// the handler's read at the bound.
+func (l *limits) bound(w http.ResponseWriter, r *http.Request) bool {
+	if r.ContentLength > l.maxBody {
+		httperr.Write(w, httperr.New(http.StatusRequestEntityTooLarge, "too_large", "the request body is too large", nil))
+		return false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, l.maxBody)
+	return true
+}
+
+// boundBody bounds the bodies of a local handler (Handle, HandlePublic)
+// that the mux chose below a route's prefix: guard leaves those to the
+// route's own limit, which a local handler never applies.
+func (s *Server) boundBody(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, _, isRoute := s.routes.Match(r.URL.Path); isRoute && !s.limits.bound(w, r) {
+			return
+		}
+		h.ServeHTTP(w, r)
 	})
 }

@@ -118,13 +118,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 // session (401 otherwise) and pass the same CSRF checks as proxied routes.
 // The handler finds the user with UserFrom.
 func (s *Server) Handle(pattern string, h http.Handler) {
-	s.mux.Handle(pattern, s.local(h))
+	s.mux.Handle(pattern, s.boundBody(s.local(h)))
 }
 
 // HandlePublic serves h without a session or CSRF check: static files such
 // as the SPA itself.
 func (s *Server) HandlePublic(pattern string, h http.Handler) {
-	s.mux.Handle(pattern, h)
+	s.mux.Handle(pattern, s.boundBody(h))
 }
 
 // handle registers h for path, answering other methods with a JSON 405.
