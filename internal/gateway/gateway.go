@@ -122,7 +122,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 		RedirectURL:      config.MustURL(cfg.PublicURL).JoinPath("/auth/callback").String(),
 		TrustedAudiences: cfg.OIDC.TrustedAudiences,
 		MaxIDTokenAge:    cfg.OIDC.MaxIDTokenAge.D(), ClockSkew: cfg.OIDC.ClockSkew.D(),
-		HTTPClient: idpClient, PAR: cfg.OIDC.PAR,
+		HTTPClient: idpClient, PAR: cfg.OIDC.PAR, OnClientRejected: m.ClientRejected,
 	}, log)
 	sessions := session.NewManager(session.ManagerOptions{
 		Store: store, Codec: codec, Logger: log, Now: o.Now,

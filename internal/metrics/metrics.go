@@ -30,6 +30,7 @@ type Metrics struct {
 	storeErrors     *prometheus.CounterVec
 	idpDuration     *prometheus.HistogramVec
 	rateLimited     *prometheus.CounterVec
+	clientRejected  prometheus.Counter
 	reg             *prometheus.Registry
 
 	// The children of the per-request vectors, by label values: resolving
@@ -89,7 +90,7 @@ func New() *Metrics {
 		loginsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_logins_failed_total",
 			Help: "Logins that failed, by reason: state, binding, issuer, idp_error, rejected, unavailable."}, []string{"reason"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_token_refreshes_total",
-			Help: "Access-token refreshes at the IdP, by outcome: ok, invalid_grant, transient."}, []string{"outcome"}),
+			Help: "Access-token refreshes at the IdP, by outcome: ok, invalid_grant (the IdP refused the grant: the session ended), client_rejected, transient."}, []string{"outcome"}),
 		backchannel: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_backchannel_logouts_total",
 			Help: "Back-channel logout requests, by result: ok, rejected, replayed."}, []string{"result"}),
 		storeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "moat_store_operation_duration_seconds",
@@ -100,8 +101,10 @@ func New() *Metrics {
 			Help: "Latency of calls to the IdP, by endpoint: discovery, jwks, token, userinfo, revocation, other.", Buckets: buckets}, []string{"endpoint"}),
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_rate_limited_total",
 			Help: "Requests refused with 429, by limit: ip, session, login."}, []string{"scope"}),
+		clientRejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "moat_idp_client_rejected_total",
+			Help: "Token endpoint answers refusing moat's client (invalid_client, unauthorized_client): a deployment problem."}),
 	}
-	reg.MustRegister(m.requests, m.requestDuration, m.upstream, m.upstreamDur, m.loginsStarted, m.loginsCompleted,
+	reg.MustRegister(m.clientRejected, m.requests, m.requestDuration, m.upstream, m.upstreamDur, m.loginsStarted, m.loginsCompleted,
 		m.loginsFailed, m.refreshes, m.backchannel, m.storeDuration, m.storeErrors, m.idpDuration, m.rateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -185,6 +188,13 @@ func (m *Metrics) LoginFailed(reason string) {
 func (m *Metrics) Refresh(outcome string) {
 	if m != nil {
 		m.refreshes.WithLabelValues(outcome).Inc()
+	}
+}
+
+// ClientRejected counts a token endpoint refusal of moat's client.
+func (m *Metrics) ClientRejected() {
+	if m != nil {
+		m.clientRejected.Inc()
 	}
 }
 

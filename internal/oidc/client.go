@@ -32,8 +32,10 @@ var (
 	// timeout, 5xx, unusable answer). Sessions survive it; moat answers 503.
 	ErrUnavailable = errors.New("oidc: identity provider unavailable")
 	// ErrInvalidGrant: the IdP refused the grant (RFC 6749 §5.2): the code or
-	// refresh token is spent, revoked or expired. A session built on that
-	// refresh token is over (draft-ietf-oauth-browser-based-apps §6.1.2.2).
+	// refresh token is spent, revoked or expired. Providers say so with
+	// invalid_grant, invalid_request or other 4xx answers; ClassifyTokenError
+	// decides which. A session built on that refresh token is over
+	// (draft-ietf-oauth-browser-based-apps §6.1.2.2).
 	ErrInvalidGrant = errors.New("oidc: grant is invalid")
 	// ErrRejected: the IdP's answer failed validation (ID token, iss
 	// parameter, token response). Nothing from it may be used.
@@ -64,6 +66,9 @@ type Config struct {
 	// PAR is auto (push authorization requests, RFC 9126, when the provider
 	// offers it), required, or off.
 	PAR string
+	// OnClientRejected, if set, is called each time the token endpoint
+	// refuses moat's client (ErrClientRejected), for a metric.
+	OnClientRejected func()
 }
 
 // PAR modes.
@@ -85,6 +90,10 @@ type Client struct {
 	prov    *provider
 	lastErr error
 	lastTry time.Time
+
+	rejMu     sync.Mutex
+	rejected  ClientRejection
+	rejLogged time.Time
 }
 
 // Metadata is the part of the provider's discovery document moat uses
@@ -340,8 +349,9 @@ func (c *Client) Exchange(ctx context.Context, code string, want Expect) (Tokens
 	nonce := want.Nonce
 	tok, err := p.oauth.Exchange(c.clientCtx(ctx), code, oauth2.VerifierOption(want.Verifier))
 	if err != nil {
-		return Tokens{}, nil, classify("code exchange", err)
+		return Tokens{}, nil, c.classify("code exchange", err)
 	}
+	c.tokenEndpointOK()
 	t, err := checkTokenResponse(tok)
 	if err != nil {
 		return Tokens{}, nil, err
@@ -395,8 +405,9 @@ func (c *Client) Refresh(ctx context.Context, refreshToken, subject string) (Tok
 	src := p.oauth.TokenSource(c.clientCtx(ctx), &oauth2.Token{RefreshToken: refreshToken})
 	tok, err := src.Token()
 	if err != nil {
-		return Tokens{}, nil, classify("refresh", err)
+		return Tokens{}, nil, c.classify("refresh", err)
 	}
+	c.tokenEndpointOK()
 	t, err := checkTokenResponse(tok)
 	if err != nil {
 		return Tokens{}, nil, err
@@ -533,26 +544,6 @@ func checkTokenResponse(tok *oauth2.Token) (Tokens, error) {
 		Expiry:           tok.Expiry,
 		RefreshExpiresIn: rexp,
 	}, nil
-}
-
-// classify maps an x/oauth2 error to ErrInvalidGrant, ErrUnavailable or
-// ErrRejected. Only invalid_grant is fatal to a session.
-func classify(op string, err error) error {
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) {
-		switch {
-		case re.ErrorCode == "invalid_grant":
-			return fmt.Errorf("%w: %s: %s", ErrInvalidGrant, op, re.ErrorDescription)
-		case re.Response != nil && re.Response.StatusCode >= 500:
-			return fmt.Errorf("%w: %s: %s", ErrUnavailable, op, re.Response.Status)
-		case re.ErrorCode != "":
-			// invalid_client, unauthorized_client ...: moat's configuration is
-			// wrong, not the user's session.
-			return fmt.Errorf("%w: %s: %s %s", ErrUnavailable, op, re.ErrorCode, re.ErrorDescription)
-		}
-		return fmt.Errorf("%w: %s: unexpected answer %s", ErrUnavailable, op, re.Response.Status)
-	}
-	return fmt.Errorf("%w: %s: %v", ErrUnavailable, op, err)
 }
 
 // protocolClaims are ID token claims about the token rather than the user.

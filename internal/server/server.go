@@ -375,6 +375,14 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 		}
 		noteError(r, err)
 	}
+	if rej, ok := s.idp.ClientRejected(); ok {
+		// Reported, not gating: taking every replica out of the load
+		// balancer would not fix the client registration, and no token call
+		// could then show that it was fixed.
+		checks["idp_client"] = "refused by the identity provider (" + rej.Code + ") at " + rej.At.UTC().Format(time.RFC3339)
+	} else {
+		checks["idp_client"] = "ok"
+	}
 	for name, status := range s.upstreamHealth(ctx) {
 		checks["upstream "+name] = status // reported, not gating: see routes[].health_path
 	}

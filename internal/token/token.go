@@ -46,7 +46,8 @@ type Options struct {
 	PollInterval time.Duration
 	Logger       *slog.Logger
 	// OnRefresh, if set, observes each refresh attempt's outcome:
-	// "ok", "invalid_grant" or "transient".
+	// "ok", "invalid_grant" (any refusal of the grant), "client_rejected"
+	// or "transient".
 	OnRefresh func(outcome string)
 }
 
@@ -153,9 +154,18 @@ func (m *Manager) redeem(ctx context.Context, l *session.Loaded, holder string) 
 	tok, id, err := m.o.Refresher.Refresh(ctx, l.Tokens.RefreshToken, l.Subject)
 	switch {
 	case errors.Is(err, oidc.ErrInvalidGrant):
+		// Any 4xx about the grant (oidc.ClassifyTokenError): the refresh
+		// token is dead and is never presented again.
 		m.o.OnRefresh("invalid_grant")
-		m.end(ctx, l, "refresh token refused")
+		m.end(ctx, l, "refresh token refused", "error", err)
 		return nil, ErrSessionEnded
+	case errors.Is(err, oidc.ErrClientRejected):
+		// moat's client is refused: every session would log the same line,
+		// so the oidc client logs it once a minute instead.
+		m.o.OnRefresh("client_rejected")
+		m.o.Logger.Debug("token refresh failed: client rejected; the session is kept", "session", l.Key.Short())
+		m.commit(ctx, l.Key, holder, func(*session.Session) {})
+		return nil, err
 	case err != nil:
 		m.o.OnRefresh("transient")
 		m.o.Logger.Warn("token refresh failed; the session is kept", "audit", true, "event", "refresh_failed", "session", l.Key.Short(), "sub", l.Subject, "error", err)
@@ -221,8 +231,8 @@ func (m *Manager) commit(ctx context.Context, key session.Key, holder string, ch
 	}
 }
 
-func (m *Manager) end(ctx context.Context, l *session.Loaded, why string) {
-	m.o.Logger.Info("session ended", "audit", true, "event", "session_ended", "session", l.Key.Short(), "sub", l.Subject, "reason", why)
+func (m *Manager) end(ctx context.Context, l *session.Loaded, why string, attrs ...any) {
+	m.o.Logger.Info("session ended", append([]any{"audit", true, "event", "session_ended", "session", l.Key.Short(), "sub", l.Subject, "reason", why}, attrs...)...)
 	if err := m.o.Sessions.Delete(ctx, nil, l.Key); err != nil {
 		m.o.Logger.Warn("deleting an ended session", "session", l.Key.Short(), "error", err)
 	}

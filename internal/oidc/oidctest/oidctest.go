@@ -53,6 +53,12 @@ type Behavior struct {
 	// 400 invalid_grant; "server_error" answers 500; "hang" blocks until the
 	// client gives up.
 	RefreshError string
+	// RefreshErrorStatus, if set, answers refresh_token grants with that
+	// status and {"error": RefreshErrorCode} as JSON, or, when
+	// RefreshErrorCode is empty, with RefreshErrorBody as text/html.
+	RefreshErrorStatus int
+	RefreshErrorCode   string
+	RefreshErrorBody   string
 	// UserInfoSub overrides the sub the UserInfo endpoint returns.
 	UserInfoSub string
 	// NoEndSession and NoRevocation leave those endpoints out of discovery.
@@ -437,6 +443,16 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		}
 		p.issue(w, g, true)
 	case "refresh_token":
+		if b.RefreshErrorStatus != 0 {
+			if b.RefreshErrorCode != "" {
+				oauthError(w, b.RefreshErrorStatus, b.RefreshErrorCode)
+				return
+			}
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(b.RefreshErrorStatus)
+			io.WriteString(w, b.RefreshErrorBody)
+			return
+		}
 		switch b.RefreshError {
 		case "invalid_grant":
 			oauthError(w, http.StatusBadRequest, "invalid_grant")

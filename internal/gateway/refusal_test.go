@@ -1,0 +1,133 @@
+package gateway_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/moat-bff/moat/internal/oidc/oidctest"
+	"github.com/moat-bff/moat/internal/session"
+)
+
+// A refresh the IdP refuses with a 4xx about the grant ends the session,
+// whatever error code the provider uses: 401 JSON, the cookie cleared, an
+// audit line, and the refresh token never presented again.
+func TestRefreshRefusedWithA4xxEndsTheSession(t *testing.T) {
+	cases := []struct {
+		status int
+		code   string
+	}{
+		{400, "invalid_grant"}, {400, "invalid_request"}, {400, "unsupported_grant_type"},
+		{400, "invalid_scope"}, {403, "access_denied"}, {400, ""}, {401, ""},
+	}
+	for _, c := range cases {
+		t.Run(http.StatusText(c.status)+" "+c.code, func(t *testing.T) {
+			e := newEnv(t)
+			b := e.browser()
+			b.login("/")
+			cookie := b.sessionCookie()
+			e.expireAccessToken(cookie)
+			e.op.Set(func(bh *oidctest.Behavior) { bh.RefreshErrorStatus, bh.RefreshErrorCode = c.status, c.code })
+			r := b.api("GET", "/resource/api/recipe")
+			if r.StatusCode != http.StatusUnauthorized || r.json(t)["error"] != "unauthenticated" {
+				t.Fatalf("%s %s, want 401 unauthenticated", r.Status, r.body)
+			}
+			cleared := false
+			for _, ck := range r.Cookies() {
+				cleared = cleared || ck.Name == session.CookieName && ck.MaxAge < 0
+			}
+			if !cleared {
+				t.Error("the session cookie was not cleared")
+			}
+			if l := e.logs.String(); !strings.Contains(l, `"event":"session_ended"`) || !strings.Contains(l, `"reason":"refresh token refused"`) {
+				t.Errorf("no session_ended audit line: %s", l)
+			}
+			again := e.browser()
+			again.setCookie(cookie)
+			for range 3 {
+				if r := again.api("GET", "/resource/api/recipe"); r.StatusCode != http.StatusUnauthorized {
+					t.Fatalf("the refused session answered %s", r.Status)
+				}
+			}
+			if n := e.op.Grants("refresh_token"); n != 1 {
+				t.Errorf("the refused refresh token was presented %d times, want 1", n)
+			}
+			if len(e.upstream.requests()) != 0 {
+				t.Error("the upstream was called")
+			}
+		})
+	}
+}
+
+// invalid_client and unauthorized_client are moat's deployment problem: the
+// session is kept, the answer is 503, the metric counts it, /readyz reports
+// it until the token endpoint accepts moat again. 5xx and rate limiting are
+// outages: 503 and the session kept.
+func TestRefreshRefusedForTheClientOrTransientKeepsTheSession(t *testing.T) {
+	cases := []struct {
+		status   int
+		code     string
+		rejected bool
+	}{
+		{401, "invalid_client", true}, {400, "unauthorized_client", true},
+		{500, "", false}, {503, "temporarily_unavailable", false}, {429, "", false}, {502, "", false},
+	}
+	for _, c := range cases {
+		t.Run(http.StatusText(c.status)+" "+c.code, func(t *testing.T) {
+			e := newEnv(t)
+			b := e.browser()
+			b.login("/")
+			e.expireAccessToken(b.sessionCookie())
+			e.op.Set(func(bh *oidctest.Behavior) { bh.RefreshErrorStatus, bh.RefreshErrorCode = c.status, c.code })
+			for range 3 {
+				if r := b.api("GET", "/resource/api/recipe"); r.StatusCode != http.StatusServiceUnavailable || r.json(t)["error"] != "unavailable" {
+					t.Fatalf("%s %s, want 503 unavailable", r.Status, r.body)
+				}
+			}
+			if got := b.get("/auth/checksession").json(t); got["loggedIn"] != true {
+				t.Fatalf("session lost: %v", got)
+			}
+			ready := b.get("/readyz").json(t)
+			idpClient := ready["checks"].(map[string]any)["idp_client"]
+			metric := e.metricValue("moat_idp_client_rejected_total")
+			if c.rejected {
+				if s, _ := idpClient.(string); !strings.Contains(s, c.code) {
+					t.Errorf("readyz idp_client = %v, want the rejection", idpClient)
+				}
+				if metric != 3 {
+					t.Errorf("moat_idp_client_rejected_total = %v, want 3", metric)
+				}
+				if n := strings.Count(e.logs.String(), "the identity provider refuses this client"); n != 1 {
+					t.Errorf("%d error lines for 3 rejections, want 1", n)
+				}
+			} else if idpClient != "ok" || metric != 0 {
+				t.Errorf("readyz idp_client = %v, metric %v for an outage", idpClient, metric)
+			}
+			e.op.Set(func(bh *oidctest.Behavior) { bh.RefreshErrorStatus = 0 })
+			if r := b.api("GET", "/resource/api/recipe"); r.StatusCode != http.StatusOK {
+				t.Fatalf("after recovery: %s %s", r.Status, r.body)
+			}
+			if got := b.get("/readyz").json(t)["checks"].(map[string]any)["idp_client"]; got != "ok" {
+				t.Errorf("readyz idp_client after recovery = %v", got)
+			}
+		})
+	}
+}
+
+// metricValue sums a counter's samples from moat's registry.
+func (e *env) metricValue(name string) float64 {
+	e.t.Helper()
+	mfs, err := e.gw.Metrics.Registry().Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
