@@ -81,7 +81,7 @@ const usage = `usage: moat <command> [flags]
 commands:
   serve   --config FILE   run the gateway (FILE also from MOAT_CONFIG)
   check   --config FILE   validate the config and reach the IdP and store
-  demo                    run moat with a dev IdP, an API and a demo SPA on 127.0.0.1
+  demo                    run moat with a dev IdP, an API and a demo SPA on loopback
   keygen                  print a fresh base64 session key
   version                 print version information
 `
@@ -207,9 +207,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer gw.Close()
+	// Both listeners open before "moat listening" is logged: a clash on the
+	// admin port must not look like a start.
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
+	}
+	var aln net.Listener
+	if gw.Admin != nil {
+		if aln, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+			ln.Close()
+			return fmt.Errorf("admin listen: %w", err)
+		}
 	}
 	log.Info("moat listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "version", version(),
 		"tracing", telemetry.Enabled(os.Getenv))
@@ -222,18 +231,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv, err := gateway.NewHTTPServer(cfg, gw, log)
 	if err != nil {
 		ln.Close()
+		if aln != nil {
+			aln.Close()
+		}
 		return err
 	}
 	errc := make(chan error, 2)
 	running := 1
 	go func() { errc <- Serve(ctx, ln, srv, cfg.Server.ShutdownGrace.D(), log) }()
-	if gw.Admin != nil {
-		aln, err := net.Listen("tcp", cfg.Admin.Listen)
-		if err != nil {
-			ln.Close()
-			<-errc
-			return fmt.Errorf("admin listen: %w", err)
-		}
+	if aln != nil {
 		log.Info("admin listening", "addr", aln.Addr().String(), "session_api", !cfg.Admin.Token.IsZero())
 		running++
 		asrv, _ := gateway.NewHTTPServer(cfg, gw.Admin, log)

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -43,8 +44,21 @@ type Options struct {
 	APIPort   int
 	AdminPort int // moat's admin listener: /metrics and the session admin API
 	// FrontendOrigin is the origin of an SPA served elsewhere (a Vite dev
-	// server): it becomes frontend_url and is allowed by CORS.
+	// server): it becomes frontend_url and is allowed by CORS, and its host
+	// becomes the demo's Host unless Host is set.
 	FrontendOrigin string
+	// Host is the host of every URL the demo publishes and where it
+	// listens: 127.0.0.1 (the default), localhost (127.0.0.1 and, if the
+	// system has it, [::1]) or another loopback address.
+	Host string
+	// IdPOnly runs only the OpenID Provider, with a printed client secret
+	// and RedirectURIs, so that `moat serve` with your own configuration
+	// can log in against it.
+	IdPOnly bool
+	// RedirectURIs are extra redirect URIs the demo client accepts (your
+	// own moat's public_url + /auth/callback); PostLogoutRedirectURIs extra
+	// post_logout_redirect_uris, by default each redirect URI's origin + /.
+	RedirectURIs, PostLogoutRedirectURIs []string
 	// CSRFMode is header (X-CSRF: 1) or fetch-metadata.
 	CSRFMode string
 	// ResourceAPI, if set, is an API to proxy /resource/api/ to instead of
@@ -76,11 +90,10 @@ func (o *Options) check() error {
 	if o.AccessTokenTTL < time.Second {
 		errs = append(errs, fmt.Errorf("--access-token-ttl %s: use at least 1s", o.AccessTokenTTL))
 	}
-	if o.FrontendOrigin != "" {
-		if u, err := url.Parse(o.FrontendOrigin); err != nil || u.Host == "" || u.Scheme+"://"+u.Host != o.FrontendOrigin {
-			errs = append(errs, fmt.Errorf("--frontend-origin %q: give an origin like http://127.0.0.1:5173 (no path, no trailing slash)", o.FrontendOrigin))
-		}
+	if err := o.resolveHost(); err != nil {
+		errs = append(errs, err)
 	}
+	errs = append(errs, o.checkRedirectURIs()...)
 	if o.ResourceAPI != "" {
 		if u, err := url.Parse(o.ResourceAPI); err != nil || u.Host == "" {
 			errs = append(errs, fmt.Errorf("--resource-api %q: give an absolute URL like http://127.0.0.1:8080/api/", o.ResourceAPI))
@@ -109,6 +122,10 @@ type System struct {
 	AdminURL, AdminToken string
 	// Landing is where the browser lands after login and logout.
 	Landing string
+	// ClientSecret is the demo client's secret at the IdP (ClientID);
+	// RedirectURIs and PostLogoutRedirectURIs are all it accepts.
+	ClientSecret                         string
+	RedirectURIs, PostLogoutRedirectURIs []string
 	// IdP is the running OpenID Provider; tests read its counters.
 	IdP     *idp.Provider
 	Options Options
@@ -121,8 +138,8 @@ type System struct {
 }
 
 // Start starts the IdP, the recipe API (unless Options.ResourceAPI is set)
-// and moat, each on 127.0.0.1, and returns once all three are listening.
-// Close stops them.
+// and moat, each on Options.Host, and returns once all three are listening.
+// With Options.IdPOnly it starts the IdP alone. Close stops them.
 func Start(ctx context.Context, o Options) (_ *System, err error) {
 	if err := o.check(); err != nil {
 		return nil, err
@@ -131,76 +148,74 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	var lns []net.Listener
-	listen := func(what, flag string, port int) net.Listener {
-		if err != nil {
-			return nil
+	ports := []port{{"demo IdP", "--idp-port", o.IdPPort}}
+	if !o.IdPOnly {
+		ports = append(ports, port{"moat (BFF)", "--bff-port", o.BFFPort}, port{"moat admin", "--admin-port", o.AdminPort})
+		if o.ResourceAPI == "" {
+			ports = append(ports, port{"recipe API", "--api-port", o.APIPort})
 		}
-		ln, lerr := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if lerr != nil {
-			err = fmt.Errorf("%s: %w (is another moat demo running? choose another port with %s)", what, lerr, flag)
-			return nil
-		}
-		lns = append(lns, ln)
-		return ln
 	}
-	idpLn := listen("demo IdP", "--idp-port", o.IdPPort)
-	bffLn := listen("moat", "--bff-port", o.BFFPort)
-	adminLn := listen("moat admin", "--admin-port", o.AdminPort)
-	var apiLn net.Listener
-	if o.ResourceAPI == "" {
-		apiLn = listen("recipe API", "--api-port", o.APIPort)
-	}
+	lns, err := listenAll(o.Host, ports, log)
 	if err != nil {
-		for _, ln := range lns {
-			ln.Close()
-		}
 		return nil, err
 	}
+	urlOf := func(l []net.Listener) string { return hostURL(o.Host, l[0].Addr().(*net.TCPAddr).Port) }
 
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &System{
-		BFFURL: "http://" + bffLn.Addr().String(), IssuerURL: "http://" + idpLn.Addr().String(),
-		AdminURL: "http://" + adminLn.Addr().String(), AdminToken: rand.Text() + rand.Text(),
-		Options: o, errc: make(chan error, 4), cancel: cancel,
+		IssuerURL: urlOf(lns[0]), ClientSecret: rand.Text(),
+		Options: o, errc: make(chan error, 2*len(ports)), cancel: cancel,
 	}
 	defer func() {
 		if err != nil {
 			s.Close()
-			for _, ln := range lns {
-				ln.Close()
+			for _, l := range lns {
+				for _, ln := range l {
+					ln.Close()
+				}
 			}
 		}
 	}()
-	s.Landing = s.BFFURL + "/"
-	if o.FrontendOrigin != "" {
-		s.Landing = o.FrontendOrigin + "/"
+	redirects, postLogout := slices.Clone(o.RedirectURIs), slices.Clone(o.PostLogoutRedirectURIs)
+	if !o.IdPOnly {
+		s.BFFURL, s.AdminURL, s.AdminToken = urlOf(lns[1]), urlOf(lns[2]), rand.Text()+rand.Text()
+		s.Landing = s.BFFURL + "/"
+		if o.FrontendOrigin != "" {
+			s.Landing = o.FrontendOrigin + "/"
+		}
+		redirects = append(redirects, s.BFFURL+"/auth/callback")
+		postLogout = append(postLogout, s.Landing)
 	}
-	clientSecret := rand.Text()
+	s.RedirectURIs, s.PostLogoutRedirectURIs = redirects, postLogout
 
 	// 1. The OpenID Provider, serving before moat asks for its discovery.
 	s.IdP, err = idp.New(idp.Config{
-		Issuer: s.IssuerURL, ClientID: ClientID, ClientSecret: clientSecret,
-		RedirectURIs:           []string{s.BFFURL + "/auth/callback"},
-		PostLogoutRedirectURIs: []string{s.Landing},
+		Issuer: s.IssuerURL, ClientID: ClientID, ClientSecret: s.ClientSecret,
+		RedirectURIs:           redirects,
+		PostLogoutRedirectURIs: postLogout,
 		AccessTokenTTL:         o.AccessTokenTTL,
 		Logger:                 log,
 	})
 	if err != nil {
 		return nil, err
 	}
-	s.serve(idpLn, s.IdP, log)
+	s.serveAll(lns[0], s.IdP, log)
+	if o.IdPOnly {
+		return s, nil
+	}
+	bffLns, adminLns := lns[1], lns[2]
+	clientSecret := s.ClientSecret
 
 	// 2. The resource API: it trusts the IdP's keys and nothing else.
 	s.APIURL = o.ResourceAPI
-	if apiLn != nil {
-		s.APIURL = "http://" + apiLn.Addr().String() + "/api/"
-		s.serve(apiLn, api.New(bg, api.Config{Issuer: s.IssuerURL, Audience: ClientID, JWKSURL: s.IdP.JWKSURL()}), log)
+	if o.ResourceAPI == "" {
+		s.APIURL = urlOf(lns[3]) + "/api/"
+		s.serveAll(lns[3], api.New(bg, api.Config{Issuer: s.IssuerURL, Audience: ClientID, JWKSURL: s.IdP.JWKSURL()}), log)
 	}
 
 	// 3. moat, configured in Go like any embedding backend would.
 	cfg := &config.Config{
-		Listen:    bffLn.Addr().String(),
+		Listen:    bffLns[0].Addr().String(),
 		PublicURL: s.BFFURL,
 		OIDC: config.OIDC{
 			Issuer: s.IssuerURL, ClientID: ClientID, ClientSecret: secret.String(clientSecret),
@@ -213,7 +228,7 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 		Routes:  []config.Route{{Prefix: "/resource/api/", Upstream: s.APIURL, Token: config.TokenUser}},
 		CSRF:    config.CSRF{Mode: o.CSRFMode},
 		Log:     config.Log{Format: "text"},
-		Admin:   config.Admin{Listen: adminLn.Addr().String(), Token: secret.String(s.AdminToken)},
+		Admin:   config.Admin{Listen: adminLns[0].Addr().String(), Token: secret.String(s.AdminToken)},
 	}
 	if o.FrontendOrigin != "" {
 		cfg.FrontendURL = s.Landing
@@ -229,9 +244,17 @@ func Start(ctx context.Context, o Options) (_ *System, err error) {
 	}
 	s.gw.Handle("GET /api/protected-data", http.HandlerFunc(protectedData))
 	s.gw.HandlePublic("/", spa.Handler())
-	s.serve(bffLn, s.gw, log)
-	s.serve(adminLn, s.gw.AdminHandler(), log)
+	s.serveAll(bffLns, s.gw, log)
+	s.serveAll(adminLns, s.gw.AdminHandler(), log)
 	return s, nil
+}
+
+// serveAll serves h on each of the listeners of one port (127.0.0.1 and
+// [::1] for localhost).
+func (s *System) serveAll(lns []net.Listener, h http.Handler, log *slog.Logger) {
+	for _, ln := range lns {
+		s.serve(ln, h, log)
+	}
 }
 
 func (s *System) serve(ln net.Listener, h http.Handler, log *slog.Logger) {
@@ -279,7 +302,11 @@ func Run(ctx context.Context, o Options, stdout io.Writer) error {
 		return err
 	}
 	defer s.Close()
-	s.printBanner(stdout)
+	if o.IdPOnly {
+		s.printIdPBanner(stdout)
+	} else {
+		s.printBanner(stdout)
+	}
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(stdout, "\nmoat demo: shutting down")
@@ -321,11 +348,21 @@ What to look at in DevTools (F12):
   Access tokens live %s and moat refreshes them %s before expiry: wait, click "Call API"
   again, and a "grant_type=refresh_token" line appears in the log below.
 
-CSRF mode: %s. Press Ctrl-C to stop.
+CSRF mode: %s.%s Press Ctrl-C to stop.
 
 `, open, idp.DemoUser.Username, idp.DemoUser.Password, s.BFFURL, s.IssuerURL, s.APIURL, api,
 		s.AdminURL, s.AdminURL, s.AdminToken, s.AdminURL,
-		ttl, min(ttl/4, 30*time.Second), o.CSRFMode)
+		ttl, min(ttl/4, 30*time.Second), o.CSRFMode, s.ownMoat())
+}
+
+// ownMoat tells how to point another moat at the demo IdP, when
+// --redirect-uri registered one.
+func (s *System) ownMoat() string {
+	if len(s.Options.RedirectURIs) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("\n\nYour own moat (redirect URIs %s) can log in here too:\n  oidc: {issuer: %s, client_id: %s, client_secret: %s}\n",
+		strings.Join(s.Options.RedirectURIs, " "), s.IssuerURL, ClientID, s.ClientSecret)
 }
 
 // protectedData is a local API inside the BFF: moat runs it only for a
