@@ -47,6 +47,8 @@ func (l *limits) isTrusted(ip netip.Addr) bool {
 // clientIP is the peer address, or, when the peer is a trusted proxy, the
 // right-most X-Forwarded-For entry that is not itself a trusted proxy.
 // Entries a client wrote itself sit further left and are never reached.
+// An entry may carry a port (some load balancers write "1.2.3.4:5678" or
+// "[2001:db8::1]:443"); see parseHop.
 func (l *limits) clientIP(r *http.Request) string {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
@@ -63,16 +65,35 @@ func (l *limits) clientIP(r *http.Request) string {
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
-		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
+		hop, ok := parseHop(strings.TrimSpace(hops[i]))
+		if !ok {
 			break // a garbled chain: trust nothing beyond the last good hop
 		}
-		ip = hop.Unmap()
+		ip = hop
 		if !l.isTrusted(ip) {
 			break
 		}
 	}
 	return ip.String()
+}
+
+// parseHop reads one X-Forwarded-For entry: an address, an address with a
+// port ("192.0.2.1:80", "[2001:db8::1]:443") or a bracketed IPv6 address.
+// The port and any IPv6 zone are dropped: neither names a client. A bare
+// "2001:db8::1:443" is an IPv6 address, not one with a port; no guessing.
+func parseHop(s string) (netip.Addr, bool) {
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' {
+			s += ":0"
+		}
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		ip = ap.Addr()
+	}
+	return ip.Unmap().WithZone(""), true
 }
 
 func tooMany(wait time.Duration) *httperr.Error {

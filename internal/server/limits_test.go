@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/moat-bff/moat/internal/config"
@@ -31,6 +32,17 @@ func TestClientIP(t *testing.T) {
 		{"garbled hop stops the walk", "127.0.0.1:1", "203.0.113.9, nonsense", []string{"127.0.0.0/8"}, "127.0.0.1"},
 		{"only trusted hops", "127.0.0.1:1", "10.0.0.2", []string{"127.0.0.0/8", "10.0.0.0/8"}, "10.0.0.2"},
 		{"not an address", "pipe", "", nil, "pipe"},
+		{"IPv4 hop with a port", "127.0.0.1:1", "6.6.6.6, 203.0.113.9:5678", []string{"127.0.0.0/8"}, "203.0.113.9"},
+		{"IPv6 hop with a port", "127.0.0.1:1", "[2001:db8::1]:443", []string{"127.0.0.0/8"}, "2001:db8::1"},
+		{"bracketed IPv6 hop", "127.0.0.1:1", "[2001:db8::1]", []string{"127.0.0.0/8"}, "2001:db8::1"},
+		{"trusted hop with a port skipped", "127.0.0.1:1", "203.0.113.9, 10.0.0.2:8080", []string{"127.0.0.0/8", "10.0.0.0/8"}, "203.0.113.9"},
+		{"trusted IPv6 hop with a port skipped", "127.0.0.1:1", "203.0.113.9:1, [::1]:8080", []string{"127.0.0.0/8", "::1/128"}, "203.0.113.9"},
+		{"mapped hop with a port", "127.0.0.1:1", "[::ffff:203.0.113.9]:80", []string{"127.0.0.0/8"}, "203.0.113.9"},
+		{"zoned hop with a port", "127.0.0.1:1", "[fe80::1%eth0]:80", []string{"127.0.0.0/8"}, "fe80::1"},
+		{"bare IPv6 is no address:port", "127.0.0.1:1", "2001:db8::1:443", []string{"127.0.0.0/8"}, "2001:db8::1:443"},
+		{"empty port stops the walk", "127.0.0.1:1", "203.0.113.9:", []string{"127.0.0.0/8"}, "127.0.0.1"},
+		{"port out of range stops the walk", "127.0.0.1:1", "203.0.113.9:70000", []string{"127.0.0.0/8"}, "127.0.0.1"},
+		{"non-numeric port stops the walk", "127.0.0.1:1", "[2001:db8::1]:x", []string{"127.0.0.0/8"}, "127.0.0.1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest("GET", "/", nil)
@@ -55,6 +67,8 @@ func FuzzClientIP(f *testing.F) {
 	f.Add("[::ffff:127.0.0.1]:1", "2001:db8::1,10.0.0.2")
 	f.Add("[fe80::1%eth0]:1", " , ,")
 	f.Add("1.2.3.4:", "1.2.3.4")
+	f.Add("127.0.0.1:1", "203.0.113.9:5678, [2001:db8::1]:443, 10.0.0.2:80")
+	f.Add("127.0.0.1:1", "[::ffff:10.0.0.1]:1,[fe80::1%eth0]")
 	untrusted, trusting := testLimits(f), testLimits(f, "127.0.0.0/8", "10.0.0.0/8", "::1/128")
 	f.Fuzz(func(t *testing.T, remote, xff string) {
 		r := &http.Request{RemoteAddr: remote, Header: http.Header{"X-Forwarded-For": {xff}}}
@@ -76,6 +90,44 @@ func FuzzClientIP(f *testing.F) {
 		}
 		if !trusting.isTrusted(peer.Addr().Unmap()) && got != peer.Addr().Unmap().String() {
 			t.Fatalf("untrusted peer %q believed: %q", remote, got)
+		}
+	})
+}
+
+// FuzzParseHop: an X-Forwarded-For entry is accepted only as an address,
+// with or without a port; the result is an unzoned, unmapped address that
+// is exactly what the entry names.
+func FuzzParseHop(f *testing.F) {
+	for _, s := range []string{"192.0.2.1", "192.0.2.1:80", "[2001:db8::1]:443", "[2001:db8::1]",
+		"2001:db8::1", "[::ffff:192.0.2.1]:8080", "[fe80::1%eth0]:1", "1.2.3.4:", "[1.2.3.4]", "[]", "[:]:1", "unknown"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ip, ok := parseHop(s)
+		if !ok {
+			if _, err := netip.ParseAddr(s); err == nil {
+				t.Fatalf("parseHop(%q) refused an address", s)
+			}
+			if _, err := netip.ParseAddrPort(s); err == nil {
+				t.Fatalf("parseHop(%q) refused an address with a port", s)
+			}
+			return
+		}
+		if !ip.IsValid() || ip.Zone() != "" || ip.Is4In6() {
+			t.Fatalf("parseHop(%q) = %v: not an unzoned, unmapped address", s, ip)
+		}
+		var want netip.Addr
+		if a, err := netip.ParseAddr(s); err == nil {
+			want = a
+		} else if ap, err := netip.ParseAddrPort(s); err == nil {
+			want = ap.Addr()
+		} else if ap, err := netip.ParseAddrPort(s + ":0"); err == nil && strings.HasSuffix(s, "]") {
+			want = ap.Addr()
+		} else {
+			t.Fatalf("parseHop(%q) = %v accepted what netip refuses", s, ip)
+		}
+		if want = want.Unmap().WithZone(""); ip != want {
+			t.Fatalf("parseHop(%q) = %v, want %v", s, ip, want)
 		}
 	})
 }
