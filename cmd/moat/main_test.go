@@ -205,3 +205,36 @@ func TestEverySubcommandAnswersHelp(t *testing.T) {
 		t.Errorf("keygen --bits: err=%v stderr=%s", err, stderr)
 	}
 }
+
+// moat check lists decoding problems (unknown keys, wrong types) together
+// with validation problems, each by key path, in one run.
+func TestCheckListsDecodeAndValidationProblemsInOneRun(t *testing.T) {
+	path := writeFile(t, `
+public_url: "https://app.example.com"
+oidc: {issuer: "https://idp.example.com", client_id: c, client_secret: s, timeout: 10}
+routes:
+  - prefix: /api/
+    upstream: "https://api.internal/"
+    tokn: user
+csrf: {mode: magic}
+server: {max_body_bytes: 2MiB}
+`)
+	_, stderr, err := runCLI("check", "--config", path)
+	if !errors.Is(err, errReported) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, line := range []string{
+		"moat: " + path + " is not valid:",
+		`  - oidc.timeout: "10" is not a duration like 90s, 15m or 12h (line 3)`,
+		"  - routes[0].tokn: unknown key (did you mean token?) (line 7)",
+		`  - csrf.mode: "magic" is not a mode; use header or fetch-metadata`,
+		"  - session.keys: is required off loopback",
+	} {
+		if !strings.Contains(stderr, line) {
+			t.Errorf("stderr lacks %q:\n%s", line, stderr)
+		}
+	}
+	if strings.Contains(stderr, "max_body_bytes") || strings.Contains(stderr, "config.Route") {
+		t.Errorf("stderr:\n%s", stderr)
+	}
+}

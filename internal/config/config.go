@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -283,37 +284,57 @@ const (
 // Env is how Load reads environment variables; os.LookupEnv in production.
 type Env func(key string) (string, bool)
 
-// Load reads, completes and validates the configuration at path.
+// Load reads, completes and validates the configuration at path. It
+// reports every problem in one error, decoding (unknown keys, wrong types)
+// and validation alike, each naming its key path.
 func Load(path string, env Env) (*Config, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
-	cfg, err := Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	cfg, decodeErr := Parse(raw)
+	if cfg == nil {
+		return nil, fmt.Errorf("%s: %w", path, decodeErr)
 	}
-	if err := cfg.Resolve(env); err != nil {
-		return nil, err
-	}
+	resolveErr := cfg.Resolve(env)
 	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
+	// A key that did not decode holds its default or nothing: what
+	// Validate says about it would only repeat the decoding problem.
+	var bad []string
+	for _, e := range flatten(decodeErr) {
+		bad = append(bad, keyOf(e))
+	}
+	errs := append(flatten(decodeErr), flatten(resolveErr)...)
+	for _, e := range flatten(cfg.Validate()) {
+		if !slices.ContainsFunc(bad, func(p string) bool { return under(keyOf(e), p) }) {
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return cfg, nil
 }
 
-// Parse decodes YAML strictly: an unknown key is an error naming its line.
+// Parse decodes YAML strictly: every unknown key and every value of the
+// wrong type is reported, by key path with its line, in one joined error
+// of *KeyError. The returned Config holds whatever decoded; it is nil only
+// when the text is not YAML at all.
 func Parse(raw []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	cfg := &Config{}
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("invalid YAML: %w", err)
 	}
-	var extra any
+	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, errors.New("invalid YAML: more than one document")
+	}
+	cfg := &Config{}
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
+		var d decoder
+		d.decode(doc.Content[0], reflect.ValueOf(cfg).Elem(), "", "")
+		return cfg, errors.Join(d.errs...)
 	}
 	return cfg, nil
 }
@@ -471,7 +492,7 @@ type Duration time.Duration
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
-	if err != nil || v < 0 {
+	if n.Kind != yaml.ScalarNode || err != nil || v < 0 {
 		return fmt.Errorf("line %d: %q is not a duration like 90s, 15m or 12h", n.Line, n.Value)
 	}
 	*d = Duration(v)

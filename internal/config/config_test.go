@@ -206,13 +206,17 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("routes: [{prefix: 1}]\n"))
 	f.Add([]byte("session: {idle_timeout: -1s}\n"))
 	f.Add([]byte("a: &a [*a]\n"))
+	f.Add([]byte("routes: [{tokn: user, max_body_bytes: 10MiB}]\nrate_limit: {per_ip: 1}\n"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		cfg, err := Parse(raw)
-		if err != nil {
+		if cfg == nil {
+			if err == nil {
+				t.Fatal("no config and no error")
+			}
 			return
 		}
 		cfg.SetDefaults()
-		cfg.Validate() // must not panic on anything Parse accepts
+		cfg.Validate() // must not panic on whatever Parse decoded, as Load validates it
 	})
 }
 
