@@ -173,6 +173,9 @@ type OIDC struct {
 	// browser's URL carries only client_id and a one-time request_uri:
 	// auto (when the IdP offers it), required, or off.
 	PAR string `yaml:"par"`
+	// AuthParams are extra authorization request parameters, such as
+	// Auth0's audience or Google's access_type; see authparams.go.
+	AuthParams map[string]string `yaml:"auth_params"`
 }
 
 // Session configures the server-side session.

@@ -59,6 +59,7 @@ func (c *Config) Validate() error {
 	if !slices.Contains([]string{"auto", "required", "off"}, o.PAR) {
 		add("oidc.par", "%q is not a mode; use auto, required or off", o.PAR)
 	}
+	o.checkAuthParams(add)
 	if !slices.Contains(o.Scopes, "openid") {
 		add("oidc.scopes", "must contain openid (moat is an OpenID Connect client)")
 	}

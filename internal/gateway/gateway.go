@@ -123,6 +123,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 		TrustedAudiences: cfg.OIDC.TrustedAudiences,
 		MaxIDTokenAge:    cfg.OIDC.MaxIDTokenAge.D(), ClockSkew: cfg.OIDC.ClockSkew.D(),
 		HTTPClient: idpClient, PAR: cfg.OIDC.PAR, OnClientRejected: m.ClientRejected,
+		AuthParams: cfg.OIDC.AuthParams,
 	}, log)
 	sessions := session.NewManager(session.ManagerOptions{
 		Store: store, Codec: codec, Logger: log, Now: o.Now,

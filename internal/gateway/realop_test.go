@@ -310,3 +310,29 @@ func hopsContain(hops []*url.URL, origin, pathPart string) bool {
 	}
 	return false
 }
+
+// TestRealOPOfflineAccessNeedsPromptConsent shows the quirk docs/providers.md
+// describes and its fix: oidc-provider (by default) grants offline_access,
+// and so a refresh token, only when the request says prompt=consent, which
+// oidc.auth_params adds to every login.
+func TestRealOPOfflineAccessNeedsPromptConsent(t *testing.T) {
+	for _, withPrompt := range []bool{false, true} {
+		e := newRealEnv(t, realop.Options{StrictOfflineAccess: true}, func(c *config.Config) {
+			c.OIDC.Scopes = []string{"openid", "offline_access", "email"}
+			if withPrompt {
+				c.OIDC.AuthParams = map[string]string{"prompt": "consent"}
+			}
+		})
+		ua := e.op.UserAgent("erin")
+		e.login(t, ua)
+		if got := e.tokens(t, ua).RefreshToken != ""; got != withPrompt {
+			t.Fatalf("auth_params prompt=consent %v: refresh token issued %v", withPrompt, got)
+		}
+		if withPrompt {
+			e.expire(t, ua)
+			if r := e.api(t, ua, http.MethodGet, "/resource/api/x"); r.Status != http.StatusOK {
+				t.Fatalf("API call needing a refresh: %d %s", r.Status, r.Body)
+			}
+		}
+	}
+}

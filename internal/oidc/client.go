@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -69,6 +70,10 @@ type Config struct {
 	// OnClientRejected, if set, is called each time the token endpoint
 	// refuses moat's client (ErrClientRejected), for a metric.
 	OnClientRejected func()
+	// AuthParams are extra authorization request parameters (Auth0's
+	// audience, Google's access_type). They never replace a parameter moat
+	// sets, nor one the login asked for (prompt, max_age, acr_values).
+	AuthParams map[string]string
 }
 
 // PAR modes.
@@ -131,6 +136,7 @@ func New(cfg Config, log *slog.Logger) *Client {
 	if cfg.RetryDiscoveryAfter == 0 {
 		cfg.RetryDiscoveryAfter = 5 * time.Second
 	}
+	cfg.AuthParams = maps.Clone(cfg.AuthParams)
 	return &Client{cfg: cfg, log: log}
 }
 
@@ -278,6 +284,20 @@ func (c *Client) AuthCodeURL(ctx context.Context, req AuthRequest) (string, erro
 		}
 	}
 	full := p.oauth.AuthCodeURL(req.State, opts...)
+	if len(c.cfg.AuthParams) > 0 {
+		u, err := url.Parse(full)
+		if err != nil {
+			return "", err
+		}
+		q := u.Query()
+		for k, v := range c.cfg.AuthParams {
+			if !q.Has(k) {
+				q.Set(k, v)
+			}
+		}
+		u.RawQuery = q.Encode()
+		full = u.String()
+	}
 	push, err := c.usePAR(p.meta)
 	if err != nil || !push {
 		return full, err
