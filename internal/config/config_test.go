@@ -226,6 +226,7 @@ func TestStoreURLProblemsNameTheKey(t *testing.T) {
 		"redis://127.0.0.1:notaport/0",
 		"redis://127.0.0.1:6379/0?bogus=1",
 		"postgres://u@127.0.0.1/db?table=Bad-Name",
+		"postgres://u@127.0.0.1/db?sslmod=disable",
 		"cassandra://x",
 	} {
 		body := `

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +32,21 @@ type settings struct {
 	table   string // validated plain identifier
 	schema  string // validated plain identifier, or "" for the search_path
 	timeout time.Duration
+}
+
+// knownParams are the URL parameters passed on to pgx besides moat's own
+// (table, schema, timeout): libpq's connection parameters that pgx
+// understands, pgxpool's pool_* settings, pgx's cache settings, and the two
+// run-time settings a session store may want.
+var knownParams = []string{
+	"sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "sslcertmode", "sslsni", "sslnegotiation",
+	"connect_timeout", "host", "port", "dbname", "database", "user", "password", "passfile",
+	"target_session_attrs", "service", "servicefile", "channel_binding", "require_auth",
+	"min_protocol_version", "max_protocol_version", "krbspn", "krbsrvname",
+	"pool_max_conns", "pool_min_conns", "pool_min_idle_conns", "pool_max_conn_lifetime",
+	"pool_max_conn_idle_time", "pool_health_check_period", "pool_max_conn_lifetime_jitter", "pool_ping_timeout",
+	"statement_cache_capacity", "description_cache_capacity", "default_query_exec_mode",
+	"application_name", "search_path",
 }
 
 // qualified returns the quoted, schema-qualified name of obj (the table or
@@ -101,6 +117,13 @@ func parseConfig(rawURL string) (settings, *pgxpool.Config, error) {
 				return st, nil, fmt.Errorf("postgres: URL parameter timeout=%q: want a positive duration such as 1s or 500ms", v)
 			}
 			st.timeout = d
+		}
+	}
+	for name := range q {
+		if !slices.Contains(knownParams, name) {
+			// pgx would send it to the server as a run-time setting, and a
+			// typo (sslmod=) would fail every connection, or none.
+			return st, nil, fmt.Errorf("postgres: unknown URL parameter %q (known: table, schema, timeout, %s)", name, strings.Join(knownParams, ", "))
 		}
 	}
 	_, connectTimeoutSet := q["connect_timeout"]

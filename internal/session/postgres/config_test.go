@@ -54,6 +54,12 @@ func TestParseConfig(t *testing.T) {
 			runtimeSet: map[string]string{"search_path": "moat_test"},
 		},
 		{
+			name: "pgx and libpq parameters", url: "postgres://moat@db.example/sessions?sslmode=disable&application_name=moat&target_session_attrs=read-write&pool_min_conns=1&default_query_exec_mode=exec",
+			table: DefaultTable, timeout: time.Second, connect: time.Second,
+			host: "db.example", database: "sessions", user: "moat",
+			runtimeSet: map[string]string{"application_name": "moat"},
+		},
+		{
 			name: "longest table name", url: "postgres://moat@db.example/sessions?table=" + strings.Repeat("t", maxTableLen),
 			table: strings.Repeat("t", maxTableLen), timeout: time.Second, connect: time.Second,
 			host: "db.example", database: "sessions", user: "moat",
@@ -121,6 +127,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"negative timeout", "postgres://db/sessions?timeout=-1s", "positive duration"},
 		{"bad pool size", "postgres://moat:" + secret + "@db/sessions?pool_max_conns=many", "pool_max_conns"},
 		{"bad sslmode", "postgres://moat:" + secret + "@db/sessions?sslmode=sometimes", "sslmode"},
+		{"unknown parameter", "postgres://moat:" + secret + "@db/sessions?sslmod=disable", `unknown URL parameter "sslmod" (known: table, schema, timeout, sslmode,`},
+		{"misspelt moat parameter", "postgres://db/sessions?schem=moat", `unknown URL parameter "schem" (known: table, schema, timeout`},
+		{"server setting", "postgres://db/sessions?work_mem=64MB", `unknown URL parameter "work_mem"`},
 		{"bad port", "postgres://moat:" + secret + "@db:99999/sessions", "invalid connection URL"},
 	}
 	for _, tc := range tests {
