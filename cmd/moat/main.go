@@ -246,6 +246,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		asrv.TLSConfig, asrv.Protocols = nil, nil // internal: plain HTTP/1.1
 		go func() { errc <- Serve(ctx, aln, asrv, cfg.Server.ShutdownGrace.D(), log) }()
 	}
+	if gw.ForwardAuth != nil {
+		fln, err := net.Listen("tcp", cfg.ForwardAuth.Listen)
+		if err != nil {
+			return fmt.Errorf("forward_auth listen: %w", err) // the process ends, and its listeners with it
+		}
+		log.Info("forward-auth listening", "addr", fln.Addr().String())
+		running++
+		fsrv, _ := gateway.NewHTTPServer(cfg, gw.ForwardAuth, log)
+		fsrv.TLSConfig, fsrv.Protocols = nil, nil // for gateways beside moat: plain HTTP/1.1
+		go func() { errc <- Serve(ctx, fln, fsrv, cfg.Server.ShutdownGrace.D(), log) }()
+	}
 	var first error
 	for range running {
 		if err := <-errc; err != nil && first == nil {

@@ -42,6 +42,8 @@ type Config struct {
 	Server  Server  `yaml:"server"`
 	Limits  Limits  `yaml:"rate_limit"`
 	SPA     SPA     `yaml:"spa"`
+
+	ForwardAuth ForwardAuth `yaml:"forward_auth"`
 }
 
 // Server configures the browser-facing HTTP server.

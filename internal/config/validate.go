@@ -19,7 +19,7 @@ import (
 )
 
 // ReservedPrefixes are paths moat serves itself; no route may shadow them.
-var ReservedPrefixes = []string{"/auth/", "/healthz", "/readyz", "/metrics"}
+var ReservedPrefixes = []string{"/auth/", "/healthz", "/readyz", "/metrics", ForwardAuthPrefix}
 
 // Validate checks the whole tree and returns every problem, joined, each
 // naming its key and how to fix it. It changes nothing.
@@ -209,6 +209,7 @@ func (c *Config) Validate() error {
 			add(fmt.Sprintf("oidc.acr_values[%d]", i), "%q must be a single non-empty value without spaces", v)
 		}
 	}
+	c.validateForwardAuth(add)
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		add("log.level", "%q is not a level; use debug, info, warn or error", c.Log.Level)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/moat-bff/moat/internal/admin"
 	"github.com/moat-bff/moat/internal/config"
+	"github.com/moat-bff/moat/internal/forwardauth"
 	"github.com/moat-bff/moat/internal/metrics"
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/proxy"
@@ -44,7 +45,10 @@ type Gateway struct {
 	IdP      *oidc.Client
 	Revoker  *revoke.Queue
 	Admin    *admin.Handler // nil unless admin.listen is set
-	Metrics  *metrics.Metrics
+	// ForwardAuth serves forward_auth.listen; nil unless it is set. It
+	// must never be served on the main listener.
+	ForwardAuth http.Handler
+	Metrics     *metrics.Metrics
 
 	log      *slog.Logger
 	tracing  *telemetry.Tracing
@@ -53,6 +57,7 @@ type Gateway struct {
 	current  atomic.Pointer[served]
 	mu       sync.Mutex // serializes Reload and registrations
 	handlers []registration
+	fa       *forwardauth.Handler
 }
 
 // served is the part a reload replaces.
@@ -60,6 +65,7 @@ type served struct {
 	cfg    *config.Config
 	srv    *server.Server
 	routes *proxy.Table
+	authz  http.Handler // the forward-auth decision; nil when off
 }
 
 type registration struct {
@@ -136,6 +142,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 	})
 	g := &Gateway{Sessions: sessions, Tokens: tokens, IdP: idp, Metrics: m, log: log, tracing: o.Tracing, store: store,
 		Revoker: revoke.Start(idp, log, revoke.Options{})}
+	if cfg.ForwardAuth.Listen != "" {
+		g.fa = forwardauth.New(cfg.ForwardAuth, log)
+		g.fa.SetNext(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			g.current.Load().authz.ServeHTTP(w, r)
+		}))
+		g.ForwardAuth = o.Tracing.Handler(g.fa)
+	}
 	cur, err := g.build(cfg)
 	if err != nil {
 		g.Revoker.Stop()
@@ -205,7 +218,11 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 			srv.Handle(reg.pattern, reg.h)
 		}
 	}
-	return &served{cfg: cfg, srv: srv, routes: table}, nil
+	cur := &served{cfg: cfg, srv: srv, routes: table}
+	if g.fa != nil {
+		cur.authz = srv.Authorizer(g.fa.Allow)
+	}
+	return cur, nil
 }
 
 // ServeHTTP serves the main listener, with a trace span per request.

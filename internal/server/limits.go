@@ -118,12 +118,9 @@ func (s *Server) guard(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		ri := info(r)
-		if ok, wait := s.limits.perIP.AllowAt(ri.ip, s.clock(ri)); !ok {
-			s.metrics.RateLimited("ip")
-			e := tooMany(wait)
-			noteError(r, e)
-			httperr.Write(w, e)
+		if err := s.limitIP(r); err != nil {
+			noteError(r, err)
+			httperr.Write(w, err)
 			return
 		}
 		if _, _, isRoute := s.routes.Match(r.URL.Path); !isRoute && !s.limits.bound(w, r) {

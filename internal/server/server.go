@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -95,6 +94,9 @@ func New(d Deps) (*Server, error) {
 	s.handle("/auth/logout/continue", http.HandlerFunc(s.continueLogout), http.MethodGet)
 	s.handle("/auth/backchannel-logout", api(s.backchannelLogout), http.MethodPost)
 	s.mux.Handle("/auth/", notFound())
+	// Forward-auth answers carry access tokens: never here, only on
+	// forward_auth.listen.
+	s.mux.Handle(config.ForwardAuthPrefix, notFound())
 	s.handle("/healthz", api(s.healthz), http.MethodGet)
 	s.handle("/readyz", api(s.readyz), http.MethodGet)
 	for _, rt := range d.Routes.Routes() {
@@ -166,37 +168,18 @@ func notFound() http.Handler {
 	})
 }
 
-// proxied guards a proxied route: method and CSRF first (nothing reaches
-// the upstream without passing them), then the session and its access
-// token.
+// proxied guards a proxied route (authorizeRoute): method and CSRF first
+// (nothing reaches the upstream without passing them), then the session
+// and its access token.
 func (s *Server) proxied(rt *proxy.Route, h http.Handler) http.Handler {
 	return api(func(w http.ResponseWriter, r *http.Request) error {
 		info(r).route = rt.Name
-		if !rt.Allows(r.Method) {
-			e := httperr.New(http.StatusMethodNotAllowed, "method_not_allowed", "this route does not accept "+r.Method, nil)
-			e.Header = http.Header{"Allow": {strings.Join(rt.Methods, ", ")}}
-			return e
-		}
-		if rt.WebSocket && proxy.IsUpgrade(r) {
-			// Browsers cannot add X-CSRF to a WebSocket handshake and do not
-			// apply CORS to it: the Origin must be one moat trusts.
-			if err := s.csrf.CheckOrigin(r); err != nil {
-				return httperr.New(http.StatusForbidden, "csrf", "WebSocket handshake from an origin that is not allowed", err)
-			}
-		} else if err := s.checkCSRF(r, true); err != nil {
+		l, at, err := s.authorizeRoute(w, r, rt)
+		if err != nil {
 			return err
 		}
 		if rt.Token {
-			l, at, err := s.sessionToken(w, r)
-			if err != nil {
-				return err
-			}
-			// The token goes in the proxy state observe's context holds
-			// (no request copy), or in a context of its own.
-			ctx := r.Context()
-			if !proxy.SetToken(ctx, at) {
-				ctx = proxy.WithToken(ctx, at)
-			}
+			ctx := withToken(r.Context(), at)
 			if rt.WebSocket && proxy.IsUpgrade(r) {
 				// A socket outlives the request that opened it: close it when
 				// its session ends (logout, back-channel logout, revocation,

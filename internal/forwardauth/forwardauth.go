@@ -1,0 +1,354 @@
+// Package forwardauth lets a gateway that proxies API calls itself (nginx
+// auth_request, ingress-nginx auth-url, Traefik forwardAuth, Caddy
+// forward_auth, Envoy ext_authz) use moat as its session and token
+// authority. The gateway sends a subrequest describing the original call;
+// this package rebuilds that call from the subrequest's headers, believing
+// them only from forward_auth.trusted_proxies, and hands it to moat's
+// authorization step (server.Server.Authorizer), the one a call proxied by
+// moat itself passes. A grant is a 200 carrying Authorization: Bearer and
+// the configured identity headers, for the gateway to put on the upstream
+// request; a refusal is moat's JSON 4xx/5xx, never a redirect.
+package forwardauth
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+
+	"github.com/moat-bff/moat/internal/config"
+	"github.com/moat-bff/moat/internal/httperr"
+	"github.com/moat-bff/moat/internal/server"
+)
+
+// Paths on the forward-auth listener.
+const (
+	// CheckPath takes the original call from headers: X-Original-URI or
+	// X-Original-URL with X-Original-Method (nginx, ingress-nginx), or
+	// X-Forwarded-Uri with X-Forwarded-Method (Traefik, Caddy).
+	CheckPath = config.ForwardAuthPrefix + "forward-auth"
+	// ExtAuthzPrefix takes the original call from the request itself, as
+	// Envoy's ext_authz HTTP service sends it: the original method, and
+	// the original path behind this prefix (http_service.path_prefix).
+	ExtAuthzPrefix = config.ForwardAuthPrefix + "ext-authz"
+)
+
+// maxURI bounds the original request target.
+const maxURI = 8 << 10
+
+// Handler is the forward-auth listener's http.Handler.
+type Handler struct {
+	trusted  []netip.Prefix
+	identity []identityHeader
+	next     http.Handler
+	log      *slog.Logger
+}
+
+type identityHeader struct {
+	name  string // canonical
+	claim string
+}
+
+// New returns the handler for cfg (validated). authorize judges the
+// rebuilt original request; the gateway passes the current server's
+// Authorizer(h.Allow), so reloaded routes and policies apply at once.
+func New(cfg config.ForwardAuth, log *slog.Logger) *Handler {
+	h := &Handler{log: log}
+	for _, p := range cfg.TrustedProxies {
+		pfx, _ := config.ParsePrefix(p) // validated
+		h.trusted = append(h.trusted, pfx)
+	}
+	for name, claim := range cfg.IdentityHeaders {
+		h.identity = append(h.identity, identityHeader{http.CanonicalHeaderKey(name), claim})
+	}
+	return h
+}
+
+// SetNext sets the handler that judges rebuilt requests (see New).
+func (h *Handler) SetNext(next http.Handler) { h.next = next }
+
+func (h *Handler) isTrusted(ip netip.Addr) bool {
+	for _, p := range h.trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// ServeHTTP rebuilds the original call and passes it on, or refuses.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil || !h.isTrusted(peer.Addr().Unmap()) {
+		// Its answers carry access tokens: only the gateways may ask.
+		h.log.Warn("forward-auth request from a peer not in forward_auth.trusted_proxies", "peer", r.RemoteAddr)
+		httperr.Write(w, httperr.New(http.StatusForbidden, "untrusted_peer", "forward-auth is only answered to the configured gateways", nil))
+		return
+	}
+	orig, err := Rebuild(r, h.isTrusted)
+	if err != nil {
+		var e *httperr.Error
+		if errors.As(err, &e) && e.Status == http.StatusBadRequest {
+			h.log.Warn("forward-auth request refused", "peer", r.RemoteAddr, "error", err)
+		}
+		httperr.Write(w, err)
+		return
+	}
+	h.next.ServeHTTP(w, orig)
+}
+
+// Allow writes a grant: 200 with the access token and the identity
+// headers. The gateway copies them onto the upstream request, never onto
+// the response to the browser.
+func (h *Handler) Allow(w http.ResponseWriter, r *http.Request, d server.Decision) {
+	hd := w.Header()
+	hd.Set("Cache-Control", "no-store")
+	if d.AccessToken != "" {
+		hd.Set("Authorization", "Bearer "+d.AccessToken)
+	}
+	if d.Session != nil && len(h.identity) > 0 {
+		var claims map[string]any
+		for _, ih := range h.identity {
+			var v string
+			switch ih.claim {
+			case "sub":
+				v = d.Session.Subject
+			case "iss":
+				v = d.Session.Issuer
+			case "sid":
+				v = d.Session.SID
+			default:
+				if claims == nil {
+					claims = map[string]any{}
+					json.Unmarshal(d.Session.Claims, &claims) // what the ID token said; no claim, no header
+				}
+				v, _ = claims[ih.claim].(string)
+			}
+			if v != "" && headerSafe(v) {
+				hd.Set(ih.name, v)
+			}
+		}
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// headerSafe reports whether v can be a header value as it is: visible
+// ASCII and spaces, so no gateway has to encode or split it.
+func headerSafe(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return len(v) <= 1024
+}
+
+// The conventions' headers. From a trusted gateway they describe the
+// original call; they never reach the authorization step themselves.
+var (
+	uriHeaders    = []string{"X-Original-Uri", "X-Original-Url", "X-Forwarded-Uri"}
+	methodHeaders = []string{"X-Original-Method", "X-Forwarded-Method"}
+	dropHeaders   = []string{
+		"X-Original-Uri", "X-Original-Url", "X-Original-Method", "X-Forwarded-Uri", "X-Forwarded-Method",
+		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Forwarded-Prefix",
+		"X-Forwarded-Server", "Forwarded", "X-Real-Ip", "X-Sent-From", "X-Auth-Request-Redirect",
+		"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+		"Content-Length", "Expect",
+	}
+)
+
+func badRequest(msg string) error {
+	return httperr.New(http.StatusBadRequest, "bad_forward_auth_request", msg, nil)
+}
+
+// Rebuild returns the original call that r, a subrequest from a trusted
+// gateway, describes: its method and target, its headers (cookie, Origin,
+// Sec-Fetch-*, X-CSRF...) and its client's address. Whatever is ambiguous
+// is refused rather than guessed: the conventions' headers disagreeing or
+// repeated, a target that is not an origin-form path, or a path that is
+// not canonical (dot segments, empty segments, encoded slashes), which
+// the gateway might route differently from moat.
+func Rebuild(r *http.Request, trusted func(netip.Addr) bool) (*http.Request, error) {
+	var method, target string
+	switch {
+	case r.URL.Path == CheckPath:
+		m, err := agree(r.Header, methodHeaders, "method")
+		if err != nil {
+			return nil, err
+		}
+		if m == "" {
+			return nil, badRequest("no original method: send X-Original-Method or X-Forwarded-Method")
+		}
+		t, err := agree(r.Header, uriHeaders, "target")
+		if err != nil {
+			return nil, err
+		}
+		if t == "" {
+			return nil, badRequest("no original target: send X-Original-URI, X-Original-URL or X-Forwarded-Uri")
+		}
+		method, target = m, t
+	case strings.HasPrefix(r.URL.Path, ExtAuthzPrefix+"/"):
+		method = r.Method
+		target = strings.TrimPrefix(r.RequestURI, ExtAuthzPrefix)
+		if !strings.HasPrefix(r.RequestURI, ExtAuthzPrefix+"/") {
+			return nil, badRequest("the target must be origin-form under " + ExtAuthzPrefix)
+		}
+		// Headers of the other conventions, if a client slipped them
+		// through, must say the same.
+		if m, err := agree(r.Header, methodHeaders, "method"); err != nil || (m != "" && m != method) {
+			return nil, badRequest("the original method is stated twice, differently")
+		}
+		if t, err := agree(r.Header, uriHeaders, "target"); err != nil || (t != "" && t != target) {
+			return nil, badRequest("the original target is stated twice, differently")
+		}
+	default:
+		return nil, httperr.New(http.StatusNotFound, "not_found", "forward-auth answers at "+CheckPath+" and under "+ExtAuthzPrefix+"/", nil)
+	}
+	if !validMethod(method) {
+		return nil, badRequest("the original method is not a method")
+	}
+	u, err := parseTarget(target)
+	if err != nil {
+		return nil, err
+	}
+	host := r.Host
+	if hs := r.Header.Values("X-Forwarded-Host"); len(hs) == 1 && hs[0] != "" && !strings.ContainsAny(hs[0], ", /\\") {
+		host = hs[0]
+	}
+	hd := r.Header.Clone()
+	for _, k := range dropHeaders {
+		delete(hd, k)
+	}
+	orig := &http.Request{
+		Method: method, URL: u, RequestURI: u.RequestURI(),
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: hd, Host: host, Body: http.NoBody,
+		RemoteAddr: net.JoinHostPort(ClientIP(r, trusted).String(), "0"),
+	}
+	return orig.WithContext(r.Context()), nil
+}
+
+// agree returns the one value the headers among names state, "" if none
+// is present; a header given twice, or two that differ, is an error. An
+// absolute X-Original-URL counts as its origin-form target.
+func agree(h http.Header, names []string, what string) (string, error) {
+	val := ""
+	for _, n := range names {
+		vs := h[n]
+		if len(vs) == 0 {
+			continue
+		}
+		if len(vs) > 1 {
+			return "", badRequest(n + " is repeated")
+		}
+		v := vs[0]
+		if n == "X-Original-Url" {
+			u, err := url.Parse(v)
+			if err != nil || !u.IsAbs() || u.Host == "" || u.Opaque != "" || u.User != nil || u.Fragment != "" {
+				return "", badRequest("X-Original-URL is not an absolute URL")
+			}
+			v = u.EscapedPath()
+			if v == "" {
+				v = "/"
+			}
+			if u.RawQuery != "" || u.ForceQuery {
+				v += "?" + u.RawQuery
+			}
+		}
+		if val != "" && v != val {
+			return "", badRequest("the original " + what + " is stated twice, differently")
+		}
+		val = v
+	}
+	return val, nil
+}
+
+// validMethod: an RFC 9110 §9.1 token, upper case as browsers send it.
+func validMethod(m string) bool {
+	if m == "" || len(m) > 32 {
+		return false
+	}
+	for i := 0; i < len(m); i++ {
+		c := m[i]
+		if !(c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// parseTarget accepts an origin-form target (RFC 9112 §3.2.1) whose path
+// is canonical both as sent and decoded.
+func parseTarget(t string) (*url.URL, error) {
+	if len(t) > maxURI {
+		return nil, badRequest("the original target is too long")
+	}
+	if !strings.HasPrefix(t, "/") || strings.HasPrefix(t, "//") {
+		return nil, badRequest("the original target must be a path starting with a single /")
+	}
+	for i := 0; i < len(t); i++ {
+		if c := t[i]; c <= 0x20 || c >= 0x7f || c == '\\' || c == '#' {
+			return nil, badRequest("the original target has a character no browser sends unescaped")
+		}
+	}
+	u, err := url.ParseRequestURI(t)
+	if err != nil {
+		return nil, badRequest("the original target is not a valid request target")
+	}
+	raw, _, _ := strings.Cut(t, "?")
+	lower := strings.ToLower(raw)
+	if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(lower, "%00") {
+		return nil, badRequest("the original path has an encoded slash, backslash or NUL")
+	}
+	if !canonical(raw) || !canonical(u.Path) {
+		return nil, badRequest("the original path is not canonical (dot or empty segments)")
+	}
+	return u, nil
+}
+
+// canonical reports whether p has no empty, "." or ".." segment (a final
+// empty segment, the trailing slash, is fine).
+func canonical(p string) bool {
+	segs := strings.Split(p[1:], "/")
+	for i, s := range segs {
+		if s == "." || s == ".." || strings.EqualFold(s, "%2e") || strings.EqualFold(s, "%2e%2e") ||
+			strings.EqualFold(s, ".%2e") || strings.EqualFold(s, "%2e.") {
+			return false
+		}
+		if s == "" && i != len(segs)-1 {
+			return false
+		}
+	}
+	return true
+}
+
+// ClientIP is the browser's address: the peer, or, as the peer is a
+// trusted gateway, the right-most X-Forwarded-For entry that is not itself
+// a trusted gateway. Entries a client wrote itself sit further left and
+// are never reached.
+func ClientIP(r *http.Request, trusted func(netip.Addr) bool) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.IPv4Unspecified()
+	}
+	ip := ap.Addr().Unmap()
+	if !trusted(ip) {
+		return ip
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break // a garbled chain: trust nothing beyond the last good hop
+		}
+		ip = hop.Unmap()
+		if !trusted(ip) {
+			break
+		}
+	}
+	return ip
+}

@@ -1,0 +1,108 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/moat-bff/moat/internal/httperr"
+	"github.com/moat-bff/moat/internal/proxy"
+	"github.com/moat-bff/moat/internal/session"
+)
+
+// Decision is moat's verdict on an API call that a gateway proxies itself
+// (forward-auth): the route the call matched and, when the route carries a
+// token, the session and the access token for the upstream request.
+type Decision struct {
+	Route       *proxy.Route // nil for an allowed CORS preflight
+	Session     *session.Loaded
+	AccessToken string
+}
+
+// Authorizer returns a handler that judges each request it is given, the
+// original API call as a gateway saw it, exactly as a proxied call is
+// judged before it is forwarded: the per-IP limit, CORS origin check,
+// route by longest prefix, the route's methods, CSRF, session, per-session
+// limit and access token (refreshed if due, once across replicas). It
+// answers refusals with moat's JSON errors and hands grants to allow.
+// Each request gets its access log line and metrics as on the main
+// listener.
+func (s *Server) Authorizer(allow func(http.ResponseWriter, *http.Request, Decision)) http.Handler {
+	return chain(api(func(w http.ResponseWriter, r *http.Request) error {
+		d, err := s.authorize(w, r)
+		if err != nil {
+			return err
+		}
+		allow(w, r, d)
+		return nil
+	}), s.recoverer, s.observe)
+}
+
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (Decision, error) {
+	if err := s.limitIP(r); err != nil {
+		return Decision{}, err
+	}
+	if origin := r.Header.Get("Origin"); r.Method == http.MethodOptions && origin != "" && r.Header.Get("Access-Control-Request-Method") != "" {
+		// A preflight carries no cookie; it passes for an allowed origin
+		// only, as on the main listener (csrf.CORS).
+		if !slices.Contains(s.cfg.CORS.AllowedOrigins, origin) {
+			return Decision{}, httperr.New(http.StatusForbidden, "cors", "cross-origin request from an origin that is not allowed", nil)
+		}
+		return Decision{}, nil
+	}
+	rt, _, ok := s.routes.Match(r.URL.Path)
+	if !ok {
+		return Decision{}, httperr.New(http.StatusNotFound, "not_found", "no route for this path", nil)
+	}
+	info(r).route = rt.Name
+	l, at, err := s.authorizeRoute(w, r, rt)
+	if err != nil {
+		return Decision{}, err
+	}
+	return Decision{Route: rt, Session: l, AccessToken: at}, nil
+}
+
+// authorizeRoute applies rt's method list and the CSRF policy to r, then,
+// when rt carries a token, loads the session and its access token. Both
+// the proxy (proxied) and forward-auth (Authorizer) decide through it.
+func (s *Server) authorizeRoute(w http.ResponseWriter, r *http.Request, rt *proxy.Route) (*session.Loaded, string, error) {
+	if !rt.Allows(r.Method) {
+		e := httperr.New(http.StatusMethodNotAllowed, "method_not_allowed", "this route does not accept "+r.Method, nil)
+		e.Header = http.Header{"Allow": {strings.Join(rt.Methods, ", ")}}
+		return nil, "", e
+	}
+	if rt.WebSocket && proxy.IsUpgrade(r) {
+		// Browsers cannot add X-CSRF to a WebSocket handshake and do not
+		// apply CORS to it: the Origin must be one moat trusts.
+		if err := s.csrf.CheckOrigin(r); err != nil {
+			return nil, "", httperr.New(http.StatusForbidden, "csrf", "WebSocket handshake from an origin that is not allowed", err)
+		}
+	} else if err := s.checkCSRF(r, true); err != nil {
+		return nil, "", err
+	}
+	if !rt.Token {
+		return nil, "", nil
+	}
+	return s.sessionToken(w, r)
+}
+
+// limitIP applies the per-IP rate limit to r's client.
+func (s *Server) limitIP(r *http.Request) error {
+	ri := info(r)
+	if ok, wait := s.limits.perIP.AllowAt(ri.ip, s.clock(ri)); !ok {
+		s.metrics.RateLimited("ip")
+		return tooMany(wait)
+	}
+	return nil
+}
+
+// withToken puts the access token where the proxy finds it: in the proxy
+// state observe's context holds (no request copy), or in a context of its
+// own.
+func withToken(ctx context.Context, at string) context.Context {
+	if !proxy.SetToken(ctx, at) {
+		ctx = proxy.WithToken(ctx, at)
+	}
+	return ctx
+}
