@@ -22,6 +22,7 @@ import (
 	"time"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	"github.com/go-jose/go-jose/v4"
 	"github.com/moat-bff/moat/internal/secret"
 	"golang.org/x/oauth2"
 	"golang.org/x/sync/singleflight"
@@ -67,6 +68,9 @@ type Config struct {
 	// PAR is auto (push authorization requests, RFC 9126, when the provider
 	// offers it), required, or off.
 	PAR string
+	// JWKSRefetchEvery bounds how often a token with an unknown kid may
+	// make moat fetch the JWKS again; 10s when zero.
+	JWKSRefetchEvery time.Duration
 	// OnClientRejected, if set, is called each time the token endpoint
 	// refuses moat's client (ErrClientRejected), for a metric.
 	OnClientRejected func()
@@ -116,6 +120,7 @@ type Metadata struct {
 	PAREndpoint                string   `json:"pushed_authorization_request_endpoint"`
 	RequirePAR                 bool     `json:"require_pushed_authorization_requests"`
 	BackchannelLogoutSupported bool     `json:"backchannel_logout_supported"`
+	IDTokenSigningAlgs         []string `json:"id_token_signing_alg_values_supported"`
 }
 
 type provider struct {
@@ -132,6 +137,9 @@ func New(cfg Config, log *slog.Logger) *Client {
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.JWKSRefetchEvery == 0 {
+		cfg.JWKSRefetchEvery = 10 * time.Second
 	}
 	if cfg.RetryDiscoveryAfter == 0 {
 		cfg.RetryDiscoveryAfter = 5 * time.Second
@@ -241,10 +249,18 @@ func (c *Client) discover(ctx context.Context) (*provider, error) {
 	}
 	endpoint := op.Endpoint()
 	endpoint.AuthStyle = style
+	var algs []string
+	for _, a := range meta.IDTokenSigningAlgs {
+		if slices.Contains(signingAlgs, jose.SignatureAlgorithm(a)) {
+			algs = append(algs, a)
+		}
+	}
+	keys := &keySet{uri: meta.JWKSURI, client: c.cfg.HTTPClient, now: c.cfg.Now, every: c.cfg.JWKSRefetchEvery}
 	return &provider{
 		op: op,
-		verifier: op.Verifier(&gooidc.Config{
-			ClientID: c.cfg.ClientID,
+		verifier: gooidc.NewVerifier(c.cfg.Issuer, keys, &gooidc.Config{
+			ClientID:             c.cfg.ClientID,
+			SupportedSigningAlgs: algs, // RS256 when the provider names none (OIDC Discovery §3)
 			// go-oidc compares exp and nbf without leeway; shifting its clock
 			// back by the skew grants the leeway on exp only where it matters.
 			Now: func() time.Time { return c.cfg.Now().Add(-c.cfg.ClockSkew) },
@@ -577,7 +593,11 @@ func (c *Client) verifyIDToken(ctx context.Context, p *provider, raw, accessToke
 	reject := func(format string, args ...any) (*Identity, error) {
 		return nil, fmt.Errorf("%w: id_token: "+format, append([]any{ErrRejected}, args...)...)
 	}
-	idt, err := p.verifier.Verify(gooidc.ClientContext(ctx, c.cfg.HTTPClient), raw)
+	vctx, keys := withKeyOutcome(ctx)
+	idt, err := p.verifier.Verify(vctx, raw)
+	if keys.unavailable != nil {
+		return nil, fmt.Errorf("%w: id_token: %w", ErrUnavailable, keys.unavailable)
+	}
 	if err != nil {
 		return reject("%v", err)
 	}

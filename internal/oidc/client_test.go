@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -174,16 +175,46 @@ func TestTrustedExtraAudienceWithAZP(t *testing.T) {
 	}
 }
 
+// A new kid makes moat fetch the JWKS again, but at most once per 10 s:
+// within that interval a token signed with a key moat has not seen is a 503
+// (try again), not a rejection.
 func TestKeyRotationRefetchesJWKS(t *testing.T) {
 	p := oidctest.New(t, redirect)
-	c := newClient(t, p, nil)
+	clk := &testClock{now: time.Now()}
+	c := newClient(t, p, func(c *oidc.Config) { c.Now = clk.Now })
 	if _, _, err := login(t, c, "n-1"); err != nil {
 		t.Fatal(err)
 	}
 	p.RotateKey()
+	if _, _, err := login(t, c, "n-1"); !errors.Is(err, oidc.ErrUnavailable) || errors.Is(err, oidc.ErrRejected) {
+		t.Fatalf("new kid within 10 s of the last fetch: %v, want ErrUnavailable", err)
+	}
+	clk.Advance(10 * time.Second)
 	if _, _, err := login(t, c, "n-1"); err != nil {
 		t.Fatalf("after key rotation: %v", err)
 	}
+	if n := jwksFetches(p); n != 2 {
+		t.Errorf("%d JWKS fetches, want 2", n)
+	}
+}
+
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+func (c *testClock) Advance(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.now = c.now.Add(d) }
+
+func jwksFetches(p *oidctest.Provider) int {
+	n := 0
+	for _, r := range p.Requests() {
+		if r.Path == "/jwks" {
+			n++
+		}
+	}
+	return n
 }
 
 func TestCheckIssuer(t *testing.T) {

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
 )
 
@@ -39,9 +38,7 @@ func (c *Client) VerifyLogoutToken(ctx context.Context, raw string) (*LogoutToke
 	reject := func(format string, args ...any) (*LogoutToken, error) {
 		return nil, fmt.Errorf("%w: logout token: "+format, append([]any{ErrRejected}, args...)...)
 	}
-	jws, err := jose.ParseSigned(raw, []jose.SignatureAlgorithm{
-		jose.RS256, jose.RS384, jose.RS512, jose.ES256, jose.ES384, jose.ES512, jose.PS256, jose.PS384, jose.PS512, jose.EdDSA,
-	})
+	jws, err := jose.ParseSigned(raw, signingAlgs)
 	if err != nil {
 		return reject("%v", err)
 	}
@@ -53,7 +50,14 @@ func (c *Client) VerifyLogoutToken(ctx context.Context, raw string) (*LogoutToke
 			return reject("typ %q is not logout+jwt", typ)
 		}
 	}
-	lt, err := p.verifier.VerifyLogout(gooidc.ClientContext(ctx, c.cfg.HTTPClient), raw)
+	vctx, keys := withKeyOutcome(ctx)
+	lt, err := p.verifier.VerifyLogout(vctx, raw)
+	if keys.unavailable != nil {
+		// An unknown kid within the refetch interval, or the JWKS down: the
+		// OP may retry (503), and a flood of such tokens costs the IdP one
+		// JWKS fetch per interval.
+		return nil, fmt.Errorf("%w: logout token: %w", ErrUnavailable, keys.unavailable)
+	}
 	if err != nil {
 		return reject("%v", err)
 	}
