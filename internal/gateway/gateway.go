@@ -13,7 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -264,7 +264,8 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) error {
 	defer g.mu.Unlock()
 	old := g.current.Load()
 	if keys := restartOnly(old.cfg, cfg); len(keys) > 0 {
-		return fmt.Errorf("%s cannot change without a restart; keeping the old configuration", strings.Join(keys, ", "))
+		return fmt.Errorf("%s cannot change without a restart (SIGHUP reloads only %s); keeping the old configuration",
+			strings.Join(keys, ", "), strings.Join(reloadable, ", "))
 	}
 	codec, err := newCodec(cfg)
 	if err != nil {
@@ -285,22 +286,19 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) error {
 	return nil
 }
 
-// restartOnly lists the top-level keys that differ between a and b other
-// than the reloadable ones.
+// reloadable are the keys (and everything below them) that a reload may
+// change; anything else needs a restart.
+var reloadable = []string{"routes", "cors", "csrf", "rate_limit", "spa", "session.keys", "session.keys_file", "log.level"}
+
+// restartOnly lists the exact key paths that differ between a and b
+// outside the reloadable ones (session.idle_timeout, not session).
 func restartOnly(a, b *config.Config) []string {
-	strip := func(c *config.Config) config.Config {
-		x := *c
-		x.Routes, x.CORS, x.CSRF, x.Limits, x.SPA = nil, config.CORS{}, config.CSRF{}, config.Limits{}, config.SPA{}
-		x.Session.Keys, x.Session.KeysFile = nil, ""
-		x.Log.Level = ""
-		return x
-	}
-	sa, sb := strip(a), strip(b)
-	va, vb := reflect.ValueOf(sa), reflect.ValueOf(sb)
 	var keys []string
-	for i := range va.NumField() {
-		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
-			keys = append(keys, strings.Split(va.Type().Field(i).Tag.Get("yaml"), ",")[0])
+	for _, k := range config.Diff(a, b) {
+		if !slices.ContainsFunc(reloadable, func(r string) bool {
+			return k == r || strings.HasPrefix(k, r+".") || strings.HasPrefix(k, r+"[")
+		}) {
+			keys = append(keys, k)
 		}
 	}
 	return keys

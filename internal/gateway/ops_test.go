@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/gateway"
@@ -207,6 +208,12 @@ func TestReload(t *testing.T) {
 	moved.Listen = "127.0.0.1:1"
 	if err := e.gw.Reload(ctx, &moved); err == nil || !strings.Contains(err.Error(), "listen, public_url cannot change") {
 		t.Errorf("reload changing listen and public_url: %v", err)
+	}
+	idle := next
+	idle.Session.IdleTimeout = config.Duration(time.Minute)
+	idle.Routes = nil // reloadable: not named
+	if err := e.gw.Reload(ctx, &idle); err == nil || !strings.HasPrefix(err.Error(), "session.idle_timeout cannot change without a restart") {
+		t.Errorf("reload changing session.idle_timeout: %v", err)
 	}
 	if r := b.api("GET", "/new/x"); r.StatusCode != http.StatusOK || !loggedIn(t, b) {
 		t.Error("a refused reload disturbed the running configuration")
