@@ -242,6 +242,10 @@ type Route struct {
 	// browser cannot add X-CSRF to a handshake, so the Origin header must
 	// then be moat's own origin or one of cors.allowed_origins.
 	WebSocket bool `yaml:"websocket"`
+	// ForwardHeaders are request headers of the app's own that reach the
+	// upstream besides proxy.DefaultForwardHeaders; the browser's other
+	// headers are dropped (see routeheaders.go for what is refused).
+	ForwardHeaders []string `yaml:"forward_headers"`
 }
 
 // CORS lists the browser origins allowed to call moat with credentials.

@@ -140,6 +140,7 @@ func (c *Config) Validate() error {
 				add(key+".methods", "%q is not a method moat forwards; use some of %v or OPTIONS", m, DefaultMethods)
 			}
 		}
+		errs = append(errs, validateRouteHeaders(key, r)...)
 		if r.MaxBodyBytes < 0 {
 			add(key+".max_body_bytes", "must be positive")
 		}

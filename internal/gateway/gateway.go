@@ -189,6 +189,7 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 			Name: r.Name, Prefix: r.Prefix, Upstream: config.MustURL(r.Upstream),
 			Token: r.Token == config.TokenUser, Timeout: r.Timeout.D(), TLS: tlsCfg,
 			Methods: r.Methods, MaxBodyBytes: r.MaxBodyBytes, AllowSetCookie: r.InsecureAllowSetCookie, WebSocket: r.WebSocket,
+			ForwardHeaders: r.ForwardHeaders,
 		})
 	}
 	m := g.Metrics

@@ -36,6 +36,9 @@ func TestUpstreamHeaderHygiene(t *testing.T) {
 		"X-Original-Url":           "/admin",
 		"X-Rewrite-Url":            "/admin",
 		"X-Forwarded-Access-Token": "forged",
+		"X-Http-Method-Override":   "DELETE",
+		"Remote-User":              "admin",
+		"X-Amzn-Oidc-Identity":     "admin",
 	}
 	req, _ := http.NewRequest("GET", e.url+"/resource/api/recipe", nil)
 	req.Host = "evil.example"
@@ -352,7 +355,8 @@ func TestHopByHopHeaders(t *testing.T) {
 	}))
 	defer up.Close()
 	e := newEnv(t, func(c *config.Config) {
-		c.Routes = append(c.Routes, config.Route{Prefix: "/hop/", Upstream: up.URL + "/", Token: config.TokenNone})
+		c.Routes = append(c.Routes, config.Route{Prefix: "/hop/", Upstream: up.URL + "/", Token: config.TokenNone,
+			ForwardHeaders: []string{"X-Kept"}}) // an app's own end-to-end header
 	})
 	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
 	if err != nil {

@@ -51,6 +51,9 @@ type Route struct {
 	AllowSetCookie bool
 	// WebSocket allows protocol upgrades (RFC 6455) on this route.
 	WebSocket bool
+	// ForwardHeaders are request headers forwarded besides
+	// DefaultForwardHeaders; names CheckForwardHeader refuses are ignored.
+	ForwardHeaders []string
 }
 
 // IsUpgrade reports whether r asks to switch protocols (a WebSocket
@@ -83,6 +86,7 @@ type Table struct {
 
 type compiled struct {
 	Route
+	forward    map[string]bool // canonical names of the request headers forwarded
 	handler    *httputil.ReverseProxy
 	transport  *http.Transport
 	onUpstream func(r *http.Request, route string, code int, d time.Duration)
@@ -112,7 +116,7 @@ func New(routes []Route, o Options) *Table {
 		if r.Name == "" {
 			r.Name = r.Prefix
 		}
-		c := &compiled{Route: r, onUpstream: o.OnUpstream}
+		c := &compiled{Route: r, onUpstream: o.OnUpstream, forward: forwardSet(r.ForwardHeaders)}
 		c.transport = newTransport(r, o.MaxIdleConnsPerHost)
 		var rt http.RoundTripper = c.transport
 		if o.WrapTransport != nil {
@@ -316,36 +320,14 @@ func Rest(u *url.URL, prefix string) (string, error) {
 	return rest, nil
 }
 
-// hopHeaders are request headers the browser may send but the upstream must
-// never see as sent (RFC 9700 §4.13): credentials for moat, forwarding and
-// identity claims an upstream might trust, and path overrides some
-// frameworks honour.
-var hopHeaders = []string{
-	"Cookie", "Authorization", "Proxy-Authorization",
-	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Forwarded-Prefix",
-	"X-Real-Ip", "X-Client-Ip", "True-Client-Ip", "X-Forwarded-Client-Cert", "X-Original-Url", "X-Rewrite-Url",
-	"X-User-Id", "X-User", "X-Remote-User", "X-Auth-Request-User", "X-Auth-Request-Email", "X-Forwarded-User",
-	"X-Forwarded-Email", "X-Forwarded-Access-Token", "X-Csrf",
-}
-
-// hopHeaderSet holds hopHeaders by their canonical form, the form the
-// keys of a parsed http.Header have.
-var hopHeaderSet = func() map[string]bool {
-	m := make(map[string]bool, len(hopHeaders))
-	for _, h := range hopHeaders {
-		m[http.CanonicalHeaderKey(h)] = true
-	}
-	return m
-}()
-
 func (c *compiled) rewrite(pr *httputil.ProxyRequest) {
 	fw := pr.In.Context().Value(stateKey{}).(*State)
 	pr.Out.URL = &fw.target
 	pr.Out.Host = "" // the upstream's own host, whatever Host the browser sent
-	// One pass over the request's few headers rather than a Del (and a
-	// key canonicalization) per entry of hopHeaders: the same keys go.
+	// An allow-list: keys of a parsed request are canonical, and a key
+	// that is not (it held a character outside a token) is dropped too.
 	for name := range pr.Out.Header {
-		if hopHeaderSet[name] || strings.HasPrefix(name, "X-Forwarded-") {
+		if !c.forward[name] {
 			delete(pr.Out.Header, name)
 		}
 	}
