@@ -20,6 +20,7 @@ type Relay struct {
 	target string
 
 	refusing atomic.Bool
+	muted    atomic.Bool
 	accepted atomic.Int64
 
 	mu     sync.Mutex
@@ -88,12 +89,26 @@ func (r *Relay) relay(c net.Conn) {
 	r.mu.Unlock()
 
 	done := make(chan struct{}, 2)
-	cp := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
+	go func() {
+		_, _ = io.Copy(s, c)
 		done <- struct{}{}
-	}
-	go cp(s, c)
-	go cp(c, s)
+	}()
+	go func() {
+		// By hand rather than io.Copy, to drop replies while muted.
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := s.Read(buf)
+			if n > 0 && !r.muted.Load() {
+				if _, werr := c.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		done <- struct{}{}
+	}()
 	<-done // either side gone: tear down both
 	p.close()
 	<-done
@@ -112,6 +127,14 @@ func (r *Relay) Cut() {
 		p.close()
 	}
 }
+
+// Mute makes the relay drop what the server sends until Unmute, while the
+// client's requests still reach it: with Cut, it makes a command that the
+// server ran but whose reply the client never saw.
+func (r *Relay) Mute() { r.muted.Store(true) }
+
+// Unmute undoes Mute.
+func (r *Relay) Unmute() { r.muted.Store(false) }
 
 // Refuse makes the relay close every new connection at once (the target
 // is down); live connections stay until Cut.

@@ -91,6 +91,24 @@ func TestRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Mute: requests arrive, replies are dropped.
+	r.Mute()
+	c2.SetDeadline(time.Now().Add(200 * time.Millisecond))
+	c2.Write([]byte("lost\n"))
+	if _, err := bufio.NewReader(c2).ReadByte(); err == nil {
+		t.Fatal("a reply came through a muted relay")
+	}
+	r.Unmute()
+	c2.Close()
+	c2, err = net.Dial("tcp", r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if err := roundTrip(t, c2, bufio.NewReader(c2)); err != nil {
+		t.Fatalf("after Unmute: %v", err)
+	}
+
 	// Refuse: new connections are closed at once; live ones stay.
 	r.Refuse()
 	c3, err := net.Dial("tcp", r.Addr())
@@ -114,8 +132,8 @@ func TestRelay(t *testing.T) {
 	if err := roundTrip(t, c4, bufio.NewReader(c4)); err != nil {
 		t.Fatalf("after Accept: %v", err)
 	}
-	if got := r.Accepted(); got != 3 {
-		t.Fatalf("Accepted() = %d, want 3", got)
+	if got := r.Accepted(); got != 4 {
+		t.Fatalf("Accepted() = %d, want 4", got)
 	}
 
 	if err := r.Close(); err != nil {

@@ -12,6 +12,31 @@
 // session.ErrUnavailable (and so not-ready on /readyz) until the database
 // answers; the schema is then created on the next call or by the background
 // loop, whichever comes first, and the store recovers by itself.
+//
+// # Connection loss
+//
+// A connection that breaks under a statement (a restart, a failover, a load
+// balancer's idle timeout) costs no user request: the pool is reset (its
+// idle connections broke too) and the statement runs once more on a fresh
+// connection. Only a broken connection is retried (EOF, reset, SQLSTATE
+// class 08, 57P01/57P02), never an answer from the database nor a timeout.
+// What may run twice must have the effect of once:
+//
+//   - Get, Set (an upsert), Delete, DeleteBy, ListBySubject and Ping are
+//     idempotent. A DeleteBy whose reply was lost deletes its records all
+//     the same but cannot report them.
+//   - CompareAndSwap retries with a statement that also accepts a live row
+//     holding exactly the bytes it writes: that row is this very write,
+//     landed before the connection broke. moat's records are sealed with a
+//     fresh random nonce, so no other write carries the same bytes.
+//   - Take (DELETE ... RETURNING) is retried at once only when pgx knows
+//     nothing was sent (pgconn.SafeToRetry). Otherwise it may have taken
+//     the record: if the record is still there it did not, and one more
+//     DELETE is exactly one take; if it is gone, nobody can tell who took
+//     it and Take returns ErrUnavailable (a 503 that logs nobody out), never
+//     ErrNotFound for a record nobody else took, nor the record twice.
+//
+// TestConnectionCut and TestLostReply prove this through a TCP relay.
 package postgres
 
 import (
@@ -67,6 +92,9 @@ type Store struct {
 	ready     atomic.Bool   // the schema is known to be current
 	migrating chan struct{} // one-slot semaphore: one migration at a time
 
+	resetMu sync.Mutex
+	resetAt time.Time // the last reset of the pool after a broken connection
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 	base      context.Context // cancelled by Close
@@ -80,6 +108,7 @@ var _ session.Store = (*Store)(nil)
 // prepares and caches them per connection.
 type queries struct {
 	get, set, create, cas, take, del   string
+	exists, createRetry, casRetry      string
 	delBySub, delBySID, delBySubAndSID string
 	list, sweep                        string
 }
@@ -106,8 +135,22 @@ func newQueries(table, seq string) queries {
 				RETURNING version
 			)
 			SELECT (SELECT version FROM upd), (SELECT version FROM live)`),
-		take: r.Replace(`DELETE FROM {t} WHERE key = $1 AND expires_at > now() RETURNING data, version, subject, sid`),
-		del:  r.Replace(`DELETE FROM {t} WHERE key = $1`),
+		// The retries of a write whose connection broke: the live record
+		// holding exactly the bytes this write sent is this write, landed
+		// before the connection broke (see "Connection loss").
+		createRetry: r.Replace(upsert + ` WHERE cur.expires_at <= now() OR cur.data = $2 RETURNING version`),
+		casRetry: r.Replace(`WITH live AS (
+				SELECT version FROM {t} WHERE key = $1 AND expires_at > now()
+			), upd AS (
+				UPDATE {t} SET data = $3, version = {nextval}, subject = $4, sid = $5,
+					expires_at = now() + $6::bigint * interval '1 microsecond'
+				WHERE key = $1 AND (version = $2 OR data = $3) AND expires_at > now()
+				RETURNING version
+			)
+			SELECT (SELECT version FROM upd), (SELECT version FROM live)`),
+		exists: r.Replace(`SELECT EXISTS (SELECT 1 FROM {t} WHERE key = $1 AND expires_at > now())`),
+		take:   r.Replace(`DELETE FROM {t} WHERE key = $1 AND expires_at > now() RETURNING data, version, subject, sid`),
+		del:    r.Replace(`DELETE FROM {t} WHERE key = $1`),
 		// The redundant "<> ''" terms let generic plans use the partial
 		// indexes.
 		delBySub:       r.Replace(`DELETE FROM {t} WHERE subject = $1 AND subject <> '' AND expires_at > now() RETURNING key`),
@@ -203,7 +246,7 @@ func Open(ctx context.Context, rawURL string, o Options) (*Store, error) {
 
 // Get returns the live record under key, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, key session.Key) (session.Record, error) {
-	return s.readRecord(ctx, "get", s.q.get, key)
+	return s.readRecord(ctx, "get", s.q.get, key, true)
 }
 
 // Set writes r under key unconditionally (an upsert) with a fresh version
@@ -219,7 +262,9 @@ func (s *Store) Set(ctx context.Context, key session.Key, r session.Record, ttl 
 	}
 	defer cancel()
 	var v int64
-	err = s.pool.QueryRow(octx, s.q.set, string(key), data(r), r.Subject, r.SID, micros(ttl)).Scan(&v)
+	err = s.retry(ctx, func() error {
+		return s.pool.QueryRow(octx, s.q.set, string(key), data(r), r.Subject, r.SID, micros(ttl)).Scan(&v)
+	})
 	if err != nil {
 		return 0, s.fail(ctx, op, err)
 	}
@@ -240,7 +285,12 @@ func (s *Store) CompareAndSwap(ctx context.Context, key session.Key, old uint64,
 	defer cancel()
 	if old == 0 {
 		var v int64
-		err := s.pool.QueryRow(octx, s.q.create, string(key), data(r), r.Subject, r.SID, micros(ttl)).Scan(&v)
+		query := s.q.create
+		err := s.retry(ctx, func() error {
+			err := s.pool.QueryRow(octx, query, string(key), data(r), r.Subject, r.SID, micros(ttl)).Scan(&v)
+			query = s.q.createRetry
+			return err
+		})
 		if errors.Is(err, pgx.ErrNoRows) {
 			return 0, fmt.Errorf("postgres: %s: a live record exists: %w", op, session.ErrConflict)
 		}
@@ -254,7 +304,12 @@ func (s *Store) CompareAndSwap(ctx context.Context, key session.Key, old uint64,
 		want = int64(old)
 	}
 	var swapped, live *int64
-	err = s.pool.QueryRow(octx, s.q.cas, string(key), want, data(r), r.Subject, r.SID, micros(ttl)).Scan(&swapped, &live)
+	query := s.q.cas
+	err = s.retry(ctx, func() error {
+		err := s.pool.QueryRow(octx, query, string(key), want, data(r), r.Subject, r.SID, micros(ttl)).Scan(&swapped, &live)
+		query = s.q.casRetry
+		return err
+	})
 	switch {
 	case err != nil:
 		return 0, s.fail(ctx, op, err)
@@ -269,13 +324,17 @@ func (s *Store) CompareAndSwap(ctx context.Context, key session.Key, old uint64,
 
 // Take deletes the live record under key and returns it, in one DELETE ...
 // RETURNING: of concurrent callers exactly one gets a row.
+//
+// Take is not blindly retried when the connection breaks: see "Connection
+// loss" in the package documentation.
 func (s *Store) Take(ctx context.Context, key session.Key) (session.Record, error) {
-	return s.readRecord(ctx, "take", s.q.take, key)
+	return s.readRecord(ctx, "take", s.q.take, key, false)
 }
 
 // readRecord runs query, which returns one record's columns for key or no
-// row (Get and Take).
-func (s *Store) readRecord(ctx context.Context, name, query string, key session.Key) (session.Record, error) {
+// row (Get and Take). A read is retried on a broken connection; a take
+// only if it surely did not run or the record is still there.
+func (s *Store) readRecord(ctx context.Context, name, query string, key session.Key, read bool) (session.Record, error) {
 	op := name + " " + key.Short()
 	octx, cancel, err := s.begin(ctx, op)
 	if err != nil {
@@ -287,7 +346,28 @@ func (s *Store) readRecord(ctx context.Context, name, query string, key session.
 	}
 	var r session.Record
 	var v int64
-	err = s.pool.QueryRow(octx, query, string(key)).Scan(&r.Data, &v, &r.Subject, &r.SID)
+	try := func() error { return s.pool.QueryRow(octx, query, string(key)).Scan(&r.Data, &v, &r.Subject, &r.SID) }
+	if read {
+		err = s.retry(ctx, try)
+	} else {
+		start := time.Now()
+		err = try()
+		if s.lostConn(ctx, err, start) && !pgconn.SafeToRetry(err) {
+			// The DELETE may have run and its reply been lost. If the
+			// record is still there it did not; otherwise nobody can tell
+			// who took it, and the honest answer is the outage.
+			var live bool
+			if xerr := s.retry(ctx, func() error { return s.pool.QueryRow(octx, s.q.exists, string(key)).Scan(&live) }); xerr != nil {
+				return session.Record{}, s.fail(ctx, op, xerr)
+			}
+			if !live {
+				return session.Record{}, s.fail(ctx, op, fmt.Errorf("connection lost during the take: %w", err))
+			}
+		}
+		if s.lostConn(ctx, err, start) {
+			err = try()
+		}
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return session.Record{}, notFound(op)
 	}
@@ -310,7 +390,10 @@ func (s *Store) Delete(ctx context.Context, key session.Key) error {
 	if !storable(string(key)) {
 		return nil
 	}
-	if _, err := s.pool.Exec(octx, s.q.del, string(key)); err != nil {
+	if err := s.retry(ctx, func() error {
+		_, err := s.pool.Exec(octx, s.q.del, string(key))
+		return err
+	}); err != nil {
 		return s.fail(ctx, op, err)
 	}
 	return nil
@@ -331,19 +414,23 @@ func (s *Store) DeleteBy(ctx context.Context, sub, sid string) ([]session.Key, e
 	if !storable(sub) || !storable(sid) {
 		return nil, nil // no stored record can have it
 	}
-	var rows pgx.Rows
+	query, args := s.q.delBySubAndSID, []any{sub, sid}
 	switch {
 	case sid == "":
-		rows, err = s.pool.Query(octx, s.q.delBySub, sub)
+		query, args = s.q.delBySub, []any{sub}
 	case sub == "":
-		rows, err = s.pool.Query(octx, s.q.delBySID, sid)
-	default:
-		rows, err = s.pool.Query(octx, s.q.delBySubAndSID, sub, sid)
+		query, args = s.q.delBySID, []any{sid}
 	}
-	if err != nil {
-		return nil, s.fail(ctx, op, err)
-	}
-	keys, err := pgx.CollectRows(rows, pgx.RowTo[session.Key])
+	// Idempotent; a retry does not report what a lost first try deleted.
+	var keys []session.Key
+	err = s.retry(ctx, func() error {
+		rows, err := s.pool.Query(octx, query, args...)
+		if err != nil {
+			return err
+		}
+		keys, err = pgx.CollectRows(rows, pgx.RowTo[session.Key])
+		return err
+	})
 	if err != nil {
 		return nil, s.fail(ctx, op, err)
 	}
@@ -363,19 +450,23 @@ func (s *Store) ListBySubject(ctx context.Context, sub string) (map[session.Key]
 	if sub == "" || !storable(sub) {
 		return out, nil
 	}
-	rows, err := s.pool.Query(octx, s.q.list, sub)
-	if err != nil {
-		return nil, s.fail(ctx, op, err)
-	}
-	var (
-		key string
-		r   = session.Record{Subject: sub}
-		v   int64
-	)
-	_, err = pgx.ForEachRow(rows, []any{&key, &r.Data, &v, &r.SID}, func() error {
-		r.Version = uint64(v)
-		out[session.Key(key)] = r // Scan allocates a fresh Data each row
-		return nil
+	err = s.retry(ctx, func() error {
+		clear(out)
+		rows, err := s.pool.Query(octx, s.q.list, sub)
+		if err != nil {
+			return err
+		}
+		var (
+			key string
+			r   = session.Record{Subject: sub}
+			v   int64
+		)
+		_, err = pgx.ForEachRow(rows, []any{&key, &r.Data, &v, &r.SID}, func() error {
+			r.Version = uint64(v)
+			out[session.Key(key)] = r // Scan allocates a fresh Data each row
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		return nil, s.fail(ctx, op, err)
@@ -393,7 +484,7 @@ func (s *Store) Ping(ctx context.Context) error {
 		return err
 	}
 	defer cancel()
-	if err := s.pool.Ping(octx); err != nil {
+	if err := s.retry(ctx, func() error { return s.pool.Ping(octx) }); err != nil {
 		return s.fail(ctx, op, err)
 	}
 	return nil
@@ -433,6 +524,47 @@ func (s *Store) begin(ctx context.Context, op string) (context.Context, context.
 		return nil, nil, s.fail(ctx, op, err)
 	}
 	return octx, cancel, nil
+}
+
+// lostConn reports whether err, from a statement started at start, means
+// its connection broke (EOF, reset, the server shutting the session down)
+// rather than the database answering or the deadline passing: the one case
+// where a second try may succeed. It then resets the pool, unless that was
+// done since start: when one connection breaks under a restart or a
+// failover, its idle siblings are broken too, and the pool would hand them
+// out one by one.
+func (s *Store) lostConn(ctx context.Context, err error, start time.Time) bool {
+	if err == nil || ctx.Err() != nil || s.closed.Load() || errors.Is(err, pgx.ErrNoRows) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"), // connection exception
+			pgErr.Code == "57P01", pgErr.Code == "57P02": // admin_shutdown, crash_shutdown
+		default:
+			return false // the database answered
+		}
+	}
+	s.resetMu.Lock()
+	if s.resetAt.Before(start) {
+		s.pool.Reset()
+		s.resetAt = time.Now()
+	}
+	s.resetMu.Unlock()
+	return true
+}
+
+// retry runs an idempotent statement and, if its connection broke, once
+// more on a fresh one.
+func (s *Store) retry(ctx context.Context, try func() error) error {
+	start := time.Now()
+	err := try()
+	if s.lostConn(ctx, err, start) {
+		err = try()
+	}
+	return err
 }
 
 // fail turns a backend error into the Store contract's: the caller's own

@@ -79,6 +79,32 @@
 // TestSentinel through a sentinel, and TestSentinelFailover follows a
 // failover without losing a session.
 //
+// # Connection loss
+//
+// A connection that breaks under a command (a Redis restart, a failover, a
+// load balancer's idle timeout) costs no user request: the command is tried
+// again on a fresh connection (up to maxTries in all, since the client may
+// hand out the broken connection once more before it notices). Only a
+// broken connection is retried, never an answer from Redis nor a timeout.
+// What runs twice must have the effect of once:
+//
+//   - GET, DEL, PING, the index scripts and DeleteBy's guarded delete are
+//     idempotent. A DeleteBy whose reply was lost deletes the record all
+//     the same but cannot report it.
+//   - Set and CompareAndSwap retry with the same random 63-bit version and
+//     the flag "retry": a live record carrying that version is this very
+//     write, landed before the connection broke, and counts as success
+//     instead of a conflict.
+//   - Take (GETDEL) is not blindly retried: if its reply was lost it may
+//     have taken the record. The store asks whether the record still
+//     exists; if it does, the lost GETDEL never ran and one more is
+//     exactly one take; if it does not, the store cannot tell who took it
+//     and returns ErrUnavailable (a 503 that logs nobody out), never
+//     ErrNotFound for a record nobody else took, nor the record twice.
+//
+// TestConnectionCut and TestLostReply prove this through a TCP relay that
+// cuts the connections and drops replies.
+//
 // # Operating Redis for moat
 //
 //   - maxmemory-policy must be noeviction: an evicted index would hide
@@ -106,6 +132,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,6 +153,11 @@ const (
 	// at once instead of trying again, so an outage costs no dial per
 	// request.
 	redialAfter = 500 * time.Millisecond
+	// maxTries bounds the tries of a command whose connection broke under
+	// it. A broken connection fails at once, and rueidis may hand it out
+	// once more before it has noticed, so the second try is not always on
+	// a fresh connection; the third is.
+	maxTries = 3
 	// maxDraws bounds the redraws of a version that equals the live one,
 	// which happens once in 2^63 writes.
 	maxDraws = 4
@@ -385,6 +417,47 @@ func (s *Store) roundTrip(ctx context.Context) (context.Context, context.CancelF
 	return context.WithTimeout(ctx, s.timeout)
 }
 
+// lostConn reports whether err means the connection broke under the
+// command (EOF, reset, a closed connection) rather than Redis answering, the
+// deadline passing or the store closing: the one case where a second try, on
+// a fresh connection, may succeed.
+func (s *Store) lostConn(ctx context.Context, err error) bool {
+	if err == nil || ctx.Err() != nil || s.closed.Load() || rueidis.IsRedisNil(err) {
+		return false
+	}
+	if _, ok := rueidis.IsRedisErr(err); ok {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, errClosed) {
+		return false
+	}
+	// A failed dial or a timeout means Redis is down or hung, not that a
+	// connection broke: trying again would only make the 503 slower.
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return false
+	}
+	var ne net.Error
+	return !errors.As(err, &ne) || !ne.Timeout()
+}
+
+// idempotent runs one round trip and, if the connection broke under it,
+// runs it once more: only for commands that may run twice with the same
+// effect as once. Each try has its own timeout.
+func (s *Store) idempotent(ctx context.Context, try func(context.Context) rueidis.RedisResult) rueidis.RedisResult {
+	res := s.once(ctx, try)
+	for i := 1; i < maxTries && s.lostConn(ctx, res.Error()); i++ {
+		res = s.once(ctx, try)
+	}
+	return res
+}
+
+func (s *Store) once(ctx context.Context, try func(context.Context) rueidis.RedisResult) rueidis.RedisResult {
+	rctx, cancel := s.roundTrip(ctx)
+	defer cancel()
+	return try(rctx)
+}
+
 func (s *Store) recordKey(k session.Key) string { return s.prefix + "s:" + string(k) }
 func (s *Store) subjectKey(sub string) string   { return s.prefix + "sub:" + sub }
 func (s *Store) sidKey(sid string) string       { return s.prefix + "sid:" + sid }
@@ -396,9 +469,10 @@ func (s *Store) Get(ctx context.Context, key session.Key) (session.Record, error
 	if err != nil {
 		return session.Record{}, s.fail(ctx, what, err)
 	}
-	rctx, cancel := s.roundTrip(ctx)
-	defer cancel()
-	return s.read(ctx, what, key, c.Do(rctx, c.B().Get().Key(s.recordKey(key)).Build()))
+	res := s.idempotent(ctx, func(rctx context.Context) rueidis.RedisResult {
+		return c.Do(rctx, c.B().Get().Key(s.recordKey(key)).Build())
+	})
+	return s.read(ctx, what, key, res)
 }
 
 // read decodes the reply to a GET or GETDEL. A value that is not a record
@@ -470,9 +544,19 @@ func (s *Store) write(ctx context.Context, name string, key session.Key, want st
 		if err != nil {
 			return 0, fmt.Errorf("redis store: %s: %v", what, err)
 		}
-		rctx, cancel := s.roundTrip(ctx)
-		n, err := writeScript.run(rctx, c, s.recordKey(key), want, rueidis.BinaryString(val), ttlArg).AsInt64()
-		cancel()
+		run := func(retry string) rueidis.RedisResult {
+			return s.once(ctx, func(rctx context.Context) rueidis.RedisResult {
+				return writeScript.run(rctx, c, s.recordKey(key), want, rueidis.BinaryString(val), ttlArg, retry)
+			})
+		}
+		res := run("")
+		for i := 1; i < maxTries && s.lostConn(ctx, res.Error()); i++ {
+			// The last try may have written before the connection broke:
+			// the retry counts the record as written if it carries v, a
+			// random 63-bit version nobody else draws.
+			res = run("retry")
+		}
+		n, err := res.AsInt64()
 		switch {
 		case err != nil:
 			return 0, s.fail(ctx, what, err)
@@ -497,14 +581,17 @@ func (s *Store) addIndexes(ctx context.Context, c rueidis.Client, key session.Ke
 	if r.SID != "" {
 		calls = append(calls, call{key: s.sidKey(r.SID), args: []string{string(key), keep}})
 	}
-	rctx, cancel := s.roundTrip(ctx)
-	defer cancel()
-	for _, res := range indexAddScript.runMulti(rctx, c, calls) {
-		if err := res.Error(); err != nil {
-			return err
+	var err error
+	s.idempotent(ctx, func(rctx context.Context) rueidis.RedisResult {
+		err = nil
+		for _, res := range indexAddScript.runMulti(rctx, c, calls) {
+			if err = res.Error(); err != nil {
+				return res
+			}
 		}
-	}
-	return nil
+		return rueidis.RedisResult{}
+	})
+	return err
 }
 
 // newVersion draws a random non-zero 63-bit version: 63 bits so that it
@@ -525,9 +612,28 @@ func (s *Store) Take(ctx context.Context, key session.Key) (session.Record, erro
 	if err != nil {
 		return session.Record{}, s.fail(ctx, what, err)
 	}
-	rctx, cancel := s.roundTrip(ctx)
-	defer cancel()
-	return s.read(ctx, what, key, c.Do(rctx, c.B().Getdel().Key(s.recordKey(key)).Build()))
+	k := s.recordKey(key)
+	getdel := func(rctx context.Context) rueidis.RedisResult { return c.Do(rctx, c.B().Getdel().Key(k).Build()) }
+	res := s.once(ctx, getdel)
+	for i := 1; i < maxTries && s.lostConn(ctx, res.Error()); i++ {
+		// Not blindly retried: the lost GETDEL may have taken the record,
+		// and a second one would then answer "not found", turning an
+		// outage into a failed login. If the record is still there, the
+		// first did not run, and a second GETDEL is exactly one take; if
+		// it is gone, we cannot tell who took it and report the outage.
+		ex := s.idempotent(ctx, func(rctx context.Context) rueidis.RedisResult {
+			return c.Do(rctx, c.B().Exists().Key(k).Build())
+		})
+		n, err := ex.AsInt64()
+		switch {
+		case err != nil:
+			return session.Record{}, s.fail(ctx, what, err)
+		case n == 0:
+			return session.Record{}, s.fail(ctx, what, fmt.Errorf("connection lost during GETDEL: %w", res.Error()))
+		}
+		res = s.once(ctx, getdel)
+	}
+	return s.read(ctx, what, key, res)
 }
 
 // Delete removes the record under key; a missing record is not an error.
@@ -538,9 +644,10 @@ func (s *Store) Delete(ctx context.Context, key session.Key) error {
 	if err != nil {
 		return s.fail(ctx, what, err)
 	}
-	rctx, cancel := s.roundTrip(ctx)
-	defer cancel()
-	if err := c.Do(rctx, c.B().Del().Key(s.recordKey(key)).Build()).Error(); err != nil {
+	res := s.idempotent(ctx, func(rctx context.Context) rueidis.RedisResult {
+		return c.Do(rctx, c.B().Del().Key(s.recordKey(key)).Build())
+	})
+	if err := res.Error(); err != nil {
 		return s.fail(ctx, what, err)
 	}
 	return nil
@@ -574,11 +681,30 @@ func (s *Store) DeleteBy(ctx context.Context, sub, sid string) ([]session.Key, e
 	for i, m := range members {
 		calls[i] = call{key: s.recordKey(session.Key(m)), args: []string{sub, sid}}
 	}
-	rctx, cancel := s.roundTrip(ctx)
-	defer cancel()
 	var removed []session.Key
 	var firstErr error
-	for i, res := range deleteMatchScript.runMulti(rctx, c, calls) {
+	results := s.runMulti(ctx, deleteMatchScript, c, calls)
+	// The guarded delete may run twice: a record it deleted on a lost
+	// connection is then not reported, only gone.
+	for range maxTries - 1 {
+		var again []int
+		for i, res := range results {
+			if s.lostConn(ctx, res.Error()) {
+				again = append(again, i)
+			}
+		}
+		if len(again) == 0 {
+			break
+		}
+		retry := make([]call, len(again))
+		for j, i := range again {
+			retry[j] = calls[i]
+		}
+		for j, res := range s.runMulti(ctx, deleteMatchScript, c, retry) {
+			results[again[j]] = res
+		}
+	}
+	for i, res := range results {
 		d, err := res.AsInt64()
 		if err != nil {
 			firstErr = firstOf(firstErr, err)
@@ -601,11 +727,18 @@ func firstOf(first, err error) error {
 	return err
 }
 
-// candidates returns the live entries of an index.
-func (s *Store) candidates(ctx context.Context, c rueidis.Client, index string) ([]string, error) {
+// runMulti is sc.runMulti bounded by one round trip's timeout.
+func (s *Store) runMulti(ctx context.Context, sc *script, c rueidis.Client, calls []call) []rueidis.RedisResult {
 	rctx, cancel := s.roundTrip(ctx)
 	defer cancel()
-	return indexReadScript.run(rctx, c, index).AsStrSlice()
+	return sc.runMulti(rctx, c, calls)
+}
+
+// candidates returns the live entries of an index.
+func (s *Store) candidates(ctx context.Context, c rueidis.Client, index string) ([]string, error) {
+	return s.idempotent(ctx, func(rctx context.Context) rueidis.RedisResult {
+		return indexReadScript.run(rctx, c, index)
+	}).AsStrSlice()
 }
 
 // ListBySubject returns sub's live session records, read through the
@@ -627,13 +760,19 @@ func (s *Store) ListBySubject(ctx context.Context, sub string) (map[session.Key]
 	if len(members) == 0 {
 		return out, nil
 	}
-	cmds := make(rueidis.Commands, len(members))
-	for i, m := range members {
-		cmds[i] = c.B().Get().Key(s.recordKey(session.Key(m))).Build()
+	var results []rueidis.RedisResult
+	for i := 0; i < maxTries && (i == 0 || slices.ContainsFunc(results, func(r rueidis.RedisResult) bool { return s.lostConn(ctx, r.Error()) })); i++ {
+		// Reads: on a broken connection, run them all again (DoMulti
+		// recycles the commands, so build them anew).
+		cmds := make(rueidis.Commands, len(members))
+		for i, m := range members {
+			cmds[i] = c.B().Get().Key(s.recordKey(session.Key(m))).Build()
+		}
+		rctx, cancel := s.roundTrip(ctx)
+		results = c.DoMulti(rctx, cmds...)
+		cancel()
 	}
-	rctx, cancel := s.roundTrip(ctx)
-	defer cancel()
-	for i, res := range c.DoMulti(rctx, cmds...) {
+	for i, res := range results {
 		key := session.Key(members[i])
 		r, err := s.read(ctx, what, key, res)
 		switch {
@@ -655,9 +794,10 @@ func (s *Store) Ping(ctx context.Context) error {
 	if err != nil {
 		return s.fail(ctx, what, err)
 	}
-	rctx, cancel := s.roundTrip(ctx)
-	defer cancel()
-	if err := c.Do(rctx, c.B().Ping().Build()).Error(); err != nil {
+	res := s.idempotent(ctx, func(rctx context.Context) rueidis.RedisResult {
+		return c.Do(rctx, c.B().Ping().Build())
+	})
+	if err := res.Error(); err != nil {
 		return s.fail(ctx, what, err)
 	}
 	return nil

@@ -51,10 +51,14 @@ const (
 // KEYS[1] the record. ARGV[1] "*" to write unconditionally, "" to create
 // only if no record is live, else the 8-byte version that must be live.
 // ARGV[2] the encoded record carrying its new version. ARGV[3] ttl in ms.
+// ARGV[4] "retry" when an earlier run of this very write may have landed
+// before its connection broke: a live record carrying the new version is
+// then that write (versions are random 63-bit numbers), and succeeds.
 // A corrupted value counts as no record, so it can be overwritten.
 var writeScript = newScript(luaHeader + `
 local cur = header(KEYS[1])
 local want = ARGV[1]
+if ARGV[4] == 'retry' and cur and cur == string.sub(ARGV[2], 2, 9) then return 1 end
 if want == '' then
   if cur then return 0 end
 elseif want ~= '*' then

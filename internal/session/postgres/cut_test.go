@@ -1,0 +1,47 @@
+package postgres
+
+import (
+	"net/url"
+	"testing"
+
+	"github.com/moat-bff/moat/internal/session/storetest"
+	"github.com/moat-bff/moat/internal/tcprelay"
+)
+
+// relayedStore opens a store on the test database through a tcprelay, so
+// the test can cut its connections.
+func relayedStore(t *testing.T) (*Store, *tcprelay.Relay) {
+	t.Helper()
+	u, err := url.Parse(testURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := tcprelay.New(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	u.Host = r.Addr()
+	schema := freshSchema(t)
+	raw := withParams(t, u.String(), "schema", schema, "timeout", "5s")
+	s, err := Open(t.Context(), raw, Options{Logger: testLogger(t, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, r
+}
+
+// TestConnectionCut cuts every connection to PostgreSQL right before each
+// operation a user's request makes; each must still succeed.
+func TestConnectionCut(t *testing.T) {
+	s, relay := relayedStore(t)
+	storetest.RunConnectionCut(t, s, relay.Cut)
+}
+
+// TestLostReply: a statement PostgreSQL ran whose reply was lost with the
+// connection.
+func TestLostReply(t *testing.T) {
+	s, relay := relayedStore(t)
+	storetest.RunLostReply(t, s, relay)
+}

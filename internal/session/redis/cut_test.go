@@ -1,0 +1,61 @@
+package redisstore
+
+import (
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/moat-bff/moat/internal/session/storetest"
+	"github.com/moat-bff/moat/internal/tcprelay"
+)
+
+// relayedStore opens a Store on the test Redis through a tcprelay, so the
+// test can cut its connections.
+func relayedStore(t *testing.T) (*Store, *tcprelay.Relay) {
+	t.Helper()
+	u, err := url.Parse(redisURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := tcprelay.New(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	u.Host = r.Addr()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	s, err := Open(ctx, withParams(u.String(), "prefix=moattest:"+rand.Text()+":&timeout=5s"), Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() {
+		_ = s.Ping(context.Background()) // past the last cut
+		deletePrefix(t, s)
+	})
+	if err := s.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s, r
+}
+
+// TestConnectionCut cuts every connection to Redis right before each
+// operation a user's requests make (session read and write, login
+// transaction save and take, logout, back-channel logout, admin list) and
+// checks that the operation still succeeds: a dropped connection costs no
+// user request.
+func TestConnectionCut(t *testing.T) {
+	s, relay := relayedStore(t)
+	storetest.RunConnectionCut(t, s, relay.Cut)
+}
+
+// TestLostReply: a command Redis ran whose reply was lost with the
+// connection.
+func TestLostReply(t *testing.T) {
+	s, relay := relayedStore(t)
+	storetest.RunLostReply(t, s, relay)
+}
