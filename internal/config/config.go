@@ -99,6 +99,10 @@ type Limits struct {
 	Login Limit `yaml:"login"`
 	// MaxKeys bounds how many clients and sessions are tracked at once.
 	MaxKeys int `yaml:"max_keys"`
+	// IPv6Prefix is how many leading bits of an IPv6 client address key
+	// its per-IP and login buckets: one subscriber usually holds a whole
+	// /64 (RFC 6177), so keying on /128 would leave it unlimited.
+	IPv6Prefix int `yaml:"ipv6_prefix"`
 }
 
 // Limit is a token bucket: Rate tokens per second, up to Burst.
@@ -488,6 +492,7 @@ func (c *Config) SetDefaults() {
 	if c.Limits.MaxKeys == 0 {
 		c.Limits.MaxKeys = 100_000
 	}
+	c.Limits.setDefaults()
 	if c.SPA.Dir != "" {
 		def(&c.SPA.CSP, DefaultCSP)
 	}

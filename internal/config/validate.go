@@ -189,6 +189,7 @@ func (c *Config) Validate() error {
 			add("rate_limit."+name, "rate must be positive and burst at least 1")
 		}
 	}
+	c.Limits.validate(add)
 	if c.SPA.Dir != "" {
 		if fi, err := os.Stat(filepath.Join(c.SPA.Dir, "index.html")); err != nil || fi.IsDir() {
 			add("spa.dir", "%q has no index.html", c.SPA.Dir)

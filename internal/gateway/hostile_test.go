@@ -449,3 +449,50 @@ func writeKey(t *testing.T, path string, key any) {
 		t.Fatal(err)
 	}
 }
+
+// TestIPv6ClientsKeyedByPrefix: one subscriber holds a whole /64, so 500
+// logins from 500 addresses of one /64 meet the default login limit like
+// 500 from one IPv4 address, while clients in different /64s do not share
+// a bucket. Entries carry ports, as some load balancers write them.
+func TestIPv6ClientsKeyedByPrefix(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) {
+		c.Limits.Login = config.Limit{} // the defaults
+		c.Limits.PerIP = config.Limit{}
+		c.Server.TrustedProxies = []string{"127.0.0.1/32"}
+	})
+	b := e.browser()
+	logins := func(format string) (ok, limited int) {
+		for i := range 500 {
+			switch r := b.get("/auth/login", "X-Forwarded-For", fmt.Sprintf(format, i)); r.StatusCode {
+			case http.StatusFound:
+				ok++
+			case http.StatusTooManyRequests:
+				limited++
+			default:
+				t.Fatalf("login %d: %s %s", i, r.Status, r.body)
+			}
+		}
+		return ok, limited
+	}
+	// The login bucket holds 20 and refills at 1/s: a slow machine may
+	// let a few more through, never hundreds.
+	if ok, limited := logins("[2001:db8:1:2::%x]:443"); ok > 40 || limited < 460 {
+		t.Errorf("one /64: %d logins accepted, %d limited; want the /64 to share one bucket", ok, limited)
+	}
+	if ok, _ := logins("[2001:db8:2:%x::1]:443"); ok != 500 {
+		t.Errorf("500 different /64s: %d logins accepted, want all", ok)
+	}
+	if ok, _ := logins("2001:db8:3:%x::1"); ok != 500 {
+		t.Errorf("500 different /64s without ports: %d logins accepted, want all", ok)
+	}
+
+	e = newEnv(t, func(c *config.Config) {
+		c.Limits.Login = config.Limit{}
+		c.Limits.IPv6Prefix = 128
+		c.Server.TrustedProxies = []string{"127.0.0.1/32"}
+	})
+	b = e.browser()
+	if ok, _ := logins("2001:db8:1:2::%x"); ok != 500 {
+		t.Errorf("rate_limit.ipv6_prefix 128: %d of 500 addresses in one /64 logged in, want all", ok)
+	}
+}

@@ -90,7 +90,7 @@ func (s *Server) authorizeRoute(w http.ResponseWriter, r *http.Request, rt *prox
 // limitIP applies the per-IP rate limit to r's client.
 func (s *Server) limitIP(r *http.Request) error {
 	ri := info(r)
-	if ok, wait := s.limits.perIP.AllowAt(ri.ip, s.clock(ri)); !ok {
+	if ok, wait := s.limits.perIP.AllowAt(s.limits.key(ri.ip), s.clock(ri)); !ok {
 		s.metrics.RateLimited("ip")
 		return tooMany(wait)
 	}

@@ -19,6 +19,7 @@ type limits struct {
 	session *limit.Keyed
 	login   *limit.Keyed
 	maxBody int64
+	v6bits  int // leading bits of an IPv6 client that form its key
 }
 
 func newLimits(cfg *config.Config, now func() time.Time) *limits {
@@ -27,6 +28,7 @@ func newLimits(cfg *config.Config, now func() time.Time) *limits {
 		session: limit.New(cfg.Limits.PerSession.Rate, cfg.Limits.PerSession.Burst, cfg.Limits.MaxKeys, now),
 		login:   limit.New(cfg.Limits.Login.Rate, cfg.Limits.Login.Burst, cfg.Limits.MaxKeys, now),
 		maxBody: cfg.Server.MaxBodyBytes,
+		v6bits:  cfg.Limits.IPv6Prefix,
 	}
 	for _, p := range cfg.Server.TrustedProxies {
 		pfx, _ := config.ParsePrefix(p) // validated
@@ -75,6 +77,28 @@ func (l *limits) clientIP(r *http.Request) string {
 		}
 	}
 	return ip.String()
+}
+
+// key is the rate-limit key of a client address as clientIP wrote it: an
+// IPv4 address as is, an IPv6 address as its rate_limit.ipv6_prefix
+// network (the 16 bytes of 2001:db8:1:2::/64), since one subscriber holds a whole /64
+// and could otherwise spread requests over 2^64 buckets.
+func (l *limits) key(ip string) string {
+	if strings.IndexByte(ip, ':') < 0 || l.v6bits <= 0 || l.v6bits >= 128 {
+		return ip // IPv4, or no address at all
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	p, err := a.WithZone("").Prefix(l.v6bits)
+	if err != nil {
+		return ip
+	}
+	// The network's 16 bytes: one allocation, and never equal to the
+	// text of an IPv4 address (at most 15 bytes).
+	b := p.Addr().As16()
+	return string(b[:])
 }
 
 // parseHop reads one X-Forwarded-For entry: an address, an address with a

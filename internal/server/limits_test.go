@@ -131,3 +131,44 @@ func FuzzParseHop(f *testing.F) {
 		}
 	})
 }
+
+func TestRateLimitKey(t *testing.T) {
+	for _, tc := range []struct {
+		bits     int
+		ip, want string
+	}{
+		{64, "192.0.2.7", "192.0.2.7"},
+		{64, "2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"},
+		{64, "2001:db8:1:2::1", "2001:db8:1:2::/64"},
+		{64, "fe80::1%eth0", "fe80::/64"},
+		{56, "2001:db8:1:2ff::1", "2001:db8:1:200::/56"},
+		{128, "2001:db8::1", "2001:db8::1"},
+		{64, "pipe", "pipe"},
+	} {
+		l := testLimits(t)
+		l.v6bits = tc.bits
+		want := tc.want
+		if p, err := netip.ParsePrefix(want); err == nil {
+			b := p.Addr().As16()
+			want = string(b[:])
+		}
+		if got := l.key(tc.ip); got != want {
+			t.Errorf("/%d key(%q) = %q, want %q", tc.bits, tc.ip, got, tc.want)
+		}
+	}
+}
+
+// BenchmarkRateLimitKey is the per-request cost of keying a client: none
+// for IPv4, one parse and one 16-byte string for IPv6.
+func BenchmarkRateLimitKey(b *testing.B) {
+	l := testLimits(b)
+	l.v6bits = 64
+	for _, ip := range []string{"203.0.113.9", "2001:db8:1:2:3:4:5:6"} {
+		b.Run(ip, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = l.key(ip)
+			}
+		})
+	}
+}

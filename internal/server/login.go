@@ -295,7 +295,7 @@ func truncate(s string, n int) string {
 // loginLimit bounds logins per client IP: each one stores a transaction
 // and reaches the IdP.
 func (s *Server) loginLimit(w http.ResponseWriter, r *http.Request) error {
-	if ok, wait := s.limits.login.Allow(info(r).ip); !ok {
+	if ok, wait := s.limits.login.Allow(s.limits.key(info(r).ip)); !ok {
 		s.metrics.RateLimited("login")
 		w.Header().Set("Retry-After", tooMany(wait).Header.Get("Retry-After"))
 		return navError(http.StatusTooManyRequests, "Too many sign-in attempts. Please wait a moment and try again.", errors.New("login rate limit"))
