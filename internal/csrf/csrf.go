@@ -182,7 +182,9 @@ func (c *CORS) Wrap(next http.Handler) http.Handler {
 		if allowed {
 			h.Set("Access-Control-Allow-Origin", origin)
 			h.Set("Access-Control-Allow-Credentials", "true")
-			h.Set("Access-Control-Expose-Headers", "X-Request-Id")
+			// Retry-After is not CORS-safelisted: without this a cross-origin
+			// SPA cannot read how long to wait after a 429 or 503.
+			h.Set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After")
 		}
 		next.ServeHTTP(w, r)
 	})
