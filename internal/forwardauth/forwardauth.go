@@ -11,6 +11,7 @@
 package forwardauth
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -81,7 +82,9 @@ func (h *Handler) isTrusted(ip netip.Addr) bool {
 }
 
 // ServeHTTP rebuilds the original call and passes it on, or refuses.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	w := &answer{ResponseWriter: rw}
+	defer w.finish()
 	peer, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil || !h.isTrusted(peer.Addr().Unmap()) {
 		// Its answers carry access tokens: only the gateways may ask.
@@ -103,37 +106,79 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Allow writes a grant: 200 with the access token and the identity
 // headers. The gateway copies them onto the upstream request, never onto
-// the response to the browser.
+// the response to the browser. Each is present even when it has no value
+// (a route without token, a claim the user lacks): empty, it tells the
+// gateway to remove whatever the browser sent under that name, where a
+// missing header would leave some gateways (Caddy 2.6) copying a
+// placeholder or the browser's own value.
 func (h *Handler) Allow(w http.ResponseWriter, r *http.Request, d server.Decision) {
 	hd := w.Header()
 	hd.Set("Cache-Control", "no-store")
+	hd["Authorization"] = []string{""}
 	if d.AccessToken != "" {
-		hd.Set("Authorization", "Bearer "+d.AccessToken)
+		hd["Authorization"] = []string{"Bearer " + d.AccessToken}
 	}
-	if d.Session != nil && len(h.identity) > 0 {
-		var claims map[string]any
-		for _, ih := range h.identity {
-			var v string
-			switch ih.claim {
-			case "sub":
-				v = d.Session.Subject
-			case "iss":
-				v = d.Session.Issuer
-			case "sid":
-				v = d.Session.SID
-			default:
-				if claims == nil {
-					claims = map[string]any{}
-					json.Unmarshal(d.Session.Claims, &claims) // what the ID token said; no claim, no header
-				}
-				v, _ = claims[ih.claim].(string)
+	var claims map[string]any
+	for _, ih := range h.identity {
+		var v string
+		switch {
+		case d.Session == nil:
+		case ih.claim == "sub":
+			v = d.Session.Subject
+		case ih.claim == "iss":
+			v = d.Session.Issuer
+		case ih.claim == "sid":
+			v = d.Session.SID
+		default:
+			if claims == nil {
+				claims = map[string]any{}
+				json.Unmarshal(d.Session.Claims, &claims) // what the ID token said; no claim, no value
 			}
-			if v != "" && headerSafe(v) {
-				hd.Set(ih.name, v)
-			}
+			v, _ = claims[ih.claim].(string)
 		}
+		if !headerSafe(v) {
+			v = ""
+		}
+		hd[ih.name] = []string{v}
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// ErrorHeader repeats a refusal's JSON body in a header, because nginx's
+// auth_request drops the body of the answer it gets: its error_page
+// location returns the header's value as the body (docs/gateways.md).
+const ErrorHeader = "X-Moat-Error"
+
+// answer holds a forward-auth answer until it is complete, so a refusal's
+// body can also go in ErrorHeader. Answers are small and never stream.
+type answer struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (a *answer) WriteHeader(code int) {
+	if a.status == 0 {
+		a.status = code
+	}
+}
+
+func (a *answer) Write(b []byte) (int, error) {
+	if a.status == 0 {
+		a.status = http.StatusOK
+	}
+	return a.body.Write(b)
+}
+
+func (a *answer) finish() {
+	if a.status == 0 {
+		a.status = http.StatusOK
+	}
+	if v := strings.TrimSpace(a.body.String()); a.status != http.StatusOK && v != "" && headerSafe(v) {
+		a.Header().Set(ErrorHeader, v)
+	}
+	a.ResponseWriter.WriteHeader(a.status)
+	a.ResponseWriter.Write(a.body.Bytes())
 }
 
 // headerSafe reports whether v can be a header value as it is: visible

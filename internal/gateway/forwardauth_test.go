@@ -141,6 +141,10 @@ func TestForwardAuthRefusals(t *testing.T) {
 			if r.Header.Get("Location") != "" {
 				t.Errorf("a refusal redirects")
 			}
+			// nginx's auth_request drops the body: the header repeats it.
+			if got := r.Header.Get("X-Moat-Error"); got != strings.TrimSpace(string(r.body)) {
+				t.Errorf("X-Moat-Error = %q, body %q", got, r.body)
+			}
 		})
 	}
 	if r := f.check(b, "OPTIONS", "/resource/api/x", "Origin", "http://localhost:5173", "Access-Control-Request-Method", "POST"); r.StatusCode != 200 || r.Header.Get("Authorization") != "" {
