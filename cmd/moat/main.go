@@ -2,6 +2,7 @@
 //
 //	moat serve   --config moat.yaml   run the gateway
 //	moat check   --config moat.yaml   validate the config and reach the IdP
+//	moat init    --issuer URL ...     write a starting config for an IdP
 //	moat keygen                       print a fresh session key
 //	moat version                      print version information
 package main
@@ -25,6 +26,7 @@ import (
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/gateway"
 	"github.com/moat-bff/moat/internal/logbuf"
+	"github.com/moat-bff/moat/internal/onboard"
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/telemetry"
 )
@@ -81,6 +83,7 @@ const usage = `usage: moat <command> [flags]
 commands:
   serve   --config FILE   run the gateway (FILE also from MOAT_CONFIG)
   check   --config FILE   validate the config and reach the IdP and store
+  init    --issuer URL    read the IdP's discovery, write a commented config and keys
   demo                    run moat with a dev IdP, an API and a demo SPA on loopback
   keygen                  print a fresh base64 session key
   version                 print version information
@@ -101,6 +104,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return serve(ctx, args[1:], stdout, stderr)
 	case "check":
 		return check(ctx, args[1:], stdout, stderr)
+	case "init":
+		return initCmd(ctx, args[1:], os.Stdin, isInteractive(os.Stdin), stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args[1:], stdout, stderr)
 	case "keygen":
@@ -344,6 +349,11 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "  - %s\n", line)
 		}
 		return errReported
+	}
+	if meta, ok := gw.IdP.Cached(); ok {
+		for _, w := range onboard.Quirks(meta, cfg) {
+			fmt.Fprintf(stdout, "warning: idp: %s\n", w)
+		}
 	}
 	fmt.Fprintf(stdout, "%s: OK\n", path)
 	return nil

@@ -121,6 +121,11 @@ type Metadata struct {
 	RequirePAR                 bool     `json:"require_pushed_authorization_requests"`
 	BackchannelLogoutSupported bool     `json:"backchannel_logout_supported"`
 	IDTokenSigningAlgs         []string `json:"id_token_signing_alg_values_supported"`
+	// For moat init and moat check's provider report only.
+	ScopesSupported             []string `json:"scopes_supported"`
+	GrantTypesSupported         []string `json:"grant_types_supported"`
+	FrontchannelLogoutSupported bool     `json:"frontchannel_logout_supported"`
+	IntrospectionEndpoint       string   `json:"introspection_endpoint"`
 }
 
 type provider struct {

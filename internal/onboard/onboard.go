@@ -1,0 +1,161 @@
+// Package onboard helps connect moat to an OpenID Provider: it reports
+// what the provider's discovery document (OIDC Discovery 1.0, RFC 8414)
+// says it supports, detects the provider quirks that change how moat must
+// be configured, writes a commented starting configuration, and lists the
+// URIs to register at the provider. `moat init` and `moat check` use it.
+package onboard
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/moat-bff/moat/internal/config"
+	"github.com/moat-bff/moat/internal/oidc"
+)
+
+// Feature is one capability a provider advertises, or not.
+type Feature struct {
+	Name string // e.g. "pushed authorization requests (RFC 9126)"
+	OK   bool
+	// Effect says what it means for moat, either way.
+	Effect string
+}
+
+// Features lists what moat can use of the provider's metadata.
+func Features(m oidc.Metadata) []Feature {
+	refresh := len(m.GrantTypesSupported) == 0 || slices.Contains(m.GrantTypesSupported, "refresh_token")
+	offline := slices.Contains(m.ScopesSupported, "offline_access")
+	refreshEffect := "moat refreshes access tokens in the background"
+	switch {
+	case !refresh:
+		refreshEffect = "grant_types_supported lacks refresh_token: a session ends when its access token expires"
+	case offline:
+		refreshEffect += "; the offline_access scope is listed, and most providers issue refresh tokens only for it"
+	case len(m.GrantTypesSupported) == 0:
+		refreshEffect = "grant_types_supported is not advertised; refresh tokens are likely but not promised"
+	}
+	return []Feature{
+		{"pushed authorization requests (RFC 9126)", m.PAREndpoint != "",
+			pick(m.PAREndpoint != "", "oidc.par: auto pushes every authorization request", "requests travel in the browser's URL (still with PKCE, state and nonce)")},
+		{"PKCE S256 (RFC 7636)", slices.Contains(m.CodeChallengeMethods, "S256"),
+			pick(slices.Contains(m.CodeChallengeMethods, "S256"), "moat always sends an S256 challenge", "not advertised; moat sends it anyway and relies on state and nonce as well")},
+		{"token revocation (RFC 7009)", m.RevocationEndpoint != "",
+			pick(m.RevocationEndpoint != "", "logout revokes the refresh token at the provider", "logout cannot revoke the refresh token; it stays valid at the provider until it expires")},
+		{"RP-initiated logout (end_session_endpoint)", m.EndSessionEndpoint != "",
+			pick(m.EndSessionEndpoint != "", "logout also ends the provider's session", "logout ends moat's session only; the provider's session stays")},
+		{"back-channel logout", m.BackchannelLogoutSupported,
+			pick(m.BackchannelLogoutSupported, "a logout at the provider ends moat's sessions (register the back-channel URI)", "a logout at the provider does not reach moat; sessions end on their own timeouts")},
+		{"refresh tokens", refresh, refreshEffect},
+		{"authorization response iss (RFC 9207)", m.IssParameterSupported,
+			pick(m.IssParameterSupported, "moat requires and checks iss in every authorization response", "not advertised; moat checks iss when present")},
+	}
+}
+
+func pick(ok bool, yes, no string) string {
+	if ok {
+		return yes
+	}
+	return no
+}
+
+// provider kinds recognised from the issuer URL, for quirks discovery does
+// not show.
+const (
+	kindGoogle  = "google"
+	kindEntraV1 = "entra-v1"
+	kindEntra   = "entra"
+	kindCognito = "cognito"
+	kindAuth0   = "auth0"
+)
+
+func kind(issuer string) string {
+	u, err := url.Parse(issuer)
+	if err != nil {
+		return ""
+	}
+	host := strings.ToLower(u.Hostname())
+	switch {
+	case host == "accounts.google.com":
+		return kindGoogle
+	case host == "sts.windows.net":
+		return kindEntraV1
+	case host == "login.microsoftonline.com" && !strings.HasSuffix(strings.TrimSuffix(u.Path, "/"), "/v2.0"):
+		return kindEntraV1
+	case host == "login.microsoftonline.com" || strings.HasSuffix(host, ".ciamlogin.com"):
+		return kindEntra
+	case strings.HasPrefix(host, "cognito-idp.") && strings.HasSuffix(host, ".amazonaws.com"):
+		return kindCognito
+	case strings.HasSuffix(host, ".auth0.com"):
+		return kindAuth0
+	}
+	return ""
+}
+
+// Quirks returns warnings about how cfg meets the provider described by m:
+// known provider quirks and settings the metadata shows will not work as
+// the configuration expects. Each names the key to change.
+func Quirks(m oidc.Metadata, cfg *config.Config) []string {
+	var w []string
+	scopes := cfg.OIDC.Scopes
+	wantsOffline := slices.Contains(scopes, "offline_access")
+	k := kind(m.Issuer)
+	switch k {
+	case kindGoogle:
+		if wantsOffline {
+			w = append(w, "oidc.scopes: Google does not accept the offline_access scope; remove it and set oidc.auth_params {access_type: offline, prompt: consent} for refresh tokens")
+		}
+		if cfg.OIDC.AuthParams["access_type"] != "offline" {
+			w = append(w, "oidc.auth_params: Google issues a refresh token only with access_type: offline (and, for a user who consented before, prompt: consent); without it sessions end when the access token expires (1 hour)")
+		}
+	case kindEntraV1:
+		w = append(w, "oidc.issuer: this is a Microsoft Entra ID v1.0 issuer; use the v2.0 one, https://login.microsoftonline.com/<tenant-id>/v2.0")
+	case kindEntra:
+		if !wantsOffline {
+			w = append(w, "oidc.scopes: Microsoft Entra ID issues refresh tokens only for the offline_access scope; add it")
+		}
+	case kindCognito:
+		w = append(w, "logout: Amazon Cognito's logout endpoint (https://<your-domain>/logout?client_id=...&logout_uri=...) is not in its discovery document and is not OpenID RP-initiated logout, so moat's logout ends moat's session only; the Cognito session stays until it expires")
+	case kindAuth0:
+		if cfg.OIDC.AuthParams["audience"] == "" && hasTokenRoutes(cfg) {
+			w = append(w, "oidc.auth_params: without an audience, Auth0 issues an access token for its /userinfo only, which your API cannot validate; set oidc.auth_params {audience: <your API identifier>}")
+		}
+	}
+	if k != kindGoogle && wantsOffline && len(m.ScopesSupported) > 0 && !slices.Contains(m.ScopesSupported, "offline_access") {
+		w = append(w, "oidc.scopes: offline_access is not in the provider's scopes_supported; it may refuse the login (remove the scope if it does)")
+	}
+	if !wantsOffline && slices.Contains(m.ScopesSupported, "offline_access") && k != kindEntra {
+		w = append(w, "oidc.scopes: the provider lists offline_access but oidc.scopes does not ask for it; most such providers then issue no refresh token, and sessions end when the access token expires")
+	}
+	for _, s := range scopes {
+		if len(m.ScopesSupported) > 0 && !slices.Contains(m.ScopesSupported, s) && s != "offline_access" {
+			w = append(w, fmt.Sprintf("oidc.scopes: %s is not in the provider's scopes_supported (it may still accept it, e.g. an API scope)", s))
+		}
+	}
+	if len(m.GrantTypesSupported) > 0 && !slices.Contains(m.GrantTypesSupported, "refresh_token") {
+		w = append(w, "the provider's grant_types_supported lacks refresh_token: sessions end when the access token expires")
+	}
+	if m.EndSessionEndpoint == "" && cfg.OIDC.PostLogoutRedirectURL != "" {
+		w = append(w, "oidc.post_logout_redirect_url: the provider has no end_session_endpoint, so it is never used; logout ends moat's session only")
+	}
+	if !m.BackchannelLogoutSupported && m.FrontchannelLogoutSupported {
+		w = append(w, "logout: the provider offers only front-channel logout, which moat does not implement; a logout at the provider (or in another app) does not end moat's sessions before their timeouts")
+	}
+	if m.RevocationEndpoint == "" && k != kindCognito {
+		w = append(w, "logout: the provider has no revocation_endpoint; the refresh token of a logged-out session stays valid at the provider until it expires")
+	}
+	if len(m.TokenEndpointAuthMethods) > 0 && !slices.Contains(m.TokenEndpointAuthMethods, cfg.OIDC.ClientAuthMethod) {
+		w = append(w, fmt.Sprintf("oidc.client_auth_method: %s is not in the provider's token_endpoint_auth_methods_supported %v", cfg.OIDC.ClientAuthMethod, m.TokenEndpointAuthMethods))
+	}
+	return w
+}
+
+func hasTokenRoutes(cfg *config.Config) bool {
+	for _, r := range cfg.Routes {
+		if r.Token != config.TokenNone {
+			return true
+		}
+	}
+	return false
+}

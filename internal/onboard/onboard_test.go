@@ -1,0 +1,101 @@
+package onboard
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/moat-bff/moat/internal/config"
+	"github.com/moat-bff/moat/internal/oidc"
+)
+
+// full is a provider that supports everything moat uses.
+func full(issuer string) oidc.Metadata {
+	return oidc.Metadata{
+		Issuer: issuer, EndSessionEndpoint: issuer + "/logout", RevocationEndpoint: issuer + "/revoke",
+		CodeChallengeMethods: []string{"S256"}, TokenEndpointAuthMethods: []string{"client_secret_basic", "client_secret_post"},
+		IssParameterSupported: true, PAREndpoint: issuer + "/par", BackchannelLogoutSupported: true,
+		ScopesSupported: []string{"openid", "profile", "email", "offline_access"}, GrantTypesSupported: []string{"authorization_code", "refresh_token"},
+	}
+}
+
+func cfgWith(mod func(*config.Config)) *config.Config {
+	c := &config.Config{OIDC: config.OIDC{Scopes: []string{"openid", "profile", "email", "offline_access"}, ClientAuthMethod: "client_secret_basic"}}
+	c.Routes = []config.Route{{Prefix: "/api/", Token: config.TokenUser}}
+	if mod != nil {
+		mod(c)
+	}
+	return c
+}
+
+func TestQuirks(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		meta oidc.Metadata
+		cfg  *config.Config
+		want []string // substrings, each in some warning; nil: no warnings
+	}{
+		{"full provider, default config", full("https://idp.example.com"), cfgWith(nil), nil},
+		{"google with offline_access and no access_type", func() oidc.Metadata {
+			m := full("https://accounts.google.com")
+			m.EndSessionEndpoint, m.BackchannelLogoutSupported, m.ScopesSupported = "", false, []string{"openid", "email", "profile"}
+			return m
+		}(), cfgWith(nil), []string{"Google does not accept the offline_access scope", "access_type: offline"}},
+		{"google configured as init writes it", func() oidc.Metadata {
+			m := full("https://accounts.google.com")
+			m.ScopesSupported = []string{"openid", "email", "profile"}
+			return m
+		}(), cfgWith(func(c *config.Config) {
+			c.OIDC.Scopes = []string{"openid", "profile", "email"}
+			c.OIDC.AuthParams = map[string]string{"access_type": "offline", "prompt": "consent"}
+		}), nil},
+		{"entra v1", full("https://sts.windows.net/tid/"), cfgWith(nil), []string{"Entra ID v1.0 issuer"}},
+		{"entra v2 front-channel only without offline_access", func() oidc.Metadata {
+			m := full("https://login.microsoftonline.com/tid/v2.0")
+			m.BackchannelLogoutSupported, m.FrontchannelLogoutSupported, m.RevocationEndpoint = false, true, ""
+			return m
+		}(), cfgWith(func(c *config.Config) { c.OIDC.Scopes = []string{"openid", "profile"} }),
+			[]string{"Entra ID issues refresh tokens only for the offline_access scope", "only front-channel logout", "no revocation_endpoint"}},
+		{"cognito", func() oidc.Metadata {
+			m := full("https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_abc")
+			m.EndSessionEndpoint, m.RevocationEndpoint, m.BackchannelLogoutSupported = "", "", false
+			return m
+		}(), cfgWith(func(c *config.Config) { c.OIDC.PostLogoutRedirectURL = "https://app.example.com/" }),
+			[]string{"Amazon Cognito's logout endpoint", "no end_session_endpoint, so it is never used"}},
+		{"auth0 without audience", full("https://tenant.eu.auth0.com/"), cfgWith(nil), []string{"oidc.auth_params: without an audience"}},
+		{"auth0 with audience", full("https://tenant.eu.auth0.com/"),
+			cfgWith(func(c *config.Config) { c.OIDC.AuthParams = map[string]string{"audience": "https://api"} }), nil},
+		{"offline_access listed but not asked for", full("https://idp.example.com"),
+			cfgWith(func(c *config.Config) { c.OIDC.Scopes = []string{"openid"} }), []string{"does not ask for it"}},
+		{"no refresh grant, unknown scope, auth method", func() oidc.Metadata {
+			m := full("https://idp.example.com")
+			m.GrantTypesSupported = []string{"authorization_code"}
+			m.TokenEndpointAuthMethods = []string{"private_key_jwt"}
+			return m
+		}(), cfgWith(func(c *config.Config) { c.OIDC.Scopes = append(c.OIDC.Scopes, "orders:read") }),
+			[]string{"lacks refresh_token", "orders:read is not in", "client_secret_basic is not in"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Quirks(tc.meta, tc.cfg)
+			if tc.want == nil && len(got) > 0 {
+				t.Fatalf("unexpected warnings: %q", got)
+			}
+			all := strings.Join(got, "\n")
+			for _, w := range tc.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("no warning says %q; got:\n%s", w, all)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigForGoogle(t *testing.T) {
+	m := full("https://accounts.google.com")
+	m.ScopesSupported = []string{"openid", "email", "profile"}
+	got := Config(Answers{Issuer: m.Issuer, ClientID: "c", PublicURL: "https://app.example.com", KeysFile: "/k", Listen: ":4001"}, m)
+	for _, w := range []string{`scopes: ["openid", "profile", "email"]`, "auth_params:", `access_type: "offline"`, `prompt: "consent"`} {
+		if !strings.Contains(got, w) {
+			t.Errorf("config lacks %s:\n%s", w, got)
+		}
+	}
+}
