@@ -20,9 +20,11 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/gateway"
+	"github.com/moat-bff/moat/internal/policy"
 	"github.com/moat-bff/moat/internal/secret"
 	"github.com/moat-bff/moat/internal/server"
 )
@@ -45,6 +47,9 @@ type (
 	RateLimits    = config.Limits
 	RateLimit     = config.Limit
 	SPAConfig     = config.SPA
+	// Requirement is one condition on the user's claims, for Route.Require
+	// and Gateway.Require (docs/authorization.md).
+	Requirement = config.Requirement
 	// Duration is a time.Duration written "90s", "15m" or "12h" in YAML.
 	Duration = config.Duration
 	// Secret is a string that prints as REDACTED everywhere.
@@ -67,7 +72,8 @@ func User(ctx context.Context) (*Identity, bool) { return server.UserFrom(ctx) }
 // Gateway is moat as an http.Handler. Register local APIs with Handle
 // (behind the session and CSRF checks) and static files with HandlePublic.
 type Gateway struct {
-	g *gateway.Gateway
+	g         *gateway.Gateway
+	publicURL string
 }
 
 // New builds a Gateway from a configuration with defaults set; it validates
@@ -81,7 +87,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Gateway{g}, nil
+	return &Gateway{g, cfg.PublicURL}, nil
 }
 
 // ServeHTTP implements http.Handler.
@@ -91,6 +97,23 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.g.ServeH
 // session: requests without one get a 401 JSON answer, and requests that
 // fail the CSRF check a 403, before h runs. h finds the user with User.
 func (g *Gateway) Handle(pattern string, h http.Handler) { g.g.Handle(pattern, h) }
+
+// Require wraps h, a handler for Handle, so that it runs only for users
+// who meet every rule, as routes[].require does for proxied routes: 403
+// forbidden when the user lacks a right, 401 step_up_required with the
+// login URL when a stronger or fresher login can meet the rules. A
+// malformed rule is an error.
+func (g *Gateway) Require(h http.Handler, rules ...Requirement) (http.Handler, error) {
+	prs := make([]policy.Rule, len(rules))
+	for i, q := range rules {
+		prs[i] = q.Rule()
+	}
+	p, err := policy.New(prs, strings.TrimSuffix(g.publicURL, "/")+"/auth/login")
+	if err != nil {
+		return nil, err
+	}
+	return server.Require(p, h), nil
+}
 
 // HandlePublic serves h at pattern with no session or CSRF check, for static
 // files such as the SPA itself.

@@ -250,6 +250,9 @@ type Route struct {
 	// upstream besides proxy.DefaultForwardHeaders; the browser's other
 	// headers are dropped (see routeheaders.go for what is refused).
 	ForwardHeaders []string `yaml:"forward_headers"`
+	// Require lists conditions on the user's claims, all of which must hold
+	// (403, or 401 step_up_required when a new login can meet them).
+	Require []Requirement `yaml:"require"`
 }
 
 // CORS lists the browser origins allowed to call moat with credentials.

@@ -144,6 +144,7 @@ func (c *Config) Validate() error {
 		if r.MaxBodyBytes < 0 {
 			add(key+".max_body_bytes", "must be positive")
 		}
+		c.validateRequire(i, r, add)
 		if r.CAFile != "" {
 			if _, err := LoadCertPool(r.CAFile); err != nil {
 				add(key+".ca_file", "%v", err)

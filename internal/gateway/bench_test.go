@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/csrf"
@@ -29,7 +30,9 @@ func BenchmarkProxyHotPath(b *testing.B) {
 	defer api.Close()
 
 	e := newEnv(b, func(c *config.Config) {
-		c.Routes = append(c.Routes, config.Route{Prefix: "/bench/", Upstream: api.URL + "/"})
+		c.Routes = append(c.Routes, config.Route{Prefix: "/bench/", Upstream: api.URL + "/"},
+			config.Route{Prefix: "/rules/", Upstream: api.URL + "/", Require: []config.Requirement{
+				{Claim: "email_verified", AnyOf: []string{"true"}}, {MaxAge: config.Duration(12 * time.Hour)}}})
 		unlimited(c)
 	})
 	br := e.browser()
@@ -45,12 +48,12 @@ func BenchmarkProxyHotPath(b *testing.B) {
 		Transport:  &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, ForceAttemptHTTP2: true},
 		BufferPool: &benchBufferPool{}, // as moat does: a fair, strong reference
 	}
-	run := func(b *testing.B, h http.Handler, withSession bool) {
+	run := func(b *testing.B, h http.Handler, path string, withSession bool) {
 		b.ReportAllocs()
 		b.SetParallelism(16) // 32 concurrent requests on 2 cores
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				req := httptest.NewRequest("GET", "/bench/item", nil)
+				req := httptest.NewRequest("GET", path, nil)
 				if withSession {
 					req.AddCookie(cookie)
 					req.Header.Set(csrf.HeaderName, csrf.HeaderValue)
@@ -63,8 +66,9 @@ func BenchmarkProxyHotPath(b *testing.B) {
 			}
 		})
 	}
-	b.Run("bare", func(b *testing.B) { run(b, bare, false) })
-	b.Run("moat", func(b *testing.B) { run(b, e.gw, true) })
+	b.Run("bare", func(b *testing.B) { run(b, bare, "/bench/item", false) })
+	b.Run("moat", func(b *testing.B) { run(b, e.gw, "/bench/item", true) })
+	b.Run("moat+rules", func(b *testing.B) { run(b, e.gw, "/rules/item", true) }) // routes[].require: two rules
 }
 
 // unlimited lifts the rate limits: a benchmark is one client and one

@@ -24,6 +24,7 @@ import (
 	"github.com/moat-bff/moat/internal/forwardauth"
 	"github.com/moat-bff/moat/internal/metrics"
 	"github.com/moat-bff/moat/internal/oidc"
+	"github.com/moat-bff/moat/internal/policy"
 	"github.com/moat-bff/moat/internal/proxy"
 	"github.com/moat-bff/moat/internal/revoke"
 	"github.com/moat-bff/moat/internal/server"
@@ -185,8 +186,17 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 		if err != nil {
 			return nil, fmt.Errorf("routes[%d]: %w", i, err)
 		}
+		rules := make([]policy.Rule, len(r.Require))
+		for j, q := range r.Require {
+			rules[j] = q.Rule()
+		}
+		require, err := policy.New(rules, strings.TrimSuffix(cfg.PublicURL, "/")+"/auth/login")
+		if err != nil {
+			return nil, fmt.Errorf("routes[%d].require: %w", i, err)
+		}
 		routes = append(routes, proxy.Route{
-			Name: r.Name, Prefix: r.Prefix, Upstream: config.MustURL(r.Upstream),
+			Require: require,
+			Name:    r.Name, Prefix: r.Prefix, Upstream: config.MustURL(r.Upstream),
 			Token: r.Token == config.TokenUser, Timeout: r.Timeout.D(), TLS: tlsCfg,
 			Methods: r.Methods, MaxBodyBytes: r.MaxBodyBytes, AllowSetCookie: r.InsecureAllowSetCookie, WebSocket: r.WebSocket,
 			ForwardHeaders: r.ForwardHeaders,

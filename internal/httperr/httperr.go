@@ -17,6 +17,9 @@ type Error struct {
 	Msg    string // safe to show
 	Err    error  // internal detail
 	Header http.Header
+	// Login, for step_up_required, is the /auth/login URL whose login
+	// meets the route's rules.
+	Login string
 }
 
 func (e *Error) Error() string {
@@ -48,6 +51,7 @@ func Unavailable(err error) *Error {
 type Body struct {
 	Error   string `json:"error"`
 	Message string `json:"message"`
+	Login   string `json:"login,omitempty"`
 }
 
 // Write sends err as JSON. Errors that are not *Error become a 500 whose
@@ -60,7 +64,7 @@ func Write(w http.ResponseWriter, err error) {
 	for k, vs := range e.Header {
 		w.Header()[k] = vs
 	}
-	WriteJSON(w, e.Status, Body{Error: e.Code, Message: e.Msg})
+	WriteJSON(w, e.Status, Body{Error: e.Code, Message: e.Msg, Login: e.Login})
 }
 
 // WriteJSON writes v as a JSON response that no browser may sniff or cache.

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/moat-bff/moat/internal/httperr"
+	"github.com/moat-bff/moat/internal/policy"
 )
 
 // Route is one prefix → upstream mapping.
@@ -54,6 +55,8 @@ type Route struct {
 	// ForwardHeaders are request headers forwarded besides
 	// DefaultForwardHeaders; names CheckForwardHeader refuses are ignored.
 	ForwardHeaders []string
+	// Require holds the route's rules on the user's claims; nil allows all.
+	Require *policy.Policy
 }
 
 // IsUpgrade reports whether r asks to switch protocols (a WebSocket

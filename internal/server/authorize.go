@@ -64,7 +64,8 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (Decision, er
 }
 
 // authorizeRoute applies rt's method list and the CSRF policy to r, then,
-// when rt carries a token, loads the session and its access token. Both
+// when rt carries a token, loads the session and its access token and
+// applies the route's rules (routes[].require). Both
 // the proxy (proxied) and forward-auth (Authorizer) decide through it.
 func (s *Server) authorizeRoute(w http.ResponseWriter, r *http.Request, rt *proxy.Route) (*session.Loaded, string, error) {
 	if !rt.Allows(r.Method) {
@@ -84,7 +85,14 @@ func (s *Server) authorizeRoute(w http.ResponseWriter, r *http.Request, rt *prox
 	if !rt.Token {
 		return nil, "", nil
 	}
-	return s.sessionToken(w, r)
+	l, at, err := s.sessionToken(w, r)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := s.require(rt.Require, l, r); err != nil {
+		return nil, "", err
+	}
+	return l, at, nil
 }
 
 // limitIP applies the per-IP rate limit to r's client.

@@ -30,6 +30,8 @@ type Loaded struct {
 	Key     Key
 	Version uint64
 	Session
+
+	memo *claimsMemo // shared by the copies the cache hands out
 }
 
 // Manager moves sessions between the cookie, the codec and the store. It is
@@ -198,6 +200,7 @@ func (m *Manager) open(key Key, rec Record) (*Loaded, error) {
 	if err := json.Unmarshal(plain, &l.Session); err != nil {
 		return nil, fmt.Errorf("decoding session: %w", err)
 	}
+	l.memo = &claimsMemo{raw: l.Claims}
 	return l, nil
 }
 

@@ -1,0 +1,92 @@
+package gateway_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/moat-bff/moat/internal/config"
+	"github.com/moat-bff/moat/internal/oidc/oidctest"
+)
+
+// TestRouteRules: routes[].require refuses a user without the right with
+// 403 and a login that is too weak with 401 step_up_required and the login
+// URL that meets the rule; after that login the call passes. A refused call
+// never reaches the upstream.
+func TestRouteRules(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) {
+		c.OIDC.ACRValues = []string{"urn:example:mfa"}
+		c.Routes = append(c.Routes,
+			config.Route{Prefix: "/resource/admin/", Upstream: e0(c) + "/admin/",
+				Require: []config.Requirement{{Claim: "groups", AnyOf: []string{"admin"}}}},
+			config.Route{Prefix: "/resource/payments/", Upstream: e0(c) + "/payments/",
+				Require: []config.Requirement{{Claim: "groups", AnyOf: []string{"staff"}}, {ACR: []string{"urn:example:mfa"}}}},
+		)
+	}, func(p *oidctest.Provider) {
+		p.AddUser(oidctest.User{Subject: "alice", Claims: map[string]any{"groups": []any{"staff"}}})
+	})
+	b := e.browser()
+	b.login("/")
+
+	before := len(e.upstream.requests())
+	r := b.api("GET", "/resource/admin/users")
+	if r.StatusCode != http.StatusForbidden || r.json(t)["error"] != "forbidden" {
+		t.Fatalf("admin route without the admin group = %s %s, want 403 forbidden", r.Status, r.body)
+	}
+	r = b.api("GET", "/resource/payments/1")
+	body := r.json(t)
+	login, _ := body["login"].(string)
+	if r.StatusCode != http.StatusUnauthorized || body["error"] != "step_up_required" ||
+		login != e.url+"/auth/login?acr_values=urn%3Aexample%3Amfa" {
+		t.Fatalf("payments with a password login = %s %s, want 401 step_up_required with the login URL", r.Status, r.body)
+	}
+	if n := len(e.upstream.requests()); n != before {
+		t.Fatalf("refused calls reached the upstream %d times", n-before)
+	}
+
+	// The IdP now authenticates alice with MFA; the SPA follows the login URL.
+	e.op.AddUser(oidctest.User{Subject: "alice", Claims: map[string]any{"groups": []any{"staff"}, "acr": "urn:example:mfa"}})
+	r = b.get(strings.TrimPrefix(login, e.url) + "&returnTo=/")
+	if r.StatusCode != http.StatusFound || !strings.Contains(r.Header.Get("Location"), "acr_values=urn%3Aexample%3Amfa") {
+		t.Fatalf("step-up login = %s, Location %q; want a redirect asking the IdP for the acr", r.Status, r.Header.Get("Location"))
+	}
+	r = b.get(r.Header.Get("Location"))
+	b.get(r.Header.Get("Location"))
+	if r := b.api("GET", "/resource/payments/1"); r.StatusCode != http.StatusOK {
+		t.Fatalf("payments after the step-up = %s %s, want 200", r.Status, r.body)
+	}
+	if r := b.api("GET", "/resource/admin/users"); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("a step-up granted a right: admin route = %s", r.Status)
+	}
+}
+
+// e0 is the upstream URL a config mod can use before newEnv returns: the
+// first route's upstream origin.
+func e0(c *config.Config) string {
+	u := c.Routes[0].Upstream
+	return strings.TrimSuffix(u, "/api/")
+}
+
+// TestRouteRulesConfig: a malformed rule is a configuration error naming
+// its key.
+func TestRouteRulesConfig(t *testing.T) {
+	for _, tc := range []struct {
+		req  []config.Requirement
+		tok  string
+		want string
+	}{
+		{[]config.Requirement{{Claim: "groups"}}, "", "routes[0].require[0]: a claim rule needs exactly one of any_of or all_of"},
+		{[]config.Requirement{{Claim: "groups", AnyOf: []string{"a"}, ACR: []string{"x"}}}, "", "routes[0].require[0]: set exactly one of"},
+		{[]config.Requirement{{ACR: []string{"urn:gold"}}}, "", `routes[0].require[0].acr: "urn:gold" is not in oidc.acr_values`},
+		{[]config.Requirement{{Claim: "groups", AnyOf: []string{"a"}}}, config.TokenNone, "routes[0].require: needs token: user"},
+	} {
+		c := &config.Config{Listen: "127.0.0.1:0", PublicURL: "http://127.0.0.1:4001",
+			OIDC:   config.OIDC{Issuer: "http://127.0.0.1:9", ClientID: "c", ClientSecret: "s"},
+			Routes: []config.Route{{Prefix: "/api/", Upstream: "http://127.0.0.1:9/", Token: tc.tok, Require: tc.req}}}
+		c.SetDefaults()
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%+v) = %v, want %q", tc.req, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,58 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/moat-bff/moat/internal/httperr"
+	"github.com/moat-bff/moat/internal/policy"
+	"github.com/moat-bff/moat/internal/session"
+)
+
+// require applies a route's rules (routes[].require) to the session's ID
+// token claims: 403 forbidden when the user lacks a right, 401
+// step_up_required with the login URL when a stronger or fresher login
+// can meet them (RFC 9470 §3; OIDC Core §3.1.2.1 acr_values, max_age).
+func (s *Server) require(p *policy.Policy, l *session.Loaded, r *http.Request) error {
+	if p == nil {
+		return nil
+	}
+	claims, err := l.ClaimsMap()
+	if err != nil {
+		return httperr.New(http.StatusForbidden, "forbidden", "this session may not use this route", err)
+	}
+	return decide(p.Check(claims, s.clock(info(r))))
+}
+
+// Require wraps h, a local handler registered with Handle, with the rules
+// of p, judged on the claims of the request's user.
+func Require(p *policy.Policy, h http.Handler) http.Handler {
+	if p == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var claims map[string]any
+		if id, ok := UserFrom(r.Context()); ok {
+			claims = id.Claims
+		}
+		if err := decide(p.Check(claims, time.Now())); err != nil {
+			noteError(r, err)
+			httperr.Write(w, err)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func decide(out policy.Outcome) error {
+	switch {
+	case out.Forbidden:
+		return httperr.New(http.StatusForbidden, "forbidden", "this session may not use this route", errors.New("unmet rule: "+out.Reason))
+	case out.StepUp != "":
+		e := httperr.New(http.StatusUnauthorized, "step_up_required", "this route needs a stronger or more recent login", errors.New("unmet rule: "+out.Reason))
+		e.Login = out.StepUp
+		return e
+	}
+	return nil
+}
