@@ -131,3 +131,64 @@ func (e *env) metricValue(name string) float64 {
 	}
 	return sum
 }
+
+// A refresh the token endpoint answered is never thrown away: with the
+// JWKS unreachable at a key rotation, the new access and refresh tokens are
+// stored and used, the claims stay, and the refresh after that presents the
+// rotated refresh token (the OP's reuse detection would otherwise revoke
+// the grant and log the user out).
+func TestRefreshWithJWKSDownKeepsTheRotatedTokens(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	b.login("/")
+	c := b.sessionCookie()
+	e.op.RotateKey()
+	e.op.Set(func(bh *oidctest.Behavior) { bh.Garbage = "/jwks" })
+	for i := range 2 {
+		e.expireAccessToken(c)
+		if r := b.api("GET", "/resource/api/recipe"); r.StatusCode != http.StatusOK || r.json(t)["sub"] != "alice" {
+			t.Fatalf("refresh %d with the JWKS down: %s %s", i+1, r.Status, r.body)
+		}
+	}
+	if cs := b.get("/auth/checksession").json(t); cs["loggedIn"] != true || cs["user"].(map[string]any)["email"] != "alice@example.com" {
+		t.Errorf("claims after the refreshes: %v", cs)
+	}
+	if n := e.op.Grants("refresh_token"); n != 2 {
+		t.Errorf("refresh grants = %d, want 2", n)
+	}
+	if _, ok := e.op.ValidAccessToken(e.accessToken(c)); !ok {
+		t.Error("the grant was revoked: a spent refresh token was presented")
+	}
+	if !strings.Contains(e.logs.String(), "the refreshed ID token failed validation") {
+		t.Error("no warning about the unvalidated ID token")
+	}
+}
+
+// A refreshed ID token that names another subject ends the session and
+// revokes the new refresh token.
+func TestRefreshWithAnotherSubjectEndsTheSession(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	b.login("/")
+	e.expireAccessToken(b.sessionCookie())
+	e.op.Set(func(bh *oidctest.Behavior) { bh.MutateIDToken = func(c map[string]any) { c["sub"] = "mallory" } })
+	if r := b.api("GET", "/resource/api/recipe"); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("%s %s, want 401", r.Status, r.body)
+	}
+	if got := b.get("/auth/checksession").json(t); got["loggedIn"] != false {
+		t.Errorf("session kept: %v", got)
+	}
+	revoked := false
+	for _, r := range e.op.Requests() {
+		revoked = revoked || r.Path == "/revoke" && strings.HasPrefix(r.Form.Get("token"), "rt-")
+	}
+	if !revoked {
+		t.Error("the new refresh token was not revoked")
+	}
+	if l := e.logs.String(); !strings.Contains(l, `"event":"session_ended"`) || !strings.Contains(l, "another subject") {
+		t.Errorf("no session_ended audit line: %s", l)
+	}
+	if len(e.upstream.requests()) != 0 {
+		t.Error("the upstream was called")
+	}
+}

@@ -39,6 +39,10 @@ var (
 	// decides which. A session built on that refresh token is over
 	// (draft-ietf-oauth-browser-based-apps §6.1.2.2).
 	ErrInvalidGrant = errors.New("oidc: grant is invalid")
+	// ErrSubjectChanged: a refresh returned a valid ID token for another
+	// subject (OIDC Core §12.2). The session is over; the new refresh token
+	// has been revoked.
+	ErrSubjectChanged = errors.New("oidc: the refreshed ID token names another subject")
 	// ErrRejected: the IdP's answer failed validation (ID token, iss
 	// parameter, token response). Nothing from it may be used.
 	ErrRejected = errors.New("oidc: response rejected")
@@ -435,9 +439,16 @@ func (c *Client) checkAuthContext(idt *gooidc.IDToken, want Expect) error {
 	return nil
 }
 
-// Refresh redeems a refresh token (RFC 6749 §6). If the response carries a
-// new ID token it is validated and must name the same subject (OIDC Core
-// §12.2). A response without a new refresh token keeps the old one.
+// Refresh redeems a refresh token (RFC 6749 §6). A response without a new
+// refresh token keeps the old one.
+//
+// Once the token endpoint has answered 200 the old refresh token may be
+// spent (rotation), so the new tokens are returned even when the new ID
+// token fails validation: a JWKS outage, at_hash or iat. The Identity is
+// then nil and Tokens.IDToken empty: the caller keeps the previous claims,
+// and the next refresh validates again. Only a validated ID token naming
+// another subject (OIDC Core §12.2) fails the refresh: the new refresh
+// token is revoked and the error is ErrSubjectChanged.
 func (c *Client) Refresh(ctx context.Context, refreshToken, subject string) (Tokens, *Identity, error) {
 	p, err := c.provider(ctx)
 	if err != nil {
@@ -459,14 +470,24 @@ func (c *Client) Refresh(ctx context.Context, refreshToken, subject string) (Tok
 	if t.IDToken == "" {
 		return t, nil, nil
 	}
-	id, err := c.verifyIDToken(ctx, p, t.IDToken, t.AccessToken, func(idt *gooidc.IDToken) error {
-		if idt.Subject != subject {
-			return errors.New("refreshed ID token names another subject")
+	id, err := c.verifyIDToken(ctx, p, t.IDToken, t.AccessToken, func(*gooidc.IDToken) error { return nil })
+	switch {
+	case err != nil:
+		c.log.Warn("the refreshed ID token failed validation; keeping the new access and refresh tokens and the previous claims",
+			"transient", errors.Is(err, ErrUnavailable), "error", err)
+		t.IDToken = ""
+		return t, nil, nil
+	case id.Subject != subject:
+		// The IdP issued these tokens for somebody else: none may be used,
+		// and the new grant must not stay alive unseen.
+		if t.RefreshToken != refreshToken {
+			if rerr := c.Revoke(context.WithoutCancel(ctx), t.RefreshToken, "refresh_token"); rerr != nil {
+				c.log.Warn("revoking the refresh token of a changed subject", "error", rerr)
+			}
+		} else if rerr := c.Revoke(context.WithoutCancel(ctx), t.AccessToken, "access_token"); rerr != nil {
+			c.log.Warn("revoking the access token of a changed subject", "error", rerr)
 		}
-		return nil
-	})
-	if err != nil {
-		return Tokens{}, nil, err
+		return Tokens{}, nil, fmt.Errorf("%w: refreshed ID token names another subject", ErrSubjectChanged)
 	}
 	return t, id, nil
 }

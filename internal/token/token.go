@@ -159,6 +159,10 @@ func (m *Manager) redeem(ctx context.Context, l *session.Loaded, holder string) 
 		m.o.OnRefresh("invalid_grant")
 		m.end(ctx, l, "refresh token refused", "error", err)
 		return nil, ErrSessionEnded
+	case errors.Is(err, oidc.ErrSubjectChanged):
+		m.o.OnRefresh("invalid_grant")
+		m.end(ctx, l, "refreshed ID token names another subject", "error", err)
+		return nil, ErrSessionEnded
 	case errors.Is(err, oidc.ErrClientRejected):
 		// moat's client is refused: every session would log the same line,
 		// so the oidc client logs it once a minute instead.
