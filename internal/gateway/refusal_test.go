@@ -192,3 +192,24 @@ func TestRefreshWithAnotherSubjectEndsTheSession(t *testing.T) {
 		t.Error("the upstream was called")
 	}
 }
+
+// /auth/userinfo: the IdP refusing the access token (401, 403) is a 403
+// token_not_accepted that keeps the session; an IdP failure is a 503.
+func TestUserInfoRefusedByTheIdP(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	b.login("/")
+	for _, tc := range []struct {
+		idp, want int
+		code      string
+	}{{401, 403, "token_not_accepted"}, {403, 403, "token_not_accepted"}, {500, 503, "unavailable"}, {0, 200, ""}} {
+		e.op.Set(func(bh *oidctest.Behavior) { bh.UserInfoStatus = tc.idp })
+		r := b.api("GET", "/auth/userinfo")
+		if r.StatusCode != tc.want || tc.code != "" && r.json(t)["error"] != tc.code {
+			t.Errorf("IdP %d: %s %s, want %d %s", tc.idp, r.Status, r.body, tc.want, tc.code)
+		}
+		if got := b.get("/auth/checksession").json(t); got["loggedIn"] != true {
+			t.Fatalf("IdP %d ended the session", tc.idp)
+		}
+	}
+}

@@ -43,6 +43,9 @@ var (
 	// subject (OIDC Core §12.2). The session is over; the new refresh token
 	// has been revoked.
 	ErrSubjectChanged = errors.New("oidc: the refreshed ID token names another subject")
+	// ErrTokenNotAccepted: the UserInfo endpoint refused the access token
+	// (401 or 403, RFC 6750 §3.1).
+	ErrTokenNotAccepted = errors.New("oidc: the identity provider did not accept the access token")
 	// ErrRejected: the IdP's answer failed validation (ID token, iss
 	// parameter, token response). Nothing from it may be used.
 	ErrRejected = errors.New("oidc: response rejected")
@@ -499,8 +502,21 @@ func (c *Client) UserInfo(ctx context.Context, accessToken, subject string) (map
 	if err != nil {
 		return nil, err
 	}
-	ui, err := p.op.UserInfo(c.clientCtx(ctx), oauth2.StaticTokenSource(&oauth2.Token{AccessToken: accessToken, TokenType: "Bearer"}))
+	// go-oidc reports a refusal as text: the transport notes the status.
+	rec := &statusRecorder{next: c.cfg.HTTPClient.Transport}
+	if rec.next == nil {
+		rec.next = http.DefaultTransport
+	}
+	hc := *c.cfg.HTTPClient
+	hc.Transport = rec
+	ui, err := p.op.UserInfo(context.WithValue(ctx, oauth2.HTTPClient, &hc), oauth2.StaticTokenSource(&oauth2.Token{AccessToken: accessToken, TokenType: "Bearer"}))
 	if err != nil {
+		if s := rec.get(); s == http.StatusUnauthorized || s == http.StatusForbidden {
+			// RFC 6750 §3.1: invalid_token or insufficient_scope. Not an
+			// outage, and not a reason to end the session: access tokens
+			// for an API audience are often refused at UserInfo.
+			return nil, fmt.Errorf("%w: userinfo answered %d: %v", ErrTokenNotAccepted, s, err)
+		}
 		return nil, fmt.Errorf("%w: userinfo: %v", ErrUnavailable, err)
 	}
 	if ui.Subject != subject {
@@ -686,4 +702,27 @@ func (c *Client) untrustedAudience(auds []string) string {
 func MarshalClaims(claims map[string]any) json.RawMessage {
 	b, _ := json.Marshal(claims)
 	return b
+}
+
+// statusRecorder notes the status of the last response it carried.
+type statusRecorder struct {
+	next   http.RoundTripper
+	mu     sync.Mutex
+	status int
+}
+
+func (r *statusRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := r.next.RoundTrip(req)
+	if resp != nil {
+		r.mu.Lock()
+		r.status = resp.StatusCode
+		r.mu.Unlock()
+	}
+	return resp, err
+}
+
+func (r *statusRecorder) get() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status
 }

@@ -98,3 +98,28 @@ func TestRefreshWithAnotherSubjectRevokesTheNewToken(t *testing.T) {
 		t.Errorf("the revoked refresh token still works: %v", err)
 	}
 }
+
+// UserInfo's 401 and 403 mean the access token is not accepted there, not
+// an outage.
+func TestUserInfoRefusals(t *testing.T) {
+	p := oidctest.New(t, redirect)
+	c := newClient(t, p, nil)
+	tok, id, err := login(t, c, "n-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		status int
+		want   error
+	}{{401, oidc.ErrTokenNotAccepted}, {403, oidc.ErrTokenNotAccepted}, {500, oidc.ErrUnavailable}, {502, oidc.ErrUnavailable}, {404, oidc.ErrUnavailable}} {
+		p.Set(func(b *oidctest.Behavior) { b.UserInfoStatus = tc.status })
+		_, err := c.UserInfo(context.Background(), tok.AccessToken, id.Subject)
+		if !errors.Is(err, tc.want) || tc.want == oidc.ErrTokenNotAccepted && errors.Is(err, oidc.ErrUnavailable) {
+			t.Errorf("%d: %v, want %v", tc.status, err, tc.want)
+		}
+	}
+	p.Set(func(b *oidctest.Behavior) { b.UserInfoStatus = 0 })
+	if _, err := c.UserInfo(context.Background(), "at-unknown", id.Subject); !errors.Is(err, oidc.ErrTokenNotAccepted) {
+		t.Errorf("unknown access token: %v, want ErrTokenNotAccepted", err)
+	}
+}

@@ -52,6 +52,10 @@ func (s *Server) userInfo(w http.ResponseWriter, r *http.Request) error {
 	}
 	claims, err := s.idp.UserInfo(r.Context(), at, l.Subject)
 	switch {
+	case errors.Is(err, oidc.ErrTokenNotAccepted):
+		// The session stays valid (a 401 would send the SPA to a login that
+		// cannot help): the IdP refuses this access token at UserInfo.
+		return httperr.New(http.StatusForbidden, "token_not_accepted", "the identity provider did not accept the session's access token at its UserInfo endpoint", err)
 	case errors.Is(err, oidc.ErrRejected):
 		return httperr.New(http.StatusBadGateway, "bad_gateway", "the identity provider's answer was rejected", err)
 	case err != nil:

@@ -61,6 +61,9 @@ type Behavior struct {
 	RefreshErrorBody   string
 	// UserInfoSub overrides the sub the UserInfo endpoint returns.
 	UserInfoSub string
+	// UserInfoStatus, if set, is the UserInfo endpoint's answer: 401
+	// invalid_token, 403 insufficient_scope (RFC 6750 §3.1), or that status.
+	UserInfoStatus int
 	// NoEndSession and NoRevocation leave those endpoints out of discovery.
 	NoEndSession, NoRevocation bool
 	// RevokeStatus, if set, is the revocation endpoint's answer (e.g. 503).
@@ -544,6 +547,23 @@ func (p *Provider) grantFor(r *http.Request) *grant {
 }
 
 func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	status := p.behavior.UserInfoStatus
+	p.mu.Unlock()
+	switch status {
+	case 0:
+	case http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		oauthError(w, status, "invalid_token")
+		return
+	case http.StatusForbidden:
+		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope"`)
+		oauthError(w, status, "insufficient_scope")
+		return
+	default:
+		w.WriteHeader(status)
+		return
+	}
 	g := p.grantFor(r)
 	if g == nil || g.revoked {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
