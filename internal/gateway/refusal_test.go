@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moat-bff/moat/internal/oidc/oidctest"
 	"github.com/moat-bff/moat/internal/session"
@@ -107,6 +108,7 @@ func TestRefreshRefusedForTheClientOrTransientKeepsTheSession(t *testing.T) {
 			if r := b.api("GET", "/resource/api/recipe"); r.StatusCode != http.StatusOK {
 				t.Fatalf("after recovery: %s %s", r.Status, r.body)
 			}
+			e.clock.Advance(time.Second) // past the cached /readyz answer
 			if got := b.get("/readyz").json(t)["checks"].(map[string]any)["idp_client"]; got != "ok" {
 				t.Errorf("readyz idp_client after recovery = %v", got)
 			}

@@ -99,6 +99,7 @@ func TestWrongKeyFoundOnceTheStoreAnswers(t *testing.T) {
 	if r := b.get("/auth/checksession"); r.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("wrong keys: checksession %s, want 503 (not logged out)", r.Status)
 	}
+	e.clock.Advance(time.Second) // past the cached /readyz answer
 	if code, checks := ready(); code != http.StatusServiceUnavailable || !strings.Contains(checks, "no configured session key opens") {
 		t.Fatalf("wrong keys: readyz %d %s", code, checks)
 	}

@@ -58,6 +58,7 @@ type Server struct {
 	probeMu sync.Mutex
 	probes  map[string]string
 	probed  time.Time
+	ready   readyCache
 
 	public   *url.URL // moat's origin
 	frontend *url.URL // the SPA's landing page; nil when moat serves it
@@ -336,27 +337,26 @@ func (s *Server) probeUpstreams(ctx context.Context) map[string]string {
 	return out
 }
 
-// readyz reports whether moat can serve logins and API calls: the IdP's
+// checkReady finds whether moat can serve logins and API calls: the IdP's
 // discovery document is loaded and the session store answers. Upstreams
-// with a health_path are probed and reported alongside.
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
+// with a health_path are probed and reported alongside. readyz caches it.
+func (s *Server) checkReady(ctx context.Context) *readiness {
+	var noted error
 	checks := map[string]string{"idp": "ok", "store": "ok"}
 	ready := true
 	if _, err := s.idp.Discover(ctx); err != nil {
 		checks["idp"], ready = "discovery failed", false
-		noteError(r, err)
+		noted = err
 	}
 	if err := s.sessions.Store().Ping(ctx); err != nil {
 		checks["store"], ready = "unreachable", false
-		noteError(r, err)
+		noted = err
 	} else if err := s.sessions.VerifyKeys(ctx); err != nil {
 		checks["store"], ready = "session keys not checked against the store", false
 		if errors.Is(err, session.ErrWrongKeys) {
 			checks["store"] = "no configured session key opens the store's sessions"
 		}
-		noteError(r, err)
+		noted = err
 	}
 	if rej, ok := s.idp.ClientRejected(); ok {
 		// Reported, not gating: taking every replica out of the load
@@ -373,6 +373,5 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	if !ready {
 		status = http.StatusServiceUnavailable
 	}
-	httperr.WriteJSON(w, status, map[string]any{"ready": ready, "checks": checks})
-	return nil
+	return &readiness{status: status, body: map[string]any{"ready": ready, "checks": checks}, err: noted}
 }

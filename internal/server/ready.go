@@ -1,0 +1,80 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/moat-bff/moat/internal/httperr"
+)
+
+// readyFor is how long a /readyz answer is reused. /readyz is public and
+// not rate limited (load balancers poll it), so without this every call
+// would ping the store and the IdP's discovery.
+const readyFor = time.Second
+
+// readiness is one check's answer.
+type readiness struct {
+	status int
+	body   map[string]any
+	err    error // for the access log line
+}
+
+// readyCache holds the last readiness and the check in flight, which all
+// callers that arrive meanwhile wait for rather than starting their own.
+type readyCache struct {
+	mu   sync.Mutex
+	last *readiness
+	at   time.Time
+	busy chan struct{} // closed when the check in flight ends; nil if none
+}
+
+// get returns a readiness at most readyFor old by now(), running check
+// when there is none and no check is in flight.
+func (c *readyCache) get(ctx context.Context, now func() time.Time, check func(context.Context) *readiness) *readiness {
+	c.mu.Lock()
+	for {
+		if c.last != nil && now().Sub(c.at) < readyFor {
+			r := c.last
+			c.mu.Unlock()
+			return r
+		}
+		if c.busy == nil {
+			break
+		}
+		busy := c.busy
+		c.mu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return &readiness{status: http.StatusServiceUnavailable,
+				body: map[string]any{"ready": false, "checks": map[string]string{}}, err: ctx.Err()}
+		}
+		c.mu.Lock()
+	}
+	busy := make(chan struct{})
+	c.busy = busy
+	c.mu.Unlock()
+
+	// The check is shared: one caller hanging up must not fail the others.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	r := check(cctx)
+	cancel()
+
+	c.mu.Lock()
+	c.last, c.at, c.busy = r, now(), nil
+	c.mu.Unlock()
+	close(busy)
+	return r
+}
+
+// readyz answers the cached readiness (see checkReady).
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
+	res := s.ready.get(r.Context(), s.sessions.Now, s.checkReady)
+	if res.err != nil {
+		noteError(r, res.err)
+	}
+	httperr.WriteJSON(w, res.status, res.body)
+	return nil
+}
