@@ -240,8 +240,13 @@ func (c *compiled) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fw.target.Path = c.Upstream.Path + rest
 	fw.target.RawPath = ""
 	fw.target.RawQuery = r.URL.RawQuery
+	// Until the upstream's final answer, ReverseProxy touches w only to
+	// relay interim (1xx) answers: fw.w drops them (interimWriter).
+	fw.w = interimWriter{ResponseWriter: w}
+	fw.w.roundTrip.Store(true)
 	start := time.Now()
-	c.handler.ServeHTTP(w, r)
+	c.handler.ServeHTTP(&fw.w, r)
+	fw.w.roundTrip.Store(false)
 	if c.onUpstream != nil && fw.code != 0 {
 		c.onUpstream(r, c.Name, fw.code, time.Since(start))
 	}
@@ -262,7 +267,43 @@ type State struct {
 	target  url.URL
 	code    int
 	nosniff bool // the response writer's headers say X-Content-Type-Options: nosniff already
+	w       interimWriter
 }
+
+// interimWriter is the response writer ReverseProxy gets. While the round
+// trip to the upstream runs, ReverseProxy writes to it only from its
+// Got1xxResponse hook: it copies an interim answer's headers into the
+// writer's header map, writes the 1xx status, then clears the map, which
+// would send the upstream's headers unfiltered (Set-Cookie in a 103) and
+// wipe moat's own (security headers, request ID, CORS, Connection: close)
+// from the final answer. Here the hook gets a scratch map and the status
+// is not written: interim answers never reach the browser (RFC 9110 §15.2
+// lets a proxy drop them, except 101, which ends the round trip first).
+type interimWriter struct {
+	http.ResponseWriter
+	roundTrip atomic.Bool // until ModifyResponse or the error handler
+	scratch   http.Header // what the hook writes and clears
+}
+
+func (w *interimWriter) Header() http.Header {
+	if w.roundTrip.Load() {
+		if w.scratch == nil {
+			w.scratch = http.Header{}
+		}
+		return w.scratch
+	}
+	return w.ResponseWriter.Header()
+}
+
+func (w *interimWriter) WriteHeader(code int) {
+	if w.roundTrip.Load() {
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the writer's Flush and Hijack.
+func (w *interimWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 type stateKey struct{}
 
@@ -276,6 +317,7 @@ func setOutcome(r *http.Request, code int) *State {
 	fw, _ := r.Context().Value(stateKey{}).(*State)
 	if fw != nil {
 		fw.code = code
+		fw.w.roundTrip.Store(false) // the answer is final: writes go through
 	}
 	return fw
 }
