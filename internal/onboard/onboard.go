@@ -68,6 +68,9 @@ const (
 	kindEntra   = "entra"
 	kindCognito = "cognito"
 	kindAuth0   = "auth0"
+	// Keycloak lists offline_access, but its refresh tokens do not need it:
+	// the scope asks for an offline token that outlives the SSO session.
+	kindKeycloak = "keycloak"
 )
 
 func kind(issuer string) string {
@@ -89,6 +92,8 @@ func kind(issuer string) string {
 		return kindCognito
 	case strings.HasSuffix(host, ".auth0.com"):
 		return kindAuth0
+	case strings.Contains(u.Path, "/realms/"):
+		return kindKeycloak
 	}
 	return ""
 }
@@ -125,7 +130,7 @@ func Quirks(m oidc.Metadata, cfg *config.Config) []string {
 	if k != kindGoogle && wantsOffline && len(m.ScopesSupported) > 0 && !slices.Contains(m.ScopesSupported, "offline_access") {
 		w = append(w, "oidc.scopes: offline_access is not in the provider's scopes_supported; it may refuse the login (remove the scope if it does)")
 	}
-	if !wantsOffline && slices.Contains(m.ScopesSupported, "offline_access") && k != kindEntra {
+	if !wantsOffline && slices.Contains(m.ScopesSupported, "offline_access") && k != kindEntra && k != kindKeycloak {
 		w = append(w, "oidc.scopes: the provider lists offline_access but oidc.scopes does not ask for it; most such providers then issue no refresh token, and sessions end when the access token expires")
 	}
 	for _, s := range scopes {

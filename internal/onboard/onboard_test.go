@@ -64,6 +64,8 @@ func TestQuirks(t *testing.T) {
 		{"auth0 without audience", full("https://tenant.eu.auth0.com/"), cfgWith(nil), []string{"oidc.auth_params: without an audience"}},
 		{"auth0 with audience", full("https://tenant.eu.auth0.com/"),
 			cfgWith(func(c *config.Config) { c.OIDC.AuthParams = map[string]string{"audience": "https://api"} }), nil},
+		{"keycloak refreshes without offline_access", full("https://kc.example.com/realms/main"),
+			cfgWith(func(c *config.Config) { c.OIDC.Scopes = []string{"openid", "profile", "email"} }), nil},
 		{"offline_access listed but not asked for", full("https://idp.example.com"),
 			cfgWith(func(c *config.Config) { c.OIDC.Scopes = []string{"openid"} }), []string{"does not ask for it"}},
 		{"no refresh grant, unknown scope, auth method", func() oidc.Metadata {
@@ -96,6 +98,18 @@ func TestConfigForGoogle(t *testing.T) {
 	for _, w := range []string{`scopes: ["openid", "profile", "email"]`, "auth_params:", `access_type: "offline"`, `prompt: "consent"`} {
 		if !strings.Contains(got, w) {
 			t.Errorf("config lacks %s:\n%s", w, got)
+		}
+	}
+}
+
+func TestScopes(t *testing.T) {
+	for issuer, want := range map[string]string{
+		"https://idp.example.com":            "openid profile email offline_access",
+		"https://accounts.google.com":        "openid profile email",
+		"https://kc.example.com/realms/main": "openid profile email",
+	} {
+		if got := strings.Join(Scopes(full(issuer)), " "); got != want {
+			t.Errorf("%s: scopes %q, want %q", issuer, got, want)
 		}
 	}
 }

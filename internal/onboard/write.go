@@ -32,11 +32,11 @@ type Answers struct {
 
 // Scopes are the scopes init configures for the provider m: openid,
 // profile and email, and offline_access when the provider lists it (and is
-// not Google, which refuses it).
+// not Google, which refuses it, or Keycloak, which refreshes without it).
 func Scopes(m oidc.Metadata) []string {
 	s := []string{"openid", "profile", "email"}
 	offline := slices.Contains(m.ScopesSupported, "offline_access") || len(m.ScopesSupported) == 0
-	if offline && kind(m.Issuer) != kindGoogle {
+	if k := kind(m.Issuer); offline && k != kindGoogle && k != kindKeycloak {
 		s = append(s, "offline_access")
 	}
 	return s
