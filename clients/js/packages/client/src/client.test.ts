@@ -129,6 +129,17 @@ describe("logout", () => {
     expect(ends).toEqual(["logout"]);
   });
 
+  it("ignores login() while the logout navigation is under way", async () => {
+    const { c, assigned } = client({
+      "/auth/checksession": loggedIn(),
+      "/auth/logout": () => json(200, { loggedOut: true, logoutUrl: "http://localhost:4001/auth/logout/continue?h=abc" }),
+    });
+    await c.checkSession();
+    c.on("end", () => c.login()); // a RequireLogin reacting to the end
+    await c.logout();
+    expect(assigned).toEqual(["http://localhost:4001/auth/logout/continue?h=abc"]);
+  });
+
   it("throws CsrfError and stays logged in when moat refuses", async () => {
     const { c, assigned } = client({
       "/auth/checksession": loggedIn(),

@@ -80,6 +80,7 @@ export class MoatClient {
   private current: Session | undefined;
   private timers: ReturnType<typeof setTimeout>[] = [];
   private checking: Promise<Session> | undefined;
+  private leaving = false; // a logout navigation is under way
 
   constructor(opts: MoatClientOptions = {}) {
     this.baseUrl = (opts.baseUrl ?? "").replace(/\/+$/, "");
@@ -151,8 +152,13 @@ export class MoatClient {
     return this.baseUrl + "/auth/login?" + q.toString();
   }
 
-  /** Navigates to moat's login, which returns to opts.returnTo (default: this page). */
+  /**
+   * Navigates to moat's login, which returns to opts.returnTo (default:
+   * this page). Ignored while logout() is navigating away, so a component
+   * that reacts to the ended session cannot log the user straight back in.
+   */
   login(opts: LoginOptions = {}): void {
+    if (this.leaving) return;
     this.nav.assign(this.loginUrl(opts));
   }
 
@@ -171,8 +177,11 @@ export class MoatClient {
     if (err) throw err;
     if (!res.ok) throw new MoatError("http", res.status, `logout answered ${res.status}`, res);
     const body = (await res.json()) as { logoutUrl?: unknown };
+    if (typeof body.logoutUrl === "string") {
+      this.leaving = true;
+      this.nav.assign(body.logoutUrl);
+    }
     this.update({ loggedIn: false }, "logout");
-    if (typeof body.logoutUrl === "string") this.nav.assign(body.logoutUrl);
   }
 
   /**
