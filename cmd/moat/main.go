@@ -1,8 +1,9 @@
 // Command moat runs the moat Backend-for-Frontend.
 //
 //	moat serve   --config moat.yaml   run the gateway
-//	moat check   --config moat.yaml   validate the config and reach the IdP
+//	moat check   --config moat.yaml   validate the config and reach the IdP (read-only)
 //	moat init    --issuer URL ...     write a starting config for an IdP
+//	moat migrate --config moat.yaml   create or migrate the session store
 //	moat keygen                       print a fresh session key
 //	moat version                      print version information
 package main
@@ -82,8 +83,11 @@ const usage = `usage: moat <command> [flags]
 
 commands:
   serve   --config FILE   run the gateway (FILE also from MOAT_CONFIG)
-  check   --config FILE   validate the config and reach the IdP and store
+  check   --config FILE   validate the config and reach the IdP and store (read-only)
   init    --issuer URL    read the IdP's discovery, write a commented config and keys
+  migrate --config FILE   create or migrate the session store, as serve does at start
+  reset-key-check --config FILE
+                          let moat start with keys that cannot open the stored sessions
   demo                    run moat with a dev IdP, an API and a demo SPA on loopback
   keygen                  print a fresh base64 session key
   version                 print version information
@@ -108,6 +112,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return initCmd(ctx, args[1:], os.Stdin, isInteractive(os.Stdin), stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args[1:], stdout, stderr)
+	case "migrate":
+		return migrate(ctx, args[1:], stdout, stderr)
+	case "reset-key-check":
+		return resetKeyCheck(ctx, args[1:], stdout, stderr)
 	case "keygen":
 		if err := noFlags("keygen", "Prints a fresh random session key (32 bytes, base64) for session.keys.", args[1:], stdout, stderr); err != nil {
 			return err
@@ -336,9 +344,13 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
-	gw, err := gateway.New(ctx, cfg, log, gateway.Options{})
+	store, err := openStoreReadOnly(ctx, cfg, log, stdout)
 	if err != nil {
-		return err
+		return reportProblems(stderr, path, err)
+	}
+	gw, err := gateway.New(ctx, cfg, log, gateway.Options{Store: store})
+	if err != nil {
+		return reportProblems(stderr, path, err)
 	}
 	defer gw.Close()
 	cctx, cancel := context.WithTimeout(ctx, cfg.OIDC.Timeout.D())

@@ -328,8 +328,9 @@ func checkKeys(ctx context.Context, cfg *config.Config, store session.Store, cod
 	err = session.CheckKeys(ctx, store, codec)
 	switch {
 	case errors.Is(err, session.ErrWrongKeys):
-		return false, fmt.Errorf("session.keys: none of the configured keys opens the sessions already in %s; "+
-			"starting would log everybody out. Configure the key in use (rotate by adding a new key second, then moving it first, then removing the old one)", backend.Redact(cfg.Session.Store))
+		return false, fmt.Errorf("session.keys: none of the configured keys opens the sessions in %s (sealed at a login less than session.absolute_timeout + 2m ago); "+
+			"starting would log those users out. Configure the key in use (rotate by adding a new key second, then moving it first, then removing the old one). "+
+			"If no session there needs keeping (a test run with a throwaway key, say), run `moat reset-key-check --config FILE`, or wait until they have expired", backend.Redact(cfg.Session.Store))
 	case err != nil:
 		log.Warn("session store not reachable at startup; moat starts, reports not ready, and checks the session keys once it is", "error", err)
 		return true, nil

@@ -31,21 +31,72 @@ func TestCheckKeysFollowsRotation(t *testing.T) {
 	defer store.Close()
 	oldKey, newKey := session.NewKey(), session.NewKey()
 	steps := []struct {
-		keys []string
-		ok   bool
+		keys  []string
+		login bool // a login with these keys (the manager marks the store)
+		ok    bool
 	}{
-		{[]string{oldKey}, true},            // first start writes the canary
-		{[]string{oldKey, newKey}, true},    // step 1: the new key is added second
-		{[]string{newKey, oldKey}, true},    // step 2: it seals; the canary is resealed
-		{[]string{oldKey}, false},           // a replica left behind cannot read new sessions
-		{[]string{newKey}, true},            // step 3: the old key is dropped
-		{[]string{session.NewKey()}, false}, // a wrong key
+		{[]string{session.NewKey()}, false, true}, // a run without a login leaves no trace
+		{[]string{oldKey}, true, true},            // the first login writes the marker
+		{[]string{oldKey, newKey}, false, true},   // step 1: the new key is added second
+		{[]string{newKey, oldKey}, true, true},    // step 2: it seals; a login reseals the marker
+		{[]string{oldKey}, false, false},          // a replica left behind cannot read new sessions
+		{[]string{newKey}, false, true},           // step 3: the old key is dropped
+		{[]string{session.NewKey()}, false, false},
 	}
 	for i, s := range steps {
-		err := session.CheckKeys(ctx, store, codec(t, s.keys...))
+		c := codec(t, s.keys...)
+		err := session.CheckKeys(ctx, store, c)
 		if s.ok != (err == nil) || (!s.ok && !errors.Is(err, session.ErrWrongKeys)) {
 			t.Errorf("step %d: err = %v, want ok=%v", i, err, s.ok)
 		}
+		if s.login {
+			m := session.NewManager(session.ManagerOptions{Store: store, Codec: c, IdleTimeout: time.Hour,
+				AbsoluteTimeout: 2 * time.Hour, Logger: slog.New(slog.DiscardHandler)})
+			if _, err := m.Create(ctx, httptest.NewRecorder(), session.Session{Subject: "alice"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Recovery when no session needs keeping: forget the marker.
+	if err := session.ForgetKeys(ctx, store); err != nil {
+		t.Fatal(err)
+	}
+	if err := session.CheckKeys(ctx, store, codec(t, session.NewKey())); err != nil {
+		t.Errorf("after ForgetKeys: %v", err)
+	}
+}
+
+// CheckKeys only reads; the marker a login writes lives longer than any
+// session sealed before it, and expires with them, so a store whose
+// sessions have all ended takes any key again.
+func TestKeyMarkerOutlivesSessionsAndNoMore(t *testing.T) {
+	ctx := context.Background()
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { return now }
+	store := memory.New(memory.Options{Now: clock})
+	defer store.Close()
+	key := session.NewKey()
+	if err := session.CheckKeys(ctx, store, codec(t, key)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Get(ctx, session.KeyOf("keycheck", []byte("v1"))); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("CheckKeys wrote to the store: %v", err)
+	}
+	m := session.NewManager(session.ManagerOptions{Store: store, Codec: codec(t, key), IdleTimeout: time.Hour,
+		AbsoluteTimeout: 2 * time.Hour, Logger: slog.New(slog.DiscardHandler), Now: clock})
+	for range 3 { // logins within a minute write the marker once
+		if _, err := m.Create(ctx, httptest.NewRecorder(), session.Session{Subject: "alice"}); err != nil {
+			t.Fatal(err)
+		}
+		now = now.Add(20 * time.Second)
+	}
+	now = now.Add(2 * time.Hour) // the last session's absolute timeout has just passed...
+	if err := session.CheckKeys(ctx, store, codec(t, session.NewKey())); !errors.Is(err, session.ErrWrongKeys) {
+		t.Fatalf("marker gone before the last session could end: %v", err)
+	}
+	now = now.Add(3 * time.Minute) // ...and then the marker's margin
+	if err := session.CheckKeys(ctx, store, codec(t, session.NewKey())); err != nil {
+		t.Fatalf("no session can be live, yet a new key is refused: %v", err)
 	}
 }
 
@@ -64,7 +115,7 @@ func TestKeysPending(t *testing.T) {
 			IdleTimeout: time.Hour, AbsoluteTimeout: 2 * time.Hour, Logger: slog.New(slog.DiscardHandler), KeysPending: true})
 	}
 	w := httptest.NewRecorder()
-	l, err := manager(right).Create(ctx, w, session.Session{Subject: "alice"}) // proves right, writes the canary
+	l, err := manager(right).Create(ctx, w, session.Session{Subject: "alice"}) // proves right, writes the marker
 	if err != nil {
 		t.Fatal(err)
 	}

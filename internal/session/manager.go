@@ -46,6 +46,7 @@ type Manager struct {
 	cache    *cache
 	loads    singleflight.Group // cache misses, by key
 	keys     keyGate
+	marked   atomic.Pointer[marked] // the last key-check marker written
 }
 
 // ManagerOptions configures a Manager.
@@ -223,6 +224,7 @@ func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, s Session) 
 	}
 	l.Version = v
 	m.cache.put(l, now)
+	m.markKeys(ctx, now)
 	http.SetCookie(w, &http.Cookie{
 		Name: CookieName, Value: id.Encode(), Path: "/",
 		Expires: s.ExpiresAt, MaxAge: int(s.ExpiresAt.Sub(now).Seconds()),

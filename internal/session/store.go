@@ -18,6 +18,9 @@ var (
 	// ErrUnavailable: the backing service cannot be reached. moat answers 503
 	// and logs nobody out.
 	ErrUnavailable = errors.New("session: store unavailable")
+	// ErrNotCreated: a store opened read-only (moat check) does not exist
+	// yet: no bolt file, no PostgreSQL table. moat serve creates it.
+	ErrNotCreated = errors.New("session: store not created yet")
 )
 
 // Record is what a Store keeps under a Key. Data is sealed by a Codec before

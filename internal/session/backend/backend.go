@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/bolt"
@@ -19,16 +20,18 @@ import (
 // backends maps each store URL scheme to how to check its URL and how to
 // open it.
 var backends = func() map[string]backend {
-	redis := backend{
-		check: redisstore.CheckURL,
-		open: func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
-			return redisstore.Open(ctx, spec, redisstore.Options{Logger: log})
-		},
+	openRedis := func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
+		// Opening Redis writes nothing; check only reads.
+		return redisstore.Open(ctx, spec, redisstore.Options{Logger: log})
 	}
+	redis := backend{check: redisstore.CheckURL, open: openRedis, openRead: openRedis}
 	pg := backend{
 		check: postgres.CheckURL,
 		open: func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
 			return postgres.Open(ctx, spec, postgres.Options{Logger: log})
+		},
+		openRead: func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
+			return postgres.Open(ctx, spec, postgres.Options{Logger: log, ReadOnly: true})
 		},
 	}
 	m := map[string]backend{
@@ -36,6 +39,9 @@ var backends = func() map[string]backend {
 			check: func(spec string) error { _, err := bolt.ParseURL(spec); return err },
 			open: func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
 				return bolt.Open(ctx, spec, bolt.Options{Logger: log})
+			},
+			openRead: func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
+				return bolt.Open(ctx, spec, bolt.Options{Logger: log, ReadOnly: true, OpenTimeout: ReadOnlyOpenTimeout})
 			},
 		},
 		"postgres": pg, "postgresql": pg,
@@ -47,9 +53,14 @@ var backends = func() map[string]backend {
 }()
 
 type backend struct {
-	check func(spec string) error
-	open  func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error)
+	check    func(spec string) error
+	open     func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error)
+	openRead func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error)
 }
+
+// ReadOnlyOpenTimeout is how long OpenReadOnly waits for a bolt file's
+// lock: a running moat holds it for as long as it runs.
+const ReadOnlyOpenTimeout = 500 * time.Millisecond
 
 // lookup returns the backend spec's scheme names, or an error saying which
 // stores there are.
@@ -73,6 +84,22 @@ func Open(ctx context.Context, spec string, log *slog.Logger) (session.Store, er
 		return nil, err
 	}
 	return b.open(ctx, spec, log)
+}
+
+// OpenReadOnly opens the store named by spec for reading only, for moat
+// check: nothing is created, migrated, swept or written. A store that does
+// not exist yet gives an error wrapping session.ErrNotCreated; a bolt file
+// that a running moat holds, one wrapping bolt.ErrInUse after
+// ReadOnlyOpenTimeout.
+func OpenReadOnly(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
+	if spec == "memory" {
+		return memory.New(memory.Options{}), nil
+	}
+	b, err := lookup(spec)
+	if err != nil {
+		return nil, err
+	}
+	return b.openRead(ctx, spec, log)
 }
 
 // CheckURL reports what is wrong with spec without opening anything: an

@@ -83,7 +83,15 @@ type Options struct {
 	// process; zero or negative means DefaultOpenTimeout. A shorter ctx
 	// deadline given to Open wins.
 	OpenTimeout time.Duration
+	// ReadOnly opens the file for reading only (moat check): nothing is
+	// created or swept, and a missing file is an error wrapping
+	// session.ErrNotCreated. bbolt takes a shared lock, so while a moat
+	// serves from the file Open waits OpenTimeout and fails with ErrInUse.
+	ReadOnly bool
 }
+
+// ErrInUse means another process (a running moat) holds the file.
+var ErrInUse = errors.New("bolt: the file is locked by another process")
 
 // Store is a session.Store in a bbolt file. Create it with Open and release
 // it with Close, which stops its sweeper and unlocks the file.
@@ -152,6 +160,8 @@ func Open(ctx context.Context, rawURL string, o Options) (*Store, error) {
 	}
 	dir := filepath.Dir(path)
 	switch fi, err := os.Stat(dir); {
+	case errors.Is(err, fs.ErrNotExist) && o.ReadOnly:
+		return nil, fmt.Errorf("bolt: directory %s does not exist yet (the systemd unit's StateDirectory= creates it at the first start; otherwise create it, mode 0700, owned by moat's user): %w", dir, session.ErrNotCreated)
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, fmt.Errorf("bolt: open %s: directory %s does not exist; create it (mode 0700, owned by moat's user), moat will not: %w", path, dir, err)
 	case err != nil:
@@ -161,6 +171,8 @@ func Open(ctx context.Context, rawURL string, o Options) (*Store, error) {
 	}
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return nil, fmt.Errorf("bolt: open %s: is a directory; want %s", path, urlForm)
+	} else if errors.Is(err, fs.ErrNotExist) && o.ReadOnly {
+		return nil, fmt.Errorf("bolt: %s does not exist yet: %w", path, session.ErrNotCreated)
 	}
 
 	timeout := o.OpenTimeout
@@ -175,11 +187,12 @@ func Open(ctx context.Context, rawURL string, o Options) (*Store, error) {
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout:      timeout,
 		FreelistType: bbolt.FreelistMapType, // faster under the churn of short-lived records
+		ReadOnly:     o.ReadOnly,
 	})
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("bolt: open %s: the file is locked by another process (is another moat using it?); gave up after %v: %w: %w",
-			path, timeout.Round(time.Millisecond), session.ErrUnavailable, err)
+		return nil, fmt.Errorf("bolt: open %s: the file is locked by another process (is another moat using it?); gave up after %v: %w: %w: %w",
+			path, timeout.Round(time.Millisecond), ErrInUse, session.ErrUnavailable, err)
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
 		return nil, fmt.Errorf("bolt: open %s: not a bbolt file, or a damaged one: %w", path, err)
 	case err != nil:
@@ -193,7 +206,18 @@ func Open(ctx context.Context, rawURL string, o Options) (*Store, error) {
 	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		log.Warn("bolt: session store file is accessible to other users; chmod 600 it", "path", path, "mode", fi.Mode().Perm().String())
 	}
-	if err := initBuckets(db); err != nil {
+	if o.ReadOnly {
+		err = db.View(func(tx *bbolt.Tx) error {
+			if v := tx.Bucket(bucketMeta); v == nil || !bytes.Equal(v.Get(keySchema), schemaVersion) {
+				return errors.New("not a moat session store of this version (moat serve creates or migrates it)")
+			}
+			_, err := bucketsOf(tx)
+			return err
+		})
+	} else {
+		err = initBuckets(db)
+	}
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
@@ -214,7 +238,11 @@ func Open(ctx context.Context, rawURL string, o Options) (*Store, error) {
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
-	go s.sweepLoop(interval)
+	if o.ReadOnly {
+		close(s.done)
+	} else {
+		go s.sweepLoop(interval)
+	}
 	return s, nil
 }
 

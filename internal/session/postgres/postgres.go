@@ -72,6 +72,10 @@ type Options struct {
 	// SweepInterval is the period of the background sweep of expired
 	// records; zero or negative means DefaultSweepInterval.
 	SweepInterval time.Duration
+	// ReadOnly opens the store for reading only (moat check): no schema or
+	// table is created or migrated and nothing is swept. A missing (or
+	// older) table is an error wrapping session.ErrNotCreated.
+	ReadOnly bool
 }
 
 // Store is a session.Store on a PostgreSQL table. Create it with Open and
@@ -84,6 +88,7 @@ type Store struct {
 	name          string // schema.table, for logs and errors
 	table, seq    string // quoted, qualified names for SQL
 	lockKey       int64
+	readOnly      bool
 	timeout       time.Duration // bound of every store call
 	slowTimeout   time.Duration // bound of migrations and sweep batches
 	sweepInterval time.Duration
@@ -216,6 +221,7 @@ func Open(ctx context.Context, rawURL string, o Options) (*Store, error) {
 		slowTimeout:   max(10*st.timeout, 10*time.Second),
 		sweepInterval: interval,
 		migrating:     make(chan struct{}, 1),
+		readOnly:      o.ReadOnly,
 		done:          make(chan struct{}),
 	}
 	s.q = newQueries(s.table, s.seq)
@@ -230,6 +236,9 @@ func Open(ctx context.Context, rawURL string, o Options) (*Store, error) {
 	cancel()
 	switch {
 	case err == nil:
+	case errors.Is(err, session.ErrNotCreated):
+		s.shutdown()
+		return nil, fmt.Errorf("postgres: %w", err)
 	case ctx.Err() != nil:
 		s.shutdown()
 		return nil, fmt.Errorf("postgres: open %s: %w", name, ctx.Err())
@@ -240,7 +249,11 @@ func Open(ctx context.Context, rawURL string, o Options) (*Store, error) {
 		log.Warn("PostgreSQL unreachable; starting anyway, not ready until it answers",
 			"table", name, "err", err)
 	}
-	go s.loop()
+	if s.readOnly {
+		close(s.done)
+	} else {
+		go s.loop()
+	}
 	return s, nil
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/moat-bff/moat/internal/session"
 )
 
 // The schema version lives in the table's comment, so that it travels with
@@ -85,6 +86,10 @@ func (s *Store) ensureSchema(ctx context.Context) error {
 	for range 2 {
 		// A second attempt only helps when another process created a
 		// shared object (the schema) between our check and our CREATE.
+		if s.readOnly {
+			err = s.inspect(ctx)
+			break
+		}
 		if err = s.migrate(ctx); !isDuplicateObject(err) {
 			break
 		}
@@ -159,6 +164,38 @@ func (s *Store) migrate(ctx context.Context) error {
 		return err
 	}
 	s.log.Info("session table migrated", "table", s.name, "from", from, "to", to)
+	return nil
+}
+
+// inspect is migrate for a read-only store: it reports a missing schema,
+// table or migration without changing anything.
+func (s *Store) inspect(ctx context.Context) error {
+	if s.st.schema != "" {
+		var exists bool
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, s.st.schema).Scan(&exists); err != nil {
+			return err
+		}
+		if !exists {
+			return fmt.Errorf("schema %q does not exist (is schema= spelt right? moat serve or moat migrate creates it): %w", s.st.schema, session.ErrNotCreated)
+		}
+	}
+	var exists bool
+	var comment *string
+	if err := s.pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL, obj_description(to_regclass($1), 'pg_class')`, s.table).Scan(&exists, &comment); err != nil {
+		return err
+	}
+	if !exists {
+		return fmt.Errorf("table %s does not exist yet (moat serve or moat migrate creates it): %w", s.name, session.ErrNotCreated)
+	}
+	from := 0
+	if comment != nil {
+		if m := commentVersion.FindStringSubmatch(*comment); m != nil {
+			from, _ = strconv.Atoi(m[1])
+		}
+	}
+	if from < len(migrations) {
+		return fmt.Errorf("table %s is at schema version %d, this moat needs %d (moat serve or moat migrate migrates it): %w", s.name, from, len(migrations), session.ErrNotCreated)
+	}
 	return nil
 }
 
