@@ -117,6 +117,9 @@ func list(v any, path ...any) []any {
 func TestEveryYAMLFileParses(t *testing.T) {
 	n := 0
 	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() && d.Name() == "templates" && filepath.Base(filepath.Dir(filepath.Dir(path))) == "helm" {
+			return filepath.SkipDir // Go templates; TestHelmChart renders and checks them
+		}
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -139,15 +142,19 @@ func TestEveryYAMLFileParses(t *testing.T) {
 
 // manifests are the Kubernetes objects of deploy/kubernetes, by file.
 type manifests struct {
-	files   map[string][]obj // file name → its objects
-	byKind  map[string][]obj // kind → objects
-	kustom  obj
-	resList []string
+	where string // the directory or rendering they come from
+	// externalSecret: the Secret is created outside (the Helm chart's
+	// existingSecret), so it is not among the objects.
+	externalSecret bool
+	files          map[string][]obj // file name → its objects
+	byKind         map[string][]obj // kind → objects
+	kustom         obj
+	resList        []string
 }
 
 func loadManifests(t *testing.T) *manifests {
 	t.Helper()
-	m := &manifests{files: map[string][]obj{}, byKind: map[string][]obj{}}
+	m := &manifests{where: k8sDir, files: map[string][]obj{}, byKind: map[string][]obj{}}
 	entries, err := os.ReadDir(k8sDir)
 	if err != nil {
 		t.Fatal(err)
@@ -187,8 +194,20 @@ func (m *manifests) one(t *testing.T, kind, name string) obj {
 			return o
 		}
 	}
-	t.Fatalf("no %s %q in %s/", kind, name, k8sDir)
+	t.Fatalf("no %s %q in %s", kind, name, m.where)
 	return nil
+}
+
+// manifestsFrom decodes a rendered stream (helm template) as one file.
+func manifestsFrom(t *testing.T, where string, raw []byte) *manifests {
+	t.Helper()
+	m := &manifests{where: where, files: map[string][]obj{}, byKind: map[string][]obj{}}
+	docs := decodeAll(t, where, raw)
+	m.files[where] = docs
+	for _, d := range docs {
+		m.byKind[str(d, "kind")] = append(m.byKind[str(d, "kind")], d)
+	}
+	return m
 }
 
 func TestKubernetesObjectsAreComplete(t *testing.T) {
@@ -259,10 +278,17 @@ func portOf(v any, ports map[string]int) int {
 }
 
 func TestDeployment(t *testing.T) {
-	m := loadManifests(t)
-	dep := m.one(t, "Deployment", "moat")
-	if n, _ := num(dep, "spec", "replicas"); n != 3 {
-		t.Errorf("spec.replicas = %d, want 3", n)
+	checkDeployment(t, loadManifests(t), "moat", 3)
+}
+
+// checkDeployment checks the moat Deployment of m (deploy/kubernetes or
+// the Helm chart's rendering): probes, hardened pod, config and secrets
+// wiring, shutdown timing, listeners.
+func checkDeployment(t *testing.T, m *manifests, name string, replicas int) {
+	t.Helper()
+	dep := m.one(t, "Deployment", name)
+	if n, _ := num(dep, "spec", "replicas"); n != replicas {
+		t.Errorf("spec.replicas = %d, want %d", n, replicas)
 	}
 	c, ports := moatContainer(t, dep)
 	if ports["http"] != 4001 || ports["admin"] != 9090 {
@@ -301,7 +327,13 @@ func TestDeployment(t *testing.T) {
 	// Secrets come from the Secret, the config from the ConfigMap, mounted
 	// read-only where the image's CMD and the args expect it.
 	secretName := str(c, "envFrom", 0, "secretRef", "name")
-	m.one(t, "Secret", secretName)
+	if m.externalSecret {
+		if secretName == "" {
+			t.Error("no envFrom secretRef: moat gets no secrets")
+		}
+	} else {
+		m.one(t, "Secret", secretName)
+	}
 	args := list(c, "args")
 	if len(args) != 3 || args[0] != "serve" || args[1] != "--config" || args[2] != configPath {
 		t.Errorf("args %v, want [serve --config %s]", args, configPath)
@@ -361,8 +393,14 @@ func listenPort(t *testing.T, addr string) int {
 }
 
 func TestServicesAndDisruptionBudget(t *testing.T) {
-	m := loadManifests(t)
-	dep := m.one(t, "Deployment", "moat")
+	checkServices(t, loadManifests(t), "moat", map[string]int{"moat": 4001, "moat-admin": 9090}, 2)
+}
+
+// checkServices checks that each Service selects the Deployment's pods on
+// its port, and the PodDisruptionBudget's selector and minAvailable.
+func checkServices(t *testing.T, m *manifests, name string, services map[string]int, minAvailable int) {
+	t.Helper()
+	dep := m.one(t, "Deployment", name)
 	_, ports := moatContainer(t, dep)
 	podLabels, _ := dig(dep, "spec", "template", "metadata", "labels").(obj)
 	selects := func(sel any) bool {
@@ -380,7 +418,7 @@ func TestServicesAndDisruptionBudget(t *testing.T) {
 	if !selects(dig(dep, "spec", "selector", "matchLabels")) {
 		t.Error("the Deployment's selector does not match its pod template's labels")
 	}
-	for name, want := range map[string]int{"moat": 4001, "moat-admin": 9090} {
+	for name, want := range services {
 		svc := m.one(t, "Service", name)
 		if !selects(dig(svc, "spec", "selector")) {
 			t.Errorf("Service %s does not select moat's pods", name)
@@ -394,9 +432,9 @@ func TestServicesAndDisruptionBudget(t *testing.T) {
 			t.Errorf("Service %s is %s; keep it ClusterIP and expose moat through an Ingress", name, typ)
 		}
 	}
-	pdb := m.one(t, "PodDisruptionBudget", "moat")
-	if n, _ := num(pdb, "spec", "minAvailable"); n != 2 {
-		t.Errorf("PodDisruptionBudget minAvailable %v, want 2", dig(pdb, "spec", "minAvailable"))
+	pdb := m.one(t, "PodDisruptionBudget", name)
+	if n, _ := num(pdb, "spec", "minAvailable"); n != minAvailable {
+		t.Errorf("PodDisruptionBudget minAvailable %v, want %d", dig(pdb, "spec", "minAvailable"), minAvailable)
 	}
 	if !selects(dig(pdb, "spec", "selector", "matchLabels")) {
 		t.Error("the PodDisruptionBudget does not select moat's pods")
@@ -457,9 +495,15 @@ func loadConfig(t *testing.T, name string, raw []byte) *config.Config {
 }
 
 func TestConfigMapIsAValidConfig(t *testing.T) {
-	m := loadManifests(t)
-	cm := m.one(t, "ConfigMap", "moat-config")
-	cfg := loadConfig(t, "configmap.yaml moat.yaml", []byte(str(cm, "data", "moat.yaml")))
+	checkConfigMap(t, loadManifests(t), "moat-config")
+}
+
+// checkConfigMap checks that the ConfigMap's moat.yaml is a valid moat
+// configuration for several replicas, and returns it.
+func checkConfigMap(t *testing.T, m *manifests, name string) *config.Config {
+	t.Helper()
+	cm := m.one(t, "ConfigMap", name)
+	cfg := loadConfig(t, m.where+" "+name+" moat.yaml", []byte(str(cm, "data", "moat.yaml")))
 	if cfg.Session.Store == "memory" || strings.HasPrefix(cfg.Session.Store, "bolt:") {
 		t.Errorf("session.store %q cannot be shared by 3 replicas", cfg.Session.Store)
 	}
@@ -469,6 +513,7 @@ func TestConfigMapIsAValidConfig(t *testing.T) {
 	if len(cfg.Routes) == 0 {
 		t.Error("the example has no route")
 	}
+	return cfg
 }
 
 func TestSecretHoldsOnlyPlaceholdersMoatReads(t *testing.T) {
