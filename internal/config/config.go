@@ -250,6 +250,9 @@ type Route struct {
 	// upstream besides proxy.DefaultForwardHeaders; the browser's other
 	// headers are dropped (see routeheaders.go for what is refused).
 	ForwardHeaders []string `yaml:"forward_headers"`
+	// ClientScopes are the scopes asked for the client-credentials token of
+	// token: client and user_or_client routes.
+	ClientScopes []string `yaml:"client_scopes"`
 	// Require lists conditions on the user's claims, all of which must hold
 	// (403, or 401 step_up_required when a new login can meet them).
 	Require []Requirement `yaml:"require"`
@@ -283,7 +286,19 @@ type Log struct {
 const (
 	TokenUser = "user"
 	TokenNone = "none"
+	// TokenClient sends moat's own client-credentials token (RFC 6749
+	// §4.4), with or without a session.
+	TokenClient = "client"
+	// TokenUserOrClient sends the user's token when a session exists and
+	// the client token otherwise.
+	TokenUserOrClient = "user_or_client"
+	// TokenOptionalUser sends the user's token when a session exists and
+	// no token otherwise.
+	TokenOptionalUser = "optional_user"
 )
+
+// TokenTypes lists the values of routes[].token.
+var TokenTypes = []string{TokenUser, TokenNone, TokenClient, TokenUserOrClient, TokenOptionalUser}
 
 // CSRF modes.
 const (

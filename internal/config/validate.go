@@ -126,8 +126,11 @@ func (c *Config) Validate() error {
 		case u.Scheme == "http" && !IsLoopbackHost(u.Hostname()) && !r.InsecureHTTP:
 			add(key+".upstream", "%q is plain http off loopback, which sends access tokens in clear; use https, or set insecure_http: true on this route", r.Upstream)
 		}
-		if r.Token != TokenUser && r.Token != TokenNone {
-			add(key+".token", "%q is not a token policy; use %s or %s", r.Token, TokenUser, TokenNone)
+		if !slices.Contains(TokenTypes, r.Token) {
+			add(key+".token", "%q is not a token type; use one of %v", r.Token, TokenTypes)
+		}
+		if len(r.ClientScopes) > 0 && r.Token != TokenClient && r.Token != TokenUserOrClient {
+			add(key+".client_scopes", "applies only to token: %s or %s", TokenClient, TokenUserOrClient)
 		}
 		if r.HealthPath != "" && !strings.HasPrefix(r.HealthPath, "/") {
 			add(key+".health_path", "%q must be a path starting with /", r.HealthPath)

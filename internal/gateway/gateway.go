@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/moat-bff/moat/internal/admin"
+	"github.com/moat-bff/moat/internal/clienttoken"
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/forwardauth"
 	"github.com/moat-bff/moat/internal/metrics"
@@ -59,6 +60,7 @@ type Gateway struct {
 	mu       sync.Mutex // serializes Reload and registrations
 	handlers []registration
 	fa       *forwardauth.Handler
+	clients  *clienttoken.Cache // client-credentials tokens, kept across reloads
 }
 
 // served is the part a reload replaces.
@@ -142,7 +144,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 		LeaseTTL: cfg.OIDC.Timeout.D() + 5*time.Second, Logger: log, OnRefresh: m.Refresh,
 	})
 	g := &Gateway{Sessions: sessions, Tokens: tokens, IdP: idp, Metrics: m, log: log, tracing: o.Tracing, store: store,
-		Revoker: revoke.Start(idp, log, revoke.Options{})}
+		Revoker: revoke.Start(idp, log, revoke.Options{}), clients: clienttoken.New(idp, cfg.OIDC.RefreshSkew.D(), o.Now)}
 	if cfg.ForwardAuth.Listen != "" {
 		g.fa = forwardauth.New(cfg.ForwardAuth, log)
 		g.fa.SetNext(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -197,7 +199,8 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 		routes = append(routes, proxy.Route{
 			Require: require,
 			Name:    r.Name, Prefix: r.Prefix, Upstream: config.MustURL(r.Upstream),
-			Token: r.Token == config.TokenUser, Timeout: r.Timeout.D(), TLS: tlsCfg,
+			Token:     r.Token == config.TokenUser || r.Token == config.TokenClient || r.Token == config.TokenUserOrClient,
+			TokenType: r.Token, ClientScopes: r.ClientScopes, Timeout: r.Timeout.D(), TLS: tlsCfg,
 			Methods: r.Methods, MaxBodyBytes: r.MaxBodyBytes, AllowSetCookie: r.InsecureAllowSetCookie, WebSocket: r.WebSocket,
 			ForwardHeaders: r.ForwardHeaders,
 		})
@@ -212,7 +215,7 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 		},
 	})
 	srv, err := server.New(server.Deps{Config: cfg, Logger: g.log, Sessions: g.Sessions, Tokens: g.Tokens, IdP: g.IdP,
-		Routes: table, Revoker: g.Revoker, Metrics: m})
+		Routes: table, Revoker: g.Revoker, Metrics: m, ClientTokens: g.clients})
 	if err != nil {
 		return nil, err
 	}

@@ -38,6 +38,11 @@ type Route struct {
 	// Token: the request must carry an access token in its context
 	// (WithToken); without one the route answers 401.
 	Token bool
+	// TokenType is routes[].token: which token the caller puts in the
+	// context (user, none, client, user_or_client, optional_user).
+	TokenType string
+	// ClientScopes are the scopes of the client-credentials token.
+	ClientScopes []string
 	// Timeout bounds the wait for the upstream's response headers.
 	Timeout time.Duration
 	// TLS configures the connection to an https upstream; nil uses the
@@ -376,7 +381,9 @@ func (c *compiled) rewrite(pr *httputil.ProxyRequest) {
 			delete(pr.Out.Header, name)
 		}
 	}
-	if fw.token != "" && c.Token {
+	if fw.token != "" && c.TokenType != "none" {
+		// Only the server puts a token in the state, after authorizing this
+		// route: token: optional_user routes carry one when logged in.
 		pr.Out.Header["Authorization"] = []string{"Bearer " + fw.token}
 	}
 }

@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
 
+	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/httperr"
 	"github.com/moat-bff/moat/internal/proxy"
 	"github.com/moat-bff/moat/internal/session"
@@ -82,8 +84,23 @@ func (s *Server) authorizeRoute(w http.ResponseWriter, r *http.Request, rt *prox
 	} else if err := s.checkCSRF(r, true); err != nil {
 		return nil, "", err
 	}
-	if !rt.Token {
+	switch tokenType(rt) {
+	case config.TokenNone:
 		return nil, "", nil
+	case config.TokenClient:
+		at, err := s.clientToken(r, rt)
+		return nil, at, err
+	case config.TokenUserOrClient, config.TokenOptionalUser:
+		l, at, err := s.sessionToken(w, r)
+		var he *httperr.Error
+		if err == nil || !errors.As(err, &he) || he.Status != http.StatusUnauthorized {
+			return l, at, err // a user, or an outage or limit that no fallback may hide
+		}
+		if tokenType(rt) == config.TokenOptionalUser {
+			return nil, "", nil
+		}
+		at, err = s.clientToken(r, rt)
+		return nil, at, err
 	}
 	l, at, err := s.sessionToken(w, r)
 	if err != nil {
@@ -93,6 +110,31 @@ func (s *Server) authorizeRoute(w http.ResponseWriter, r *http.Request, rt *prox
 		return nil, "", err
 	}
 	return l, at, nil
+}
+
+// tokenType is rt's routes[].token; routes built without one (tests,
+// embedders) say it with Token alone.
+func tokenType(rt *proxy.Route) string {
+	switch {
+	case rt.TokenType != "":
+		return rt.TokenType
+	case rt.Token:
+		return config.TokenUser
+	}
+	return config.TokenNone
+}
+
+// clientToken returns moat's client-credentials token for rt (RFC 6749
+// §4.4). An IdP that cannot give one is an outage: 503, nobody logged out.
+func (s *Server) clientToken(r *http.Request, rt *proxy.Route) (string, error) {
+	if s.clientTokens == nil {
+		return "", httperr.Unavailable(errors.New("no client token source"))
+	}
+	at, err := s.clientTokens.Token(r.Context(), rt.ClientScopes)
+	if err != nil {
+		return "", httperr.Unavailable(err)
+	}
+	return at, nil
 }
 
 // limitIP applies the per-IP rate limit to r's client.

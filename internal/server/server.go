@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moat-bff/moat/internal/clienttoken"
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/csrf"
 	"github.com/moat-bff/moat/internal/httperr"
@@ -37,23 +38,27 @@ type Deps struct {
 	Routes   *proxy.Table
 	Revoker  *revoke.Queue
 	Metrics  *metrics.Metrics // nil records nothing
+	// ClientTokens hands out client-credentials tokens for token: client
+	// and user_or_client routes.
+	ClientTokens *clienttoken.Cache
 }
 
 // Server is an http.Handler for moat's main listener.
 type Server struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	access   *logbuf.Handler // log's handler when it has the access-log fast path
-	sessions *session.Manager
-	tokens   *token.Manager
-	idp      *oidc.Client
-	routes   *proxy.Table
-	revoker  *revoke.Queue
-	limits   *limits
-	metrics  *metrics.Metrics
-	csrf     *csrf.Policy
-	mux      *http.ServeMux
-	handler  http.Handler
+	cfg          *config.Config
+	log          *slog.Logger
+	access       *logbuf.Handler // log's handler when it has the access-log fast path
+	sessions     *session.Manager
+	tokens       *token.Manager
+	idp          *oidc.Client
+	routes       *proxy.Table
+	revoker      *revoke.Queue
+	limits       *limits
+	metrics      *metrics.Metrics
+	clientTokens *clienttoken.Cache
+	csrf         *csrf.Policy
+	mux          *http.ServeMux
+	handler      http.Handler
 
 	probeMu sync.Mutex
 	probes  map[string]string
@@ -75,7 +80,7 @@ func New(d Deps) (*Server, error) {
 		return nil, fmt.Errorf("csrf: %w", err)
 	}
 	s := &Server{
-		cfg: cfg, log: d.Logger, sessions: d.Sessions, tokens: d.Tokens, idp: d.IdP, routes: d.Routes, revoker: d.Revoker, metrics: d.Metrics,
+		cfg: cfg, log: d.Logger, sessions: d.Sessions, tokens: d.Tokens, idp: d.IdP, routes: d.Routes, revoker: d.Revoker, metrics: d.Metrics, clientTokens: d.ClientTokens,
 		csrf: policy, mux: http.NewServeMux(), public: public, landing: "/",
 		limits: newLimits(cfg, d.Sessions.Now),
 	}
@@ -179,9 +184,9 @@ func (s *Server) proxied(rt *proxy.Route, h http.Handler) http.Handler {
 		if err != nil {
 			return err
 		}
-		if rt.Token {
+		if at != "" {
 			ctx := withToken(r.Context(), at)
-			if rt.WebSocket && proxy.IsUpgrade(r) {
+			if l != nil && rt.WebSocket && proxy.IsUpgrade(r) {
 				// A socket outlives the request that opened it: close it when
 				// its session ends (logout, back-channel logout, revocation,
 				// expiry), as the next request would have been refused.

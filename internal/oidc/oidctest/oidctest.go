@@ -106,6 +106,7 @@ type grant struct {
 	redirectURI   string
 	sid           string
 	authTime      time.Time
+	scope         string // asked for with client_credentials
 	refreshTokens []string // issued, newest last
 	revoked       bool
 }
@@ -483,6 +484,20 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.issue(w, g, b.RotateRefreshTokens)
+	case "client_credentials":
+		// RFC 6749 §4.4: a token for the client itself, whose subject is
+		// its client_id (RFC 9068 §2.2); no refresh or ID token (§4.4.3).
+		at := "at-" + random(24)
+		p.mu.Lock()
+		p.access[at] = &grant{user: User{Subject: p.ClientID}, scope: r.PostForm.Get("scope")}
+		p.mu.Unlock()
+		resp := map[string]any{"access_token": at, "token_type": "Bearer"}
+		if b.AccessTokenTTL > 0 {
+			resp["expires_in"] = int(b.AccessTokenTTL.Seconds())
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		json.NewEncoder(w).Encode(resp)
 	default:
 		oauthError(w, http.StatusBadRequest, "unsupported_grant_type")
 	}
@@ -581,6 +596,18 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 		claims[k] = v
 	}
 	writeJSON(w, http.StatusOK, claims)
+}
+
+// AccessTokenScope returns the scope a client-credentials token was asked
+// for, and whether at is a live access token.
+func (p *Provider) AccessTokenScope(at string) (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	g := p.access[at]
+	if g == nil || g.revoked {
+		return "", false
+	}
+	return g.scope, true
 }
 
 // ValidAccessToken reports whether at was issued and its grant is live; a

@@ -1,0 +1,30 @@
+package oidc
+
+import (
+	"context"
+	"net/url"
+
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// ClientCredentials obtains an access token for moat itself with the
+// client credentials grant (RFC 6749 §4.4), for routes with token: client.
+// The token endpoint's refusals are classified as for a refresh: a refused
+// client is a deployment problem (503), never a user's.
+func (c *Client) ClientCredentials(ctx context.Context, scopes []string) (Tokens, error) {
+	p, err := c.provider(ctx)
+	if err != nil {
+		return Tokens{}, err
+	}
+	cc := clientcredentials.Config{
+		ClientID: c.cfg.ClientID, ClientSecret: c.cfg.ClientSecret.Reveal(),
+		TokenURL: p.oauth.Endpoint.TokenURL, AuthStyle: p.oauth.Endpoint.AuthStyle,
+		Scopes: scopes, EndpointParams: url.Values{},
+	}
+	tok, err := cc.Token(c.clientCtx(ctx))
+	if err != nil {
+		return Tokens{}, c.classify("client_credentials", err)
+	}
+	c.tokenEndpointOK()
+	return checkTokenResponse(tok)
+}
