@@ -21,7 +21,9 @@ func TestTokenTypes(t *testing.T) {
 		)
 	})
 	anon := e.browser()
-	sub := func(b interface{ api(string, string) *response }, path string) string {
+	sub := func(b interface {
+		api(string, string) *response
+	}, path string) string {
 		t.Helper()
 		r := b.(*browser).api("GET", path)
 		if r.StatusCode != http.StatusOK {

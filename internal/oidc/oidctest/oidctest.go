@@ -106,7 +106,7 @@ type grant struct {
 	redirectURI   string
 	sid           string
 	authTime      time.Time
-	scope         string // asked for with client_credentials
+	scope         string   // asked for with client_credentials
 	refreshTokens []string // issued, newest last
 	revoked       bool
 }
