@@ -67,7 +67,8 @@ func TestHostFollowsFrontendOrigin(t *testing.T) {
 }
 
 // On localhost the demo also listens on [::1], where the system has it: a
-// browser or Vite's proxy may resolve localhost to either address.
+// browser or Vite's proxy may resolve localhost to either address. And
+// --host ::1 serves on the IPv6 loopback alone.
 func TestLocalhostListensOnBothLoopbacks(t *testing.T) {
 	ln, err := net.Listen("tcp", "[::1]:0")
 	if err != nil {
@@ -81,6 +82,18 @@ func TestLocalhostListensOnBothLoopbacks(t *testing.T) {
 		if status, _, body := getJSON(t, u, nil); status != http.StatusOK || body["loggedIn"] != false {
 			t.Errorf("%s: %d %v", u, status, body)
 		}
+	}
+
+	// --host ::1: bracketed URLs, and the IdP's issuer matches them.
+	s6 := startDemo(t, demo.Options{Host: "::1"})
+	if !strings.HasPrefix(s6.BFFURL, "http://[::1]:") || !strings.HasPrefix(s6.IssuerURL, "http://[::1]:") {
+		t.Fatalf("--host ::1: moat %s, issuer %s", s6.BFFURL, s6.IssuerURL)
+	}
+	if _, _, doc := getJSON(t, s6.IssuerURL+"/.well-known/openid-configuration", nil); doc["issuer"] != s6.IssuerURL {
+		t.Errorf("--host ::1: discovery issuer %v, want %s", doc["issuer"], s6.IssuerURL)
+	}
+	if status, _, _ := getJSON(t, s6.BFFURL+"/auth/checksession", nil); status != http.StatusOK {
+		t.Errorf("--host ::1: checksession %d", status)
 	}
 }
 
