@@ -3,10 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -19,7 +21,6 @@ import (
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/onboard"
 	"github.com/moat-bff/moat/internal/session"
-	"log/slog"
 )
 
 const initDoc = `Reads the OpenID Provider's discovery document, reports what it supports,
@@ -41,6 +42,7 @@ func initCmd(ctx context.Context, args []string, stdin io.Reader, interactive bo
 	listen := fs.String("listen", "", "the listener address (default: public_url's host:port when it is loopback, else :4001)")
 	out := fs.String("out", "moat.yaml", "the configuration file to write")
 	keysFile := fs.String("keys-file", "", "the session key file to create (default: moat.keys next to --out)")
+	caFile := fs.String("ca-file", "", "PEM roots for the provider's TLS certificate, added to the system's (written as oidc.ca_file)")
 	force := fs.Bool("force", false, "overwrite existing files")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: moat init --issuer URL --client-id ID [flags]\n\n%s\n\nflags:\n", initDoc)
@@ -152,8 +154,23 @@ func initCmd(ctx context.Context, args []string, stdin io.Reader, interactive bo
 		}
 	}
 
-	idp := oidc.New(oidc.Config{Issuer: *issuer, HTTPClient: &http.Client{Timeout: 10 * time.Second}},
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	hc := &http.Client{Timeout: 10 * time.Second}
+	if *caFile != "" {
+		abs, err := filepath.Abs(*caFile)
+		if err != nil {
+			return err
+		}
+		pool, err := config.LoadCertPool(abs)
+		if err != nil {
+			fmt.Fprintf(stderr, "moat init: --ca-file: %v\n", err)
+			return errReported
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		hc.Transport = tr
+		*caFile = abs
+	}
+	idp := oidc.New(oidc.Config{Issuer: *issuer, HTTPClient: hc}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	meta, err := idp.Discover(dctx)
@@ -176,6 +193,7 @@ func initCmd(ctx context.Context, args []string, stdin io.Reader, interactive bo
 	answers := onboard.Answers{
 		Issuer: *issuer, ClientID: *clientID, ClientSecretFile: *secretFile, PublicURL: *publicURL,
 		FrontendURL: *frontendURL, Upstream: *upstream, Prefix: *prefix, KeysFile: keysAbs, Listen: *listen,
+		CAFile: *caFile,
 	}
 	if err := os.WriteFile(keysAbs, []byte(session.NewKey()+"\n"), 0o600); err != nil {
 		return fmt.Errorf("writing the session key: %w", err)

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,7 +20,6 @@ import (
 	"github.com/moat-bff/moat/internal/realop"
 	"github.com/moat-bff/moat/internal/secret"
 	"github.com/moat-bff/moat/internal/session"
-	"log/slog"
 )
 
 // realEnv is moat in front of the real oidc-provider and a recording

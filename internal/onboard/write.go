@@ -28,6 +28,8 @@ type Answers struct {
 	KeysFile string
 	// Listen is the listener address.
 	Listen string
+	// CAFile holds extra PEM roots for the provider's TLS certificate.
+	CAFile string
 }
 
 // Scopes are the scopes init configures for the provider m: openid,
@@ -128,6 +130,10 @@ func Config(a Answers, m oidc.Metadata) string {
 		method = "client_secret_post"
 	}
 	p("  client_auth_method: %s", method)
+	if a.CAFile != "" {
+		p("  # Extra roots for the provider's TLS certificate (besides the system's).")
+		p("  ca_file: %s", q(a.CAFile))
+	}
 	scopes := Scopes(m)
 	qs := make([]string, len(scopes))
 	for i, s := range scopes {
