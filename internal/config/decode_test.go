@@ -124,3 +124,34 @@ routes: [{prefix: /a/, upstream: "https://a/", max_body_bytes: 10MiB}]
 		t.Errorf("sizes = %d %d %d", cfg.Server.MaxHeaderBytes, cfg.Server.MaxBodyBytes, cfg.Routes[0].MaxBodyBytes)
 	}
 }
+
+// Without session.keys moat generates a key per process: harmless with the
+// memory store (its sessions end at a restart anyway, and the warning says
+// so), a trap with a persistent one (the next start could not open the
+// sessions and would refuse to run), so keys are then required.
+func TestKeysRequiredWithPersistentStores(t *testing.T) {
+	for store, wantErr := range map[string]bool{
+		"memory": false, "bolt:///var/lib/moat/sessions.db": true,
+		"redis://127.0.0.1:6379/0": true, "postgres://u@127.0.0.1/db": true,
+	} {
+		body := `
+public_url: "http://127.0.0.1:4001"
+oidc: {issuer: "http://127.0.0.1:9011", client_id: "c", client_secret: "s"}
+session: {store: "` + store + `"}
+`
+		cfg, err := Load(writeConfig(t, body), noEnv)
+		if wantErr {
+			if err == nil || !strings.Contains(err.Error(), "session.keys: is required with a persistent session.store") {
+				t.Errorf("%s: err = %v", store, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", store, err)
+		}
+		w := strings.Join(cfg.Warnings(), "\n")
+		if !strings.Contains(w, "session.keys is empty") || !strings.Contains(w, "memory store") {
+			t.Errorf("%s: warnings = %s", store, w)
+		}
+	}
+}

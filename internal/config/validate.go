@@ -83,6 +83,11 @@ func (c *Config) Validate() error {
 			add(fmt.Sprintf("session.keys[%d]", i), "%v", err)
 		}
 	}
+	if len(s.Keys) == 0 && s.Store != "memory" && c.IsLoopback() {
+		// A generated key would differ at the next start, which then could
+		// not open the stored sessions and would refuse to run.
+		add("session.keys", "is required with a persistent session.store (%s): a generated key would change at every start; generate one with `moat keygen` and set it here, in keys_file, or in MOAT_SESSION_KEYS", strings.SplitN(s.Store, ":", 2)[0])
+	}
 	if len(s.Keys) == 0 && !c.IsLoopback() {
 		add("session.keys", "is required off loopback (sessions must survive restarts and be shared by replicas); generate one with `moat keygen` and set it here, in keys_file, or in MOAT_SESSION_KEYS")
 	}
@@ -247,7 +252,9 @@ func (c *Config) Warnings() []string {
 		w = append(w, "session.store is memory: sessions end when moat restarts and are not shared between replicas; use bolt://, redis:// or postgres://")
 	}
 	if len(c.Session.Keys) == 0 {
-		w = append(w, "session.keys is empty: a random key was generated for this process only; every session ends when moat restarts (run `moat keygen` and configure session.keys)")
+		// Only with the memory store (Validate requires keys otherwise),
+		// whose sessions end at a restart anyway.
+		w = append(w, "session.keys is empty: a random key was generated for this process only, like the memory store's sessions it ends when moat restarts (run `moat keygen` and configure session.keys before choosing a persistent store)")
 	}
 	return w
 }
