@@ -162,7 +162,20 @@ func (m *Manager) loadKey(ctx context.Context, key Key, now time.Time) (*Loaded,
 func (m *Manager) Fresh(ctx context.Context, key Key) (*Loaded, error) { return m.fetch(ctx, key) }
 
 func (m *Manager) fetch(ctx context.Context, key Key) (*Loaded, error) {
-	m.cache.drop(key)
+	m.cache.forget(key)
+	t := m.cache.begin(key)
+	l, err := m.fetchRecord(ctx, key)
+	if err != nil {
+		m.cache.end(key, t)
+		return nil, err
+	}
+	// Not if the session was dropped while it was read (a logout on this
+	// replica, an invalidation from another): it would come back to life.
+	m.cache.put(l, m.now(), t)
+	return l, nil
+}
+
+func (m *Manager) fetchRecord(ctx context.Context, key Key) (*Loaded, error) {
 	rec, err := m.store.Get(ctx, key)
 	if errors.Is(err, ErrNotFound) {
 		return nil, ErrNoSession
@@ -185,7 +198,6 @@ func (m *Manager) fetch(ctx context.Context, key Key) (*Loaded, error) {
 		}
 		return nil, ErrNoSession
 	}
-	m.cache.put(l, now)
 	return l, nil
 }
 
@@ -223,7 +235,7 @@ func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, s Session) 
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	l.Version = v
-	m.cache.put(l, now)
+	m.cache.put(l, now, m.cache.begin(l.Key)) // a fresh key: nobody can have dropped it
 	m.markKeys(ctx, now)
 	http.SetCookie(w, &http.Cookie{
 		Name: CookieName, Value: id.Encode(), Path: "/",
@@ -242,19 +254,25 @@ func (m *Manager) Save(ctx context.Context, l *Loaded) error {
 	if ttl <= 0 {
 		return ErrNoSession
 	}
+	t := m.cache.begin(l.Key)
 	v, err := m.store.CompareAndSwap(ctx, l.Key, l.Version, m.record(l), ttl)
 	switch {
 	case errors.Is(err, ErrConflict):
+		m.cache.end(l.Key, t)
 		m.cache.drop(l.Key) // somebody else wrote: the next read must see it
 		return ErrConflict
 	case errors.Is(err, ErrNotFound):
+		m.cache.end(l.Key, t)
 		m.cache.drop(l.Key)
 		return ErrNoSession
 	case err != nil:
+		m.cache.end(l.Key, t)
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	l.Version = v
-	m.cache.put(l, now)
+	// Not if a logout dropped it meanwhile: the swap won, then the delete
+	// did, and the session is gone.
+	m.cache.put(l, now, t)
 	return nil
 }
 
@@ -281,6 +299,10 @@ func (m *Manager) TouchAt(ctx context.Context, l *Loaded, now time.Time) {
 // expires the cookie.
 func (m *Manager) Delete(ctx context.Context, w http.ResponseWriter, key Key) error {
 	m.cache.drop(key)
+	// Dropped again once the store has deleted it: a read or write that
+	// started between the first drop and the delete must not cache what it
+	// saw before the delete.
+	defer m.cache.drop(key)
 	if err := m.store.Delete(ctx, key); err != nil {
 		// The cookie stays: the browser can retry the logout once the
 		// store is back, instead of losing the cookie to a live session.
@@ -296,6 +318,7 @@ func (m *Manager) Delete(ctx context.Context, w http.ResponseWriter, key Key) er
 // admin API) and returns their keys.
 func (m *Manager) DeleteBy(ctx context.Context, sub, sid string) ([]Key, error) {
 	m.cache.dropMatching(sub, sid)
+	defer m.cache.dropMatching(sub, sid) // as in Delete
 	keys, err := m.store.DeleteBy(ctx, sub, sid)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
