@@ -205,57 +205,58 @@ func TestCallbackRejections(t *testing.T) {
 		return u.Query()
 	}
 	cases := []struct {
-		name  string
-		setup func(e *env)
-		edit  func(t *testing.T, e *env, q url.Values, b *browser) (url.Values, *browser)
+		name   string
+		reason string // of the login_failed audit line and moat_logins_failed_total
+		setup  func(e *env)
+		edit   func(t *testing.T, e *env, q url.Values, b *browser) (url.Values, *browser)
 	}{
-		{name: "missing state", edit: func(_ *testing.T, _ *env, q url.Values, b *browser) (url.Values, *browser) {
+		{name: "missing state", reason: "state", edit: func(_ *testing.T, _ *env, q url.Values, b *browser) (url.Values, *browser) {
 			q.Del("state")
 			return q, b
 		}},
-		{name: "unknown state", edit: func(_ *testing.T, _ *env, q url.Values, b *browser) (url.Values, *browser) {
+		{name: "unknown state", reason: "state", edit: func(_ *testing.T, _ *env, q url.Values, b *browser) (url.Values, *browser) {
 			q.Set("state", "forged")
 			return q, b
 		}},
-		{name: "edited state", edit: func(_ *testing.T, _ *env, q url.Values, b *browser) (url.Values, *browser) {
+		{name: "edited state", reason: "state", edit: func(_ *testing.T, _ *env, q url.Values, b *browser) (url.Values, *browser) {
 			q.Set("state", q.Get("state")+"x")
 			return q, b
 		}},
-		{name: "other browser", edit: func(_ *testing.T, e *env, q url.Values, _ *browser) (url.Values, *browser) { return q, e.browser() }},
-		{name: "missing login cookie", edit: func(_ *testing.T, e *env, q url.Values, b *browser) (url.Values, *browser) {
+		{name: "other browser", reason: "binding", edit: func(_ *testing.T, e *env, q url.Values, _ *browser) (url.Values, *browser) { return q, e.browser() }},
+		{name: "missing login cookie", reason: "binding", edit: func(_ *testing.T, e *env, q url.Values, b *browser) (url.Values, *browser) {
 			b.mu.Lock()
 			delete(b.cookies, "__Host-moat-login")
 			b.mu.Unlock()
 			return q, b
 		}},
-		{name: "wrong iss", edit: func(_ *testing.T, _ *env, q url.Values, b *browser) (url.Values, *browser) {
+		{name: "wrong iss", reason: "issuer", edit: func(_ *testing.T, _ *env, q url.Values, b *browser) (url.Values, *browser) {
 			q.Set("iss", "https://evil.example")
 			return q, b
 		}},
-		{name: "iss trailing slash", edit: func(_ *testing.T, e *env, q url.Values, b *browser) (url.Values, *browser) {
+		{name: "iss trailing slash", reason: "issuer", edit: func(_ *testing.T, e *env, q url.Values, b *browser) (url.Values, *browser) {
 			q.Set("iss", e.op.Issuer+"/")
 			return q, b
 		}},
-		{name: "iss missing while advertised", edit: func(_ *testing.T, _ *env, q url.Values, b *browser) (url.Values, *browser) { q.Del("iss"); return q, b }},
-		{name: "missing code", edit: func(_ *testing.T, _ *env, q url.Values, b *browser) (url.Values, *browser) {
+		{name: "iss missing while advertised", reason: "issuer", edit: func(_ *testing.T, _ *env, q url.Values, b *browser) (url.Values, *browser) { q.Del("iss"); return q, b }},
+		{name: "missing code", reason: "state", edit: func(_ *testing.T, _ *env, q url.Values, b *browser) (url.Values, *browser) {
 			q.Del("code")
 			return q, b
 		}},
-		{name: "injected code", edit: func(t *testing.T, e *env, q url.Values, b *browser) (url.Values, *browser) {
+		{name: "injected code", reason: "rejected", edit: func(t *testing.T, e *env, q url.Values, b *browser) (url.Values, *browser) {
 			other := start(t, e, e.browser()) // the attacker's own code
 			q.Set("code", other.Get("code"))
 			return q, b
 		}},
-		{name: "error response", edit: func(_ *testing.T, _ *env, q url.Values, b *browser) (url.Values, *browser) {
+		{name: "error response", reason: "idp_error", edit: func(_ *testing.T, _ *env, q url.Values, b *browser) (url.Values, *browser) {
 			q.Del("code")
 			q.Set("error", "access_denied")
 			q.Set("error_description", "<script>alert(1)</script>")
 			return q, b
 		}},
-		{name: "bad nonce in ID token", setup: func(e *env) {
+		{name: "bad nonce in ID token", reason: "rejected", setup: func(e *env) {
 			e.op.Set(func(bh *oidctest.Behavior) { bh.MutateIDToken = func(c map[string]any) { c["nonce"] = "x" } })
 		}, edit: func(_ *testing.T, _ *env, q url.Values, b *browser) (url.Values, *browser) { return q, b }},
-		{name: "alg none ID token", setup: func(e *env) { e.op.Set(func(bh *oidctest.Behavior) { bh.Sign = oidctest.SignNone }) },
+		{name: "alg none ID token", reason: "rejected", setup: func(e *env) { e.op.Set(func(bh *oidctest.Behavior) { bh.Sign = oidctest.SignNone }) },
 			edit: func(_ *testing.T, _ *env, q url.Values, b *browser) (url.Values, *browser) { return q, b }},
 	}
 	for _, tc := range cases {
@@ -281,6 +282,14 @@ func TestCallbackRejections(t *testing.T) {
 			}
 			if strings.Contains(string(r.body), "<script>") {
 				t.Error("error_description reflected unescaped")
+			}
+			// Every failed callback leaves a login_failed audit line with its
+			// reason (docs/operations.md), and counts it.
+			if l := e.logs.String(); !strings.Contains(l, `"audit":true,"event":"login_failed","reason":"`+tc.reason+`"`) {
+				t.Errorf("no login_failed audit line with reason %q:\n%s", tc.reason, l)
+			}
+			if n := e.labeledMetric("moat_logins_failed_total", "reason", tc.reason); n != 1 {
+				t.Errorf("moat_logins_failed_total{reason=%q} = %v, want 1", tc.reason, n)
 			}
 			if tc.name != "injected code" && tc.setup == nil && e.op.Grants("authorization_code") != tokenCalls {
 				t.Error("the code was redeemed although the callback was rejected")

@@ -215,3 +215,40 @@ func TestUserInfoRefusedByTheIdP(t *testing.T) {
 		}
 	}
 }
+
+// labeledMetric is a counter's value for one label value.
+func (e *env) labeledMetric(name, label, value string) float64 {
+	e.t.Helper()
+	mfs, err := e.gw.Metrics.Registry().Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// A callback that fails for an outage is audited too, reason unavailable.
+func TestCallbackOutageIsAudited(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	r := b.get("/auth/login")
+	r = b.get(r.Header.Get("Location"))
+	e.op.Set(func(bh *oidctest.Behavior) { bh.TokenStatus = http.StatusInternalServerError })
+	if r := b.get(r.Header.Get("Location")); r.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("callback: %s", r.Status)
+	}
+	if l := e.logs.String(); !strings.Contains(l, `"event":"login_failed","reason":"unavailable"`) {
+		t.Errorf("no login_failed audit line: %s", l)
+	}
+}

@@ -94,6 +94,14 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) error {
 	reason, err := s.finishLogin(w, r)
 	if reason != "" {
 		s.metrics.LoginFailed(reason)
+		// Every failed callback is an audit event: a state or binding
+		// failure can be a forged callback, an issuer mismatch a mix-up
+		// attack (RFC 9207), rejected tokens an injection attempt.
+		detail := err
+		if detail == nil {
+			detail = info(r).err
+		}
+		s.log.Warn("login failed", "audit", true, "event", "login_failed", "reason", reason, "client_ip", info(r).ip, "error", detail)
 	}
 	return err
 }
@@ -150,7 +158,6 @@ func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request) (string, er
 	case errors.Is(err, oidc.ErrUnavailable):
 		return "unavailable", navError(http.StatusServiceUnavailable, "The sign-in service is unavailable. Please try again in a moment.", err)
 	case err != nil:
-		s.log.Warn("login failed", "audit", true, "event", "login_failed", "error", err)
 		return "rejected", navError(http.StatusBadRequest, "Sign-in could not be verified. Please sign in again.", err)
 	}
 
