@@ -172,7 +172,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 	// lines; failure is not fatal.
 	dctx, cancel := context.WithTimeout(ctx, cfg.OIDC.Timeout.D())
 	defer cancel()
-	if _, err := idp.Discover(dctx); err != nil {
+	if _, err := idp.Discover(dctx); errors.Is(err, oidc.ErrIssuerMismatch) {
+		log.Error("oidc.issuer does not match the IdP's discovery document; no login can succeed", "error", err)
+	} else if err != nil {
 		log.Warn("identity provider not reachable yet; retrying on demand", "error", err)
 	}
 	return g, nil
@@ -490,7 +492,9 @@ func (b *limitedBody) Close() error { return b.c.Close() }
 // returns every problem, each naming its configuration key.
 func (g *Gateway) Check(ctx context.Context) error {
 	var errs []error
-	if _, err := g.IdP.Discover(ctx); err != nil {
+	if _, err := g.IdP.Discover(ctx); errors.Is(err, oidc.ErrIssuerMismatch) {
+		errs = append(errs, fmt.Errorf("oidc.issuer: %w", err))
+	} else if err != nil {
 		errs = append(errs, fmt.Errorf("oidc.issuer: discovery failed (check the URL and that the IdP is reachable): %w", err))
 	}
 	if err := g.store.Ping(ctx); err != nil {

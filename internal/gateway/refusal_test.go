@@ -1,11 +1,13 @@
 package gateway_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/oidc/oidctest"
 	"github.com/moat-bff/moat/internal/session"
 )
@@ -250,5 +252,23 @@ func TestCallbackOutageIsAudited(t *testing.T) {
 	}
 	if l := e.logs.String(); !strings.Contains(l, `"event":"login_failed","reason":"unavailable"`) {
 		t.Errorf("no login_failed audit line: %s", l)
+	}
+}
+
+// `moat check` (Gateway.Check) and /readyz name the exact issuer to set
+// when oidc.issuer differs from the discovery document by a trailing slash.
+func TestIssuerWithTrailingSlashIsExplained(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.OIDC.Issuer += "/" })
+	want := `set oidc.issuer to exactly "` + e.op.Issuer + `"`
+	err := e.gw.Check(context.Background())
+	if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "unavailable") {
+		t.Errorf("Check: %v, want %q", err, want)
+	}
+	r := e.browser().get("/readyz")
+	if idp, _ := r.json(t)["checks"].(map[string]any)["idp"].(string); r.StatusCode != http.StatusServiceUnavailable || !strings.Contains(idp, want) {
+		t.Errorf("readyz: %s %s", r.Status, r.body)
+	}
+	if l := e.logs.String(); !strings.Contains(l, `set oidc.issuer to exactly \"`+e.op.Issuer+`\"`) {
+		t.Error("the startup log does not say which issuer to set")
 	}
 }

@@ -223,7 +223,12 @@ func (c *Client) provider(ctx context.Context) (*provider, error) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.lastTry = c.cfg.Now()
-		if err != nil {
+		var mismatch *gooidc.IssuerMismatchError
+		switch {
+		case errors.As(err, &mismatch):
+			c.lastErr = &issuerMismatch{configured: c.cfg.Issuer, discovered: mismatch.Discovered}
+			return nil, c.lastErr
+		case err != nil:
 			c.lastErr = fmt.Errorf("%w: discovery at %s: %v", ErrUnavailable, c.cfg.Issuer, err)
 			return nil, c.lastErr
 		}

@@ -351,6 +351,9 @@ func (s *Server) checkReady(ctx context.Context) *readiness {
 	ready := true
 	if _, err := s.idp.Discover(ctx); err != nil {
 		checks["idp"], ready = "discovery failed", false
+		if errors.Is(err, oidc.ErrIssuerMismatch) {
+			checks["idp"] = err.Error()
+		}
 		noted = err
 	}
 	if err := s.sessions.Store().Ping(ctx); err != nil {
