@@ -92,7 +92,7 @@ session:
 routes:
   - prefix: "api"
     upstream: "http://api.example.com/api/"
-    token: "client"
+    token: "bogus"
   - prefix: "/auth/x/"
     upstream: "https://api.example.com/x"
   - prefix: "/a/../b/"
