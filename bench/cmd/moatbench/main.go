@@ -6,6 +6,7 @@
 //	go run ./bench/cmd/moatbench                    # memory, redis, postgres
 //	go run ./bench/cmd/moatbench -rounds 5 -duration 20s -conns 32,256
 //	go run ./bench/cmd/moatbench -oauth2-proxy /path/to/oauth2-proxy
+//	go run ./bench/cmd/moatbench -stores memory -nginx /usr/sbin/nginx
 //
 // Every measured server (upstream, bare proxy, moat per store, optionally
 // oauth2-proxy) is a separate process, so its CPU time is read from
@@ -64,6 +65,7 @@ type options struct {
 	baseStore   string
 	moatEnv     []string
 	hold        bool
+	nginx       string
 }
 
 func main() {
@@ -82,6 +84,7 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binaries, configs, logs)")
 	flag.StringVar(&o.baseline, "baseline-bin", "", "another moat binary (e.g. built from an earlier commit) to run too, for before/after figures from one run")
 	flag.StringVar(&o.baseStore, "baseline-store", "memory", "the store of the -baseline-bin moat")
+	flag.StringVar(&o.nginx, "nginx", "", "path to nginx (Debian: nginx-light): adds \"nginx alone\" and \"nginx + moat forward-auth\" (docs/gateways.md's config) in front of the same upstream")
 	flag.BoolVar(&o.hold, "hold", false, "start and log in to every target, print a wrk command and the pid of each, and wait for an interrupt instead of measuring (for attaching perf or pprof by hand)")
 	flag.Func("moat-env", "KEY=VALUE added to the environment of the moats built from this tree, not the -baseline-bin one (repeatable), e.g. GOGC=200", func(v string) error {
 		if !strings.Contains(v, "=") {
@@ -128,6 +131,8 @@ type target struct {
 	url     string // what wrk requests
 	headers []string
 	pid     int
+	also    []int // more processes serving it (moat behind nginx)
+	tree    bool  // count pid's children too (nginx's workers)
 }
 
 type harness struct {
@@ -188,6 +193,17 @@ func (h *harness) run(ctx context.Context) error {
 		}
 		if err != nil {
 			return fmt.Errorf("moat with the %s store: %w", store, err)
+		}
+		h.targets = append(h.targets, t)
+	}
+	if h.o.nginx != "" {
+		t, err := h.startNginxAlone(ctx, upstream)
+		if err != nil {
+			return fmt.Errorf("nginx alone: %w", err)
+		}
+		h.targets = append(h.targets, t)
+		if t, err = h.startNginxForwardAuth(ctx, moat, upstream); err != nil {
+			return fmt.Errorf("nginx + moat forward-auth: %w", err)
 		}
 		h.targets = append(h.targets, t)
 	}
@@ -564,7 +580,7 @@ func (h *harness) wrk(ctx context.Context, t *target, conns int, d time.Duration
 		args = append(args, "-H", hd)
 	}
 	args = append(args, t.url)
-	before, err := cpuTime(t.pid)
+	before, err := targetCPU(t)
 	if err != nil {
 		return result{}, err
 	}
@@ -572,7 +588,7 @@ func (h *harness) wrk(ctx context.Context, t *target, conns int, d time.Duration
 	if err != nil {
 		return result{}, fmt.Errorf("wrk: %v\n%s", err, out)
 	}
-	after, err := cpuTime(t.pid)
+	after, err := targetCPU(t)
 	if err != nil {
 		return result{}, err
 	}
