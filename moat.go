@@ -43,10 +43,12 @@ type (
 	CSRFConfig    = config.CSRF
 	LogConfig     = config.Log
 	AdminConfig   = config.Admin
-	ServerConfig  = config.Server
-	RateLimits    = config.Limits
-	RateLimit     = config.Limit
-	SPAConfig     = config.SPA
+	// ForwardAuthConfig is forward_auth: docs/gateways.md.
+	ForwardAuthConfig = config.ForwardAuth
+	ServerConfig      = config.Server
+	RateLimits        = config.Limits
+	RateLimit         = config.Limit
+	SPAConfig         = config.SPA
 	// Requirement is one condition on the user's claims, for Route.Require
 	// and Gateway.Require (docs/authorization.md).
 	Requirement = config.Requirement
@@ -131,6 +133,13 @@ func (g *Gateway) AdminHandler() http.Handler {
 	}
 	return g.g.Admin
 }
+
+// ForwardAuthHandler returns the forward-auth check for gateways (nginx
+// auth_request, Traefik forwardAuth, Caddy forward_auth, Envoy ext_authz;
+// docs/gateways.md), to be served on its own listener that only the
+// gateways reach, never on the browser one: its answers carry access
+// tokens. nil unless forward_auth.listen is configured.
+func (g *Gateway) ForwardAuthHandler() http.Handler { return g.g.ForwardAuth }
 
 // Close releases the session store and idle upstream connections.
 func (g *Gateway) Close() error { return g.g.Close() }

@@ -47,4 +47,28 @@ func TestEmbedding(t *testing.T) {
 	if err := gw.Check(context.Background()); err != nil {
 		t.Errorf("Check: %v", err)
 	}
+	if gw.ForwardAuthHandler() != nil {
+		t.Error("a forward-auth handler without forward_auth.listen")
+	}
+
+	// With forward_auth.listen, the check is there, and not on ServeHTTP.
+	cfg.ForwardAuth = moat.ForwardAuthConfig{Listen: "127.0.0.1:4003", TrustedProxies: []string{"127.0.0.1"}}
+	fgw, err := moat.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fgw.Close()
+	check := func(h http.Handler) int {
+		req := httptest.NewRequest("GET", "/_moat/forward-auth", nil)
+		req.RemoteAddr = "127.0.0.1:5000"
+		req.Header.Set("X-Original-Method", "GET")
+		req.Header.Set("X-Original-URI", "/api/orders/1")
+		req.Header.Set("X-CSRF", "1")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w.Code
+	}
+	if fgw.ForwardAuthHandler() == nil || check(fgw.ForwardAuthHandler()) != http.StatusUnauthorized || check(fgw) != http.StatusNotFound {
+		t.Error("forward-auth: want 401 without a session on its handler, 404 on the browser handler")
+	}
 }
