@@ -279,6 +279,57 @@ describe("expiry", () => {
   });
 });
 
+describe("step-up", () => {
+  const body = {
+    error: "step_up_required",
+    message: "this route needs a stronger or more recent login",
+    login: "http://localhost:4001/auth/login?acr_values=urn%3Aexample%3Amfa&max_age=900",
+  };
+
+  it("reads moat's login URL and its parameters", async () => {
+    const { c } = client({ "/resource/api/admin": () => json(401, body) });
+    const err = await c.fetch("/resource/api/admin").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StepUpRequiredError);
+    expect(err).toMatchObject({ status: 401, loginUrl: body.login, acrValues: ["urn:example:mfa"], maxAge: 900 });
+  });
+
+  it("does not end the session: calls to other routes still pass", async () => {
+    const { c } = client({ "/auth/checksession": loggedIn(), "/resource/api/admin": () => json(401, body) });
+    await c.checkSession();
+    await c.fetch("/resource/api/admin").catch(() => {});
+    expect(c.session?.loggedIn).toBe(true);
+  });
+
+  it("stepUp() logs in at moat with the URL's parameters and returnTo", async () => {
+    const { c, assigned } = client({ "/resource/api/admin": () => json(401, body) });
+    const err = (await c.fetch("/resource/api/admin").catch((e: unknown) => e)) as StepUpRequiredError;
+    c.stepUp(err);
+    const u = new URL(assigned[0]!);
+    expect(u.origin + u.pathname).toBe("http://localhost:4001/auth/login");
+    expect(Object.fromEntries(u.searchParams)).toEqual({ acr_values: "urn:example:mfa", max_age: "900", returnTo: "/orders?x=1#top" });
+  });
+
+  it("stepUp() passes prompt=login for an amr rule", async () => {
+    const { c, assigned } = client({ "/x": () => json(401, { ...body, login: "http://localhost:4001/auth/login?prompt=login" }) });
+    c.stepUp((await c.fetch("/x").catch((e: unknown) => e)) as StepUpRequiredError, { returnTo: "/a" });
+    expect(Object.fromEntries(new URL(assigned[0]!).searchParams)).toEqual({ returnTo: "/a", prompt: "login" });
+  });
+
+  it("stepUp() without a URL logs in with the challenge's parameters, or prompt=login", () => {
+    const { c, assigned } = client({});
+    c.stepUp(new StepUpRequiredError(401, "", undefined, ["mfa"], 60), { returnTo: "/admin" });
+    expect(Object.fromEntries(new URL(assigned[0]!).searchParams)).toEqual({ returnTo: "/admin", max_age: "60", acr_values: "mfa" });
+    c.stepUp(new StepUpRequiredError(401, ""), { returnTo: "/admin" });
+    expect(Object.fromEntries(new URL(assigned[1]!).searchParams)).toEqual({ returnTo: "/admin", prompt: "login" });
+  });
+
+  it("stepUp() never follows the URL itself: an upstream could send one", async () => {
+    const { c, assigned } = client({ "/x": () => json(401, { ...body, login: "https://evil.test/auth/login?acr_values=mfa" }) });
+    c.stepUp((await c.fetch("/x").catch((e: unknown) => e)) as StepUpRequiredError, { returnTo: "/a" });
+    expect(new URL(assigned[0]!).origin).toBe("http://localhost:4001");
+  });
+});
+
 describe("parseRetryAfter", () => {
   it("reads seconds and HTTP dates", () => {
     expect(parseRetryAfter("120")).toBe(120);

@@ -1,4 +1,5 @@
 import { MoatError, UnauthenticatedError, toMoatError } from "./errors.js";
+import type { StepUpRequiredError } from "./errors.js";
 
 /** The session as GET /auth/checksession reports it. Never a token. */
 export interface Session {
@@ -160,6 +161,23 @@ export class MoatClient {
   login(opts: LoginOptions = {}): void {
     if (this.leaving) return;
     this.nav.assign(this.loginUrl(opts));
+  }
+
+  /**
+   * Answers a StepUpRequiredError: logs in again at this client's moat with
+   * the parameters the error names (acr_values, max_age, prompt; from the
+   * login URL moat sent, or an RFC 9470 challenge), returning to returnTo
+   * (default: this page). The URL itself is never followed: an upstream
+   * API can answer the same JSON, and must not pick where the browser goes.
+   * With no parameter at all it asks for a fresh login (prompt=login).
+   */
+  stepUp(err: StepUpRequiredError, opts: { returnTo?: string } = {}): void {
+    const o: LoginOptions = {};
+    if (opts.returnTo !== undefined) o.returnTo = opts.returnTo;
+    if (err.acrValues?.length) o.acrValues = err.acrValues;
+    if (err.maxAge !== undefined) o.maxAge = err.maxAge;
+    if (err.prompt || (!o.acrValues && o.maxAge === undefined)) o.prompt = "login";
+    this.login(o);
   }
 
   /**

@@ -47,18 +47,23 @@ export class ForbiddenError extends MoatError {
 }
 
 /**
- * step_up_required: the call needs a stronger or fresher authentication
- * (RFC 9470). Log in again with `login({ acrValues, maxAge })`.
+ * step_up_required: the call needs a stronger or fresher login (moat's
+ * routes[].require, RFC 9470). `loginUrl` is moat's /auth/login URL whose
+ * parameters meet every unmet rule; `MoatClient.stepUp(err)` goes there.
  */
 export class StepUpRequiredError extends MoatError {
+  readonly loginUrl: string | undefined;
   readonly acrValues: string[] | undefined;
   readonly maxAge: number | undefined;
+  readonly prompt: "login" | undefined;
 
-  constructor(status: number, message: string, response?: Response, acrValues?: string[], maxAge?: number) {
+  constructor(status: number, message: string, response?: Response, acrValues?: string[], maxAge?: number, loginUrl?: string, prompt?: "login") {
     super("step_up_required", status, message, response);
     this.name = "StepUpRequiredError";
+    this.loginUrl = loginUrl;
     this.acrValues = acrValues;
     this.maxAge = maxAge;
+    this.prompt = prompt;
   }
 }
 
@@ -125,6 +130,7 @@ export async function toMoatError(res: Response): Promise<MoatError | undefined>
   if (res.ok) return undefined;
   let code = "";
   let message = "";
+  let login: string | undefined;
   if ((res.headers.get("Content-Type") ?? "").includes("json")) {
     try {
       const body: unknown = await res.clone().json();
@@ -132,6 +138,7 @@ export async function toMoatError(res: Response): Promise<MoatError | undefined>
         const b = body as Record<string, unknown>;
         if (typeof b.error === "string") code = b.error;
         if (typeof b.message === "string") message = b.message;
+        if (typeof b.login === "string") login = b.login;
       }
     } catch {
       // not JSON after all: decided by status below
@@ -140,7 +147,21 @@ export async function toMoatError(res: Response): Promise<MoatError | undefined>
   const retryAfter = parseRetryAfter(res.headers.get("Retry-After"));
   const stepUp = stepUpParams(res.headers.get("WWW-Authenticate"));
   if (code === "step_up_required" || stepUp) {
-    return new StepUpRequiredError(res.status, message, res, stepUp?.acr, stepUp?.maxAge);
+    let acr = stepUp?.acr;
+    let maxAge = stepUp?.maxAge;
+    let prompt: "login" | undefined;
+    if (login) {
+      try {
+        const q = new URL(login, "http://moat.invalid").searchParams;
+        acr ??= q.get("acr_values")?.split(" ").filter(Boolean);
+        const m = q.get("max_age");
+        if (maxAge === undefined && m !== null && /^\d+$/.test(m)) maxAge = Number(m);
+        if (q.get("prompt") === "login") prompt = "login";
+      } catch {
+        login = undefined;
+      }
+    }
+    return new StepUpRequiredError(res.status, message, res, acr, maxAge, login, prompt);
   }
   switch (code) {
     case "unauthenticated":
