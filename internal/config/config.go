@@ -103,6 +103,9 @@ type Limits struct {
 	// its per-IP and login buckets: one subscriber usually holds a whole
 	// /64 (RFC 6177), so keying on /128 would leave it unlimited.
 	IPv6Prefix int `yaml:"ipv6_prefix"`
+	// PendingLogins caps the login transactions in flight, so that the
+	// login limit per IP can be generous (see internal/pending).
+	PendingLogins PendingLogins `yaml:"pending_logins"`
 }
 
 // Limit is a token bucket: Rate tokens per second, up to Burst.
@@ -506,7 +509,7 @@ func (c *Config) SetDefaults() {
 	}
 	defLimit(&c.Limits.PerIP, 100, 200)
 	defLimit(&c.Limits.PerSession, 50, 100)
-	defLimit(&c.Limits.Login, 1, 20)
+	defLimit(&c.Limits.Login, 1, 600)
 	if c.Limits.MaxKeys == 0 {
 		c.Limits.MaxKeys = 100_000
 	}

@@ -30,3 +30,23 @@ func TestIPv6PrefixDefaultAndBounds(t *testing.T) {
 		}
 	}
 }
+
+func TestPendingLoginsDefaultsAndBounds(t *testing.T) {
+	base := strings.Replace(goodYAML, "%s", session.NewKey(), 1)
+	cfg, err := Load(writeConfig(t, base), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := cfg.Limits.PendingLogins; p.PerReplica != 10_000 || p.PerStore != 50_000 {
+		t.Errorf("rate_limit.pending_logins defaults = %+v", p)
+	}
+	if l := cfg.Limits.Login; l.Burst != 600 {
+		t.Errorf("rate_limit.login burst default = %d, want 600 (300 logins, login and callback, behind one address)", l.Burst)
+	}
+	_, err = Load(writeConfig(t, base+"rate_limit:\n  pending_logins: {per_replica: -1, per_store: -5}\n"), noEnv)
+	for _, k := range []string{"rate_limit.pending_logins.per_replica:", "rate_limit.pending_logins.per_store:"} {
+		if err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("err = %v, want it to name %s", err, k)
+		}
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"github.com/moat-bff/moat/internal/forwardauth"
 	"github.com/moat-bff/moat/internal/metrics"
 	"github.com/moat-bff/moat/internal/oidc"
+	"github.com/moat-bff/moat/internal/pending"
 	"github.com/moat-bff/moat/internal/policy"
 	"github.com/moat-bff/moat/internal/proxy"
 	"github.com/moat-bff/moat/internal/revoke"
@@ -53,6 +54,7 @@ type Gateway struct {
 	Metrics     *metrics.Metrics
 
 	log      *slog.Logger
+	pending  *pending.Cap // kept across reloads: it counts logins in flight
 	tracing  *telemetry.Tracing
 	store    session.Store
 	handler  http.Handler // tracing around whatever current holds
@@ -145,6 +147,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 	})
 	g := &Gateway{Sessions: sessions, Tokens: tokens, IdP: idp, Metrics: m, log: log, tracing: o.Tracing, store: store,
 		Revoker: revoke.Start(idp, log, revoke.Options{}), clients: clienttoken.New(idp, cfg.OIDC.RefreshSkew.D(), o.Now)}
+	g.pending = newPending(cfg, sessions, m)
 	if cfg.ForwardAuth.Listen != "" {
 		g.fa = forwardauth.New(cfg.ForwardAuth, log)
 		g.fa.SetNext(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -217,7 +220,7 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 		},
 	})
 	srv, err := server.New(server.Deps{Config: cfg, Logger: g.log, Sessions: g.Sessions, Tokens: g.Tokens, IdP: g.IdP,
-		Routes: table, Revoker: g.Revoker, Metrics: m, ClientTokens: g.clients})
+		Routes: table, Revoker: g.Revoker, Metrics: m, ClientTokens: g.clients, Pending: g.pending})
 	if err != nil {
 		return nil, err
 	}

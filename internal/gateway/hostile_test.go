@@ -451,13 +451,14 @@ func writeKey(t *testing.T, path string, key any) {
 }
 
 // TestIPv6ClientsKeyedByPrefix: one subscriber holds a whole /64, so 500
-// logins from 500 addresses of one /64 meet the default login limit like
-// 500 from one IPv4 address, while clients in different /64s do not share
-// a bucket. Entries carry ports, as some load balancers write them.
+// logins from 500 addresses of one /64 meet the login limit (here 1/s,
+// burst 20) like 500 from one IPv4 address, while clients in different
+// /64s do not share a bucket. Entries carry ports, as some load balancers
+// write them.
 func TestIPv6ClientsKeyedByPrefix(t *testing.T) {
 	e := newEnv(t, func(c *config.Config) {
-		c.Limits.Login = config.Limit{} // the defaults
-		c.Limits.PerIP = config.Limit{}
+		c.Limits.Login = config.Limit{Rate: 1, Burst: 20}
+		c.Limits.PerIP = config.Limit{} // the defaults
 		c.Server.TrustedProxies = []string{"127.0.0.1/32"}
 	})
 	b := e.browser()
@@ -487,7 +488,7 @@ func TestIPv6ClientsKeyedByPrefix(t *testing.T) {
 	}
 
 	e = newEnv(t, func(c *config.Config) {
-		c.Limits.Login = config.Limit{}
+		c.Limits.Login = config.Limit{Rate: 1, Burst: 20}
 		c.Limits.IPv6Prefix = 128
 		c.Server.TrustedProxies = []string{"127.0.0.1/32"}
 	})

@@ -13,7 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moat-bff/moat/internal/httperr"
 	"github.com/moat-bff/moat/internal/oidc"
+	"github.com/moat-bff/moat/internal/pending"
 	"github.com/moat-bff/moat/internal/session"
 	"golang.org/x/oauth2"
 )
@@ -71,8 +73,15 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.pending.Admit(r.Context(), key); errors.Is(err, pending.ErrFull) {
+		w.Header().Set("Retry-After", "10")
+		return &navErr{http.StatusServiceUnavailable, "Too many sign-ins are in progress. Please try again in a moment.", err, "login_busy"}
+	} else if err != nil {
+		return navError(http.StatusServiceUnavailable, "Sign-in is unavailable. Please try again in a moment.", err)
+	}
 	ttl := s.cfg.Session.LoginTimeout.D()
 	if _, err := s.sessions.Store().Set(r.Context(), key, session.Record{Data: data}, ttl); err != nil {
+		s.pending.Done(key)
 		return navError(http.StatusServiceUnavailable, "Sign-in is unavailable. Please try again in a moment.", err)
 	}
 	http.SetCookie(w, &http.Cookie{
@@ -129,6 +138,7 @@ func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request) (string, er
 	if err != nil {
 		return "unavailable", navError(http.StatusServiceUnavailable, "Sign-in is unavailable. Please try again in a moment.", err)
 	}
+	s.pending.Done(loginKey(state))
 	var tx loginTx
 	if err := s.sessions.Open(loginKey(state), rec.Data, &tx); err != nil {
 		return "state", navError(http.StatusBadRequest, "This sign-in cannot be completed. Please sign in again.", err)
@@ -316,12 +326,13 @@ type navErr struct {
 	status int
 	msg    string
 	err    error
+	code   string // when set, a client that does not ask for HTML gets JSON with this error code
 }
 
 func (e *navErr) Error() string { return e.msg + ": " + e.err.Error() }
 func (e *navErr) Unwrap() error { return e.err }
 
-func navError(status int, msg string, err error) error { return &navErr{status, msg, err} }
+func navError(status int, msg string, err error) error { return &navErr{status, msg, err, ""} }
 
 var navPage = template.Must(template.New("").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
@@ -339,7 +350,12 @@ func (s *Server) navHandler(f func(http.ResponseWriter, *http.Request) error) ht
 		noteError(r, err)
 		var ne *navErr
 		if !errors.As(err, &ne) {
-			ne = &navErr{http.StatusInternalServerError, "Something went wrong. Please try again.", err}
+			ne = &navErr{http.StatusInternalServerError, "Something went wrong. Please try again.", err, ""}
+		}
+		if ne.code != "" && !strings.Contains(r.Header.Get("Accept"), "text/html") {
+			e := httperr.New(ne.status, ne.code, ne.msg, nil)
+			httperr.Write(w, e)
+			return
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.WriteHeader(ne.status)

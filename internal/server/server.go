@@ -22,6 +22,7 @@ import (
 	"github.com/moat-bff/moat/internal/logbuf"
 	"github.com/moat-bff/moat/internal/metrics"
 	"github.com/moat-bff/moat/internal/oidc"
+	"github.com/moat-bff/moat/internal/pending"
 	"github.com/moat-bff/moat/internal/proxy"
 	"github.com/moat-bff/moat/internal/revoke"
 	"github.com/moat-bff/moat/internal/session"
@@ -41,6 +42,9 @@ type Deps struct {
 	// ClientTokens hands out client-credentials tokens for token: client
 	// and user_or_client routes.
 	ClientTokens *clienttoken.Cache
+	// Pending caps login transactions in flight; nil builds one from
+	// Config (without metrics).
+	Pending *pending.Cap
 }
 
 // Server is an http.Handler for moat's main listener.
@@ -54,6 +58,7 @@ type Server struct {
 	routes       *proxy.Table
 	revoker      *revoke.Queue
 	limits       *limits
+	pending      *pending.Cap
 	metrics      *metrics.Metrics
 	clientTokens *clienttoken.Cache
 	csrf         *csrf.Policy
@@ -82,7 +87,13 @@ func New(d Deps) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: d.Logger, sessions: d.Sessions, tokens: d.Tokens, idp: d.IdP, routes: d.Routes, revoker: d.Revoker, metrics: d.Metrics, clientTokens: d.ClientTokens,
 		csrf: policy, mux: http.NewServeMux(), public: public, landing: "/",
-		limits: newLimits(cfg, d.Sessions.Now),
+		limits: newLimits(cfg, d.Sessions.Now), pending: d.Pending,
+	}
+	if s.pending == nil {
+		s.pending = pending.New(pending.Options{
+			PerReplica: cfg.Limits.PendingLogins.PerReplica, PerStore: cfg.Limits.PendingLogins.PerStore,
+			Timeout: cfg.Session.LoginTimeout.D(), Store: d.Sessions.Store(), Now: d.Sessions.Now,
+		})
 	}
 	if h, ok := d.Logger.Handler().(*logbuf.Handler); ok {
 		s.access = h
