@@ -728,6 +728,17 @@ func metricNames(t *testing.T) []string {
 	if err != nil {
 		t.Skipf("metrics not in this tree yet: %v", err)
 	}
+	// Metrics registered by other files of the package (e.g. pending.go).
+	others, _ := filepath.Glob(filepath.Join(filepath.Dir(metricsSource), "*.go"))
+	for _, f := range others {
+		if f != metricsSource && !strings.HasSuffix(f, "_test.go") {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			src = append(src, b...)
+		}
+	}
 	var names []string
 	for _, m := range regexp.MustCompile(`Name:\s*"(moat_[a-z0-9_]+)"`).FindAllSubmatch(src, -1) {
 		names = append(names, string(m[1]))
