@@ -256,6 +256,10 @@ type Route struct {
 	// ClientScopes are the scopes asked for the client-credentials token of
 	// token: client and user_or_client routes.
 	ClientScopes []string `yaml:"client_scopes"`
+	// InsecureAllowClearSiteData passes the upstream's Clear-Site-Data
+	// header, with which it can delete moat's session cookie and the SPA's
+	// storage; dropped otherwise.
+	InsecureAllowClearSiteData bool `yaml:"insecure_allow_clear_site_data"`
 	// Require lists conditions on the user's claims, all of which must hold
 	// (403, or 401 step_up_required when a new login can meet them).
 	Require []Requirement `yaml:"require"`

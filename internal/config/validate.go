@@ -238,6 +238,9 @@ func (c *Config) Warnings() []string {
 		if r.InsecureHTTP {
 			w = append(w, fmt.Sprintf("routes[%d].insecure_http is set: access tokens for %s travel in clear to %s", i, r.Prefix, r.Upstream))
 		}
+		if r.InsecureAllowClearSiteData {
+			w = append(w, fmt.Sprintf("routes[%d].insecure_allow_clear_site_data is set: %s may send Clear-Site-Data, which deletes moat's session cookie in the browser", i, r.Upstream))
+		}
 		if r.InsecureAllowSetCookie {
 			w = append(w, fmt.Sprintf("routes[%d].insecure_allow_set_cookie is set: %s may set cookies on moat's origin, which script may read", i, r.Upstream))
 		}

@@ -207,7 +207,7 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 			Token:     r.Token == config.TokenUser || r.Token == config.TokenClient || r.Token == config.TokenUserOrClient,
 			TokenType: r.Token, ClientScopes: r.ClientScopes, Timeout: r.Timeout.D(), TLS: tlsCfg,
 			Methods: r.Methods, MaxBodyBytes: r.MaxBodyBytes, AllowSetCookie: r.InsecureAllowSetCookie, WebSocket: r.WebSocket,
-			ForwardHeaders: r.ForwardHeaders,
+			ForwardHeaders: r.ForwardHeaders, AllowClearSiteData: r.InsecureAllowClearSiteData,
 		})
 	}
 	m := g.Metrics

@@ -99,3 +99,29 @@ func TestInterimResponsesAreDropped(t *testing.T) {
 		t.Error("the session cookie changed")
 	}
 }
+
+// Clear-Site-Data from an upstream reaches the browser only on a route with
+// insecure_allow_clear_site_data, and the session survives where it does not.
+func TestClearSiteDataFromUpstream(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Clear-Site-Data", `"cookies", "storage"`)
+		io.WriteString(w, "{}")
+	}))
+	defer up.Close()
+	e := newEnv(t, func(c *config.Config) {
+		c.Routes = append(c.Routes,
+			config.Route{Prefix: "/csd/", Upstream: up.URL + "/"},
+			config.Route{Prefix: "/csd-allowed/", Upstream: up.URL + "/", InsecureAllowClearSiteData: true})
+	})
+	b := e.browser()
+	b.login("/")
+	if r := b.api("GET", "/csd/x"); r.StatusCode != http.StatusOK || r.Header.Get("Clear-Site-Data") != "" {
+		t.Errorf("default route: %s, Clear-Site-Data %q", r.Status, r.Header.Get("Clear-Site-Data"))
+	}
+	if r := b.api("GET", "/csd-allowed/x"); r.StatusCode != http.StatusOK || r.Header.Get("Clear-Site-Data") != `"cookies", "storage"` {
+		t.Errorf("opted-in route: %s, Clear-Site-Data %q", r.Status, r.Header.Get("Clear-Site-Data"))
+	}
+	if !strings.Contains(e.logs.String(), "insecure_allow_clear_site_data is set") {
+		t.Error("no startup warning names insecure_allow_clear_site_data")
+	}
+}

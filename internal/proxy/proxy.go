@@ -57,6 +57,9 @@ type Route struct {
 	AllowSetCookie bool
 	// WebSocket allows protocol upgrades (RFC 6455) on this route.
 	WebSocket bool
+	// AllowClearSiteData passes the upstream's Clear-Site-Data header,
+	// which can delete moat's session cookie.
+	AllowClearSiteData bool
 	// ForwardHeaders are request headers forwarded besides
 	// DefaultForwardHeaders; names CheckForwardHeader refuses are ignored.
 	ForwardHeaders []string
@@ -134,7 +137,7 @@ func New(routes []Route, o Options) *Table {
 			Rewrite:        c.rewrite,
 			Transport:      rt,
 			BufferPool:     pool,
-			ModifyResponse: modifyResponse(r.AllowSetCookie),
+			ModifyResponse: modifyResponse(r.AllowSetCookie, r.AllowClearSiteData),
 			ErrorHandler:   errorHandler(o.Logger, r.Name),
 			ErrorLog:       slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn),
 		}
@@ -399,10 +402,10 @@ func tooLarge(err error) *httperr.Error {
 
 // modifyResponse keeps upstreams from speaking for moat: CORS is moat's
 // alone, and an upstream never sets one of moat's cookies; other cookies
-// pass only where the route allows them. Every answer says
+// pass only where the route allows them, as does Clear-Site-Data. Every answer says
 // X-Content-Type-Options: nosniff first, and once if the upstream said so
 // too.
-func modifyResponse(allowSetCookie bool) func(*http.Response) error {
+func modifyResponse(allowSetCookie, allowClearSiteData bool) func(*http.Response) error {
 	return func(resp *http.Response) error {
 		fw := setOutcome(resp.Request, resp.StatusCode)
 		h := resp.Header
@@ -414,6 +417,9 @@ func modifyResponse(allowSetCookie bool) func(*http.Response) error {
 		// Header keys of a parsed response are canonical: index them
 		// directly rather than through Get, Del and Set.
 		delete(h, "Set-Cookie2")
+		if !allowClearSiteData {
+			delete(h, "Clear-Site-Data") // it would delete moat's session cookie
+		}
 		if cookies := h["Set-Cookie"]; len(cookies) > 0 {
 			delete(h, "Set-Cookie")
 			if allowSetCookie {
