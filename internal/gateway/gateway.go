@@ -495,10 +495,14 @@ func (b *limitedBody) Close() error { return b.c.Close() }
 // returns every problem, each naming its configuration key.
 func (g *Gateway) Check(ctx context.Context) error {
 	var errs []error
-	if _, err := g.IdP.Discover(ctx); errors.Is(err, oidc.ErrIssuerMismatch) {
+	if meta, err := g.IdP.Discover(ctx); errors.Is(err, oidc.ErrIssuerMismatch) {
 		errs = append(errs, fmt.Errorf("oidc.issuer: %w", err))
 	} else if err != nil {
 		errs = append(errs, fmt.Errorf("oidc.issuer: discovery failed (check the URL and that the IdP is reachable): %w", err))
+	} else {
+		for _, m := range g.IdP.Mismatches(meta) {
+			errs = append(errs, errors.New(m))
+		}
 	}
 	if err := g.store.Ping(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("session.store: not reachable: %w", err))

@@ -65,3 +65,18 @@ func (c *Client) pushAuthorizationRequest(ctx context.Context, p *provider, full
 	u.RawQuery = short.Encode()
 	return u.String(), nil
 }
+
+// Mismatches lists what the configuration asks of the provider that its
+// discovery document says it cannot do, each naming the configuration key:
+// with any of these every login fails, so moat check reports them and
+// /readyz is not ready.
+func (c *Client) Mismatches(meta Metadata) []string {
+	var out []string
+	switch {
+	case c.cfg.PAR == PARRequired && meta.PAREndpoint == "":
+		out = append(out, "oidc.par: required, but the provider's discovery document has no pushed_authorization_request_endpoint, so every login would fail; set oidc.par to auto or off, or enable PAR at the provider")
+	case c.cfg.PAR == PAROff && meta.RequirePAR:
+		out = append(out, "oidc.par: off, but the provider requires pushed authorization requests (require_pushed_authorization_requests), so every login would fail; set oidc.par to auto")
+	}
+	return out
+}

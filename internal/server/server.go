@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -360,12 +361,16 @@ func (s *Server) checkReady(ctx context.Context) *readiness {
 	var noted error
 	checks := map[string]string{"idp": "ok", "store": "ok"}
 	ready := true
-	if _, err := s.idp.Discover(ctx); err != nil {
+	if meta, err := s.idp.Discover(ctx); err != nil {
 		checks["idp"], ready = "discovery failed", false
 		if errors.Is(err, oidc.ErrIssuerMismatch) {
 			checks["idp"] = err.Error()
 		}
 		noted = err
+	} else if m := s.idp.Mismatches(meta); len(m) > 0 {
+		// Every login would fail: not ready, and say why.
+		checks["idp"], ready = strings.Join(m, "; "), false
+		noted = errors.New(checks["idp"])
 	}
 	if err := s.sessions.Store().Ping(ctx); err != nil {
 		checks["store"], ready = "unreachable", false
