@@ -32,9 +32,20 @@ type realEnv struct {
 	logs     *logtest.Buffer
 	upstream *httptest.Server
 
-	mu     sync.Mutex
-	bearer []string // Authorization values that reached the upstream
-	subs   []string // their subjects, by introspection
+	mu      sync.Mutex
+	bearer  []string // Authorization values that reached the upstream
+	subs    []string // their subjects, by introspection
+	secrets []string // tokens and session IDs seen, which no log may hold
+}
+
+func (e *realEnv) noteSecret(vs ...string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, v := range vs {
+		if v != "" {
+			e.secrets = append(e.secrets, v)
+		}
+	}
 }
 
 func newRealEnv(t *testing.T, opts realop.Options, mods ...func(*config.Config)) *realEnv {
@@ -57,6 +68,7 @@ func newRealEnv(t *testing.T, opts realop.Options, mods ...func(*config.Config))
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
+		e.noteSecret(at)
 		e.mu.Lock()
 		e.bearer = append(e.bearer, authz)
 		e.subs = append(e.subs, sub)
@@ -92,9 +104,18 @@ func newRealEnv(t *testing.T, opts realop.Options, mods ...func(*config.Config))
 		t.Fatal(err)
 	}
 	go srv.Serve(ln)
+	e.noteSecret(e.op.ClientSecret)
 	t.Cleanup(func() {
 		srv.Close()
 		e.gw.Close()
+		logs := e.logs.String()
+		e.mu.Lock()
+		for _, v := range e.secrets {
+			if strings.Contains(logs, v) {
+				t.Errorf("a token, secret or session ID reached moat's log: %.8s...", v)
+			}
+		}
+		e.mu.Unlock()
 		if t.Failed() { // moat's log without its access log lines
 			for _, l := range strings.Split(e.logs.String(), "\n") {
 				if !strings.Contains(l, `"msg":"request"`) {
@@ -126,6 +147,7 @@ func (e *realEnv) sessionCookie(ua *realop.UserAgent) string {
 	u, _ := url.Parse(e.url)
 	for _, c := range ua.Client.Jar.Cookies(u) {
 		if c.Name == session.CookieName {
+			e.noteSecret(c.Value)
 			return c.Value
 		}
 	}
@@ -153,6 +175,7 @@ func (e *realEnv) tokens(t *testing.T, ua *realop.UserAgent) session.Tokens {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.noteSecret(l.Tokens.AccessToken, l.Tokens.RefreshToken, l.Tokens.IDToken)
 	return l.Tokens
 }
 
