@@ -367,6 +367,10 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "warning: idp: %s\n", w)
 		}
 	}
+	fmt.Fprintf(stdout, "register at the IdP for client %s:\n", cfg.OIDC.ClientID)
+	fmt.Fprintf(stdout, "  redirect URI:                  %s\n", cfg.RedirectURI())
+	fmt.Fprintf(stdout, "  post-logout redirect URI:      %s\n", cfg.PostLogoutRedirect())
+	fmt.Fprintf(stdout, "  back-channel logout URI:       %s\n", config.MustURL(cfg.PublicURL).JoinPath("/auth/backchannel-logout"))
 	fmt.Fprintf(stdout, "%s: OK\n", path)
 	return nil
 }

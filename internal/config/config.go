@@ -173,7 +173,7 @@ type OIDC struct {
 	ClockSkew Duration `yaml:"clock_skew"`
 	// PostLogoutRedirectURL is sent as post_logout_redirect_uri at logout
 	// (RP-Initiated Logout 1.0 §2); it must be registered at the IdP.
-	// Empty: the IdP shows its own page after logout.
+	// Empty: frontend_url, or public_url + "/" (Config.PostLogoutRedirect).
 	PostLogoutRedirectURL string `yaml:"post_logout_redirect_url"`
 	// ACRValues lists the acr_values an SPA may request at /auth/login for
 	// step-up authentication; others are refused.

@@ -42,7 +42,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		}
 		s.log.Info("logout", "audit", true, "event", "logout", "sub", l.Subject, "session", l.Key.Short())
 		s.revoker.Add(revoke.Job{Token: l.Tokens.RefreshToken, Subject: l.Subject, Session: l.Key.Short()})
-		if u, ok := s.idp.EndSessionURL(r.Context(), l.Tokens.IDToken, s.cfg.OIDC.PostLogoutRedirectURL, ""); ok {
+		if u, ok := s.idp.EndSessionURL(r.Context(), l.Tokens.IDToken, s.cfg.PostLogoutRedirect(), ""); ok {
 			target = u
 		}
 	case errors.Is(err, session.ErrNoSession):
