@@ -187,3 +187,39 @@ admin: {listen: %q}
 		ln.Close()
 	}
 }
+
+// The forward-auth port clashes like the admin port: an error before
+// "moat listening", every port released.
+func TestServeForwardAuthPortClash(t *testing.T) {
+	op := oidctest.New(t, "http://127.0.0.1/auth/callback")
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	addr, admin := freeAddr(t), freeAddr(t)
+	path := writeFile(t, fmt.Sprintf(`
+listen: %q
+public_url: "http://%s"
+oidc: {issuer: %q, client_id: "c", client_secret: "s"}
+admin: {listen: %q}
+forward_auth: {listen: %q, trusted_proxies: ["127.0.0.1"]}
+`, addr, addr, op.Issuer, admin, busy.Addr().String()))
+	var stderr logtest.Buffer
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	err = run(ctx, []string{"serve", "--config", path}, io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "forward_auth listen") {
+		t.Fatalf("serve with a busy forward-auth port: %v", err)
+	}
+	if strings.Contains(stderr.String(), "listening") {
+		t.Errorf("serve said it was listening before failing:\n%s", stderr.String())
+	}
+	for _, a := range []string{addr, admin} {
+		if ln, err := net.Listen("tcp", a); err != nil {
+			t.Errorf("port %s stayed open: %v", a, err)
+		} else {
+			ln.Close()
+		}
+	}
+}

@@ -237,3 +237,36 @@ routes: [%s]
 		t.Error("an invalid config changed the running one")
 	}
 }
+
+// moat serve answers forward-auth on forward_auth.listen only.
+func TestServeForwardAuthListener(t *testing.T) {
+	op := oidctest.New(t, "http://127.0.0.1/auth/callback")
+	fa := freeAddr(t)
+	addr, _, _, _, _ := startServe(t, func(addr string) string {
+		return fmt.Sprintf(`
+listen: %q
+public_url: "http://%s"
+oidc: {issuer: %q, client_id: "c", client_secret: "s"}
+routes: [{prefix: "/api/", upstream: "http://127.0.0.1:9/api/"}]
+forward_auth: {listen: %q, trusted_proxies: ["127.0.0.1"]}
+`, addr, addr, op.Issuer, fa)
+	})
+	check := func(host string) int {
+		req, _ := http.NewRequest("GET", "http://"+host+"/_moat/forward-auth", nil)
+		req.Header.Set("X-Original-Method", "GET")
+		req.Header.Set("X-Original-URI", "/api/x")
+		req.Header.Set("X-CSRF", "1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := check(fa); got != http.StatusUnauthorized {
+		t.Errorf("forward-auth listener without a session: %d, want 401", got)
+	}
+	if got := check(addr); got != http.StatusNotFound {
+		t.Errorf("browser listener at /_moat/forward-auth: %d, want 404", got)
+	}
+}

@@ -226,11 +226,20 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	var aln net.Listener
+	var aln, fln net.Listener
 	if gw.Admin != nil {
 		if aln, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 			ln.Close()
 			return fmt.Errorf("admin listen: %w", err)
+		}
+	}
+	if gw.ForwardAuth != nil {
+		if fln, err = net.Listen("tcp", cfg.ForwardAuth.Listen); err != nil {
+			ln.Close()
+			if aln != nil {
+				aln.Close()
+			}
+			return fmt.Errorf("forward_auth listen: %w", err)
 		}
 	}
 	log.Info("moat listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "version", version(),
@@ -244,12 +253,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv, err := gateway.NewHTTPServer(cfg, gw, log)
 	if err != nil {
 		ln.Close()
-		if aln != nil {
-			aln.Close()
+		for _, l := range []net.Listener{aln, fln} {
+			if l != nil {
+				l.Close()
+			}
 		}
 		return err
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	running := 1
 	go func() { errc <- Serve(ctx, ln, srv, cfg.Server.ShutdownGrace.D(), log) }()
 	if aln != nil {
@@ -259,11 +270,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		asrv.TLSConfig, asrv.Protocols = nil, nil // internal: plain HTTP/1.1
 		go func() { errc <- Serve(ctx, aln, asrv, cfg.Server.ShutdownGrace.D(), log) }()
 	}
-	if gw.ForwardAuth != nil {
-		fln, err := net.Listen("tcp", cfg.ForwardAuth.Listen)
-		if err != nil {
-			return fmt.Errorf("forward_auth listen: %w", err) // the process ends, and its listeners with it
-		}
+	if fln != nil {
 		log.Info("forward-auth listening", "addr", fln.Addr().String())
 		running++
 		fsrv, _ := gateway.NewHTTPServer(cfg, gw.ForwardAuth, log)

@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -253,5 +254,31 @@ func TestForwardAuthRateLimits(t *testing.T) {
 	}
 	if r := g.check(nil, "GET", "/resource/api/public/x", "X-CSRF", "1", "X-Forwarded-For", "203.0.113.2"); r.StatusCode != 200 {
 		t.Errorf("client 2 limited by client 1: %s", r.Status)
+	}
+}
+
+// A reload's routes apply to forward-auth at once; forward_auth itself
+// needs a restart.
+func TestForwardAuthFollowsReload(t *testing.T) {
+	f := newFAEnv(t)
+	b := f.browser()
+	b.login("/")
+	if r := f.check(b, "GET", "/resource/new/x", "X-CSRF", "1"); r.StatusCode != 404 {
+		t.Fatalf("before the reload: %s", r.Status)
+	}
+	next := *f.cfg
+	next.Routes = append(append([]config.Route(nil), f.cfg.Routes...),
+		config.Route{Prefix: "/resource/new/", Upstream: "http://127.0.0.1:1/new/", Token: config.TokenUser, Methods: []string{"GET"}})
+	next.SetDefaults()
+	if err := f.gw.Reload(context.Background(), &next); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.check(b, "GET", "/resource/new/x", "X-CSRF", "1"); r.StatusCode != 200 || bearer(r) == "" {
+		t.Fatalf("after the reload: %s %s", r.Status, r.body)
+	}
+	moved := next
+	moved.ForwardAuth.TrustedProxies = []string{"10.0.0.0/8"}
+	if err := f.gw.Reload(context.Background(), &moved); err == nil || !strings.Contains(err.Error(), "forward_auth") {
+		t.Errorf("a forward_auth change reloaded: %v", err)
 	}
 }
