@@ -28,7 +28,6 @@ import (
 	"github.com/moat-bff/moat/internal/gateway"
 	"github.com/moat-bff/moat/internal/logbuf"
 	"github.com/moat-bff/moat/internal/onboard"
-	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/telemetry"
 )
 
@@ -90,6 +89,7 @@ commands:
                           let moat start with keys that cannot open the stored sessions
   demo                    run moat with a dev IdP, an API and a demo SPA on loopback
   keygen                  print a fresh base64 session key
+  keygen --jwk --out FILE create a private_key_jwt client key, print its public JWK set
   version                 print version information
 `
 
@@ -117,11 +117,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	case "reset-key-check":
 		return resetKeyCheck(ctx, args[1:], stdout, stderr)
 	case "keygen":
-		if err := noFlags("keygen", "Prints a fresh random session key (32 bytes, base64) for session.keys.", args[1:], stdout, stderr); err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, session.NewKey())
-		return nil
+		return keygen(args[1:], stdout, stderr)
 	case "version":
 		if err := noFlags("version", "Prints moat's version, commit and Go version.", args[1:], stdout, stderr); err != nil {
 			return err

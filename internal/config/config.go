@@ -153,9 +153,17 @@ type OIDC struct {
 	// MOAT_OIDC_CLIENT_SECRET or client_secret_file.
 	ClientSecret     secret.String `yaml:"client_secret"`
 	ClientSecretFile string        `yaml:"client_secret_file"`
-	// ClientAuthMethod is client_secret_basic or client_secret_post.
-	ClientAuthMethod string   `yaml:"client_auth_method"`
-	Scopes           []string `yaml:"scopes"`
+	// ClientAuthMethod is client_secret_basic, client_secret_post or
+	// private_key_jwt (OIDC Core §9, RFC 7523).
+	ClientAuthMethod string `yaml:"client_auth_method"`
+	// ClientKeyFile holds moat's private keys for private_key_jwt (PEM or
+	// a JWK set); the first signs, all are published at /auth/jwks.
+	ClientKeyFile string `yaml:"client_key_file"`
+	// ClientAssertionAudience is the aud of client assertions: issuer (the
+	// default, RFC 9126 §2, FAPI 2.0) or endpoint (the URL each assertion
+	// is sent to, for IdPs that accept only their token endpoint).
+	ClientAssertionAudience string   `yaml:"client_assertion_audience"`
+	Scopes                  []string `yaml:"scopes"`
 	// TrustedAudiences lists audiences besides client_id that an ID token
 	// may carry; any other extra audience is rejected (OIDC Core 3.1.3.7 #3).
 	TrustedAudiences []string `yaml:"trusted_audiences"`
@@ -317,6 +325,9 @@ const (
 const (
 	AuthSecretBasic = "client_secret_basic"
 	AuthSecretPost  = "client_secret_post"
+	// AuthPrivateKeyJWT signs a client assertion with moat's own key
+	// instead of sending a shared secret.
+	AuthPrivateKeyJWT = "private_key_jwt"
 )
 
 // Env is how Load reads environment variables; os.LookupEnv in production.
@@ -463,6 +474,7 @@ func (c *Config) SetDefaults() {
 	}
 	def(&c.Listen, "127.0.0.1:4001")
 	def(&c.OIDC.ClientAuthMethod, AuthSecretBasic)
+	def(&c.OIDC.ClientAssertionAudience, AssertionAudIssuer)
 	def(&c.OIDC.PAR, "auto")
 	if len(c.OIDC.Scopes) == 0 {
 		c.OIDC.Scopes = []string{"openid", "profile", "email", "offline_access"}

@@ -83,7 +83,7 @@ public_url: "http://app.example.com/base"
 frontend_url: "ftp://x"
 oidc:
   issuer: "http://idp.example.com"
-  client_auth_method: "private_key_jwt"
+  client_auth_method: "client_secret_jwt"
   scopes: ["profile"]
 session:
   store: "etcd"

@@ -6,6 +6,7 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/moat-bff/moat/internal/admin"
+	"github.com/moat-bff/moat/internal/clientauth"
 	"github.com/moat-bff/moat/internal/clienttoken"
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/forwardauth"
@@ -63,6 +65,9 @@ type Gateway struct {
 	handlers []registration
 	fa       *forwardauth.Handler
 	clients  *clienttoken.Cache // client-credentials tokens, kept across reloads
+	// clientJWKS is the public JWK set of the private_key_jwt keys; nil
+	// with a client secret.
+	clientJWKS []byte
 }
 
 // served is the part a reload replaces.
@@ -120,8 +125,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 		return nil, err
 	}
 	var idp *oidc.Client
+	clientKeys, err := loadClientKeys(cfg)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
 	idpClient, err := idpHTTPClient(cfg, func(rt http.RoundTripper) http.RoundTripper {
-		return telemetry.IdPTransport(rt, m, o.Tracing, func(r *http.Request) string { return idp.EndpointName(r.URL) })
+		rt = telemetry.IdPTransport(rt, m, o.Tracing, func(r *http.Request) string { return idp.EndpointName(r.URL) })
+		if clientKeys != nil {
+			rt = &clientauth.Transport{Base: rt, Keys: clientKeys, ClientID: cfg.OIDC.ClientID, Audience: assertionAudience(cfg), Now: o.Now}
+		}
+		return rt
 	})
 	if err != nil {
 		store.Close()
@@ -148,6 +162,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 	g := &Gateway{Sessions: sessions, Tokens: tokens, IdP: idp, Metrics: m, log: log, tracing: o.Tracing, store: store,
 		Revoker: revoke.Start(idp, log, revoke.Options{}), clients: clienttoken.New(idp, cfg.OIDC.RefreshSkew.D(), o.Now)}
 	g.pending = newPending(cfg, sessions, m)
+	if clientKeys != nil {
+		g.clientJWKS, _ = json.Marshal(clientKeys.Public()) // public keys always marshal
+	}
 	if cfg.ForwardAuth.Listen != "" {
 		g.fa = forwardauth.New(cfg.ForwardAuth, log)
 		g.fa.SetNext(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -220,7 +237,7 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 		},
 	})
 	srv, err := server.New(server.Deps{Config: cfg, Logger: g.log, Sessions: g.Sessions, Tokens: g.Tokens, IdP: g.IdP,
-		Routes: table, Revoker: g.Revoker, Metrics: m, ClientTokens: g.clients, Pending: g.pending})
+		Routes: table, Revoker: g.Revoker, Metrics: m, ClientTokens: g.clients, Pending: g.pending, ClientJWKS: g.clientJWKS})
 	if err != nil {
 		return nil, err
 	}
@@ -441,6 +458,26 @@ const maxIdPResponse = 1 << 20
 // idpHTTPClient is the client for every IdP call: bounded in time and size,
 // TLS roots from the system (SSL_CERT_FILE works) plus oidc.ca_file, and no
 // redirects (a token request must not be replayed elsewhere).
+// loadClientKeys returns the private_key_jwt keys, or nil for a client
+// secret.
+func loadClientKeys(cfg *config.Config) (*clientauth.Keys, error) {
+	if cfg.OIDC.ClientAuthMethod != config.AuthPrivateKeyJWT {
+		return nil, nil
+	}
+	keys, err := clientauth.Load(cfg.OIDC.ClientKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("oidc.client_key_file: %w", err)
+	}
+	return keys, nil
+}
+
+func assertionAudience(cfg *config.Config) string {
+	if cfg.OIDC.ClientAssertionAudience == config.AssertionAudEndpoint {
+		return "" // clientauth.Transport: the request's URL
+	}
+	return cfg.OIDC.Issuer
+}
+
 func idpHTTPClient(cfg *config.Config, wrap func(http.RoundTripper) http.RoundTripper) (*http.Client, error) {
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if cfg.OIDC.CAFile != "" {

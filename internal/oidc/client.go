@@ -56,7 +56,9 @@ type Config struct {
 	Issuer       string
 	ClientID     string
 	ClientSecret secret.String
-	// AuthMethod is client_secret_basic or client_secret_post.
+	// AuthMethod is client_secret_basic, client_secret_post or
+	// private_key_jwt; for the last, HTTPClient must add the assertion
+	// (clientauth.Transport).
 	AuthMethod  string
 	Scopes      []string
 	RedirectURL string
@@ -252,8 +254,8 @@ func (c *Client) discover(ctx context.Context) (*provider, error) {
 		return nil, err
 	}
 	style := oauth2.AuthStyleInHeader
-	if c.cfg.AuthMethod == "client_secret_post" {
-		style = oauth2.AuthStyleInParams
+	if c.cfg.AuthMethod == "client_secret_post" || c.cfg.AuthMethod == "private_key_jwt" {
+		style = oauth2.AuthStyleInParams // for private_key_jwt, client_id only: the transport adds the assertion
 	}
 	if len(meta.TokenEndpointAuthMethods) > 0 && !slices.Contains(meta.TokenEndpointAuthMethods, c.cfg.AuthMethod) {
 		c.log.Warn("the provider does not list the configured client authentication method",
@@ -585,16 +587,19 @@ func (c *Client) Revoke(ctx context.Context, token, hint string) error {
 // postForm POSTs form to endpoint with client authentication (RFC 6749
 // §2.3.1), as the token endpoint gets it.
 func (c *Client) postForm(ctx context.Context, endpoint string, form url.Values) (*http.Response, error) {
-	if c.cfg.AuthMethod == "client_secret_post" {
+	switch c.cfg.AuthMethod {
+	case "client_secret_post":
 		form.Set("client_id", c.cfg.ClientID)
 		form.Set("client_secret", c.cfg.ClientSecret.Reveal())
+	case "private_key_jwt":
+		form.Set("client_id", c.cfg.ClientID) // the HTTP client's clientauth.Transport adds the assertion
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if c.cfg.AuthMethod != "client_secret_post" {
+	if c.cfg.AuthMethod == "client_secret_basic" || c.cfg.AuthMethod == "" {
 		// RFC 6749 §2.3.1: both parts form-urlencoded before Basic.
 		req.SetBasicAuth(url.QueryEscape(c.cfg.ClientID), url.QueryEscape(c.cfg.ClientSecret.Reveal()))
 	}

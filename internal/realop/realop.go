@@ -46,6 +46,8 @@ type Client struct {
 	// AuthMethod is the token_endpoint_auth_method; client_secret_basic
 	// when empty.
 	AuthMethod string
+	// JWKS is the client's public JWK set, for private_key_jwt.
+	JWKS json.RawMessage
 }
 
 // Options configure the provider.
@@ -58,6 +60,10 @@ type Options struct {
 	RedirectURIs           []string
 	PostLogoutRedirectURIs []string
 	BackchannelLogoutURI   string
+	// ClientAuthMethod and ClientJWKS set the default client's
+	// token_endpoint_auth_method and public keys (private_key_jwt).
+	ClientAuthMethod string
+	ClientJWKS       json.RawMessage
 	// AccessTokenTTL is the access token lifetime; one hour when zero.
 	AccessTokenTTL time.Duration
 	// Resources maps resource indicators (RFC 8707) to the scope granted
@@ -84,6 +90,8 @@ type OP struct {
 	ClientSecret string
 	// Clients are all registered clients, with IDs and secrets filled in.
 	Clients []Client
+
+	rsID, rsSecret string // the introspecting resource server
 
 	mu     sync.Mutex
 	stderr strings.Builder
@@ -128,18 +136,20 @@ func Start(t testing.TB, opts Options) *OP {
 		clients = []Client{{
 			RedirectURIs: opts.RedirectURIs, PostLogoutRedirectURIs: opts.PostLogoutRedirectURIs,
 			BackchannelLogoutURI: opts.BackchannelLogoutURI,
+			AuthMethod:           opts.ClientAuthMethod, JWKS: opts.ClientJWKS,
 		}}
 	}
 	type clientJSON struct {
-		ID                     string   `json:"client_id"`
-		Secret                 string   `json:"client_secret"`
-		RedirectURIs           []string `json:"redirect_uris"`
-		PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris,omitempty"`
-		BackchannelLogoutURI   string   `json:"backchannel_logout_uri,omitempty"`
-		BackchannelSession     bool     `json:"backchannel_logout_session_required,omitempty"`
-		GrantTypes             []string `json:"grant_types"`
-		ResponseTypes          []string `json:"response_types"`
-		AuthMethod             string   `json:"token_endpoint_auth_method"`
+		ID                     string          `json:"client_id"`
+		Secret                 string          `json:"client_secret"`
+		RedirectURIs           []string        `json:"redirect_uris"`
+		PostLogoutRedirectURIs []string        `json:"post_logout_redirect_uris,omitempty"`
+		BackchannelLogoutURI   string          `json:"backchannel_logout_uri,omitempty"`
+		BackchannelSession     bool            `json:"backchannel_logout_session_required,omitempty"`
+		GrantTypes             []string        `json:"grant_types"`
+		ResponseTypes          []string        `json:"response_types"`
+		AuthMethod             string          `json:"token_endpoint_auth_method"`
+		JWKS                   json.RawMessage `json:"jwks,omitempty"`
 	}
 	var cj []clientJSON
 	for i := range clients {
@@ -158,9 +168,14 @@ func Start(t testing.TB, opts Options) *OP {
 			PostLogoutRedirectURIs: c.PostLogoutRedirectURIs,
 			BackchannelLogoutURI:   c.BackchannelLogoutURI, BackchannelSession: c.BackchannelLogoutURI != "",
 			GrantTypes:    []string{"authorization_code", "refresh_token", "client_credentials"},
-			ResponseTypes: []string{"code"}, AuthMethod: c.AuthMethod,
+			ResponseTypes: []string{"code"}, AuthMethod: c.AuthMethod, JWKS: c.JWKS,
 		})
 	}
+	// A resource server of its own introspects tokens (RFC 7662), so that
+	// Introspect works whatever client authentication moat's client uses.
+	rs := clientJSON{ID: "rs-" + randHex(6), Secret: randHex(24), RedirectURIs: []string{},
+		GrantTypes: []string{}, ResponseTypes: []string{}, AuthMethod: "client_secret_basic"}
+	cj = append(cj, rs)
 	settings := map[string]any{
 		"cookie_key":            randHex(16),
 		"clients":               cj,
@@ -179,7 +194,7 @@ func Start(t testing.TB, opts Options) *OP {
 		t.Fatal(err)
 	}
 
-	op := &OP{Clients: clients, ClientID: clients[0].ID, ClientSecret: clients[0].Secret}
+	op := &OP{Clients: clients, ClientID: clients[0].ID, ClientSecret: clients[0].Secret, rsID: rs.ID, rsSecret: rs.Secret}
 	cmd := exec.Command("node", filepath.Join(Dir(), "provider.mjs"), file)
 	cmd.Dir = Dir()
 	stdin, err := cmd.StdinPipe()
@@ -257,7 +272,7 @@ func (op *OP) Introspect(token string) (sub string, active bool, err error) {
 		return "", false, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(url.QueryEscape(op.ClientID), url.QueryEscape(op.ClientSecret))
+	req.SetBasicAuth(url.QueryEscape(op.rsID), url.QueryEscape(op.rsSecret))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return "", false, err

@@ -40,6 +40,9 @@ type Deps struct {
 	Routes   *proxy.Table
 	Revoker  *revoke.Queue
 	Metrics  *metrics.Metrics // nil records nothing
+	// ClientJWKS, when set, is served at /auth/jwks: the public keys of
+	// private_key_jwt client authentication, as JSON.
+	ClientJWKS []byte
 	// ClientTokens hands out client-credentials tokens for token: client
 	// and user_or_client routes.
 	ClientTokens *clienttoken.Cache
@@ -111,6 +114,15 @@ func New(d Deps) (*Server, error) {
 	s.handle("/auth/logout", http.HandlerFunc(s.logout), http.MethodGet, http.MethodPost)
 	s.handle("/auth/logout/continue", http.HandlerFunc(s.continueLogout), http.MethodGet)
 	s.handle("/auth/backchannel-logout", api(s.backchannelLogout), http.MethodPost)
+	if d.ClientJWKS != nil {
+		// The public half of the private_key_jwt keys, for IdPs that fetch
+		// a client's jwks_uri (OIDC Dynamic Client Registration §2).
+		s.handle("/auth/jwks", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/jwk-set+json")
+			w.Header().Set("Cache-Control", "public, max-age=300")
+			w.Write(d.ClientJWKS)
+		}), http.MethodGet)
+	}
 	s.mux.Handle("/auth/", notFound())
 	// Forward-auth answers carry access tokens: never here, only on
 	// forward_auth.listen.

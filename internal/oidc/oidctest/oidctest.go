@@ -89,7 +89,8 @@ type Behavior struct {
 type Request struct {
 	Method, Path string
 	Form         url.Values
-	// ClientAuth is "client_secret_basic", "client_secret_post" or "".
+	// ClientAuth is "client_secret_basic", "client_secret_post",
+	// "private_key_jwt" or "".
 	ClientAuth string
 }
 
@@ -131,6 +132,78 @@ type Provider struct {
 	pushed   map[string]url.Values // request_uri → parameters, single use
 	issued   []string
 	requests []Request
+
+	clientKeys *jose.JSONWebKeySet // private_key_jwt: the client's public keys
+	seenJTI    map[string]bool
+	// AssertionErr is why the last client assertion was refused.
+	assertionErr string
+}
+
+// UseClientKeys makes the provider accept only private_key_jwt (OIDC Core
+// §9, RFC 7523) assertions signed by one of keys, refusing client secrets.
+func (p *Provider) UseClientKeys(keys jose.JSONWebKeySet) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clientKeys = &keys
+	p.seenJTI = map[string]bool{}
+}
+
+// AssertionError returns why the provider last refused a client
+// assertion, or "".
+func (p *Provider) AssertionError() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.assertionErr
+}
+
+// assertionValid applies RFC 7523 §3: a signature by a registered key, iss
+// and sub the client, aud the issuer or the token endpoint, not expired,
+// at most five minutes of lifetime, and a jti never seen before.
+func (p *Provider) assertionValid(r *http.Request, keys *jose.JSONWebKeySet) bool {
+	fail := func(why string) bool {
+		p.mu.Lock()
+		p.assertionErr = why
+		p.mu.Unlock()
+		return false
+	}
+	if _, _, basic := r.BasicAuth(); basic || r.PostForm.Get("client_secret") != "" {
+		return fail("a client secret was sent")
+	}
+	if r.PostForm.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+		return fail("client_assertion_type")
+	}
+	tok, err := jwt.ParseSigned(r.PostForm.Get("client_assertion"), []jose.SignatureAlgorithm{jose.ES256, jose.PS256, jose.RS256, jose.EdDSA})
+	if err != nil {
+		return fail("parse: " + err.Error())
+	}
+	var c jwt.Claims
+	if err := tok.Claims(keys, &c); err != nil {
+		return fail("signature: " + err.Error())
+	}
+	now := time.Now()
+	switch {
+	case c.Issuer != p.ClientID || c.Subject != p.ClientID:
+		return fail("iss/sub")
+	case !c.Audience.Contains(p.Issuer) && !c.Audience.Contains(p.Issuer+"/token"):
+		return fail("aud")
+	case c.Expiry == nil || c.Expiry.Time().Before(now):
+		return fail("expired")
+	case c.Expiry.Time().After(now.Add(5 * time.Minute)):
+		return fail("lifetime")
+	case c.ID == "":
+		return fail("no jti")
+	}
+	if id := r.PostForm.Get("client_id"); id != "" && id != p.ClientID {
+		return fail("client_id")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.seenJTI[c.ID] {
+		p.assertionErr = "replayed jti"
+		return false
+	}
+	p.seenJTI[c.ID] = true
+	return true
 }
 
 // New starts a provider for the client with the given redirect URI and
@@ -267,6 +340,8 @@ func (p *Provider) record(next http.Handler) http.Handler {
 			req.ClientAuth = "client_secret_basic"
 		} else if r.PostForm.Get("client_secret") != "" {
 			req.ClientAuth = "client_secret_post"
+		} else if r.PostForm.Get("client_assertion") != "" {
+			req.ClientAuth = "private_key_jwt"
 		}
 		p.mu.Lock()
 		p.requests = append(p.requests, req)
@@ -295,7 +370,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"subject_types_supported":                        []string{"public"},
 		"id_token_signing_alg_values_supported":          algs,
 		"code_challenge_methods_supported":               []string{"S256"},
-		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post"},
+		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post", "private_key_jwt"},
 		"authorization_response_iss_parameter_supported": b.AdvertiseIss,
 		"backchannel_logout_supported":                   true,
 		"backchannel_logout_session_supported":           true,
@@ -408,6 +483,12 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Provider) clientAuthenticated(r *http.Request) bool {
+	p.mu.Lock()
+	keys := p.clientKeys
+	p.mu.Unlock()
+	if keys != nil {
+		return p.assertionValid(r, keys)
+	}
 	if id, sec, ok := r.BasicAuth(); ok {
 		id, _ = url.QueryUnescape(id)
 		sec, _ = url.QueryUnescape(sec)

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/moat-bff/moat/internal/clientauth"
+	"github.com/moat-bff/moat/internal/session"
+)
+
+// keygen prints a session key, or with --jwk creates a private_key_jwt
+// client key (OIDC Core §9) and prints the public JWK set to register.
+func keygen(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("moat keygen", flag.ContinueOnError)
+	jwk := fs.Bool("jwk", false, "create a private_key_jwt client key instead: written to --out, its public JWK set printed")
+	out := fs.String("out", "", "with --jwk: the private key file to create (PEM, mode 0600, never overwritten)")
+	alg := fs.String("alg", "ES256", "with --jwk: ES256, EdDSA or PS256")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: moat keygen [--jwk --out FILE [--alg ES256]]\n\n"+
+			"Prints a fresh random session key (32 bytes, base64) for session.keys.\n"+
+			"With --jwk, creates a client key for oidc.client_auth_method: private_key_jwt.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	if !*jwk {
+		fmt.Fprintln(stdout, session.NewKey())
+		return nil
+	}
+	if *out == "" {
+		return errors.New("keygen --jwk: --out FILE is required: the private key is written there, never printed")
+	}
+	key, err := clientauth.Generate(*alg)
+	if err != nil {
+		return fmt.Errorf("keygen --jwk: %w", err)
+	}
+	ks, err := clientauth.Parse(key)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("keygen --jwk: %w (an existing key is never overwritten)", err)
+	}
+	if _, err := f.Write(key); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	pub, _ := json.MarshalIndent(ks.Public(), "", "  ")
+	fmt.Fprintf(stdout, "%s\n", pub)
+	fmt.Fprintf(stderr, "wrote the private key to %s\n"+
+		"register the public JWK set above at the IdP (or let it fetch <public_url>/auth/jwks), then set:\n"+
+		"  oidc:\n    client_auth_method: private_key_jwt\n    client_key_file: %s\n", *out, *out)
+	return nil
+}
