@@ -31,7 +31,8 @@ const ForwardAuthPrefix = "/_moat/"
 // reservedHeaders are never identity headers: the gateway copies identity
 // headers onto the upstream request, where these have other meanings.
 var reservedHeaders = []string{"Authorization", "Cookie", "Host", "Content-Length", "Content-Type",
-	"Transfer-Encoding", "Connection", "Set-Cookie", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
+	"Transfer-Encoding", "Connection", "Set-Cookie", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
+	"X-Moat-Error", "Cache-Control", "Retry-After", "Location", "X-Request-Id", "X-Csrf", "Origin"}
 
 func (c *Config) validateForwardAuth(add func(key, format string, args ...any)) {
 	f := c.ForwardAuth

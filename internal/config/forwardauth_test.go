@@ -20,8 +20,8 @@ func TestForwardAuthConfig(t *testing.T) {
 		{"bad proxy", "forward_auth:\n  listen: 127.0.0.1:4003\n  trusted_proxies: [gateway]\n", []string{"forward_auth.trusted_proxies[0]:"}},
 		{"not host:port", "forward_auth:\n  listen: gateway\n  trusted_proxies: [127.0.0.1]\n", []string{"forward_auth.listen:"}},
 		{"keys without listen", "forward_auth:\n  trusted_proxies: [127.0.0.1]\n", []string{"forward_auth.listen:"}},
-		{"reserved identity header", "forward_auth:\n  listen: 127.0.0.1:4003\n  trusted_proxies: [127.0.0.1]\n  identity_headers: {authorization: sub, \"X Bad\": sub, X-Empty: \"\"}\n",
-			[]string{"forward_auth.identity_headers.authorization:", "forward_auth.identity_headers.X Bad:", "forward_auth.identity_headers.X-Empty:"}},
+		{"reserved identity header", "forward_auth:\n  listen: 127.0.0.1:4003\n  trusted_proxies: [127.0.0.1]\n  identity_headers: {authorization: sub, x-moat-error: sub, \"X Bad\": sub, X-Empty: \"\"}\n",
+			[]string{"forward_auth.identity_headers.authorization:", "forward_auth.identity_headers.x-moat-error:", "forward_auth.identity_headers.X Bad:", "forward_auth.identity_headers.X-Empty:"}},
 		{"route under /_moat/", "routes:\n  - prefix: /_moat/x/\n    upstream: https://api.internal/x/\n", []string{"routes[0].prefix:"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
