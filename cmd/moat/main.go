@@ -202,6 +202,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// share of CPU per request (docs/performance.md). GOGC overrides.
 		debug.SetGCPercent(200)
 	}
+	routeStrayLogs(log)
 	tracing, err := telemetry.Setup(ctx, version())
 	if err != nil {
 		return fmt.Errorf("tracing: %w", err)

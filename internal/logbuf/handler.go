@@ -27,8 +27,24 @@ type Handler struct {
 }
 
 // NewJSONHandler returns slog.NewJSONHandler(w, opts) with the fast path.
+// Durations are written as strings with their unit ("1.5ms", "30s"), as in
+// text, not as a bare count of nanoseconds nobody reads right.
 func NewJSONHandler(w *Writer, opts *slog.HandlerOptions) *Handler {
-	return newHandler(slog.NewJSONHandler(w, opts), w, true, opts)
+	var o slog.HandlerOptions
+	if opts != nil {
+		o = *opts
+	}
+	user := o.ReplaceAttr
+	o.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
+		if a.Value.Kind() == slog.KindDuration {
+			a.Value = slog.StringValue(a.Value.Duration().String())
+		}
+		if user != nil {
+			a = user(groups, a)
+		}
+		return a
+	}
+	return newHandler(slog.NewJSONHandler(w, &o), w, true, opts)
 }
 
 // NewTextHandler returns slog.NewTextHandler(w, opts) with the fast path.
@@ -118,8 +134,8 @@ func (h *Handler) appendLine(b []byte, t time.Time, level slog.Level, msg string
 }
 
 // appendValue appends one of plain's kinds as the handler's format does:
-// strings quoted by its rules, durations as nanoseconds in JSON and as
-// time.Duration.String in text.
+// strings quoted by its rules, durations as time.Duration.String (quoted
+// in JSON).
 func (h *Handler) appendValue(b []byte, v slog.Value) []byte {
 	switch v.Kind() {
 	case slog.KindString:
@@ -135,7 +151,7 @@ func (h *Handler) appendValue(b []byte, v slog.Value) []byte {
 		return strconv.AppendBool(b, v.Bool())
 	case slog.KindDuration:
 		if h.json {
-			return strconv.AppendInt(b, int64(v.Duration()), 10)
+			return appendJSONString(b, v.Duration().String())
 		}
 		return append(b, v.Duration().String()...)
 	}

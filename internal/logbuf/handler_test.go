@@ -175,3 +175,23 @@ func BenchmarkAccessLine(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// In JSON, durations carry their unit as strings ("1.5ms"), on the fast
+// path (Log) and on slog's (Info, groups included), never bare nanoseconds.
+func TestJSONDurationsCarryTheirUnit(t *testing.T) {
+	var out bytes.Buffer
+	w := New(&out, 1<<20, time.Hour)
+	h := NewJSONHandler(w, &slog.HandlerOptions{})
+	h.Log(context.Background(), time.Now(), slog.LevelInfo, "access", slog.Duration("duration", 1500*time.Microsecond))
+	slog.New(h).Info("shutting down", "grace", 30*time.Second, slog.Group("g", slog.Duration("d", time.Minute)))
+	w.Close()
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("lines: %q", out.String())
+	}
+	for i, want := range []string{`"duration":"1.5ms"`, `"grace":"30s","g":{"d":"1m0s"}`} {
+		if !strings.Contains(lines[i], want) {
+			t.Errorf("line %d = %s, want %s", i, lines[i], want)
+		}
+	}
+}
