@@ -34,9 +34,10 @@ type Options struct {
 	Refresher Refresher
 	// Skew: tokens expiring within it are refreshed first.
 	Skew time.Duration
-	// LeaseTTL bounds a refresh lease, so a replica that dies while holding
-	// one blocks the others for at most this long. It must exceed the IdP
-	// timeout.
+	// LeaseTTL bounds a refresh lease: a replica that has watched the same
+	// lease for this long, on its own clock, takes it over, so one that
+	// dies while holding it blocks the others for at most this long after
+	// they first see it. It must exceed the IdP timeout.
 	LeaseTTL time.Duration
 	// PollInterval is how often a replica waiting for another replica's
 	// refresh rereads the session once it has waited a second (default
@@ -108,6 +109,14 @@ func (m *Manager) AccessToken(ctx context.Context, l *session.Loaded) (string, e
 func (m *Manager) refresh(ctx context.Context, key session.Key) (*session.Loaded, error) {
 	sessions := m.o.Sessions
 	var waited time.Duration
+	// A lease is judged by how long this replica has watched it, on its own
+	// clock, never by a time another replica wrote: replicas' clocks may
+	// disagree by more than a lease lasts. The holder took the lease before
+	// it was first seen here, so by the time a lease has been watched for
+	// LeaseTTL the holder's refresh (bounded by the IdP timeout, which
+	// LeaseTTL exceeds) is over, whatever the clocks say.
+	var watched string
+	var since time.Time
 	for {
 		l, err := sessions.Fresh(ctx, key) // the lease is decided on the store's state, never a cached one
 		if errors.Is(err, session.ErrNoSession) {
@@ -120,7 +129,10 @@ func (m *Manager) refresh(ctx context.Context, key session.Key) (*session.Loaded
 		if l.Tokens.Fresh(now, m.o.Skew) {
 			return l, nil // another caller or replica refreshed meanwhile
 		}
-		if l.Lease.Held(now) {
+		if l.Lease.Holder != "" && l.Lease.Holder != watched {
+			watched, since = l.Lease.Holder, now
+		}
+		if l.Lease.Holder != "" && now.Sub(since) < m.o.LeaseTTL {
 			wait := m.o.PollInterval
 			if waited < fastPollFor {
 				wait = min(fastPoll, wait)
@@ -136,6 +148,8 @@ func (m *Manager) refresh(ctx context.Context, key session.Key) (*session.Loaded
 			return nil, ErrSessionEnded
 		}
 		holder := newHolder()
+		// Until is written for replicas of earlier versions, which judge
+		// the lease by it; this version does not read it.
 		l.Lease = session.Lease{Holder: holder, Until: now.Add(m.o.LeaseTTL)}
 		if err := sessions.Save(ctx, l); errors.Is(err, session.ErrConflict) {
 			continue // somebody else wrote first; look again
