@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -824,5 +825,28 @@ func TestOperationsGuide(t *testing.T) {
 	}
 	if bad := unknownMetrics(doc, metricNames(t)); len(bad) > 0 {
 		t.Errorf("%s names metrics moat does not export: %v", operationsDoc, bad)
+	}
+}
+
+// docs/operations.md quotes the unit's systemd-analyze security score; it
+// must be what systemd-analyze says (offline, so no running systemd is
+// needed).
+func TestSystemdSecurityScore(t *testing.T) {
+	bin, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze not installed")
+	}
+	tmp := filepath.Join(t.TempDir(), "moat.service")
+	if err := os.WriteFile(tmp, readFile(t, unitFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := exec.Command(bin, "security", "--offline=true", tmp).CombinedOutput() // exits non-zero above its threshold
+	m := regexp.MustCompile(`Overall exposure level for moat\.service: ([0-9.]+) (\w+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("no score in:\n%s", out)
+	}
+	want := fmt.Sprintf("rates the unit %s (%q)", m[1], m[2])
+	if doc := string(readFile(t, operationsDoc)); !strings.Contains(doc, want) {
+		t.Errorf("%s does not say %s", operationsDoc, want)
 	}
 }

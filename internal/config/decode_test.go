@@ -155,3 +155,21 @@ session: {store: "` + store + `"}
 		}
 	}
 }
+
+// "Off loopback" is about public_url's host, never listen (README).
+func TestOffLoopbackMeansPublicURLHost(t *testing.T) {
+	for _, tc := range []struct {
+		listen, publicURL string
+		loopback          bool
+	}{
+		{"0.0.0.0:4001", "http://127.0.0.1:4001", true},
+		{"0.0.0.0:4001", "http://app.localhost:4001", true},
+		{"127.0.0.1:4001", "https://app.example.com", false},
+		{"[::1]:4001", "https://app.example.com", false},
+	} {
+		c := &Config{Listen: tc.listen, PublicURL: tc.publicURL}
+		if c.IsLoopback() != tc.loopback {
+			t.Errorf("listen %s, public_url %s: IsLoopback = %v", tc.listen, tc.publicURL, !tc.loopback)
+		}
+	}
+}
