@@ -195,12 +195,12 @@ func TestRealGateways(t *testing.T) {
 			f.url = gwURL // the browser reaches everything through the gateway
 			gw.start(t, addrs{gateway: gwAddr, moat: f.cfg.Listen, fa: strings.TrimPrefix(f.fa.URL, "http://"),
 				api: strings.TrimPrefix(f.upstream.URL, "http://")})
-			walkThroughGateway(t, f)
+			walkThroughGateway(t, f, gw.name)
 		})
 	}
 }
 
-func walkThroughGateway(t *testing.T, f *faEnv) {
+func walkThroughGateway(t *testing.T, f *faEnv, name string) {
 	up := f.upstream
 	last := func() *http.Request {
 		reqs := up.requests()
@@ -296,9 +296,22 @@ func walkThroughGateway(t *testing.T, f *faEnv) {
 	}
 	wantRefusal(b.api("GET", "/api/items"), 401, "unauthenticated")
 
+	// moat's forward-auth unreachable: the gateway fails closed.
+	b2 := f.browser()
+	b2.login("/")
+	n = len(up.requests())
+	f.fa.Close()
+	r = b2.api("GET", "/api/items")
+	if r.StatusCode < 500 || len(up.requests()) != n {
+		t.Errorf("forward-auth down: %s, upstream reached %d times", r.Status, len(up.requests())-n)
+	}
+	if name == "nginx" && (r.StatusCode != 503 || r.json(t)["error"] != "unavailable") {
+		t.Errorf("nginx with forward-auth down: %s %s, want the config's 503 unavailable", r.Status, r.body)
+	}
+
 	// No token ever reached the browser, in any header or body.
 	for _, tok := range append(f.op.IssuedTokens(), f.op.ClientSecret) {
-		for _, br := range []*browser{b, anon} {
+		for _, br := range []*browser{b, anon, b2} {
 			if strings.Contains(br.headers.String(), tok) || strings.Contains(br.bodies.String(), tok) {
 				t.Errorf("the browser received a token or the client secret: %.12s...", tok)
 			}
