@@ -108,3 +108,21 @@ func BenchmarkHeaderFilter(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRest measures the path checks on an ASCII path (the fast path)
+// and on a path with a non-ASCII segment (NFKC normalisation).
+//
+//	go test -run '^$' -bench Rest -benchmem ./internal/proxy/
+func BenchmarkRest(b *testing.B) {
+	for name, raw := range map[string]string{"ascii": "/api/orders/12345/items", "non-ascii": "/api/caf%C3%A9/items"} {
+		u, _ := url.Parse(raw)
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Rest(u, "/api/"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -23,10 +23,17 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/moat-bff/moat/internal/httperr"
 	"github.com/moat-bff/moat/internal/policy"
+	"golang.org/x/text/unicode/norm"
 )
+
+// nfkc is Unicode Normalization Form KC (UAX #15), which some servers apply
+// to paths before routing or file lookup.
+var nfkc = norm.NFKC
 
 // Route is one prefix → upstream mapping.
 type Route struct {
@@ -335,7 +342,49 @@ var (
 	ErrTraversal    = errors.New("proxy: path contains a dot or empty segment")
 	ErrEncodedSlash = errors.New("proxy: path contains an encoded slash, backslash or dot")
 	ErrOutside      = errors.New("proxy: path is outside the route prefix")
+	ErrNotUTF8      = errors.New("proxy: path is not valid UTF-8")
 )
+
+// looksLikeDots reports whether some server could read seg as a dot
+// segment or as holding a slash: after removing whitespace, control and
+// format characters anywhere in it (the WHATWG URL parser drops tabs and
+// newlines, others trim; "..%20", "..%09") and after NFKC normalisation
+// (Unicode-normalising servers read the fullwidth "．．" and "‥" as "..",
+// and "／" as "/"), and with path parameters cut off.
+func looksLikeDots(seg string) bool {
+	ascii, odd := true, false
+	for i := 0; i < len(seg); i++ {
+		c := seg[i]
+		if c >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+		if c <= ' ' || c == 0x7f {
+			odd = true
+		}
+	}
+	if ascii && !odd {
+		return false // the plain checks in Rest saw it as it is
+	}
+	n := strings.Map(dropInvisible, seg)
+	if !ascii {
+		n = strings.Map(dropInvisible, nfkc.String(n))
+		if strings.ContainsAny(n, "/\\") {
+			return true
+		}
+	}
+	name, _, _ := strings.Cut(n, ";")
+	return name == "." || name == ".."
+}
+
+// dropInvisible removes whitespace, control and format (Cf: zero-width
+// space, soft hyphen, BOM) characters.
+func dropInvisible(r rune) rune {
+	if unicode.IsSpace(r) || unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
+		return -1
+	}
+	return r
+}
 
 // Rest returns the part of u's path below prefix, refusing anything that
 // could make the upstream resolve a path outside the route: dot segments
@@ -359,10 +408,13 @@ func Rest(u *url.URL, prefix string) (string, error) {
 	if strings.Contains(path, "//") {
 		return "", ErrTraversal // "//host" reads as an authority to some parsers
 	}
+	if !utf8.ValidString(path) {
+		return "", ErrNotUTF8 // overlong forms of "." and "/" (%C0%AE) among them
+	}
 	for seg := range strings.SplitSeq(path, "/") {
 		// Servlet containers read "..;x" as ".." (path parameters), so a
 		// dot segment with parameters is still a dot segment.
-		if name, _, _ := strings.Cut(seg, ";"); name == "." || name == ".." {
+		if name, _, _ := strings.Cut(seg, ";"); name == "." || name == ".." || looksLikeDots(seg) {
 			return "", ErrTraversal
 		}
 	}
