@@ -22,6 +22,9 @@ import (
 	"github.com/moat-bff/moat/internal/session"
 )
 
+// publicHost is the host name browsers use to reach moat.
+type publicHost string
+
 // realEnv is moat in front of the real oidc-provider and a recording
 // upstream that checks every Bearer by introspection at the provider.
 type realEnv struct {
@@ -48,16 +51,26 @@ func (e *realEnv) noteSecret(vs ...string) {
 	}
 }
 
-func newRealEnv(t *testing.T, opts realop.Options, mods ...func(*config.Config)) *realEnv {
+// newRealEnv starts the provider and moat. Each mod is a
+// func(*config.Config), or a publicHost naming the host browsers use for
+// moat (127.0.0.1 when none).
+func newRealEnv(t *testing.T, opts realop.Options, mods ...any) *realEnv {
 	t.Helper()
 	realop.Require(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &realEnv{url: "http://" + ln.Addr().String(), logs: &logtest.Buffer{}}
+	host := "127.0.0.1"
+	for _, m := range mods {
+		if h, ok := m.(publicHost); ok {
+			host = string(h)
+		}
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	e := &realEnv{url: "http://" + net.JoinHostPort(host, port), logs: &logtest.Buffer{}}
 	opts.RedirectURIs = []string{e.url + "/auth/callback"}
-	opts.PostLogoutRedirectURIs = []string{e.url + "/logged-out"}
+	opts.PostLogoutRedirectURIs = []string{e.url + "/logged-out", e.url + "/"}
 	opts.BackchannelLogoutURI = e.url + "/auth/backchannel-logout"
 	e.op = realop.Start(t, opts)
 	e.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -88,7 +101,13 @@ func newRealEnv(t *testing.T, opts realop.Options, mods ...func(*config.Config))
 		Routes:  []config.Route{{Prefix: "/resource/api/", Upstream: e.upstream.URL + "/api/"}},
 	}
 	for _, m := range mods {
-		m(e.cfg)
+		switch m := m.(type) {
+		case func(*config.Config):
+			m(e.cfg)
+		case publicHost:
+		default:
+			t.Fatalf("newRealEnv: unknown mod %T", m)
+		}
 	}
 	e.cfg.SetDefaults()
 	if err := e.cfg.Validate(); err != nil {
