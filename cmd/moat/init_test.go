@@ -330,3 +330,24 @@ func TestInitTrustsCAFile(t *testing.T) {
 		t.Fatalf("check: %v\n%s%s", err, cout, cerr)
 	}
 }
+
+// A pipe or /dev/null on stdin is not someone to ask: init must not wait
+// for answers there (CI, scripts).
+func TestIsInteractive(t *testing.T) {
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	for name, f := range map[string]*os.File{"/dev/null": null, "pipe": r} {
+		if isInteractive(f) {
+			t.Errorf("%s counted as a terminal", name)
+		}
+	}
+}

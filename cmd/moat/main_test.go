@@ -186,7 +186,7 @@ oidc: {issuer: %q, client_id: "c", client_secret: "s"}
 // Every subcommand answers --help (and -h) with its usage on stdout and
 // exit status 0, and does nothing else: keygen prints no key.
 func TestEverySubcommandAnswersHelp(t *testing.T) {
-	for _, cmd := range []string{"serve", "check", "demo", "keygen", "version"} {
+	for _, cmd := range []string{"serve", "check", "init", "demo", "keygen", "version"} {
 		for _, flag := range []string{"--help", "-h"} {
 			out, stderr, err := runCLI(cmd, flag)
 			if err != nil || stderr != "" || !strings.HasPrefix(out, "usage: moat "+cmd) {
