@@ -16,6 +16,7 @@ import (
 	"github.com/moat-bff/moat/internal/httperr"
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/pending"
+	"github.com/moat-bff/moat/internal/revoke"
 	"github.com/moat-bff/moat/internal/session"
 	"golang.org/x/oauth2"
 )
@@ -38,6 +39,11 @@ type loginTx struct {
 	Created  time.Time `json:"c"`
 	MaxAge   *int      `json:"m,omitempty"`
 	ACR      []string  `json:"a,omitempty"`
+	// Old is the store key (a hash, not the cookie's ID) of the session
+	// this browser held at /auth/login. The callback ends it: the session
+	// cookie is SameSite=Strict, so the IdP's cross-site redirect to the
+	// callback does not carry it.
+	Old session.Key `json:"o,omitempty"`
 }
 
 func loginKey(state string) session.Key { return session.KeyOf("login", []byte(state)) }
@@ -68,6 +74,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	tx := loginTx{Nonce: nonce, Verifier: verifier, ReturnTo: returnTo, Binding: bindingHash(binding),
 		Issuer: s.cfg.OIDC.Issuer, Created: s.sessions.Now(), MaxAge: maxAge, ACR: acr}
+	if old, err := s.sessions.Load(r.Context(), r); err == nil {
+		tx.Old = old.Key
+	}
 	key := loginKey(state)
 	data, err := s.sessions.Seal(key, tx)
 	if err != nil {
@@ -171,10 +180,14 @@ func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request) (string, er
 		return "rejected", navError(http.StatusBadRequest, "Sign-in could not be verified. Please sign in again.", err)
 	}
 
-	// A session from before this login is ended, not reused (fixation).
-	if old, err := s.sessions.Load(r.Context(), r); err == nil {
-		s.sessions.Delete(r.Context(), nil, old.Key)
+	// A session from before this login is ended, not reused (fixation),
+	// whether the callback carries its cookie or only the transaction
+	// names it.
+	replaced := []session.Key{tx.Old}
+	if old, err := s.sessions.Load(r.Context(), r); err == nil && old.Key != tx.Old {
+		replaced = append(replaced, old.Key)
 	}
+	s.endReplaced(r, replaced)
 	now := s.sessions.Now()
 	var end time.Time // the session may not outlive its refresh token
 	if tok.RefreshExpiresIn > 0 {
@@ -195,6 +208,27 @@ func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request) (string, er
 	s.log.Info("login", "audit", true, "event", "login", "sub", l.Subject, "session", l.Key.Short())
 	redirect(w, tx.ReturnTo)
 	return "", nil
+}
+
+// endReplaced ends the sessions a new login replaces and revokes their
+// refresh tokens, as a logout would.
+func (s *Server) endReplaced(r *http.Request, keys []session.Key) {
+	for _, key := range keys {
+		if key == "" {
+			continue
+		}
+		old, err := s.sessions.LoadKey(r.Context(), key)
+		if err != nil {
+			continue // already gone, or the store is down: it ends by its timeouts
+		}
+		if err := s.sessions.Delete(r.Context(), nil, key); err != nil {
+			s.log.Warn("ending the session a new login replaces", "session", key.Short(), "error", err)
+			continue
+		}
+		s.log.Info("session ended", "audit", true, "event", "session_ended", "reason", "replaced by a new login",
+			"session", key.Short(), "sub", old.Subject)
+		s.revoker.Add(revoke.Job{Token: old.Tokens.RefreshToken, Subject: old.Subject, Session: key.Short()})
+	}
 }
 
 // returnTo validates where the browser may be sent after login (RFC 9700

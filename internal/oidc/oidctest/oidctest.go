@@ -15,6 +15,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -68,6 +69,11 @@ type Behavior struct {
 	NoEndSession, NoRevocation bool
 	// RevokeStatus, if set, is the revocation endpoint's answer (e.g. 503).
 	RevokeStatus int
+	// ConsentForm makes the authorization endpoint answer with a page whose
+	// script submits a form back to it, as a login or consent page does: the
+	// redirect to the client then follows a navigation started by the
+	// provider's site, so a browser withholds SameSite=Strict cookies.
+	ConsentForm bool
 	// AuthorizeError, if set, is returned as the authorization response's
 	// error (e.g. login_required) instead of a code.
 	AuthorizeError string
@@ -238,6 +244,7 @@ func Start(redirectURI string) *Provider {
 	mux.HandleFunc("GET /.well-known/openid-configuration", p.discovery)
 	mux.HandleFunc("GET /jwks", p.jwks)
 	mux.HandleFunc("GET /authorize", p.authorize)
+	mux.HandleFunc("POST /authorize", p.authorize)
 	mux.HandleFunc("POST /token", p.token)
 	mux.HandleFunc("GET /userinfo", p.userinfo)
 	mux.HandleFunc("POST /revoke", p.revoke)
@@ -429,6 +436,22 @@ func (p *Provider) par(w http.ResponseWriter, r *http.Request) {
 
 func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	p.mu.Lock()
+	consent := p.behavior.ConsentForm
+	p.mu.Unlock()
+	if r.Method == http.MethodPost {
+		q = r.PostForm
+	} else if consent {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, `<!doctype html><form method="post" action="/authorize">`)
+		for k, vs := range q {
+			for _, v := range vs {
+				fmt.Fprintf(w, `<input type="hidden" name="%s" value="%s">`, html.EscapeString(k), html.EscapeString(v))
+			}
+		}
+		io.WriteString(w, `<button>Continue</button></form><script>document.forms[0].submit()</script>`)
+		return
+	}
 	p.mu.Lock()
 	requirePAR := p.behavior.RequirePAR
 	pushed, ok := p.pushed[q.Get("request_uri")]

@@ -1,0 +1,142 @@
+package gateway_test
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+	"github.com/moat-bff/moat/internal/config"
+	"github.com/moat-bff/moat/internal/oidc/oidctest"
+	"github.com/moat-bff/moat/internal/session"
+)
+
+// chromium is Debian's Chromium; the test never downloads a browser.
+const chromium = "/usr/bin/chromium"
+
+func requireChromium(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(chromium); err != nil {
+		if os.Getenv("MOAT_TEST_REQUIRE_BROWSER") == "1" {
+			t.Fatalf("%s is required (MOAT_TEST_REQUIRE_BROWSER=1) but missing: %v", chromium, err)
+		}
+		t.Skipf("%s not found, skipping the browser test", chromium)
+	}
+}
+
+func newChromium(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	t.Cleanup(cancel)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(chromium),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	t.Cleanup(cancelAlloc)
+	tab, cancelTab := chromedp.NewContext(alloc)
+	t.Cleanup(cancelTab)
+	return tab
+}
+
+// TestReloginEndsTheOldSessionInChromium: moat runs on http://localhost
+// and the OP on http://127.0.0.1, another site, as IdPs are. The session
+// cookie is SameSite=Strict, so Chromium does not send it on the OP's
+// redirect to /auth/callback. Logging in again must still end the session
+// held before (recorded at /auth/login, a same-site navigation) and revoke
+// its refresh token.
+func TestReloginEndsTheOldSessionInChromium(t *testing.T) {
+	requireChromium(t)
+	var localURL string
+	e := newEnv(t, func(c *config.Config) {
+		localURL = strings.Replace(c.PublicURL, "127.0.0.1", "localhost", 1)
+		c.PublicURL = localURL
+	}, func(p *oidctest.Provider) {
+		p.RedirectURI = localURL + "/auth/callback"
+		p.Set(func(b *oidctest.Behavior) { b.ConsentForm = true })
+	})
+	tab := newChromium(t)
+
+	login := func() *network.Cookie {
+		t.Helper()
+		if err := chromedp.Do(tab, chromedp.Navigate(localURL+"/auth/login?returnTo=/auth/checksession")); err != nil {
+			t.Fatal(err)
+		}
+		// The OP's page submits its form by script: wait for the redirects.
+		var loc string
+		for deadline := time.Now().Add(10 * time.Second); loc != localURL+"/auth/checksession"; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("after login Chromium is at %s", loc)
+			}
+			loc, _ = chromedp.Run(tab, chromedp.Location())
+		}
+		// The landing document came through the OP's cross-site redirect,
+		// without the Strict cookie; a navigation of the user's own has it.
+		if err := chromedp.Do(tab, chromedp.Navigate(localURL+"/auth/checksession")); err != nil {
+			t.Fatal(err)
+		}
+		body, err := chromedp.Run(tab, chromedp.Evaluate[string]("document.body.innerText"))
+		if err != nil || !strings.Contains(body, `"loggedIn":true`) {
+			t.Fatalf("not logged in: %q %v", body, err)
+		}
+		cookies, err := chromedp.Call(tab, network.GetCookies, network.GetCookiesParams{URLs: []string{localURL + "/"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cookies.Cookies {
+			if c.Name == session.CookieName {
+				e.noteSecret(c.Value)
+				if c.SameSite != network.CookieSameSiteStrict {
+					t.Fatalf("session cookie SameSite=%s", c.SameSite)
+				}
+				return c
+			}
+		}
+		t.Fatal("Chromium holds no session cookie")
+		return nil
+	}
+
+	first := login()
+	id, err := session.ParseID(first.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := e.gw.Sessions.LoadKey(context.Background(), id.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldRT := old.Tokens.RefreshToken
+
+	second := login()
+	if second.Value == first.Value {
+		t.Fatal("the second login kept the session ID")
+	}
+	replay := e.browser()
+	replay.setCookie(&http.Cookie{Name: session.CookieName, Value: first.Value})
+	if got := replay.get("/auth/checksession").json(t); got["loggedIn"] != false {
+		t.Errorf("the session from before the new login is still valid: %v", got)
+	}
+	e.eventually("the old session's refresh token is revoked", func() bool {
+		for _, r := range e.op.Requests() {
+			if r.Path == "/revoke" && r.Form.Get("token") == oldRT {
+				return true
+			}
+		}
+		return false
+	})
+	if l := e.logs.String(); !strings.Contains(l, `"event":"session_ended"`) || !strings.Contains(l, `"reason":"replaced by a new login"`) {
+		t.Errorf("no session_ended audit line for the replaced session")
+	}
+}
