@@ -55,16 +55,18 @@ type Gateway struct {
 	ForwardAuth http.Handler
 	Metrics     *metrics.Metrics
 
-	log      *slog.Logger
-	pending  *pending.Cap // kept across reloads: it counts logins in flight
-	tracing  *telemetry.Tracing
-	store    session.Store
-	handler  http.Handler // tracing around whatever current holds
-	current  atomic.Pointer[served]
-	mu       sync.Mutex // serializes Reload and registrations
-	handlers []registration
-	fa       *forwardauth.Handler
-	clients  *clienttoken.Cache // client-credentials tokens, kept across reloads
+	log     *slog.Logger
+	pending *pending.Cap // kept across reloads: it counts logins in flight
+	tracing *telemetry.Tracing
+	store   session.Store
+	// stopWatch ends the session cache's invalidation watch.
+	stopWatch context.CancelFunc
+	handler   http.Handler // tracing around whatever current holds
+	current   atomic.Pointer[served]
+	mu        sync.Mutex // serializes Reload and registrations
+	handlers  []registration
+	fa        *forwardauth.Handler
+	clients   *clienttoken.Cache // client-credentials tokens, kept across reloads
 	// clientJWKS is the public JWK set of the private_key_jwt keys; nil
 	// with a client secret.
 	clientJWKS []byte
@@ -118,6 +120,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 	if c, ok := store.(interface{ Len() int }); ok {
 		m.ActiveSessions(c.Len)
 	}
+	inv, _ := store.(session.Invalidator) // before the wrapper hides it
 	store = telemetry.Store(store, m, o.Tracing)
 	keysPending, err := checkKeys(ctx, cfg, store, codec, log)
 	if err != nil {
@@ -150,16 +153,20 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 		HTTPClient: idpClient, PAR: cfg.OIDC.PAR, OnClientRejected: m.ClientRejected,
 		AuthParams: cfg.OIDC.AuthParams,
 	}, log)
+	// A store that pushes invalidations (Redis, PostgreSQL) makes the
+	// session cache coherent across replicas; the watch ends with Close.
+	watchCtx, stopWatch := context.WithCancel(context.Background())
 	sessions := session.NewManager(session.ManagerOptions{
 		Store: store, Codec: codec, Logger: log, Now: o.Now,
 		IdleTimeout: cfg.Session.IdleTimeout.D(), AbsoluteTimeout: cfg.Session.AbsoluteTimeout.D(),
 		CacheTTL: cfg.Session.CacheTTL.D(), CacheSize: cfg.Session.CacheSize, KeysPending: keysPending,
+		WatchContext: watchCtx, Invalidator: inv,
 	})
 	tokens := token.NewManager(token.Options{
 		Sessions: sessions, Refresher: idp, Skew: cfg.OIDC.RefreshSkew.D(),
 		LeaseTTL: cfg.OIDC.Timeout.D() + 5*time.Second, Logger: log, OnRefresh: m.Refresh,
 	})
-	g := &Gateway{Sessions: sessions, Tokens: tokens, IdP: idp, Metrics: m, log: log, tracing: o.Tracing, store: store,
+	g := &Gateway{Sessions: sessions, Tokens: tokens, IdP: idp, Metrics: m, log: log, tracing: o.Tracing, store: store, stopWatch: stopWatch,
 		Revoker: revoke.Start(idp, log, revoke.Options{}), clients: clienttoken.New(idp, cfg.OIDC.RefreshSkew.D(), o.Now)}
 	g.pending = newPending(cfg, sessions, m)
 	if clientKeys != nil {
@@ -175,6 +182,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 	cur, err := g.build(cfg)
 	if err != nil {
 		g.Revoker.Stop()
+		stopWatch()
 		store.Close()
 		return nil, err
 	}
@@ -367,6 +375,7 @@ func checkKeys(ctx context.Context, cfg *config.Config, store session.Store, cod
 // upstream connections.
 func (g *Gateway) Close() error {
 	g.Revoker.Stop()
+	g.stopWatch()
 	g.current.Load().routes.CloseIdleConnections()
 	return g.store.Close()
 }

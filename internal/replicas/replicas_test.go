@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,10 +96,11 @@ func postgresSchema(t *testing.T, base string) string {
 }
 
 type replica struct {
-	addr string
-	cmd  *exec.Cmd
-	logs *strings.Builder
-	mu   *sync.Mutex
+	addr  string
+	admin string // the admin listener
+	cmd   *exec.Cmd
+	logs  *strings.Builder
+	mu    *sync.Mutex
 }
 
 type cluster struct {
@@ -109,7 +111,12 @@ type cluster struct {
 	key      string
 	store    string
 	public   string
+	cacheTTL string       // session.cache_ttl; 200ms when empty
+	hits     atomic.Int64 // requests that reached the upstream
 }
+
+// adminToken is every replica's admin API token.
+const adminToken = "replicas-test-admin-token-0123456789abcdef"
 
 func freeAddr(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -120,8 +127,11 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func newCluster(t *testing.T, store string, n int) *cluster {
+func newCluster(t *testing.T, store string, n int, ttl ...string) *cluster {
 	c := &cluster{t: t, key: session.NewKey(), store: store}
+	if len(ttl) > 0 {
+		c.cacheTTL = ttl[0]
+	}
 	addrs := make([]string, n)
 	for i := range addrs {
 		addrs[i] = freeAddr(t)
@@ -129,6 +139,7 @@ func newCluster(t *testing.T, store string, n int) *cluster {
 	c.public = "http://" + addrs[0] // all replicas sit behind one public origin
 	c.op = oidctest.New(t, c.public+"/auth/callback")
 	c.api = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.hits.Add(1)
 		at, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if _, ok := c.op.ValidAccessToken(at); !ok {
 			w.WriteHeader(http.StatusUnauthorized)
@@ -145,18 +156,24 @@ func newCluster(t *testing.T, store string, n int) *cluster {
 
 func (c *cluster) start(addr string) {
 	t := c.t
+	ttl := c.cacheTTL
+	if ttl == "" {
+		ttl = "200ms"
+	}
+	admin := freeAddr(t)
 	cfg := fmt.Sprintf(`
 listen: %q
+admin: {listen: %q, token: %q}
 public_url: %q
 oidc: {issuer: %q, client_id: %q, timeout: 3s}
-session: {store: %q, cache_ttl: 200ms}
+session: {store: %q, cache_ttl: %s}
 routes: [{prefix: "/api/", upstream: %q}]
 rate_limit: {per_ip: {rate: 10000, burst: 10000}, per_session: {rate: 10000, burst: 10000}, login: {rate: 10000, burst: 10000}}
 log: {level: debug}
-`, addr, c.public, c.op.Issuer, c.op.ClientID, c.store, c.api.URL+"/")
+`, addr, admin, adminToken, c.public, c.op.Issuer, c.op.ClientID, c.store, ttl, c.api.URL+"/")
 	path := filepath.Join(t.TempDir(), "moat.yaml")
 	os.WriteFile(path, []byte(cfg), 0o600)
-	r := &replica{addr: addr, logs: &strings.Builder{}, mu: &sync.Mutex{}}
+	r := &replica{addr: addr, admin: admin, logs: &strings.Builder{}, mu: &sync.Mutex{}}
 	r.cmd = exec.Command(moatBinary, "serve", "--config", path)
 	r.cmd.Env = append(os.Environ(), "MOAT_OIDC_CLIENT_SECRET="+c.op.ClientSecret, "MOAT_SESSION_KEYS="+c.key)
 	r.cmd.Stderr = lockedWriter{r}

@@ -205,3 +205,14 @@ func (c *cache) forget(key Key) {
 		delete(c.entries, key)
 	}
 }
+
+// has reports whether key has an entry, fresh or not.
+func (c *cache) has(key Key) bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.entries[key]
+	return ok
+}

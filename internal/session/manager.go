@@ -45,6 +45,7 @@ type Manager struct {
 	log      *slog.Logger
 	cache    *cache
 	loads    singleflight.Group // cache misses, by key
+	inv      Invalidator        // nil: the cache is only bounded by its TTL
 	keys     keyGate
 	marked   atomic.Pointer[marked] // the last key-check marker written
 }
@@ -62,6 +63,14 @@ type ManagerOptions struct {
 	// take to be seen here. CacheSize bounds the entries. Zero disables.
 	CacheTTL  time.Duration
 	CacheSize int
+	// WatchContext, when set and the store is an Invalidator, makes the
+	// cache coherent: changes made by other replicas drop cached sessions
+	// at once, and a cached session is served only after Sync has proven
+	// that no invalidation is pending. Cancelling it stops the watch.
+	WatchContext context.Context
+	// Invalidator is the store's, when Store wraps it (metrics, tracing);
+	// nil means Store itself if it is one.
+	Invalidator Invalidator
 	// KeysPending says the codec's keys have not been proven against the
 	// store (CheckKeys could not reach it). Until they are, a record that
 	// does not open is an outage, not a logout, and no session is created.
@@ -77,6 +86,14 @@ func NewManager(o ManagerOptions) *Manager {
 		cache: newCache(o.CacheTTL, o.CacheSize)}
 	m.codec.Store(o.Codec)
 	m.keys.ok.Store(!o.KeysPending)
+	inv := o.Invalidator
+	if inv == nil {
+		inv, _ = o.Store.(Invalidator)
+	}
+	if inv != nil && m.cache != nil && o.WatchContext != nil {
+		m.inv = inv
+		inv.Watch(o.WatchContext, m.cache.drop, m.cache.flush)
+	}
 	return m
 }
 
@@ -129,8 +146,13 @@ func (m *Manager) LoadKey(ctx context.Context, key Key) (*Loaded, error) {
 }
 
 func (m *Manager) loadKey(ctx context.Context, key Key, now time.Time) (*Loaded, error) {
-	if l, ok := m.cache.get(key, now); ok && now.Before(l.Deadline(m.idle)) {
-		return l, nil
+	// With an invalidator, a cached session is served only once every
+	// invalidation sent before this request has arrived; if the channel is
+	// down, the cache is bypassed until it is back.
+	if m.cache.has(key) && (m.inv == nil || m.inv.Sync(ctx) == nil) {
+		if l, ok := m.cache.get(key, now); ok && now.Before(l.Deadline(m.idle)) {
+			return l, nil
+		}
 	}
 	// Past its deadline in the cache: another replica may have slid it,
 	// so only the store decides. Concurrent misses on one session share

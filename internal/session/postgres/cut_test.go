@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/storetest"
 	"github.com/moat-bff/moat/internal/tcprelay"
 )
@@ -44,4 +45,31 @@ func TestConnectionCut(t *testing.T) {
 func TestLostReply(t *testing.T) {
 	s, relay := relayedStore(t)
 	storetest.RunLostReply(t, s, relay)
+}
+
+// TestCoherentCache: issue 14 on a real PostgreSQL.
+func TestCoherentCache(t *testing.T) {
+	schema := freshSchema(t)
+	open := func(t *testing.T) session.Store {
+		return openStore(t, schema, Options{})
+	}
+	relayed := func(t *testing.T) (session.Store, storetest.Relay) {
+		u, err := url.Parse(testURL(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := tcprelay.New(u.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		u.Host = r.Addr()
+		s, err := Open(t.Context(), withParams(t, u.String(), "schema", schema, "timeout", "5s"), Options{Logger: testLogger(t, nil)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s, r
+	}
+	storetest.RunCoherentCache(t, open, relayed)
 }

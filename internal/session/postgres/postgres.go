@@ -97,6 +97,9 @@ type Store struct {
 	ready     atomic.Bool   // the schema is known to be current
 	migrating chan struct{} // one-slot semaphore: one migration at a time
 
+	channel string // LISTEN/NOTIFY channel of this table's invalidations
+	watch   watcher
+
 	resetMu sync.Mutex
 	resetAt time.Time // the last reset of the pool after a broken connection
 
@@ -118,8 +121,12 @@ type queries struct {
 	list, sweep                        string
 }
 
-func newQueries(table, seq string) queries {
-	r := strings.NewReplacer("{t}", table, "{nextval}", "nextval("+quoteLiteral(seq)+")")
+// newQueries builds the statements. Those that change or delete a session
+// a replica may have cached also pg_notify(channel, key) in the same
+// statement, so the notification is sent exactly when the change commits
+// (see invalidate.go).
+func newQueries(table, seq, channel string) queries {
+	r := strings.NewReplacer("{t}", table, "{nextval}", "nextval("+quoteLiteral(seq)+")", "{ch}", quoteLiteral(channel))
 	const upsert = `INSERT INTO {t} AS cur (key, data, version, subject, sid, expires_at)
 		VALUES ($1, $2, {nextval}, $3, $4, now() + $5::bigint * interval '1 microsecond')
 		ON CONFLICT (key) DO UPDATE SET data = excluded.data, version = excluded.version,
@@ -137,7 +144,7 @@ func newQueries(table, seq string) queries {
 				UPDATE {t} SET data = $3, version = {nextval}, subject = $4, sid = $5,
 					expires_at = now() + $6::bigint * interval '1 microsecond'
 				WHERE key = $1 AND version = $2 AND expires_at > now()
-				RETURNING version
+				RETURNING version, pg_notify({ch}, key)
 			)
 			SELECT (SELECT version FROM upd), (SELECT version FROM live)`),
 		// The retries of a write whose connection broke: the live record
@@ -150,17 +157,17 @@ func newQueries(table, seq string) queries {
 				UPDATE {t} SET data = $3, version = {nextval}, subject = $4, sid = $5,
 					expires_at = now() + $6::bigint * interval '1 microsecond'
 				WHERE key = $1 AND (version = $2 OR data = $3) AND expires_at > now()
-				RETURNING version
+				RETURNING version, pg_notify({ch}, key)
 			)
 			SELECT (SELECT version FROM upd), (SELECT version FROM live)`),
 		exists: r.Replace(`SELECT EXISTS (SELECT 1 FROM {t} WHERE key = $1 AND expires_at > now())`),
 		take:   r.Replace(`DELETE FROM {t} WHERE key = $1 AND expires_at > now() RETURNING data, version, subject, sid`),
-		del:    r.Replace(`DELETE FROM {t} WHERE key = $1`),
+		del:    r.Replace(`DELETE FROM {t} WHERE key = $1 RETURNING pg_notify({ch}, key)`),
 		// The redundant "<> ''" terms let generic plans use the partial
 		// indexes.
-		delBySub:       r.Replace(`DELETE FROM {t} WHERE subject = $1 AND subject <> '' AND expires_at > now() RETURNING key`),
-		delBySID:       r.Replace(`DELETE FROM {t} WHERE sid = $1 AND sid <> '' AND subject <> '' AND expires_at > now() RETURNING key`),
-		delBySubAndSID: r.Replace(`DELETE FROM {t} WHERE subject = $1 AND subject <> '' AND sid = $2 AND expires_at > now() RETURNING key`),
+		delBySub:       r.Replace(`DELETE FROM {t} WHERE subject = $1 AND subject <> '' AND expires_at > now() RETURNING key, pg_notify({ch}, key)`),
+		delBySID:       r.Replace(`DELETE FROM {t} WHERE sid = $1 AND sid <> '' AND subject <> '' AND expires_at > now() RETURNING key, pg_notify({ch}, key)`),
+		delBySubAndSID: r.Replace(`DELETE FROM {t} WHERE subject = $1 AND subject <> '' AND sid = $2 AND expires_at > now() RETURNING key, pg_notify({ch}, key)`),
 		list:           r.Replace(`SELECT key, data, version, sid FROM {t} WHERE subject = $1 AND subject <> '' AND expires_at > now()`),
 		sweep: r.Replace(`DELETE FROM {t} WHERE key IN (
 				SELECT key FROM {t} WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED
@@ -224,7 +231,8 @@ func Open(ctx context.Context, rawURL string, o Options) (*Store, error) {
 		readOnly:      o.ReadOnly,
 		done:          make(chan struct{}),
 	}
-	s.q = newQueries(s.table, s.seq)
+	s.channel = fmt.Sprintf("moat_%016x", uint64(s.lockKey))
+	s.q = newQueries(s.table, s.seq, s.channel)
 	s.base, s.cancel = context.WithCancel(context.Background())
 
 	cc := cfg.ConnConfig
@@ -441,7 +449,10 @@ func (s *Store) DeleteBy(ctx context.Context, sub, sid string) ([]session.Key, e
 		if err != nil {
 			return err
 		}
-		keys, err = pgx.CollectRows(rows, pgx.RowTo[session.Key])
+		keys, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (session.Key, error) {
+			var k session.Key
+			return k, row.Scan(&k, nil) // the second column is pg_notify's void
+		})
 		return err
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/storetest"
 	"github.com/moat-bff/moat/internal/tcprelay"
 )
@@ -58,4 +59,43 @@ func TestConnectionCut(t *testing.T) {
 func TestLostReply(t *testing.T) {
 	s, relay := relayedStore(t)
 	storetest.RunLostReply(t, s, relay)
+}
+
+// TestCoherentCache: issue 14 on a real Redis.
+func TestCoherentCache(t *testing.T) {
+	prefix := "moattest:" + rand.Text() + ":"
+	open := func(t *testing.T) session.Store {
+		s, err := Open(t.Context(), withParams(redisURL(t), "prefix="+prefix), Options{Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	relayed := func(t *testing.T) (session.Store, storetest.Relay) {
+		u, err := url.Parse(redisURL(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := tcprelay.New(u.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		u.Host = r.Addr()
+		s, err := Open(t.Context(), withParams(u.String(), "prefix="+prefix), Options{Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s, r
+	}
+	t.Cleanup(func() {
+		s, err := Open(context.Background(), withParams(redisURL(t), "prefix="+prefix), Options{Logger: slog.New(slog.DiscardHandler)})
+		if err == nil {
+			deletePrefix(t, s)
+			s.Close()
+		}
+	})
+	storetest.RunCoherentCache(t, open, relayed)
 }

@@ -180,6 +180,7 @@ type Store struct {
 	timeout time.Duration
 
 	client atomic.Pointer[clientRef] // nil until a connection attempt succeeds
+	watch  watcher
 	closed atomic.Bool
 
 	mu       sync.Mutex // guards the fields below and the closing of client

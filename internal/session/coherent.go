@@ -1,0 +1,75 @@
+package session
+
+import (
+	"context"
+	"sync"
+)
+
+// Invalidator is implemented by stores that tell every replica at once
+// when a record is changed or deleted, so that a replica's session cache is
+// coherent instead of merely short-lived (issue 14). The Manager uses it
+// when its store implements it.
+type Invalidator interface {
+	// Watch delivers, until ctx ends, the keys of records that any client
+	// changed or deleted to drop, and calls flush when anything may have
+	// changed unseen (the invalidation channel was lost and is back).
+	Watch(ctx context.Context, drop func(Key), flush func())
+	// Sync returns nil once every change the store had completed when Sync
+	// was called has been delivered to drop or flush. An error means the
+	// invalidation channel is down: the cache must not be trusted.
+	Sync(ctx context.Context) error
+}
+
+// Coalesce shares one round trip among concurrent callers of a Sync: a
+// caller joins the next round, which starts after it joined (so its round
+// trip was sent after the caller's call began) and at most one round runs
+// at a time. A store's Sync is typically Coalesce.Do around one PING or
+// SELECT 1 on its invalidation connection.
+type Coalesce struct {
+	mu      sync.Mutex
+	running bool
+	next    *round
+}
+
+type round struct {
+	done chan struct{}
+	err  error
+}
+
+// Do runs trip, or waits for a round started after this call, and returns
+// its error.
+func (c *Coalesce) Do(ctx context.Context, trip func(context.Context) error) error {
+	c.mu.Lock()
+	r := c.next
+	if r == nil {
+		r = &round{done: make(chan struct{})}
+		c.next = r
+	}
+	if !c.running {
+		c.running = true
+		go c.run(context.WithoutCancel(ctx), trip)
+	}
+	c.mu.Unlock()
+	select {
+	case <-r.done:
+		return r.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *Coalesce) run(ctx context.Context, trip func(context.Context) error) {
+	for {
+		c.mu.Lock()
+		r := c.next
+		if r == nil {
+			c.running = false
+			c.mu.Unlock()
+			return
+		}
+		c.next = nil
+		c.mu.Unlock()
+		r.err = trip(ctx)
+		close(r.done)
+	}
+}
