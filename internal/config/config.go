@@ -261,6 +261,10 @@ type Route struct {
 	// upstream besides proxy.DefaultForwardHeaders; the browser's other
 	// headers are dropped (see routeheaders.go for what is refused).
 	ForwardHeaders []string `yaml:"forward_headers"`
+	// Resource, an absolute URI, makes the route's upstream receive a token
+	// restricted to it (RFC 8707 resource indicator) instead of the
+	// session's own.
+	Resource string `yaml:"resource"`
 	// ClientScopes are the scopes asked for the client-credentials token of
 	// token: client and user_or_client routes.
 	ClientScopes []string `yaml:"client_scopes"`

@@ -135,6 +135,14 @@ func (c *Config) Validate() error {
 		if !slices.Contains(TokenTypes, r.Token) {
 			add(key+".token", "%q is not a token type; use one of %v", r.Token, TokenTypes)
 		}
+		if r.Resource != "" {
+			if u, err := url.Parse(r.Resource); err != nil || !u.IsAbs() || u.Fragment != "" || u.RawFragment != "" || strings.Contains(r.Resource, "#") {
+				add(key+".resource", "%q must be an absolute URI without a fragment (RFC 8707 §2), e.g. https://api.example.com/", r.Resource)
+			}
+			if r.Token != TokenUser {
+				add(key+".resource", "needs token: %s (a resource token is obtained with the user's refresh token)", TokenUser)
+			}
+		}
 		if len(r.ClientScopes) > 0 && r.Token != TokenClient && r.Token != TokenUserOrClient {
 			add(key+".client_scopes", "applies only to token: %s or %s", TokenClient, TokenUserOrClient)
 		}

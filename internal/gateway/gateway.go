@@ -151,7 +151,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 		TrustedAudiences: cfg.OIDC.TrustedAudiences,
 		MaxIDTokenAge:    cfg.OIDC.MaxIDTokenAge.D(), ClockSkew: cfg.OIDC.ClockSkew.D(),
 		HTTPClient: idpClient, PAR: cfg.OIDC.PAR, OnClientRejected: m.ClientRejected,
-		AuthParams: cfg.OIDC.AuthParams,
+		AuthParams: cfg.OIDC.AuthParams, Resources: routeResources(cfg),
 	}, log)
 	// A store that pushes invalidations (Redis, PostgreSQL) makes the
 	// session cache coherent across replicas; the watch ends with Close.
@@ -230,7 +230,7 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 			Require: require,
 			Name:    r.Name, Prefix: r.Prefix, Upstream: config.MustURL(r.Upstream),
 			Token:     r.Token == config.TokenUser || r.Token == config.TokenClient || r.Token == config.TokenUserOrClient,
-			TokenType: r.Token, ClientScopes: r.ClientScopes, Timeout: r.Timeout.D(), TLS: tlsCfg,
+			TokenType: r.Token, ClientScopes: r.ClientScopes, Resource: r.Resource, Timeout: r.Timeout.D(), TLS: tlsCfg,
 			Methods: r.Methods, MaxBodyBytes: r.MaxBodyBytes, AllowSetCookie: r.InsecureAllowSetCookie, WebSocket: r.WebSocket,
 			ForwardHeaders: r.ForwardHeaders, AllowClearSiteData: r.InsecureAllowClearSiteData,
 		})
@@ -467,6 +467,18 @@ const maxIdPResponse = 1 << 20
 // idpHTTPClient is the client for every IdP call: bounded in time and size,
 // TLS roots from the system (SSL_CERT_FILE works) plus oidc.ca_file, and no
 // redirects (a token request must not be replayed elsewhere).
+// routeResources lists the distinct routes[].resource values, for the
+// authorization request (RFC 8707 §2.1).
+func routeResources(cfg *config.Config) []string {
+	var out []string
+	for _, r := range cfg.Routes {
+		if r.Resource != "" && !slices.Contains(out, r.Resource) {
+			out = append(out, r.Resource)
+		}
+	}
+	return out
+}
+
 // loadClientKeys returns the private_key_jwt keys, or nil for a client
 // secret.
 func loadClientKeys(cfg *config.Config) (*clientauth.Keys, error) {

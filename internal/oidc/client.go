@@ -87,6 +87,10 @@ type Config struct {
 	// audience, Google's access_type). They never replace a parameter moat
 	// sets, nor one the login asked for (prompt, max_age, acr_values).
 	AuthParams map[string]string
+	// Resources are the RFC 8707 resource indicators of the routes that
+	// want audience-restricted tokens: the authorization request names
+	// them all (§2.1), so that refreshes may ask for each (§2.2).
+	Resources []string
 }
 
 // PAR modes.
@@ -319,7 +323,7 @@ func (c *Client) AuthCodeURL(ctx context.Context, req AuthRequest) (string, erro
 		}
 	}
 	full := p.oauth.AuthCodeURL(req.State, opts...)
-	if len(c.cfg.AuthParams) > 0 {
+	if len(c.cfg.AuthParams) > 0 || len(c.cfg.Resources) > 0 {
 		u, err := url.Parse(full)
 		if err != nil {
 			return "", err
@@ -329,6 +333,9 @@ func (c *Client) AuthCodeURL(ctx context.Context, req AuthRequest) (string, erro
 			if !q.Has(k) {
 				q.Set(k, v)
 			}
+		}
+		for _, r := range c.cfg.Resources {
+			q.Add("resource", r)
 		}
 		u.RawQuery = q.Encode()
 		full = u.String()
@@ -460,12 +467,37 @@ func (c *Client) checkAuthContext(idt *gooidc.IDToken, want Expect) error {
 // another subject (OIDC Core §12.2) fails the refresh: the new refresh
 // token is revoked and the error is ErrSubjectChanged.
 func (c *Client) Refresh(ctx context.Context, refreshToken, subject string) (Tokens, *Identity, error) {
+	return c.refresh(ctx, refreshToken, subject, "")
+}
+
+// RefreshResource redeems refreshToken for an access token restricted to
+// resource (RFC 8707 §2.2), which the login's authorization request named.
+// An IdP that refuses the resource (invalid_target) has a configuration
+// problem, not a dead grant: that is a 503 that keeps the session.
+func (c *Client) RefreshResource(ctx context.Context, refreshToken, subject, resource string) (Tokens, *Identity, error) {
+	return c.refresh(ctx, refreshToken, subject, resource)
+}
+
+func (c *Client) refresh(ctx context.Context, refreshToken, subject, resource string) (Tokens, *Identity, error) {
 	p, err := c.provider(ctx)
 	if err != nil {
 		return Tokens{}, nil, err
 	}
-	src := p.oauth.TokenSource(c.clientCtx(ctx), &oauth2.Token{RefreshToken: refreshToken})
+	cctx := c.clientCtx(ctx)
+	if resource != "" {
+		// x/oauth2 cannot add a parameter to a refresh: its HTTP client can.
+		cctx = context.WithValue(ctx, oauth2.HTTPClient, &http.Client{
+			Transport:     addForm{c.cfg.HTTPClient.Transport, url.Values{"resource": {resource}}},
+			Timeout:       c.cfg.HTTPClient.Timeout,
+			CheckRedirect: c.cfg.HTTPClient.CheckRedirect,
+		})
+	}
+	src := p.oauth.TokenSource(cctx, &oauth2.Token{RefreshToken: refreshToken})
 	tok, err := src.Token()
+	var re *oauth2.RetrieveError
+	if resource != "" && errors.As(err, &re) && re.ErrorCode == "invalid_target" {
+		return Tokens{}, nil, fmt.Errorf("%w: the identity provider refused resource %q (invalid_target): register it for this client", ErrUnavailable, resource)
+	}
 	if err != nil {
 		return Tokens{}, nil, c.classify("refresh", err)
 	}

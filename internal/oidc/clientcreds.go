@@ -2,7 +2,10 @@ package oidc
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"net/url"
+	"strings"
 
 	"golang.org/x/oauth2/clientcredentials"
 )
@@ -27,4 +30,38 @@ func (c *Client) ClientCredentials(ctx context.Context, scopes []string) (Tokens
 	}
 	c.tokenEndpointOK()
 	return checkTokenResponse(tok)
+}
+
+// addForm adds parameters to the form of every POST it carries.
+type addForm struct {
+	base  http.RoundTripper
+	extra url.Values
+}
+
+func (a addForm) RoundTrip(r *http.Request) (*http.Response, error) {
+	base := a.base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	if r.Method != http.MethodPost || r.Body == nil {
+		return base.RoundTrip(r)
+	}
+	b, err := io.ReadAll(r.Body)
+	r.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	form, err := url.ParseQuery(string(b))
+	if err != nil {
+		return nil, err
+	}
+	for k, vs := range a.extra {
+		form[k] = vs
+	}
+	enc := form.Encode()
+	out := r.Clone(r.Context())
+	out.Body = io.NopCloser(strings.NewReader(enc))
+	out.ContentLength = int64(len(enc))
+	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(enc)), nil }
+	return base.RoundTrip(out)
 }

@@ -48,6 +48,9 @@ type Route struct {
 	// TokenType is routes[].token: which token the caller puts in the
 	// context (user, none, client, user_or_client, optional_user).
 	TokenType string
+	// Resource, when set, is the RFC 8707 resource the route's token is
+	// restricted to.
+	Resource string
 	// ClientScopes are the scopes of the client-credentials token.
 	ClientScopes []string
 	// Timeout bounds the wait for the upstream's response headers.

@@ -102,7 +102,7 @@ func (s *Server) authorizeRoute(w http.ResponseWriter, r *http.Request, rt *prox
 		at, err = s.clientToken(r, rt)
 		return nil, at, err
 	}
-	l, at, err := s.sessionToken(w, r)
+	l, at, err := s.sessionTokenFor(w, r, rt.Resource)
 	if err != nil {
 		return nil, "", err
 	}

@@ -294,11 +294,17 @@ func (s *Server) session(r *http.Request) (*session.Loaded, error) {
 // if due. A session that ended is a 401 with the cookie cleared; an outage
 // is a 503.
 func (s *Server) sessionToken(w http.ResponseWriter, r *http.Request) (*session.Loaded, string, error) {
+	return s.sessionTokenFor(w, r, "")
+}
+
+// sessionTokenFor is sessionToken for a token restricted to resource (RFC
+// 8707); "" is the session's own.
+func (s *Server) sessionTokenFor(w http.ResponseWriter, r *http.Request, resource string) (*session.Loaded, string, error) {
 	l, err := s.session(r)
 	if err != nil {
 		return nil, "", err
 	}
-	at, err := s.tokens.AccessToken(r.Context(), l)
+	at, err := s.tokens.AccessTokenFor(r.Context(), l, resource)
 	switch {
 	case errors.Is(err, token.ErrSessionEnded):
 		session.ClearCookie(w)

@@ -129,6 +129,26 @@ type Tokens struct {
 	IDToken      string    `json:"idt,omitempty"`
 	Expiry       time.Time `json:"atexp,omitzero"` // zero: the IdP said nothing
 	Obtained     time.Time `json:"atgot,omitzero"`
+	// Resources are access tokens restricted to one resource each (RFC
+	// 8707), by resource indicator, for routes[].resource.
+	Resources map[string]ResourceToken `json:"res,omitempty"`
+}
+
+// ResourceToken is an access token for one resource (RFC 8707 §2.2).
+type ResourceToken struct {
+	AccessToken string    `json:"at"`
+	Expiry      time.Time `json:"exp,omitzero"`
+	Obtained    time.Time `json:"got,omitzero"`
+}
+
+// For returns the access token and expiry that serve resource: the
+// session's own for "", else the one obtained for that resource, if any.
+func (t Tokens) For(resource string) Tokens {
+	if resource == "" {
+		return t
+	}
+	rt := t.Resources[resource]
+	return Tokens{AccessToken: rt.AccessToken, Expiry: rt.Expiry, Obtained: rt.Obtained}
 }
 
 // Fresh reports whether the access token can be used at now without a

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/moat-bff/moat/internal/oidc"
@@ -26,6 +27,9 @@ var ErrSessionEnded = errors.New("token: session ended")
 // Refresher redeems refresh tokens; *oidc.Client implements it.
 type Refresher interface {
 	Refresh(ctx context.Context, refreshToken, subject string) (oidc.Tokens, *oidc.Identity, error)
+	// RefreshResource redeems one for a token restricted to resource
+	// (RFC 8707 §2.2).
+	RefreshResource(ctx context.Context, refreshToken, subject, resource string) (oidc.Tokens, *oidc.Identity, error)
 }
 
 // Options configures a Manager.
@@ -81,15 +85,23 @@ func NewManager(o Options) *Manager {
 // ErrSessionEnded, or one wrapping oidc.ErrUnavailable or
 // session.ErrUnavailable (a 503 that keeps the session).
 func (m *Manager) AccessToken(ctx context.Context, l *session.Loaded) (string, error) {
-	if l.Tokens.Fresh(m.o.Sessions.Now(), m.o.Skew) {
-		return l.Tokens.AccessToken, nil
+	return m.AccessTokenFor(ctx, l, "")
+}
+
+// AccessTokenFor is AccessToken for a token restricted to resource (RFC
+// 8707; "" is the session's own token). A resource token is obtained with
+// the session's refresh token, under the same lease as any refresh, so a
+// rotated refresh token is never presented twice.
+func (m *Manager) AccessTokenFor(ctx context.Context, l *session.Loaded, resource string) (string, error) {
+	if t := l.Tokens.For(resource); t.Fresh(m.o.Sessions.Now(), m.o.Skew) {
+		return t.AccessToken, nil
 	}
 	// The shared refresh must not die with the first caller's request, but it
 	// is bounded: by the IdP timeout inside, and by the lease here.
-	ch := m.group.DoChan(string(l.Key), func() (any, error) {
+	ch := m.group.DoChan(string(l.Key)+"\x00"+resource, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*m.o.LeaseTTL)
 		defer cancel()
-		return m.refresh(ctx, l.Key)
+		return m.refresh(ctx, l.Key, resource)
 	})
 	select {
 	case <-ctx.Done():
@@ -100,13 +112,13 @@ func (m *Manager) AccessToken(ctx context.Context, l *session.Loaded) (string, e
 		}
 		cur := res.Val.(*session.Loaded)
 		*l = *cur
-		return cur.Tokens.AccessToken, nil
+		return cur.Tokens.For(resource).AccessToken, nil
 	}
 }
 
 // refresh returns the session under key with a fresh access token, taking
 // the lease, waiting for another holder, or taking over an expired lease.
-func (m *Manager) refresh(ctx context.Context, key session.Key) (*session.Loaded, error) {
+func (m *Manager) refresh(ctx context.Context, key session.Key, resource string) (*session.Loaded, error) {
 	sessions := m.o.Sessions
 	var waited time.Duration
 	// A lease is judged by how long this replica has watched it, on its own
@@ -126,7 +138,7 @@ func (m *Manager) refresh(ctx context.Context, key session.Key) (*session.Loaded
 			return nil, err
 		}
 		now := sessions.Now()
-		if l.Tokens.Fresh(now, m.o.Skew) {
+		if l.Tokens.For(resource).Fresh(now, m.o.Skew) {
 			return l, nil // another caller or replica refreshed meanwhile
 		}
 		if l.Lease.Holder != "" && l.Lease.Holder != watched {
@@ -144,6 +156,9 @@ func (m *Manager) refresh(ctx context.Context, key session.Key) (*session.Loaded
 			continue
 		}
 		if l.Tokens.RefreshToken == "" {
+			if resource != "" {
+				return nil, fmt.Errorf("%w: no refresh token to obtain a token for resource %q", oidc.ErrUnavailable, resource)
+			}
 			m.end(ctx, l, "access token expired and there is no refresh token")
 			return nil, ErrSessionEnded
 		}
@@ -158,14 +173,21 @@ func (m *Manager) refresh(ctx context.Context, key session.Key) (*session.Loaded
 		} else if err != nil {
 			return nil, err
 		}
-		return m.redeem(ctx, l, holder)
+		return m.redeem(ctx, l, holder, resource)
 	}
 }
 
 // redeem presents the refresh token while holding the lease and commits
 // the outcome.
-func (m *Manager) redeem(ctx context.Context, l *session.Loaded, holder string) (*session.Loaded, error) {
-	tok, id, err := m.o.Refresher.Refresh(ctx, l.Tokens.RefreshToken, l.Subject)
+func (m *Manager) redeem(ctx context.Context, l *session.Loaded, holder, resource string) (*session.Loaded, error) {
+	var tok oidc.Tokens
+	var id *oidc.Identity
+	var err error
+	if resource == "" {
+		tok, id, err = m.o.Refresher.Refresh(ctx, l.Tokens.RefreshToken, l.Subject)
+	} else {
+		tok, id, err = m.o.Refresher.RefreshResource(ctx, l.Tokens.RefreshToken, l.Subject, resource)
+	}
 	switch {
 	case errors.Is(err, oidc.ErrInvalidGrant):
 		// Any 4xx about the grant (oidc.ClassifyTokenError): the refresh
@@ -193,11 +215,20 @@ func (m *Manager) redeem(ctx context.Context, l *session.Loaded, holder string) 
 	m.o.OnRefresh("ok")
 	now := m.o.Sessions.Now()
 	l, err = m.commit(ctx, l.Key, holder, func(s *session.Session) {
-		s.Tokens.AccessToken = tok.AccessToken
-		s.Tokens.TokenType = tok.TokenType
 		s.Tokens.RefreshToken = tok.RefreshToken
-		s.Tokens.Expiry = tok.Expiry
-		s.Tokens.Obtained = now
+		if resource != "" {
+			res := maps.Clone(s.Tokens.Resources) // never write a map a cached copy may share
+			if res == nil {
+				res = map[string]session.ResourceToken{}
+			}
+			s.Tokens.Resources = res
+			res[resource] = session.ResourceToken{AccessToken: tok.AccessToken, Expiry: tok.Expiry, Obtained: now}
+		} else {
+			s.Tokens.AccessToken = tok.AccessToken
+			s.Tokens.TokenType = tok.TokenType
+			s.Tokens.Expiry = tok.Expiry
+			s.Tokens.Obtained = now
+		}
 		if tok.IDToken != "" {
 			s.Tokens.IDToken = tok.IDToken
 		}

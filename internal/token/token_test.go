@@ -55,6 +55,13 @@ func (p *idp) Refresh(ctx context.Context, refreshToken, subject string) (oidc.T
 		TokenType: "Bearer", Expiry: p.clock.Now().Add(time.Hour)}, nil, nil
 }
 
+// RefreshResource answers like Refresh, with the resource in the token.
+func (p *idp) RefreshResource(ctx context.Context, refreshToken, subject, resource string) (oidc.Tokens, *oidc.Identity, error) {
+	t, id, err := p.Refresh(ctx, refreshToken, subject)
+	t.AccessToken += "@" + resource
+	return t, id, err
+}
+
 func (p *idp) presented() []string { p.mu.Lock(); defer p.mu.Unlock(); return slices.Clone(p.seen) }
 
 // fixture is one session whose access token has just expired, in a store
@@ -286,5 +293,49 @@ func TestFreshTokenNeedsNoRefresh(t *testing.T) {
 	}
 	if got := f.idp.presented(); len(got) != 0 {
 		t.Errorf("refreshed a fresh token: %q", got)
+	}
+}
+
+// TestResourceTokens: a token for a resource (RFC 8707) is obtained with
+// the session's refresh token, once for concurrent callers on several
+// replicas, kept beside the session's own token, and the rotated refresh
+// token is the one presented next: never a spent one.
+func TestResourceTokens(t *testing.T) {
+	f := newFixture(t, session.Lease{})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	got := make([]string, 20)
+	for i := range got {
+		wg.Go(func() {
+			tm, sm := f.replica()
+			l, err := sm.LoadKey(ctx, f.key)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got[i], err = tm.AccessTokenFor(ctx, l, "https://api-a.example")
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, at := range got {
+		if at != "at-1@https://api-a.example" {
+			t.Fatalf("callers got %q, want one token for the resource", got)
+		}
+	}
+	s := f.stored()
+	if s.Tokens.AccessToken != "at-0" || s.Tokens.RefreshToken != "rt-1" || s.Tokens.Resources["https://api-a.example"].AccessToken != "at-1@https://api-a.example" {
+		t.Fatalf("stored tokens %+v", s.Tokens)
+	}
+	if at, err := f.accessToken(ctx); err != nil || at != "at-2" {
+		t.Fatalf("the session's own token = %q, %v; want a refresh with the rotated refresh token", at, err)
+	}
+	if p := f.idp.presented(); !slices.Equal(p, []string{"rt-0", "rt-1"}) {
+		t.Fatalf("refresh tokens presented %v, want rt-0 then rt-1 (each once)", p)
+	}
+	if res := f.stored().Tokens.Resources["https://api-a.example"]; res.AccessToken != "at-1@https://api-a.example" {
+		t.Fatalf("a refresh of the session's own token lost the resource token: %+v", res)
 	}
 }

@@ -84,6 +84,9 @@ type Behavior struct {
 	PAR, RequirePAR bool
 	// TokenStatus, if set, is the token endpoint's status for every grant.
 	TokenStatus int
+	// ForgetResources drops the RFC 8707 resources of authorization
+	// requests, so that a refresh naming one is refused (invalid_target).
+	ForgetResources bool
 	// JWKSPadding pads the JWKS document with that many bytes.
 	JWKSPadding int
 	// Garbage names an endpoint path ("/token", "/jwks", "/userinfo", …)
@@ -114,6 +117,7 @@ type grant struct {
 	sid           string
 	authTime      time.Time
 	scope         string   // asked for with client_credentials
+	resources     []string // RFC 8707 resources named at authorization
 	refreshTokens []string // issued, newest last
 	revoked       bool
 }
@@ -138,6 +142,8 @@ type Provider struct {
 	pushed   map[string]url.Values // request_uri → parameters, single use
 	issued   []string
 	requests []Request
+
+	accessResource map[string]string // access token → its RFC 8707 resource
 
 	clientKeys *jose.JSONWebKeySet // private_key_jwt: the client's public keys
 	seenJTI    map[string]bool
@@ -224,16 +230,17 @@ func New(t testing.TB, redirectURI string) *Provider {
 // benchmarks run as programs); the caller stops it with Close.
 func Start(redirectURI string) *Provider {
 	p := &Provider{
-		ClientID:     "moat-test",
-		ClientSecret: "test-secret-" + random(24),
-		RedirectURI:  redirectURI,
-		behavior:     Behavior{AccessTokenTTL: 5 * time.Minute, RotateRefreshTokens: true, AdvertiseIss: true},
-		users:        map[string]User{},
-		codes:        map[string]*grant{},
-		access:       map[string]*grant{},
-		refresh:      map[string]*grant{},
-		spentRT:      map[string]*grant{},
-		pushed:       map[string]url.Values{},
+		ClientID:       "moat-test",
+		ClientSecret:   "test-secret-" + random(24),
+		RedirectURI:    redirectURI,
+		behavior:       Behavior{AccessTokenTTL: 5 * time.Minute, RotateRefreshTokens: true, AdvertiseIss: true},
+		users:          map[string]User{},
+		codes:          map[string]*grant{},
+		access:         map[string]*grant{},
+		refresh:        map[string]*grant{},
+		spentRT:        map[string]*grant{},
+		pushed:         map[string]url.Values{},
+		accessResource: map[string]string{},
 	}
 	p.RotateKey()
 	p.AddUser(User{Subject: "alice", Claims: map[string]any{
@@ -485,7 +492,10 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	code := "code-" + random(16)
 	if ok {
 		p.codes[code] = &grant{user: user, nonce: q.Get("nonce"), challenge: q.Get("code_challenge"),
-			redirectURI: q.Get("redirect_uri"), sid: "sid-" + random(8), authTime: time.Now()}
+			redirectURI: q.Get("redirect_uri"), sid: "sid-" + random(8), authTime: time.Now(), resources: q["resource"]}
+		if p.behavior.ForgetResources {
+			p.codes[code].resources = nil
+		}
 	}
 	p.mu.Unlock()
 	if !ok {
@@ -587,6 +597,14 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 			oauthError(w, http.StatusBadRequest, "invalid_grant")
 			return
 		}
+		if res := r.PostForm.Get("resource"); res != "" {
+			if !slices.Contains(g.resources, res) { // RFC 8707 §2.2: only what the grant named
+				oauthError(w, http.StatusBadRequest, "invalid_target")
+				return
+			}
+			p.issueFor(w, g, b.RotateRefreshTokens, res)
+			return
+		}
 		p.issue(w, g, b.RotateRefreshTokens)
 	case "client_credentials":
 		// RFC 6749 §4.4: a token for the client itself, whose subject is
@@ -607,11 +625,18 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (p *Provider) issue(w http.ResponseWriter, g *grant, newRT bool) {
+func (p *Provider) issue(w http.ResponseWriter, g *grant, newRT bool) { p.issueFor(w, g, newRT, "") }
+
+// issueFor answers a token request; a resource restricts the access token
+// to it (RFC 8707).
+func (p *Provider) issueFor(w http.ResponseWriter, g *grant, newRT bool, resource string) {
 	p.mu.Lock()
 	b := p.behavior
 	at := "at-" + random(24)
 	p.access[at] = g
+	if resource != "" {
+		p.accessResource[at] = resource
+	}
 	resp := map[string]any{"access_token": at, "token_type": "Bearer"}
 	if b.AccessTokenTTL > 0 {
 		resp["expires_in"] = int(b.AccessTokenTTL.Seconds())
@@ -712,6 +737,18 @@ func (p *Provider) AccessTokenScope(at string) (string, bool) {
 		return "", false
 	}
 	return g.scope, true
+}
+
+// AccessTokenResource returns the RFC 8707 resource an access token is
+// restricted to ("" for the session's own), and whether it is live.
+func (p *Provider) AccessTokenResource(at string) (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	g := p.access[at]
+	if g == nil || g.revoked {
+		return "", false
+	}
+	return p.accessResource[at], true
 }
 
 // ValidAccessToken reports whether at was issued and its grant is live; a
