@@ -23,6 +23,9 @@ func TestReadyzAndCheckReportMissingCapabilities(t *testing.T) {
 		{"required without endpoint", "required", func(b *oidctest.Behavior) { b.PAR = false }, "oidc.par: required, but the provider's discovery document has no pushed_authorization_request_endpoint"},
 		{"off but required by the provider", "off", func(b *oidctest.Behavior) { b.RequirePAR = true }, "oidc.par: off, but the provider requires pushed authorization requests"},
 		{"required and offered", "required", func(b *oidctest.Behavior) { b.PAR = true }, ""},
+		{"no code flow", "auto", func(b *oidctest.Behavior) {
+			b.MutateDiscovery = func(doc map[string]any) { doc["response_types_supported"] = []string{"id_token"} }
+		}, "oidc.issuer: the provider's response_types_supported [id_token] lacks code"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, func(c *config.Config) { c.OIDC.PAR = tc.par }, tc.op)

@@ -128,6 +128,7 @@ type Metadata struct {
 	EndSessionEndpoint         string   `json:"end_session_endpoint"`
 	RevocationEndpoint         string   `json:"revocation_endpoint"`
 	CodeChallengeMethods       []string `json:"code_challenge_methods_supported"`
+	ResponseTypesSupported     []string `json:"response_types_supported"`
 	TokenEndpointAuthMethods   []string `json:"token_endpoint_auth_methods_supported"`
 	IssParameterSupported      bool     `json:"authorization_response_iss_parameter_supported"`
 	PAREndpoint                string   `json:"pushed_authorization_request_endpoint"`

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 )
 
 // usePAR decides whether to push the authorization request (RFC 9126):
@@ -77,6 +78,9 @@ func (c *Client) Mismatches(meta Metadata) []string {
 		out = append(out, "oidc.par: required, but the provider's discovery document has no pushed_authorization_request_endpoint, so every login would fail; set oidc.par to auto or off, or enable PAR at the provider")
 	case c.cfg.PAR == PAROff && meta.RequirePAR:
 		out = append(out, "oidc.par: off, but the provider requires pushed authorization requests (require_pushed_authorization_requests), so every login would fail; set oidc.par to auto")
+	}
+	if len(meta.ResponseTypesSupported) > 0 && !slices.Contains(meta.ResponseTypesSupported, "code") {
+		out = append(out, fmt.Sprintf("oidc.issuer: the provider's response_types_supported %v lacks code, the authorization code flow moat uses, so every login would fail; enable it for this client at the provider", meta.ResponseTypesSupported))
 	}
 	return out
 }

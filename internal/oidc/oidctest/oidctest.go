@@ -79,6 +79,9 @@ type Behavior struct {
 	AuthorizeError string
 	// RefreshExpiresIn adds refresh_expires_in to token responses.
 	RefreshExpiresIn time.Duration
+	// MutateDiscovery, if set, edits the discovery document before it is
+	// served (a provider that lacks a capability).
+	MutateDiscovery func(doc map[string]any)
 	// PAR advertises a pushed authorization request endpoint (RFC 9126);
 	// RequirePAR also sets require_pushed_authorization_requests.
 	PAR, RequirePAR bool
@@ -398,6 +401,9 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 	if b.PAR || b.RequirePAR {
 		doc["pushed_authorization_request_endpoint"] = p.Issuer + "/par"
 		doc["require_pushed_authorization_requests"] = b.RequirePAR
+	}
+	if b.MutateDiscovery != nil {
+		b.MutateDiscovery(doc)
 	}
 	writeJSON(w, http.StatusOK, doc)
 }
