@@ -23,26 +23,31 @@ import (
 // is back, tracking is switched on first and then the cache is flushed, so
 // nothing changed in between is served.
 //
-// Redis Cluster: tracking is per node, and Watch would need one connection
-// per primary; it is not implemented, so on a cluster Sync always fails
-// and the cache is bypassed (the manager then reads every request from the
-// store, which is correct and slower).
+// Redis Cluster: tracking is per node, so Watch holds one tracking
+// connection per node the client knows (primaries and replicas), and Sync
+// sends a PING on each: the node that ran a logout's DEL has pushed its
+// invalidation before its answer. Every topologyCheck Watch compares the
+// client's nodes with those it tracks and, when they differ (a failover, a
+// new node), tracks the new set and flushes the cache. A node that took
+// over slots between two checks is untracked for at most topologyCheck,
+// plus the cache_ttl of what was cached from it.
 
 // watchRetry is the pause between attempts to re-establish the tracking
 // connection.
 const watchRetry = 200 * time.Millisecond
 
+// topologyCheck is how often a cluster's nodes are compared with the
+// tracked ones.
+const topologyCheck = time.Second
+
 type watcher struct {
-	mu   sync.Mutex
-	conn rueidis.DedicatedClient // nil while down
-	sync session.Coalesce
+	mu    sync.Mutex
+	conns []rueidis.DedicatedClient // nil while down
+	sync  session.Coalesce
 }
 
 // Watch implements session.Invalidator.
 func (s *Store) Watch(ctx context.Context, drop func(session.Key), flush func()) {
-	if s.cfg.mode == modeCluster {
-		return
-	}
 	go s.watchLoop(ctx, drop, flush)
 }
 
@@ -60,15 +65,18 @@ func (s *Store) watchLoop(ctx context.Context, drop func(session.Key), flush fun
 	}
 }
 
-// watchOnce sets up one tracking connection and returns when it breaks.
+// watchOnce sets up the tracking connections (one per node on a cluster)
+// and returns when one breaks or, on a cluster, the nodes change.
 func (s *Store) watchOnce(ctx context.Context, prefix string, drop func(session.Key), flush func()) error {
 	c, err := s.conn(ctx)
 	if err != nil {
 		return err
 	}
-	dc, cancel := c.Dedicate()
-	defer cancel()
-	lost := dc.SetOnInvalidations(func(keys []rueidis.RedisMessage) {
+	nodes := map[string]rueidis.Client{"": c}
+	if s.cfg.mode == modeCluster {
+		nodes = c.Nodes()
+	}
+	onInvalidations := func(keys []rueidis.RedisMessage) {
 		if keys == nil { // a flush, or the connection is gone
 			flush()
 			return
@@ -78,50 +86,95 @@ func (s *Store) watchOnce(ctx context.Context, prefix string, drop func(session.
 				drop(session.Key(str[len(prefix):]))
 			}
 		}
-	})
-	rctx, rcancel := s.roundTrip(ctx)
-	err = dc.Do(rctx, dc.B().Arbitrary("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX").Args(prefix).Build()).Error()
-	rcancel()
-	if err != nil {
-		return err
+	}
+	var conns []rueidis.DedicatedClient
+	lost := make(chan error, len(nodes))
+	for _, node := range nodes {
+		dc, cancel := node.Dedicate()
+		defer cancel()
+		ch := dc.SetOnInvalidations(onInvalidations)
+		go func() {
+			err, ok := <-ch
+			if !ok || err == nil {
+				err = errors.New("tracking connection closed")
+			}
+			lost <- err
+		}()
+		rctx, rcancel := s.roundTrip(ctx)
+		err = dc.Do(rctx, dc.B().Arbitrary("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX").Args(prefix).Build()).Error()
+		rcancel()
+		if err != nil {
+			return err
+		}
+		conns = append(conns, dc)
 	}
 	// From here every change is pushed; what changed before is unknown.
 	flush()
 	s.watch.mu.Lock()
-	s.watch.conn = dc
+	s.watch.conns = conns
 	s.watch.mu.Unlock()
 	defer func() {
 		s.watch.mu.Lock()
-		s.watch.conn = nil
+		s.watch.conns = nil
 		s.watch.mu.Unlock()
 		flush()
 	}()
-	select {
-	case err, ok := <-lost:
-		if !ok || err == nil {
-			err = errors.New("tracking connection closed")
+	tick := time.NewTicker(topologyCheck)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-lost:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			if s.cfg.mode == modeCluster && !sameNodes(nodes, c.Nodes()) {
+				return errors.New("cluster nodes changed")
+			}
 		}
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
 	}
+}
+
+func sameNodes(a, b map[string]rueidis.Client) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for addr := range a {
+		if _, ok := b[addr]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // errNotWatching is Sync's answer while no tracking connection is up.
 var errNotWatching = errors.New("redis store: no invalidation connection")
 
-// Sync implements session.Invalidator: one PING, shared by concurrent
-// callers, on the tracking connection.
+// Sync implements session.Invalidator: one PING per tracking connection,
+// shared by concurrent callers.
 func (s *Store) Sync(ctx context.Context) error {
 	return s.watch.sync.Do(ctx, func(ctx context.Context) error {
 		s.watch.mu.Lock()
-		dc := s.watch.conn
+		conns := s.watch.conns
 		s.watch.mu.Unlock()
-		if dc == nil {
+		if conns == nil {
 			return errNotWatching
 		}
 		rctx, cancel := s.roundTrip(ctx)
 		defer cancel()
-		return dc.Do(rctx, dc.B().Ping().Build()).Error()
+		if len(conns) == 1 {
+			return conns[0].Do(rctx, conns[0].B().Ping().Build()).Error()
+		}
+		errs := make(chan error, len(conns))
+		for _, dc := range conns {
+			go func() { errs <- dc.Do(rctx, dc.B().Ping().Build()).Error() }()
+		}
+		var first error
+		for range conns {
+			if err := <-errs; err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
 	})
 }

@@ -105,6 +105,12 @@
 // TestConnectionCut and TestLostReply prove this through a TCP relay that
 // cuts the connections and drops replies.
 //
+// # Coherent session cache
+//
+// Store implements session.Invalidator (invalidate.go): a dedicated RESP3
+// connection per node with CLIENT TRACKING ON BCAST, and a PING on each
+// before a cached session is served.
+//
 // # Operating Redis for moat
 //
 //   - maxmemory-policy must be noeviction: an evicted index would hide

@@ -128,6 +128,27 @@ func TestSentinel(t *testing.T) {
 // The conformance suite on a three-primary Redis Cluster started here:
 // records and their index entries land in different slots and nodes.
 func TestCluster(t *testing.T) {
+	u := startCluster(t)
+	storetest.Run(t, func(t *testing.T) session.Store { return openURL(t, u) })
+}
+
+// TestClusterCoherentCache: issue 14 on a three-primary Redis Cluster, with
+// one tracking connection per node.
+func TestClusterCoherentCache(t *testing.T) {
+	u := withParams(startCluster(t), "prefix=moattest:"+rand.Text()+":")
+	open := func(t *testing.T) session.Store {
+		s, err := Open(t.Context(), u, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	storetest.RunCoherentCache(t, open, nil)
+}
+
+// startCluster starts a three-primary Redis Cluster and returns its URL.
+func startCluster(t *testing.T) string {
 	bin := redisServer(t)
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
@@ -145,8 +166,7 @@ func TestCluster(t *testing.T) {
 	for _, p := range ports {
 		waitFor(t, p, "CLUSTER INFO", "cluster_state:ok")
 	}
-	u := "redis+cluster://" + strings.Join(addrs, ",")
-	storetest.Run(t, func(t *testing.T) session.Store { return openURL(t, u) })
+	return "redis+cluster://" + strings.Join(addrs, ",")
 }
 
 // A Sentinel failover logs nobody out: while the primary is gone the store
