@@ -129,6 +129,9 @@ func TestCheckIsReadOnlyOnBolt(t *testing.T) {
 	if out, stderr, err := runCLI("check", "--config", storeConfig(t, op.Issuer, store, key)); err != nil {
 		t.Fatalf("right key: %v\n%s%s", err, out, stderr)
 	}
+	if fileSum(t, path) != before {
+		t.Fatal("check with the right key changed the bolt file")
+	}
 	if out, stderr, err := runCLI("reset-key-check", "--config", other); err != nil || !strings.Contains(out, "key-check marker removed") {
 		t.Fatalf("reset-key-check: %v\n%s%s", err, out, stderr)
 	}

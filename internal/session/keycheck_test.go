@@ -146,3 +146,42 @@ func TestKeysPending(t *testing.T) {
 		t.Fatalf("unreadable record with proven keys: %v, want ErrNoSession", err)
 	}
 }
+
+// noWrites is a Store that fails the test on any write.
+type noWrites struct {
+	session.Store
+	t *testing.T
+}
+
+func (s noWrites) Set(context.Context, session.Key, session.Record, time.Duration) (uint64, error) {
+	s.t.Error("Set")
+	return 0, nil
+}
+func (s noWrites) CompareAndSwap(context.Context, session.Key, uint64, session.Record, time.Duration) (uint64, error) {
+	s.t.Error("CompareAndSwap")
+	return 0, nil
+}
+func (s noWrites) Take(context.Context, session.Key) (session.Record, error) {
+	s.t.Error("Take")
+	return session.Record{}, nil
+}
+func (s noWrites) Delete(context.Context, session.Key) error { s.t.Error("Delete"); return nil }
+func (s noWrites) DeleteBy(context.Context, string, string) ([]session.Key, error) {
+	s.t.Error("DeleteBy")
+	return nil, nil
+}
+
+// CheckKeys never writes, whether the marker is absent, opens, or not.
+func TestCheckKeysNeverWrites(t *testing.T) {
+	ctx := context.Background()
+	store := memory.New(memory.Options{})
+	defer store.Close()
+	key := session.NewKey()
+	ro := noWrites{store, t}
+	for _, k := range []string{key, key, session.NewKey()} {
+		session.CheckKeys(ctx, ro, codec(t, k))
+		if err := session.MarkKeys(ctx, store, codec(t, key), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
