@@ -152,6 +152,13 @@ func (k *keySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("jwks_uri answered %s", resp.Status)
 	}
+	return parseJWKS(body)
+}
+
+// parseJWKS reads a JWK Set (RFC 7517 §5): the public signing keys in it.
+// Keys of types go-jose does not know are skipped (§5), as are private
+// and encryption keys.
+func parseJWKS(body []byte) ([]jose.JSONWebKey, error) {
 	var raw struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
@@ -161,8 +168,6 @@ func (k *keySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
 	var keys []jose.JSONWebKey
 	for _, r := range raw.Keys {
 		var key jose.JSONWebKey
-		// Keys of types go-jose does not know are skipped (RFC 7517 §5),
-		// as are encryption keys.
 		if err := json.Unmarshal(r, &key); err != nil || !key.Valid() || !key.IsPublic() || key.Use == "enc" {
 			continue
 		}
