@@ -125,6 +125,29 @@ func TestSentinel(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) session.Store { return openURL(t, u) })
 }
 
+// TestSentinelCoherentCache: issue 14 through a sentinel: the tracking
+// connection goes to the primary the sentinel names.
+func TestSentinelCoherentCache(t *testing.T) {
+	bin := redisServer(t)
+	primary := spawn(t, bin)
+	conf := filepath.Join(t.TempDir(), "sentinel.conf")
+	if err := os.WriteFile(conf, []byte("sentinel monitor moat 127.0.0.1 "+primary+" 1\nsentinel down-after-milliseconds moat 5000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sentinel := spawn(t, bin, conf, "--sentinel")
+	waitFor(t, sentinel, "SENTINEL get-master-addr-by-name moat", "127.0.0.1")
+	u := "redis+sentinel://127.0.0.1:" + sentinel + "/moat?prefix=moattest:" + rand.Text() + ":"
+	open := func(t *testing.T) session.Store {
+		s, err := Open(t.Context(), u, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	storetest.RunCoherentCache(t, open, nil)
+}
+
 // The conformance suite on a three-primary Redis Cluster started here:
 // records and their index entries land in different slots and nodes.
 func TestCluster(t *testing.T) {
