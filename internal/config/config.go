@@ -193,6 +193,10 @@ type OIDC struct {
 	// AuthParams are extra authorization request parameters, such as
 	// Auth0's audience or Google's access_type; see authparams.go.
 	AuthParams map[string]string `yaml:"auth_params"`
+	// RequestObject signs every authorization request into a request
+	// object (JAR, RFC 9101) with the first key of ClientKeyFile; see
+	// clientauth.go.
+	RequestObject bool `yaml:"request_object"`
 }
 
 // Session configures the server-side session.

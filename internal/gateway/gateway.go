@@ -67,8 +67,8 @@ type Gateway struct {
 	handlers  []registration
 	fa        *forwardauth.Handler
 	clients   *clienttoken.Cache // client-credentials tokens, kept across reloads
-	// clientJWKS is the public JWK set of the private_key_jwt keys; nil
-	// with a client secret.
+	// clientJWKS is the public JWK set of the client keys (private_key_jwt,
+	// request objects); nil when there are none.
 	clientJWKS []byte
 }
 
@@ -135,7 +135,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 	}
 	idpClient, err := idpHTTPClient(cfg, func(rt http.RoundTripper) http.RoundTripper {
 		rt = telemetry.IdPTransport(rt, m, o.Tracing, func(r *http.Request) string { return idp.EndpointName(r.URL) })
-		if clientKeys != nil {
+		if cfg.OIDC.ClientAuthMethod == config.AuthPrivateKeyJWT {
 			rt = &clientauth.Transport{Base: rt, Keys: clientKeys, ClientID: cfg.OIDC.ClientID, Audience: assertionAudience(cfg), Now: o.Now}
 		}
 		return rt
@@ -144,6 +144,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 		store.Close()
 		return nil, err
 	}
+	var requestObjects oidc.RequestObjectSigner
+	if cfg.OIDC.RequestObject {
+		requestObjects = clientKeys
+	}
 	idp = oidc.New(oidc.Config{
 		Issuer: cfg.OIDC.Issuer, ClientID: cfg.OIDC.ClientID, ClientSecret: cfg.OIDC.ClientSecret,
 		AuthMethod: cfg.OIDC.ClientAuthMethod, Scopes: cfg.OIDC.Scopes,
@@ -151,7 +155,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 		TrustedAudiences: cfg.OIDC.TrustedAudiences,
 		MaxIDTokenAge:    cfg.OIDC.MaxIDTokenAge.D(), ClockSkew: cfg.OIDC.ClockSkew.D(),
 		HTTPClient: idpClient, PAR: cfg.OIDC.PAR, OnClientRejected: m.ClientRejected,
-		AuthParams: cfg.OIDC.AuthParams, Resources: routeResources(cfg),
+		AuthParams: cfg.OIDC.AuthParams, Resources: routeResources(cfg), RequestObjects: requestObjects,
 	}, log)
 	// A store that pushes invalidations (Redis, PostgreSQL) makes the
 	// session cache coherent across replicas; the watch ends with Close.
@@ -479,10 +483,10 @@ func routeResources(cfg *config.Config) []string {
 	return out
 }
 
-// loadClientKeys returns the private_key_jwt keys, or nil for a client
-// secret.
+// loadClientKeys returns the keys for private_key_jwt and request
+// objects, or nil when neither is used.
 func loadClientKeys(cfg *config.Config) (*clientauth.Keys, error) {
-	if cfg.OIDC.ClientAuthMethod != config.AuthPrivateKeyJWT {
+	if cfg.OIDC.ClientAuthMethod != config.AuthPrivateKeyJWT && !cfg.OIDC.RequestObject {
 		return nil, nil
 	}
 	keys, err := clientauth.Load(cfg.OIDC.ClientKeyFile)

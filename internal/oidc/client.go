@@ -91,6 +91,9 @@ type Config struct {
 	// want audience-restricted tokens: the authorization request names
 	// them all (§2.1), so that refreshes may ask for each (§2.2).
 	Resources []string
+	// RequestObjects, if set, signs every authorization request into a
+	// request object (RFC 9101), pushed with PAR when PAR is used.
+	RequestObjects RequestObjectSigner
 }
 
 // PAR modes.
@@ -135,6 +138,7 @@ type Metadata struct {
 	RequirePAR                 bool     `json:"require_pushed_authorization_requests"`
 	BackchannelLogoutSupported bool     `json:"backchannel_logout_supported"`
 	IDTokenSigningAlgs         []string `json:"id_token_signing_alg_values_supported"`
+	RequestObjectSigningAlgs   []string `json:"request_object_signing_alg_values_supported"`
 	// For moat init and moat check's provider report only.
 	ScopesSupported             []string `json:"scopes_supported"`
 	GrantTypesSupported         []string `json:"grant_types_supported"`
@@ -342,10 +346,20 @@ func (c *Client) AuthCodeURL(ctx context.Context, req AuthRequest) (string, erro
 		full = u.String()
 	}
 	push, err := c.usePAR(p.meta)
-	if err != nil || !push {
-		return full, err
+	if err != nil {
+		return "", err
 	}
-	return c.pushAuthorizationRequest(ctx, p, full)
+	if c.cfg.RequestObjects != nil {
+		return c.requestObjectURL(ctx, p, full, push)
+	}
+	if !push {
+		return full, nil
+	}
+	u, err := url.Parse(full)
+	if err != nil {
+		return "", err
+	}
+	return c.pushAuthorizationRequest(ctx, p, u, u.Query())
 }
 
 // CheckIssuer applies RFC 9207 §2.4 to the authorization response query:

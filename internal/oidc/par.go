@@ -25,17 +25,13 @@ func (c *Client) usePAR(meta Metadata) (bool, error) {
 	return meta.PAREndpoint != "", nil
 }
 
-// pushAuthorizationRequest sends the parameters of the authorization URL
-// full to the PAR endpoint with client authentication (RFC 9126 §2.1) and
-// returns the short URL the browser follows: client_id and the one-time
-// request_uri only (§4), so state, nonce and the PKCE challenge never
-// appear in the browser's URL bar, history or the IdP's access logs.
-func (c *Client) pushAuthorizationRequest(ctx context.Context, p *provider, full string) (string, error) {
-	u, err := url.Parse(full)
-	if err != nil {
-		return "", err
-	}
-	form := u.Query()
+// pushAuthorizationRequest sends form (the authorization request's
+// parameters, or its request object, RFC 9126 §3) to the PAR endpoint with
+// client authentication (§2.1) and returns the short URL on the
+// authorization endpoint u that the browser follows: client_id and the
+// one-time request_uri only (§4), so state, nonce and the PKCE challenge
+// never appear in the browser's URL bar, history or the IdP's access logs.
+func (c *Client) pushAuthorizationRequest(ctx context.Context, p *provider, u *url.URL, form url.Values) (string, error) {
 	resp, err := c.postForm(ctx, p.meta.PAREndpoint, form)
 	if err != nil {
 		return "", fmt.Errorf("%w: pushed authorization request: %v", ErrUnavailable, err)
@@ -81,6 +77,9 @@ func (c *Client) Mismatches(meta Metadata) []string {
 	}
 	if len(meta.ResponseTypesSupported) > 0 && !slices.Contains(meta.ResponseTypesSupported, "code") {
 		out = append(out, fmt.Sprintf("oidc.issuer: the provider's response_types_supported %v lacks code, the authorization code flow moat uses, so every login would fail; enable it for this client at the provider", meta.ResponseTypesSupported))
+	}
+	if err := c.requestObjectsSupported(meta); err != nil {
+		out = append(out, err.Error())
 	}
 	return out
 }

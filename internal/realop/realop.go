@@ -46,8 +46,13 @@ type Client struct {
 	// AuthMethod is the token_endpoint_auth_method; client_secret_basic
 	// when empty.
 	AuthMethod string
-	// JWKS is the client's public JWK set, for private_key_jwt.
+	// JWKS is the client's public JWK set, for private_key_jwt and
+	// request objects.
 	JWKS json.RawMessage
+	// RequestObjectSigningAlg, if set, is the client's
+	// request_object_signing_alg, and the client must send every
+	// authorization request as a request object signed with it (RFC 9101).
+	RequestObjectSigningAlg string
 }
 
 // Options configure the provider.
@@ -64,6 +69,9 @@ type Options struct {
 	// token_endpoint_auth_method and public keys (private_key_jwt).
 	ClientAuthMethod string
 	ClientJWKS       json.RawMessage
+	// RequestObjectSigningAlg, if set, turns on request objects (JAR,
+	// RFC 9101) and makes the default client require them, signed with it.
+	RequestObjectSigningAlg string
 	// AccessTokenTTL is the access token lifetime; one hour when zero.
 	AccessTokenTTL time.Duration
 	// Resources maps resource indicators (RFC 8707) to the scope granted
@@ -137,6 +145,7 @@ func Start(t testing.TB, opts Options) *OP {
 			RedirectURIs: opts.RedirectURIs, PostLogoutRedirectURIs: opts.PostLogoutRedirectURIs,
 			BackchannelLogoutURI: opts.BackchannelLogoutURI,
 			AuthMethod:           opts.ClientAuthMethod, JWKS: opts.ClientJWKS,
+			RequestObjectSigningAlg: opts.RequestObjectSigningAlg,
 		}}
 	}
 	type clientJSON struct {
@@ -150,8 +159,11 @@ func Start(t testing.TB, opts Options) *OP {
 		ResponseTypes          []string        `json:"response_types"`
 		AuthMethod             string          `json:"token_endpoint_auth_method"`
 		JWKS                   json.RawMessage `json:"jwks,omitempty"`
+		RequestObjectAlg       string          `json:"request_object_signing_alg,omitempty"`
+		RequireRequestObject   bool            `json:"require_signed_request_object,omitempty"`
 	}
 	var cj []clientJSON
+	requestObjects := false
 	for i := range clients {
 		c := &clients[i]
 		if c.ID == "" {
@@ -169,7 +181,11 @@ func Start(t testing.TB, opts Options) *OP {
 			BackchannelLogoutURI:   c.BackchannelLogoutURI, BackchannelSession: c.BackchannelLogoutURI != "",
 			GrantTypes:    []string{"authorization_code", "refresh_token", "client_credentials"},
 			ResponseTypes: []string{"code"}, AuthMethod: c.AuthMethod, JWKS: c.JWKS,
+			RequestObjectAlg: c.RequestObjectSigningAlg, RequireRequestObject: c.RequestObjectSigningAlg != "",
 		})
+		if c.RequestObjectSigningAlg != "" {
+			requestObjects = true
+		}
 	}
 	// A resource server of its own introspects tokens (RFC 7662), so that
 	// Introspect works whatever client authentication moat's client uses.
@@ -184,6 +200,7 @@ func Start(t testing.TB, opts Options) *OP {
 		"default_resource":      opts.DefaultResource,
 		"require_par":           opts.RequirePAR,
 		"strict_offline_access": opts.StrictOfflineAccess,
+		"request_objects":       requestObjects,
 	}
 	b, err := json.Marshal(settings)
 	if err != nil {

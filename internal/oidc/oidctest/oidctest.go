@@ -92,6 +92,10 @@ type Behavior struct {
 	ForgetResources bool
 	// JWKSPadding pads the JWKS document with that many bytes.
 	JWKSPadding int
+	// RequestObjectAlgs, if set, is the discovery document's
+	// request_object_signing_alg_values_supported instead of ES256, PS256
+	// and EdDSA (advertised once RequireRequestObjects is called).
+	RequestObjectAlgs []string
 	// Garbage names an endpoint path ("/token", "/jwks", "/userinfo", …)
 	// that answers 200 with broken JSON.
 	Garbage string
@@ -152,6 +156,9 @@ type Provider struct {
 	seenJTI    map[string]bool
 	// AssertionErr is why the last client assertion was refused.
 	assertionErr string
+
+	requestKeys   *jose.JSONWebKeySet // JAR: the client's public keys
+	requestObjErr string
 }
 
 // UseClientKeys makes the provider accept only private_key_jwt (OIDC Core
@@ -392,6 +399,16 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"backchannel_logout_supported":                   true,
 		"backchannel_logout_session_supported":           true,
 	}
+	p.mu.Lock()
+	if p.requestKeys != nil || b.RequestObjectAlgs != nil {
+		algs := b.RequestObjectAlgs
+		if algs == nil {
+			algs = []string{"ES256", "PS256", "EdDSA"}
+		}
+		doc["request_object_signing_alg_values_supported"] = algs
+		doc["require_signed_request_object"] = p.requestKeys != nil
+	}
+	p.mu.Unlock()
 	if !b.NoRevocation {
 		doc["revocation_endpoint"] = p.Issuer + "/revoke"
 	}
@@ -441,6 +458,24 @@ func (p *Provider) par(w http.ResponseWriter, r *http.Request) {
 			params[k] = v
 		}
 	}
+	if p.requestObjectsRequired() || r.PostForm.Has("request") {
+		// RFC 9126 §3: with a request object, only client authentication
+		// parameters may travel beside it.
+		for k := range r.PostForm {
+			switch k {
+			case "request", "client_id", "client_secret", "client_assertion", "client_assertion_type":
+			default:
+				p.refuseRequestObject("parameter " + k + " outside the pushed request object")
+				oauthError(w, http.StatusBadRequest, "invalid_request")
+				return
+			}
+		}
+		var err error
+		if params, err = p.verifyRequestObject(r.PostForm.Get("request"), nil); err != nil {
+			oauthError(w, http.StatusBadRequest, "invalid_request_object")
+			return
+		}
+	}
 	p.mu.Lock()
 	p.pushed[uri] = params
 	p.mu.Unlock()
@@ -479,6 +514,13 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	case requirePAR:
 		http.Error(w, "pushed authorization request required", http.StatusBadRequest)
 		return
+	case p.requestObjectsRequired() || q.Has("request"):
+		params, err := p.verifyRequestObject(q.Get("request"), q)
+		if err != nil {
+			http.Error(w, "invalid_request_object", http.StatusBadRequest)
+			return
+		}
+		q = params
 	}
 	if q.Get("client_id") != p.ClientID || q.Get("redirect_uri") != p.RedirectURI {
 		http.Error(w, "unknown client or redirect_uri", http.StatusBadRequest)

@@ -6,7 +6,7 @@
 // storage, devInteractions (any login, any password).
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const settings = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 
@@ -60,12 +60,34 @@ server.listen(0, '127.0.0.1', () => {
       backchannelLogout: { enabled: true },
       pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: !!settings.require_par },
       clientCredentials: { enabled: true },
+      // JAR (RFC 9101), as strict as FAPI 2.0 asks: the typ header of
+      // RFC 9101 §10.8, and exp, nbf and jti present.
+      requestObjects: {
+        enabled: !!settings.request_objects,
+        requireSignedRequestObject: false,
+        async assertJwtClaimsAndHeader(ctx, claims, header) {
+          // A pushed request reaches the authorization endpoint as the
+          // provider's own unsigned object; the client's was checked at PAR.
+          if ('PushedAuthorizationRequest' in ctx.oidc.entities) return;
+          if (header.typ !== 'oauth-authz-req+jwt') {
+            throw new errors.InvalidRequestObject(`Request Object typ is ${header.typ}`);
+          }
+          for (const claim of ['exp', 'nbf', 'jti', 'aud', 'iss']) {
+            if (claims[claim] === undefined) {
+              throw new errors.InvalidRequestObject(`Request Object is missing the '${claim}' claim`);
+            }
+          }
+          if (claims.exp - claims.nbf > 3600) {
+            throw new errors.InvalidRequestObject("Request Object 'exp' claim too far from 'nbf' claim");
+          }
+        },
+      },
       resourceIndicators: {
         enabled: true,
         defaultResource: () => settings.default_resource || undefined,
         useGrantedResource: () => true,
         getResourceServerInfo(_ctx, resource) {
-          if (!(resource in resources)) throw new Provider.errors.InvalidTarget();
+          if (!(resource in resources)) throw new errors.InvalidTarget();
           return {
             scope: resources[resource],
             audience: resource,

@@ -1,0 +1,134 @@
+package oidctest
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// RequireRequestObjects makes the provider advertise signed request
+// objects (JAR, RFC 9101) and accept authorization requests, pushed or by
+// value, only as a request object signed by one of keys.
+func (p *Provider) RequireRequestObjects(keys jose.JSONWebKeySet) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.requestKeys = &keys
+	if p.seenJTI == nil {
+		p.seenJTI = map[string]bool{}
+	}
+}
+
+// RequestObjectError returns why the provider last refused a request
+// object, or "".
+func (p *Provider) RequestObjectError() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.requestObjErr
+}
+
+func (p *Provider) requestObjectsRequired() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.requestKeys != nil
+}
+
+func (p *Provider) refuseRequestObject(why string) {
+	p.mu.Lock()
+	p.requestObjErr = why
+	p.mu.Unlock()
+}
+
+// registered are the claims of a request object that are not
+// authorization parameters.
+var registered = map[string]bool{"iss": true, "aud": true, "exp": true, "nbf": true, "iat": true, "jti": true, "sub": true}
+
+// verifyRequestObject applies RFC 9101 §6 and the FAPI 2.0 limits to raw:
+// typ oauth-authz-req+jwt (§10.8), a signature by a registered key, iss
+// the client, aud the issuer, nbf and exp present with at most 60 minutes
+// between them, not expired, a jti never seen, client_id the client, no
+// nested request or request_uri. outside, for a request by value, are the
+// query parameters beside it: each must equal the request object's value
+// (OIDC Core §6.1). It returns the request object's parameters.
+func (p *Provider) verifyRequestObject(raw string, outside url.Values) (url.Values, error) {
+	fail := func(format string, args ...any) (url.Values, error) {
+		why := fmt.Sprintf(format, args...)
+		p.refuseRequestObject(why)
+		return nil, errors.New(why)
+	}
+	if raw == "" {
+		return fail("no request object")
+	}
+	p.mu.Lock()
+	keys := p.requestKeys
+	p.mu.Unlock()
+	if keys == nil {
+		return fail("no client keys registered for request objects")
+	}
+	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256, jose.PS256, jose.EdDSA})
+	if err != nil {
+		return fail("parse: %v", err)
+	}
+	if typ, _ := tok.Headers[0].ExtraHeaders[jose.HeaderType].(string); typ != "oauth-authz-req+jwt" {
+		return fail("typ %q", typ)
+	}
+	var std jwt.Claims
+	all := map[string]any{}
+	if err := tok.Claims(keys, &std, &all); err != nil {
+		return fail("signature: %v", err)
+	}
+	now := time.Now()
+	switch {
+	case std.Issuer != p.ClientID:
+		return fail("iss %q", std.Issuer)
+	case !std.Audience.Contains(p.Issuer):
+		return fail("aud %q", std.Audience)
+	case std.Expiry == nil || std.NotBefore == nil:
+		return fail("exp or nbf missing")
+	case std.Expiry.Time().Before(now):
+		return fail("expired")
+	case std.NotBefore.Time().After(now.Add(time.Minute)):
+		return fail("not yet valid")
+	case std.Expiry.Time().Sub(std.NotBefore.Time()) > time.Hour:
+		return fail("lifetime over 60 minutes")
+	case std.ID == "":
+		return fail("no jti")
+	}
+	params := url.Values{}
+	for k, v := range all {
+		if registered[k] {
+			continue
+		}
+		switch v := v.(type) {
+		case string:
+			params.Set(k, v)
+		case float64:
+			params.Set(k, strconv.FormatFloat(v, 'f', -1, 64))
+		default:
+			return fail("claim %s is a %T", k, v)
+		}
+	}
+	switch {
+	case params.Has("request") || params.Has("request_uri"):
+		return fail("nested request or request_uri")
+	case params.Get("client_id") != p.ClientID:
+		return fail("client_id %q", params.Get("client_id"))
+	}
+	for k, vs := range outside {
+		if k != "request" && (len(vs) != 1 || vs[0] != params.Get(k)) {
+			return fail("%s outside the request object differs", k)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.seenJTI[std.ID] {
+		p.requestObjErr = "replayed jti"
+		return nil, errors.New("replayed jti")
+	}
+	p.seenJTI[std.ID] = true
+	return params, nil
+}
