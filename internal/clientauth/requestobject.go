@@ -26,7 +26,7 @@ const RequestObjectLifetime = 5 * time.Minute
 // object (RFC 9101 §4, OIDC Core §6.1) for clientID and the IdP's issuer
 // aud: iss is the client, nbf and iat now, exp after
 // RequestObjectLifetime, a fresh jti, and every parameter as a claim
-// (max_age as a number, OIDC Core §6.1).
+// (max_age as a number, OIDC Core §6.1; a repeated one as an array).
 func (ks *Keys) RequestObject(clientID, aud string, params url.Values, now time.Time) (string, error) {
 	k := ks.keys[0]
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(k.Algorithm), Key: k},
@@ -36,10 +36,14 @@ func (ks *Keys) RequestObject(clientID, aud string, params url.Values, now time.
 	}
 	claims := map[string]any{}
 	for name, vs := range params {
-		if len(vs) != 1 {
-			return "", fmt.Errorf("request object: parameter %q has %d values", name, len(vs))
+		switch len(vs) {
+		case 0:
+			continue
+		case 1:
+			claims[name] = vs[0]
+		default:
+			claims[name] = vs // resource (RFC 8707 §2) may repeat: a JSON array
 		}
-		claims[name] = vs[0]
 		if name == "max_age" {
 			n, err := strconv.Atoi(vs[0])
 			if err != nil {

@@ -23,7 +23,8 @@ func TestRequestObjectClaims(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now().Truncate(time.Second)
-	params := url.Values{"client_id": {"moat"}, "scope": {"openid"}, "max_age": {"60"}, "iss": {"evil"}, "aud": {"evil"}, "exp": {"9"}}
+	params := url.Values{"client_id": {"moat"}, "scope": {"openid"}, "max_age": {"60"}, "iss": {"evil"}, "aud": {"evil"}, "exp": {"9"},
+		"resource": {"https://a.example", "https://b.example"}}
 	raw, err := ks.RequestObject("moat", "https://idp.example", params, now)
 	if err != nil {
 		t.Fatal(err)
@@ -45,6 +46,9 @@ func TestRequestObjectClaims(t *testing.T) {
 		if c[name] != v {
 			t.Errorf("%s = %v, want %v", name, c[name], v)
 		}
+	}
+	if r, _ := c["resource"].([]any); len(r) != 2 || r[0] != "https://a.example" || r[1] != "https://b.example" {
+		t.Errorf("resource = %v, want both as an array", c["resource"])
 	}
 	if jti, _ := c["jti"].(string); len(jti) < 20 {
 		t.Errorf("jti %q", jti)

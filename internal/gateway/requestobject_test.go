@@ -215,3 +215,40 @@ func TestRealOPRefusesRequestWithoutObject(t *testing.T) {
 		t.Fatalf("a login without a request object was not refused: %s", e.logs.String())
 	}
 }
+
+// TestRequestObjectResources: several RFC 8707 resources travel in the
+// request object as an array, so the grant names each and every route's
+// resource-restricted token can be had.
+func TestRequestObjectResources(t *testing.T) {
+	for _, par := range []bool{false, true} {
+		path, ks := keyFile(t, "ES256")
+		var op *oidctest.Provider
+		a, b := newResourceUpstream(t, &op), newResourceUpstream(t, &op)
+		e := newEnv(t, func(c *config.Config) {
+			c.OIDC.RequestObject = true
+			c.OIDC.ClientKeyFile = path
+			c.Routes = append(c.Routes,
+				config.Route{Prefix: "/resource/a/", Upstream: a.URL + "/", Resource: "https://api-a.example/"},
+				config.Route{Prefix: "/resource/b/", Upstream: b.URL + "/", Resource: "https://api-b.example/"},
+			)
+		}, func(p *oidctest.Provider) {
+			p.Set(func(b *oidctest.Behavior) { b.PAR = par })
+			p.RequireRequestObjects(ks.Public())
+		})
+		op = e.op
+		br := e.browser()
+		br.login("/")
+		for _, up := range []struct {
+			path string
+			u    *resourceUpstream
+			want string
+		}{{"/resource/a/x", a, "https://api-a.example/"}, {"/resource/b/x", b, "https://api-b.example/"}} {
+			if r := br.api("GET", up.path); r.StatusCode != http.StatusOK {
+				t.Fatalf("par=%v %s: %s %s (OP: %q)", par, up.path, r.Status, r.body, e.op.RequestObjectError())
+			}
+			if got := up.u.last(); got != up.want {
+				t.Fatalf("par=%v %s: token for %q", par, up.path, got)
+			}
+		}
+	}
+}

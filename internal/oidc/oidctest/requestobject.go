@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -108,6 +109,14 @@ func (p *Provider) verifyRequestObject(raw string, outside url.Values) (url.Valu
 			params.Set(k, v)
 		case float64:
 			params.Set(k, strconv.FormatFloat(v, 'f', -1, 64))
+		case []any:
+			for _, e := range v {
+				s, ok := e.(string)
+				if !ok {
+					return fail("claim %s holds a %T", k, e)
+				}
+				params.Add(k, s)
+			}
 		default:
 			return fail("claim %s is a %T", k, v)
 		}
@@ -119,7 +128,7 @@ func (p *Provider) verifyRequestObject(raw string, outside url.Values) (url.Valu
 		return fail("client_id %q", params.Get("client_id"))
 	}
 	for k, vs := range outside {
-		if k != "request" && (len(vs) != 1 || vs[0] != params.Get(k)) {
+		if k != "request" && !slices.Equal(vs, params[k]) {
 			return fail("%s outside the request object differs", k)
 		}
 	}
