@@ -1,0 +1,63 @@
+package session_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/moat-bff/moat/internal/session"
+)
+
+// TestCoalesce: a caller is answered only by a round trip that started
+// after it called (one already on the wire may have been sent before the
+// logout it must see), and concurrent callers share round trips.
+func TestCoalesce(t *testing.T) {
+	var c session.Coalesce
+	var started atomic.Int64
+	release := make(chan struct{})
+	inTrip := make(chan int64, 10)
+	trip := func(context.Context) error {
+		n := started.Add(1)
+		inTrip <- n
+		<-release
+		return nil
+	}
+	ctx := context.Background()
+
+	// A starts round 1.
+	aDone := make(chan struct{})
+	go func() { c.Do(ctx, trip); close(aDone) }()
+	if n := <-inTrip; n != 1 {
+		t.Fatalf("first round = %d", n)
+	}
+	// B and C call while round 1 is on the wire.
+	var wg sync.WaitGroup
+	var bRound atomic.Int64
+	for range 2 {
+		wg.Go(func() {
+			c.Do(ctx, trip)
+			bRound.Store(started.Load())
+		})
+	}
+	time.Sleep(50 * time.Millisecond) // B and C have joined
+	release <- struct{}{}             // round 1 ends
+	<-aDone
+	select {
+	case n := <-inTrip: // round 2 starts for B and C
+		if n != 2 {
+			t.Fatalf("second round = %d", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no round trip started for the callers that joined during round 1")
+	}
+	release <- struct{}{}
+	wg.Wait()
+	if got := bRound.Load(); got != 2 {
+		t.Fatalf("callers that joined during round 1 were answered after round %d, want 2", got)
+	}
+	if n := started.Load(); n != 2 {
+		t.Fatalf("%d round trips for three callers in two waves, want 2", n)
+	}
+}
