@@ -42,10 +42,19 @@ func (s *Store) Watch(ctx context.Context, drop func(session.Key), flush func())
 }
 
 func (s *Store) watchLoop(ctx context.Context, drop func(session.Key), flush func()) {
+	quiet := false
 	for ctx.Err() == nil && !s.closed.Load() {
-		err := s.watchOnce(ctx, drop, flush)
+		up, err := s.watchOnce(ctx, drop, flush)
+		// Warn once per outage, not on every retry (a server that refuses
+		// tracking or LISTEN would otherwise log five lines a second).
+		if up {
+			quiet = false // it was up: this is a new outage
+		}
 		if ctx.Err() == nil && !s.closed.Load() {
-			s.log.Warn("PostgreSQL invalidation connection lost; the session cache is bypassed until it is back", "err", err)
+			if !quiet {
+				s.log.Warn("PostgreSQL invalidation connection lost; the session cache is bypassed until it is back", "err", err)
+			}
+			quiet = true
 		}
 		select {
 		case <-ctx.Done():
@@ -55,7 +64,7 @@ func (s *Store) watchLoop(ctx context.Context, drop func(session.Key), flush fun
 	}
 }
 
-func (s *Store) watchOnce(ctx context.Context, drop func(session.Key), flush func()) error {
+func (s *Store) watchOnce(ctx context.Context, drop func(session.Key), flush func()) (bool, error) {
 	cfg := s.pool.Config().ConnConfig.Copy()
 	cfg.OnNotification = func(_ *pgconn.PgConn, n *pgconn.Notification) {
 		if n.Channel == s.channel {
@@ -72,7 +81,7 @@ func (s *Store) watchOnce(ctx context.Context, drop func(session.Key), flush fun
 		if conn != nil {
 			conn.Close(context.Background())
 		}
-		return err
+		return false, err
 	}
 	// From here every change is notified; what changed before is unknown.
 	flush()
@@ -91,12 +100,12 @@ func (s *Store) watchOnce(ctx context.Context, drop func(session.Key), flush fun
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return true, ctx.Err()
 		case <-s.base.Done():
-			return errClosed
+			return true, errClosed
 		case <-t.C:
 			if err := s.roundTripListen(ctx); err != nil {
-				return err
+				return true, err
 			}
 		}
 	}

@@ -53,10 +53,19 @@ func (s *Store) Watch(ctx context.Context, drop func(session.Key), flush func())
 
 func (s *Store) watchLoop(ctx context.Context, drop func(session.Key), flush func()) {
 	prefix := s.recordKey("")
+	quiet := false
 	for ctx.Err() == nil && !s.closed.Load() {
-		err := s.watchOnce(ctx, prefix, drop, flush)
+		up, err := s.watchOnce(ctx, prefix, drop, flush)
+		// Warn once per outage, not on every retry (a server that refuses
+		// tracking or LISTEN would otherwise log five lines a second).
+		if up {
+			quiet = false // it was up: this is a new outage
+		}
 		if ctx.Err() == nil && !s.closed.Load() {
-			s.log.Warn("redis session store: invalidation connection lost; the session cache is bypassed until it is back", "err", err)
+			if !quiet {
+				s.log.Warn("redis session store: invalidation connection lost; the session cache is bypassed until it is back", "err", err)
+			}
+			quiet = true
 		}
 		select {
 		case <-ctx.Done():
@@ -67,10 +76,10 @@ func (s *Store) watchLoop(ctx context.Context, drop func(session.Key), flush fun
 
 // watchOnce sets up the tracking connections (one per node on a cluster)
 // and returns when one breaks or, on a cluster, the nodes change.
-func (s *Store) watchOnce(ctx context.Context, prefix string, drop func(session.Key), flush func()) error {
+func (s *Store) watchOnce(ctx context.Context, prefix string, drop func(session.Key), flush func()) (bool, error) {
 	c, err := s.conn(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	nodes := map[string]rueidis.Client{"": c}
 	if s.cfg.mode == modeCluster {
@@ -104,7 +113,7 @@ func (s *Store) watchOnce(ctx context.Context, prefix string, drop func(session.
 		err = dc.Do(rctx, dc.B().Arbitrary("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX").Args(prefix).Build()).Error()
 		rcancel()
 		if err != nil {
-			return err
+			return false, err
 		}
 		conns = append(conns, dc)
 	}
@@ -124,12 +133,12 @@ func (s *Store) watchOnce(ctx context.Context, prefix string, drop func(session.
 	for {
 		select {
 		case err := <-lost:
-			return err
+			return true, err
 		case <-ctx.Done():
-			return ctx.Err()
+			return true, ctx.Err()
 		case <-tick.C:
 			if s.cfg.mode == modeCluster && !sameNodes(nodes, c.Nodes()) {
-				return errors.New("cluster nodes changed")
+				return true, errors.New("cluster nodes changed")
 			}
 		}
 	}
