@@ -1,6 +1,10 @@
 package config
 
-import "github.com/moat-bff/moat/internal/clientauth"
+import (
+	"crypto/tls"
+
+	"github.com/moat-bff/moat/internal/clientauth"
+)
 
 // Audiences of client assertions (oidc.client_assertion_audience).
 const (
@@ -8,13 +12,36 @@ const (
 	AssertionAudEndpoint = "endpoint"
 )
 
-// validateClientKeys checks the private_key_jwt and request object
-// settings: both sign with the keys of client_key_file.
+// IsMTLS reports whether method authenticates with a TLS client
+// certificate (RFC 8705 §2).
+func IsMTLS(method string) bool { return method == AuthTLSClient || method == AuthSelfSignedTLS }
+
+// validateClientKeys checks the private_key_jwt, mTLS and request object
+// settings: all use the keys of client_key_file.
 func (c *Config) validateClientKeys(add func(key, format string, args ...any)) {
 	o := c.OIDC
+	if IsMTLS(o.ClientAuthMethod) {
+		switch {
+		case o.ClientCertFile == "" || o.ClientKeyFile == "":
+			add("oidc.client_cert_file", "and oidc.client_key_file are required with client_auth_method: %s: moat's TLS client certificate (PEM) and its private key", o.ClientAuthMethod)
+		default:
+			if _, err := tls.LoadX509KeyPair(o.ClientCertFile, o.ClientKeyFile); err != nil {
+				add("oidc.client_cert_file", "with oidc.client_key_file: %v", err)
+			}
+		}
+		if o.RequestObject && o.ClientKeyFile != "" {
+			if _, err := clientauth.Load(o.ClientKeyFile); err != nil {
+				add("oidc.client_key_file", "%v", err)
+			}
+		}
+		return
+	}
+	if o.ClientCertFile != "" {
+		add("oidc.client_cert_file", "is used only with client_auth_method: %s or %s", AuthTLSClient, AuthSelfSignedTLS)
+	}
 	if o.ClientAuthMethod != AuthPrivateKeyJWT && !o.RequestObject {
 		if o.ClientKeyFile != "" {
-			add("oidc.client_key_file", "is used only with client_auth_method: %s or request_object: true", AuthPrivateKeyJWT)
+			add("oidc.client_key_file", "is used only with client_auth_method: %s, %s or %s, or request_object: true", AuthPrivateKeyJWT, AuthTLSClient, AuthSelfSignedTLS)
 		}
 		return
 	}

@@ -153,12 +153,17 @@ type OIDC struct {
 	// MOAT_OIDC_CLIENT_SECRET or client_secret_file.
 	ClientSecret     secret.String `yaml:"client_secret"`
 	ClientSecretFile string        `yaml:"client_secret_file"`
-	// ClientAuthMethod is client_secret_basic, client_secret_post or
-	// private_key_jwt (OIDC Core §9, RFC 7523).
+	// ClientAuthMethod is client_secret_basic, client_secret_post,
+	// private_key_jwt (OIDC Core §9, RFC 7523), tls_client_auth or
+	// self_signed_tls_client_auth (RFC 8705 §2).
 	ClientAuthMethod string `yaml:"client_auth_method"`
 	// ClientKeyFile holds moat's private keys for private_key_jwt (PEM or
 	// a JWK set); the first signs, all are published at /auth/jwks.
 	ClientKeyFile string `yaml:"client_key_file"`
+	// ClientCertFile is moat's TLS client certificate (PEM, with its chain)
+	// for tls_client_auth and self_signed_tls_client_auth; its private key
+	// is ClientKeyFile.
+	ClientCertFile string `yaml:"client_cert_file"`
 	// ClientAssertionAudience is the aud of client assertions: issuer (the
 	// default, RFC 9126 §2, FAPI 2.0) or endpoint (the URL each assertion
 	// is sent to, for IdPs that accept only their token endpoint).
@@ -336,6 +341,10 @@ const (
 	// AuthPrivateKeyJWT signs a client assertion with moat's own key
 	// instead of sending a shared secret.
 	AuthPrivateKeyJWT = "private_key_jwt"
+	// AuthTLSClient and AuthSelfSignedTLS authenticate with a TLS client
+	// certificate (RFC 8705 §2); see clientauth.go.
+	AuthTLSClient     = "tls_client_auth"
+	AuthSelfSignedTLS = "self_signed_tls_client_auth"
 )
 
 // Env is how Load reads environment variables; os.LookupEnv in production.

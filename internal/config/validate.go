@@ -50,11 +50,11 @@ func (c *Config) Validate() error {
 	if o.ClientID == "" {
 		add("oidc.client_id", "is required: the client ID registered at the IdP")
 	}
-	if o.ClientSecret.IsZero() && o.ClientAuthMethod != AuthPrivateKeyJWT {
-		add("oidc.client_secret", "is required: moat is a confidential client; set it, client_secret_file, or MOAT_OIDC_CLIENT_SECRET (or use client_auth_method: private_key_jwt)")
+	if o.ClientSecret.IsZero() && o.ClientAuthMethod != AuthPrivateKeyJWT && !IsMTLS(o.ClientAuthMethod) {
+		add("oidc.client_secret", "is required: moat is a confidential client; set it, client_secret_file, or MOAT_OIDC_CLIENT_SECRET (or use client_auth_method: private_key_jwt or tls_client_auth)")
 	}
-	if !slices.Contains([]string{AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT}, o.ClientAuthMethod) {
-		add("oidc.client_auth_method", "%q is not supported; use %s, %s or %s", o.ClientAuthMethod, AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT)
+	if !slices.Contains([]string{AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthTLSClient, AuthSelfSignedTLS}, o.ClientAuthMethod) {
+		add("oidc.client_auth_method", "%q is not supported; use %s, %s, %s, %s or %s", o.ClientAuthMethod, AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthTLSClient, AuthSelfSignedTLS)
 	}
 	c.validateClientKeys(add)
 	if !slices.Contains([]string{"auto", "required", "off"}, o.PAR) {

@@ -512,6 +512,15 @@ func idpHTTPClient(cfg *config.Config, wrap func(http.RoundTripper) http.RoundTr
 		}
 		tlsCfg.RootCAs = pool
 	}
+	if config.IsMTLS(cfg.OIDC.ClientAuthMethod) {
+		// RFC 8705 §2: the certificate is moat's client authentication;
+		// it is offered only to servers that ask for one.
+		pair, err := tls.LoadX509KeyPair(cfg.OIDC.ClientCertFile, cfg.OIDC.ClientKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("oidc.client_cert_file: %w", err)
+		}
+		tlsCfg.Certificates = []tls.Certificate{pair}
+	}
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
 		Proxy: http.ProxyFromEnvironment, DialContext: d.DialContext, TLSClientConfig: tlsCfg,

@@ -127,7 +127,7 @@ func TestRequestObjectConfig(t *testing.T) {
 	}{
 		{config.OIDC{ClientSecret: "s", RequestObject: true}, "oidc.client_key_file: is required with request_object: true"},
 		{config.OIDC{ClientSecret: "s", RequestObject: true, ClientKeyFile: path}, ""},
-		{config.OIDC{ClientSecret: "s", ClientKeyFile: path}, "oidc.client_key_file: is used only with client_auth_method: private_key_jwt or request_object: true"},
+		{config.OIDC{ClientSecret: "s", ClientKeyFile: path}, "oidc.client_key_file: is used only with client_auth_method: private_key_jwt, tls_client_auth or self_signed_tls_client_auth, or request_object: true"},
 		{config.OIDC{ClientAuthMethod: config.AuthPrivateKeyJWT, ClientKeyFile: path, RequestObject: true}, ""},
 	} {
 		tc.o.Issuer, tc.o.ClientID = "http://127.0.0.1:9", "c"

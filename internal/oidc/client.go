@@ -56,9 +56,10 @@ type Config struct {
 	Issuer       string
 	ClientID     string
 	ClientSecret secret.String
-	// AuthMethod is client_secret_basic, client_secret_post or
-	// private_key_jwt; for the last, HTTPClient must add the assertion
-	// (clientauth.Transport).
+	// AuthMethod is client_secret_basic, client_secret_post,
+	// private_key_jwt (HTTPClient must add the assertion:
+	// clientauth.Transport), tls_client_auth or self_signed_tls_client_auth
+	// (HTTPClient must present the certificate; RFC 8705).
 	AuthMethod  string
 	Scopes      []string
 	RedirectURL string
@@ -139,6 +140,9 @@ type Metadata struct {
 	BackchannelLogoutSupported bool     `json:"backchannel_logout_supported"`
 	IDTokenSigningAlgs         []string `json:"id_token_signing_alg_values_supported"`
 	RequestObjectSigningAlgs   []string `json:"request_object_signing_alg_values_supported"`
+	// MTLSEndpointAliases are the endpoints to use with mTLS client
+	// authentication (RFC 8705 §5).
+	MTLSEndpointAliases map[string]string `json:"mtls_endpoint_aliases"`
 	// For moat init and moat check's provider report only.
 	ScopesSupported             []string `json:"scopes_supported"`
 	GrantTypesSupported         []string `json:"grant_types_supported"`
@@ -263,8 +267,16 @@ func (c *Client) discover(ctx context.Context) (*provider, error) {
 		return nil, err
 	}
 	style := oauth2.AuthStyleInHeader
-	if c.cfg.AuthMethod == "client_secret_post" || c.cfg.AuthMethod == "private_key_jwt" {
-		style = oauth2.AuthStyleInParams // for private_key_jwt, client_id only: the transport adds the assertion
+	if c.cfg.AuthMethod == "client_secret_post" || c.cfg.AuthMethod == "private_key_jwt" || IsMTLS(c.cfg.AuthMethod) {
+		// private_key_jwt: client_id only, the transport adds the
+		// assertion; mTLS: client_id only (RFC 8705 §2), the certificate
+		// authenticates.
+		style = oauth2.AuthStyleInParams
+	}
+	if IsMTLS(c.cfg.AuthMethod) {
+		if op, err = useMTLSAliases(ctx, op, &meta); err != nil {
+			return nil, err
+		}
 	}
 	if len(meta.TokenEndpointAuthMethods) > 0 && !slices.Contains(meta.TokenEndpointAuthMethods, c.cfg.AuthMethod) {
 		c.log.Warn("the provider does not list the configured client authentication method",
@@ -640,6 +652,8 @@ func (c *Client) postForm(ctx context.Context, endpoint string, form url.Values)
 		form.Set("client_secret", c.cfg.ClientSecret.Reveal())
 	case "private_key_jwt":
 		form.Set("client_id", c.cfg.ClientID) // the HTTP client's clientauth.Transport adds the assertion
+	case MTLSClientAuth, MTLSSelfSigned:
+		form.Set("client_id", c.cfg.ClientID) // RFC 8705 §2; the TLS client certificate authenticates
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {

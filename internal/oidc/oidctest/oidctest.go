@@ -108,6 +108,9 @@ type Request struct {
 	// ClientAuth is "client_secret_basic", "client_secret_post",
 	// "private_key_jwt" or "".
 	ClientAuth string
+	// MTLS: the request came to an mtls_endpoint_aliases endpoint (its Path
+	// is the plain endpoint's).
+	MTLS bool
 }
 
 // User is an account at the provider.
@@ -159,6 +162,9 @@ type Provider struct {
 
 	requestKeys   *jose.JSONWebKeySet // JAR: the client's public keys
 	requestObjErr string
+
+	tls  bool        // served over https with mtls_endpoint_aliases
+	mtls *clientCert // RFC 8705 client authentication, when set
 }
 
 // UseClientKeys makes the provider accept only private_key_jwt (OIDC Core
@@ -238,7 +244,9 @@ func New(t testing.TB, redirectURI string) *Provider {
 
 // Start starts a provider like New, outside a test (load harnesses,
 // benchmarks run as programs); the caller stops it with Close.
-func Start(redirectURI string) *Provider {
+func Start(redirectURI string) *Provider { return start(redirectURI, false) }
+
+func start(redirectURI string, useTLS bool) *Provider {
 	p := &Provider{
 		ClientID:       "moat-test",
 		ClientSecret:   "test-secret-" + random(24),
@@ -267,6 +275,10 @@ func Start(redirectURI string) *Provider {
 	mux.HandleFunc("POST /revoke", p.revoke)
 	mux.HandleFunc("GET /end_session", p.endSession)
 	mux.HandleFunc("POST /par", p.par)
+	if useTLS {
+		p.startTLS(mux)
+		return p
+	}
 	p.srv = httptest.NewServer(p.record(p.garbage(mux)))
 	p.Issuer = p.srv.URL
 	return p
@@ -366,6 +378,12 @@ func (p *Provider) record(next http.Handler) http.Handler {
 			req.ClientAuth = "client_secret_post"
 		} else if r.PostForm.Get("client_assertion") != "" {
 			req.ClientAuth = "private_key_jwt"
+		} else if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && r.Method == http.MethodPost {
+			req.ClientAuth = "tls_client_auth"
+		}
+		if p.tls {
+			req.Path = strings.TrimPrefix(req.Path, "/mtls") // MTLS says which
+			req.MTLS = strings.HasPrefix(r.URL.Path, "/mtls/")
 		}
 		p.mu.Lock()
 		p.requests = append(p.requests, req)
@@ -414,6 +432,17 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 	}
 	if !b.NoEndSession {
 		doc["end_session_endpoint"] = p.Issuer + "/end_session"
+	}
+	if p.tls {
+		aliases := map[string]string{"token_endpoint": p.Issuer + "/mtls/token", "userinfo_endpoint": p.Issuer + "/mtls/userinfo"}
+		if !b.NoRevocation {
+			aliases["revocation_endpoint"] = p.Issuer + "/mtls/revoke"
+		}
+		if b.PAR || b.RequirePAR {
+			aliases["pushed_authorization_request_endpoint"] = p.Issuer + "/mtls/par"
+		}
+		doc["mtls_endpoint_aliases"] = aliases
+		doc["token_endpoint_auth_methods_supported"] = []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth"}
 	}
 	if b.PAR || b.RequirePAR {
 		doc["pushed_authorization_request_endpoint"] = p.Issuer + "/par"
@@ -565,8 +594,11 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 
 func (p *Provider) clientAuthenticated(r *http.Request) bool {
 	p.mu.Lock()
-	keys := p.clientKeys
+	keys, mtls := p.clientKeys, p.mtls
 	p.mu.Unlock()
+	if mtls != nil {
+		return p.certValid(r, mtls)
+	}
 	if keys != nil {
 		return p.assertionValid(r, keys)
 	}

@@ -1,0 +1,142 @@
+package gateway_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moat-bff/moat/internal/config"
+	"github.com/moat-bff/moat/internal/oidc/oidctest"
+)
+
+// clientCertFiles writes a self-signed TLS client certificate and its key
+// as PEM files.
+func clientCertFiles(t *testing.T) (certFile, keyFile string, leaf *x509.Certificate) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "moat-client"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ = x509.ParseCertificate(der)
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+	return certFile, keyFile, leaf
+}
+
+// TestMTLSLogin: with client_auth_method self_signed_tls_client_auth moat
+// presents oidc.client_cert_file to an https IdP that asks for it, and
+// every client-authenticated call (PAR, code exchange, revocation at
+// logout) and UserInfo goes to the IdP's mtls_endpoint_aliases with no
+// secret; a certificate the IdP does not know fails the login.
+func TestMTLSLogin(t *testing.T) {
+	for _, known := range []bool{true, false} {
+		certFile, keyFile, leaf := clientCertFiles(t)
+		_, _, other := clientCertFiles(t)
+		var op *oidctest.Provider
+		e := newEnv(t, func(c *config.Config) {
+			op = oidctest.NewTLS(t, c.PublicURL+"/auth/callback")
+			op.Set(func(b *oidctest.Behavior) { b.PAR = true })
+			if known {
+				op.UseSelfSignedClientCert(leaf)
+			} else {
+				op.UseSelfSignedClientCert(other)
+			}
+			c.OIDC.Issuer, c.OIDC.ClientID, c.OIDC.ClientSecret = op.Issuer, op.ClientID, ""
+			c.OIDC.ClientAuthMethod = config.AuthSelfSignedTLS
+			c.OIDC.ClientCertFile, c.OIDC.ClientKeyFile = certFile, keyFile
+			c.OIDC.CAFile = op.CAFile(t)
+		})
+		b := e.browser()
+		r := b.get("/auth/login?returnTo=/")
+		if !known {
+			if r.StatusCode < 500 || !strings.Contains(op.CertError(), "not the registered certificate") {
+				t.Fatalf("login with an unknown certificate: %s, provider %q", r.Status, op.CertError())
+			}
+			continue
+		}
+		if r.StatusCode != http.StatusFound {
+			t.Fatalf("login: %s %s (provider: %q)", r.Status, r.body, op.CertError())
+		}
+		userAgent := &http.Client{
+			Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: op.RootCAs()}},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+		resp, err := userAgent.Get(r.Header.Get("Location"))
+		if err != nil || resp.StatusCode != http.StatusFound {
+			t.Fatalf("authorize: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		b.get(resp.Header.Get("Location"))
+		if b.sessionCookie() == nil {
+			t.Fatalf("no session (provider: %q)", op.CertError())
+		}
+		if r := b.api("GET", "/auth/userinfo"); r.StatusCode != http.StatusOK || !strings.Contains(string(r.body), "alice@example.com") {
+			t.Fatalf("userinfo: %s %s", r.Status, r.body)
+		}
+		if r := b.api("POST", "/auth/logout"); r.StatusCode != http.StatusOK {
+			t.Fatalf("logout: %s", r.Status)
+		}
+		e.eventually("the refresh token is revoked", func() bool {
+			for _, req := range op.Requests() {
+				if req.Path == "/revoke" {
+					return true
+				}
+			}
+			return false
+		})
+		for _, req := range op.Requests() {
+			if req.Method == http.MethodPost || req.Path == "/userinfo" {
+				if !req.MTLS || (req.Method == http.MethodPost && req.ClientAuth != "tls_client_auth") {
+					t.Errorf("%s %s: mtls alias %v, client auth %q", req.Method, req.Path, req.MTLS, req.ClientAuth)
+				}
+			}
+		}
+	}
+}
+
+// TestMTLSConfig: the mTLS settings name their keys.
+func TestMTLSConfig(t *testing.T) {
+	certFile, keyFile, _ := clientCertFiles(t)
+	_, otherKey, _ := clientCertFiles(t)
+	for _, tc := range []struct {
+		o    config.OIDC
+		want string // "" valid
+	}{
+		{config.OIDC{ClientAuthMethod: config.AuthTLSClient}, "oidc.client_cert_file: and oidc.client_key_file are required with client_auth_method: tls_client_auth"},
+		{config.OIDC{ClientAuthMethod: config.AuthSelfSignedTLS, ClientCertFile: certFile, ClientKeyFile: otherKey}, "oidc.client_cert_file: with oidc.client_key_file: tls: private key does not match public key"},
+		{config.OIDC{ClientSecret: "s", ClientCertFile: certFile}, "oidc.client_cert_file: is used only with client_auth_method: tls_client_auth or self_signed_tls_client_auth"},
+		{config.OIDC{ClientAuthMethod: config.AuthTLSClient, ClientCertFile: certFile, ClientKeyFile: keyFile}, ""},
+		{config.OIDC{ClientAuthMethod: config.AuthSelfSignedTLS, ClientCertFile: certFile, ClientKeyFile: keyFile, RequestObject: true}, ""},
+	} {
+		tc.o.Issuer, tc.o.ClientID = "http://127.0.0.1:9", "c"
+		c := &config.Config{Listen: "127.0.0.1:0", PublicURL: "http://127.0.0.1:4001", OIDC: tc.o}
+		c.SetDefaults()
+		err := c.Validate()
+		if tc.want == "" && err != nil {
+			t.Errorf("Validate(%+v) = %v", tc.o, err)
+		}
+		if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("Validate(%+v) = %v, want %q", tc.o, err, tc.want)
+		}
+	}
+}
