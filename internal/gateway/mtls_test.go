@@ -8,8 +8,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -138,5 +140,58 @@ func TestMTLSConfig(t *testing.T) {
 		if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("Validate(%+v) = %v, want %q", tc.o, err, tc.want)
 		}
+	}
+}
+
+// TestMTLSBoundTokens: the IdP binds access tokens to moat's certificate
+// (RFC 8705 §3, cnf x5t#S256); an upstream that enforces the binding
+// accepts them when the route presents the same certificate
+// (routes[].client_cert_file and client_key_file), and refuses the token
+// on a route that does not.
+func TestMTLSBoundTokens(t *testing.T) {
+	certFile, keyFile, leaf := clientCertFiles(t)
+	var op *oidctest.Provider
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		at, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		bound := op.AccessTokenCertBinding(at)
+		if bound == "" || len(r.TLS.PeerCertificates) == 0 || oidctest.CertThumbprint(r.TLS.PeerCertificates[0]) != bound {
+			w.WriteHeader(http.StatusUnauthorized) // RFC 8705 §3: the presenter does not hold the bound key
+			return
+		}
+		io.WriteString(w, `{"bound":true}`)
+	}))
+	up.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
+	up.StartTLS()
+	t.Cleanup(up.Close)
+	upCA := filepath.Join(t.TempDir(), "up-ca.pem")
+	os.WriteFile(upCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw}), 0o600)
+	e := newEnv(t, func(c *config.Config) {
+		op = oidctest.NewTLS(t, c.PublicURL+"/auth/callback")
+		op.UseSelfSignedClientCert(leaf)
+		c.OIDC.Issuer, c.OIDC.ClientID, c.OIDC.ClientSecret = op.Issuer, op.ClientID, ""
+		c.OIDC.ClientAuthMethod = config.AuthSelfSignedTLS
+		c.OIDC.ClientCertFile, c.OIDC.ClientKeyFile = certFile, keyFile
+		c.OIDC.CAFile = op.CAFile(t)
+		c.Routes = append(c.Routes,
+			config.Route{Prefix: "/bound/", Upstream: up.URL + "/", CAFile: upCA, ClientCertFile: certFile, ClientKeyFile: keyFile},
+			config.Route{Prefix: "/unbound/", Upstream: up.URL + "/", CAFile: upCA})
+	})
+	b := e.browser()
+	r := b.get("/auth/login?returnTo=/")
+	userAgent := &http.Client{
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: op.RootCAs()}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	resp, err := userAgent.Get(r.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	b.get(resp.Header.Get("Location"))
+	if r := b.api("GET", "/bound/x"); r.StatusCode != http.StatusOK || !strings.Contains(string(r.body), `"bound":true`) {
+		t.Fatalf("bound route: %s %s", r.Status, r.body)
+	}
+	if r := b.api("GET", "/unbound/x"); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a route without the certificate: %s, want the upstream's 401", r.Status)
 	}
 }

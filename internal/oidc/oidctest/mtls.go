@@ -131,3 +131,28 @@ func (p *Provider) RootCAs() *x509.CertPool {
 	pool.AddCert(p.srv.Certificate())
 	return pool
 }
+
+// bindCert binds g's tokens to the client certificate of r when the client
+// authenticated with it (RFC 8705 §3).
+func (p *Provider) bindCert(r *http.Request, g *grant) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mtls == nil || r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return
+	}
+	g.certThumb = CertThumbprint(r.TLS.PeerCertificates[0])
+}
+
+// CertThumbprint is a certificate's x5t#S256 (RFC 8705 §3.1).
+func CertThumbprint(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	return b64(sum[:])
+}
+
+// AccessTokenCertBinding returns the x5t#S256 an access token is bound to
+// (its cnf claim, RFC 8705 §3.1), or "" for an unbound or unknown token.
+func (p *Provider) AccessTokenCertBinding(at string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.accessCert[at]
+}

@@ -130,6 +130,7 @@ type grant struct {
 	resources     []string // RFC 8707 resources named at authorization
 	refreshTokens []string // issued, newest last
 	revoked       bool
+	certThumb     string // RFC 8705 §3: x5t#S256 of the client certificate its tokens are bound to
 }
 
 // Provider is a running fake OpenID Provider.
@@ -163,8 +164,9 @@ type Provider struct {
 	requestKeys   *jose.JSONWebKeySet // JAR: the client's public keys
 	requestObjErr string
 
-	tls  bool        // served over https with mtls_endpoint_aliases
-	mtls *clientCert // RFC 8705 client authentication, when set
+	accessCert map[string]string // access token → x5t#S256 it is bound to
+	tls        bool              // served over https with mtls_endpoint_aliases
+	mtls       *clientCert       // RFC 8705 client authentication, when set
 }
 
 // UseClientKeys makes the provider accept only private_key_jwt (OIDC Core
@@ -259,6 +261,7 @@ func start(redirectURI string, useTLS bool) *Provider {
 		spentRT:        map[string]*grant{},
 		pushed:         map[string]url.Values{},
 		accessResource: map[string]string{},
+		accessCert:     map[string]string{},
 	}
 	p.RotateKey()
 	p.AddUser(User{Subject: "alice", Claims: map[string]any{
@@ -443,6 +446,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		}
 		doc["mtls_endpoint_aliases"] = aliases
 		doc["token_endpoint_auth_methods_supported"] = []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth"}
+		doc["tls_client_certificate_bound_access_tokens"] = true
 	}
 	if b.PAR || b.RequirePAR {
 		doc["pushed_authorization_request_endpoint"] = p.Issuer + "/par"
@@ -639,6 +643,7 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 			oauthError(w, http.StatusBadRequest, "invalid_grant")
 			return
 		}
+		p.bindCert(r, g)
 		p.issue(w, g, true)
 	case "refresh_token":
 		if b.RefreshErrorStatus != 0 {
@@ -677,6 +682,7 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 			oauthError(w, http.StatusBadRequest, "invalid_grant")
 			return
 		}
+		p.bindCert(r, g)
 		if res := r.PostForm.Get("resource"); res != "" {
 			if !slices.Contains(g.resources, res) { // RFC 8707 §2.2: only what the grant named
 				oauthError(w, http.StatusBadRequest, "invalid_target")
@@ -714,6 +720,9 @@ func (p *Provider) issueFor(w http.ResponseWriter, g *grant, newRT bool, resourc
 	b := p.behavior
 	at := "at-" + random(24)
 	p.access[at] = g
+	if g.certThumb != "" {
+		p.accessCert[at] = g.certThumb
+	}
 	if resource != "" {
 		p.accessResource[at] = resource
 	}
