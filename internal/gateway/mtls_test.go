@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"math/big"
@@ -18,8 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/oidc/oidctest"
+	"github.com/moat-bff/moat/internal/realop"
 )
 
 // clientCertFiles writes a self-signed TLS client certificate and its key
@@ -193,5 +197,57 @@ func TestMTLSBoundTokens(t *testing.T) {
 	}
 	if r := b.api("GET", "/unbound/x"); r.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("a route without the certificate: %s, want the upstream's 401", r.Status)
+	}
+}
+
+// TestRealOPMTLS: the whole life cycle against the real oidc-provider on
+// https with self_signed_tls_client_auth (the certificate registered as
+// x5c) and certificate-bound access tokens: login, an API call whose token
+// the provider confirms, UserInfo (which the provider answers only to the
+// bound certificate), a refresh, and logout with the refresh token revoked.
+func TestRealOPMTLS(t *testing.T) {
+	certFile, keyFile, leaf := clientCertFiles(t)
+	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: leaf.PublicKey, Certificates: []*x509.Certificate{leaf}, Use: "sig"}}})
+	e := newRealEnv(t, realop.Options{TLS: true, ClientAuthMethod: config.AuthSelfSignedTLS, ClientJWKS: jwks}, func(c *config.Config) {
+		c.OIDC.ClientSecret = ""
+		c.OIDC.ClientAuthMethod = config.AuthSelfSignedTLS
+		c.OIDC.ClientCertFile, c.OIDC.ClientKeyFile = certFile, keyFile
+	})
+	ua := e.op.UserAgent("alice")
+	e.login(t, ua)
+	if r := e.api(t, ua, http.MethodGet, "/resource/api/x"); r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"sub":"alice"`) {
+		t.Fatalf("API call: %d %s\n%s", r.Status, r.Body, e.op.Stderr())
+	}
+	if r := e.api(t, ua, http.MethodGet, "/auth/userinfo"); r.Status != http.StatusOK || !strings.Contains(string(r.Body), "alice@example.test") {
+		t.Fatalf("userinfo: %d %s\n%s", r.Status, r.Body, e.op.Stderr())
+	}
+	first := e.tokens(t, ua)
+	in, err := e.op.Introspection(first.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cnf, _ := in["cnf"].(map[string]any); cnf["x5t#S256"] != oidctest.CertThumbprint(leaf) {
+		t.Fatalf("the access token is not bound to moat's certificate: cnf %v", in["cnf"])
+	}
+	e.expire(t, ua)
+	if r := e.api(t, ua, http.MethodGet, "/resource/api/x"); r.Status != http.StatusOK {
+		t.Fatalf("API call after expiry: %d %s\n%s", r.Status, r.Body, e.op.Stderr())
+	}
+	rt := e.tokens(t, ua).RefreshToken
+	if e.tokens(t, ua).AccessToken == first.AccessToken {
+		t.Fatal("no refresh happened")
+	}
+	if r := e.api(t, ua, http.MethodPost, "/auth/logout"); r.Status != http.StatusOK {
+		t.Fatalf("logout: %d %s", r.Status, r.Body)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, active, err := e.op.Introspect(rt); err == nil && !active {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the refresh token is still active after logout\n%s", e.op.Stderr())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -96,6 +96,7 @@ func newRealEnv(t *testing.T, opts realop.Options, mods ...any) *realEnv {
 			Issuer: e.op.Issuer, ClientID: e.op.ClientID, ClientSecret: secret.String(e.op.ClientSecret),
 			Scopes:                []string{"openid", "profile", "email"},
 			PostLogoutRedirectURL: e.url + "/logged-out",
+			CAFile:                e.op.CAFile, // "" unless realop.Options.TLS
 		},
 		Session: config.Session{Keys: []secret.String{secret.String(session.NewKey())}},
 		Routes:  []config.Route{{Prefix: "/resource/api/", Upstream: e.upstream.URL + "/api/"}},

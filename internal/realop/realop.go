@@ -12,6 +12,7 @@ package realop
 import (
 	"bufio"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -87,6 +88,12 @@ type Options struct {
 	// prompt=consent. Otherwise every client allowed the refresh_token
 	// grant gets one.
 	StrictOfflineAccess bool
+	// TLS serves the provider on https with a certificate of its own
+	// (OP.CAFile, OP.HTTPClient), asks clients for certificates and turns
+	// on RFC 8705: tls_client_auth, self_signed_tls_client_auth (the
+	// client's certificate registered as x5c in ClientJWKS) and
+	// certificate-bound access tokens for the default client.
+	TLS bool
 }
 
 // OP is a running provider.
@@ -100,6 +107,11 @@ type OP struct {
 	Clients []Client
 
 	rsID, rsSecret string // the introspecting resource server
+
+	// CAFile is the PEM certificate of the provider's https listener
+	// (Options.TLS), for oidc.ca_file; "" on http.
+	CAFile     string
+	httpClient *http.Client
 
 	mu     sync.Mutex
 	stderr strings.Builder
@@ -159,6 +171,7 @@ func Start(t testing.TB, opts Options) *OP {
 		ResponseTypes          []string        `json:"response_types"`
 		AuthMethod             string          `json:"token_endpoint_auth_method"`
 		JWKS                   json.RawMessage `json:"jwks,omitempty"`
+		CertBound              bool            `json:"tls_client_certificate_bound_access_tokens,omitempty"`
 		RequestObjectAlg       string          `json:"request_object_signing_alg,omitempty"`
 		RequireRequestObject   bool            `json:"require_signed_request_object,omitempty"`
 	}
@@ -182,6 +195,7 @@ func Start(t testing.TB, opts Options) *OP {
 			GrantTypes:    []string{"authorization_code", "refresh_token", "client_credentials"},
 			ResponseTypes: []string{"code"}, AuthMethod: c.AuthMethod, JWKS: c.JWKS,
 			RequestObjectAlg: c.RequestObjectSigningAlg, RequireRequestObject: c.RequestObjectSigningAlg != "",
+			CertBound: opts.TLS && i == 0,
 		})
 		if c.RequestObjectSigningAlg != "" {
 			requestObjects = true
@@ -202,6 +216,13 @@ func Start(t testing.TB, opts Options) *OP {
 		"strict_offline_access": opts.StrictOfflineAccess,
 		"request_objects":       requestObjects,
 	}
+	op := &OP{Clients: clients, ClientID: clients[0].ID, ClientSecret: clients[0].Secret, rsID: rs.ID, rsSecret: rs.Secret, httpClient: http.DefaultClient}
+	if opts.TLS {
+		certFile, keyFile, pool := serverCert(t)
+		settings["tls_cert"], settings["tls_key"] = certFile, keyFile
+		op.CAFile = certFile
+		op.httpClient = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	}
 	b, err := json.Marshal(settings)
 	if err != nil {
 		t.Fatal(err)
@@ -211,7 +232,6 @@ func Start(t testing.TB, opts Options) *OP {
 		t.Fatal(err)
 	}
 
-	op := &OP{Clients: clients, ClientID: clients[0].ID, ClientSecret: clients[0].Secret, rsID: rs.ID, rsSecret: rs.Secret}
 	cmd := exec.Command("node", filepath.Join(Dir(), "provider.mjs"), file)
 	cmd.Dir = Dir()
 	stdin, err := cmd.StdinPipe()
@@ -283,30 +303,39 @@ func (op *OP) Stderr() string {
 // Introspect asks the provider whether token is active (RFC 7662), as a
 // resource server would, and returns its subject.
 func (op *OP) Introspect(token string) (sub string, active bool, err error) {
-	form := url.Values{"token": {token}}
-	req, err := http.NewRequest(http.MethodPost, op.Issuer+"/token/introspection", strings.NewReader(form.Encode()))
+	out, err := op.Introspection(token)
 	if err != nil {
 		return "", false, err
 	}
+	sub, _ = out["sub"].(string)
+	active, _ = out["active"].(bool)
+	return sub, active, nil
+}
+
+// Introspection returns the provider's whole introspection answer for
+// token (RFC 7662 §2.2), e.g. its cnf binding (RFC 8705 §3.2).
+func (op *OP) Introspection(token string) (map[string]any, error) {
+	form := url.Values{"token": {token}}
+	req, err := http.NewRequest(http.MethodPost, op.Issuer+"/token/introspection", strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(url.QueryEscape(op.rsID), url.QueryEscape(op.rsSecret))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := op.httpClient.Do(req)
 	if err != nil {
-		return "", false, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(resp.Body)
-		return "", false, fmt.Errorf("introspection: %s %s", resp.Status, b)
+		return nil, fmt.Errorf("introspection: %s %s", resp.Status, b)
 	}
-	var out struct {
-		Active bool   `json:"active"`
-		Sub    string `json:"sub"`
-	}
+	out := map[string]any{}
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return "", false, err
+		return nil, err
 	}
-	return out.Sub, out.Active, nil
+	return out, nil
 }
 
 type writerFunc func([]byte) (int, error)

@@ -45,6 +45,7 @@ func (op *OP) UserAgent(login string) *UserAgent {
 	iss, _ := url.Parse(op.Issuer)
 	return &UserAgent{
 		Client: &http.Client{
+			Transport:     op.httpClient.Transport,
 			Jar:           jar,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},

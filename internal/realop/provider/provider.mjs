@@ -6,14 +6,21 @@
 // storage, devInteractions (any login, any password).
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import Provider, { errors } from 'oidc-provider';
 
 const settings = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 
-const server = http.createServer();
+// With tls_cert, https: client certificates are asked for (not required:
+// browsers have none) and checked by oidc-provider's mTLS feature.
+const server = settings.tls_cert
+  ? https.createServer({
+    cert: readFileSync(settings.tls_cert), key: readFileSync(settings.tls_key), requestCert: true, rejectUnauthorized: false,
+  })
+  : http.createServer();
 server.listen(0, '127.0.0.1', () => {
   const { port } = server.address();
-  const issuer = `http://127.0.0.1:${port}`;
+  const issuer = `${settings.tls_cert ? 'https' : 'http'}://127.0.0.1:${port}`;
   const resources = settings.resources || {};
   const provider = new Provider(issuer, {
     clients: settings.clients,
@@ -33,6 +40,8 @@ server.listen(0, '127.0.0.1', () => {
       };
     },
     pkce: { required: () => true },
+    clientAuthMethods: ['client_secret_basic', 'client_secret_jwt', 'client_secret_post', 'private_key_jwt', 'none',
+      ...(settings.tls_cert ? ['self_signed_tls_client_auth'] : [])],
     ttl: {
       AccessToken: settings.access_token_ttl || 3600,
       IdToken: 3600,
@@ -60,6 +69,18 @@ server.listen(0, '127.0.0.1', () => {
       backchannelLogout: { enabled: true },
       pushedAuthorizationRequests: { enabled: true, requirePushedAuthorizationRequests: !!settings.require_par },
       clientCredentials: { enabled: true },
+      // RFC 8705 on the https listener: self-signed client certificates
+      // are registered as x5c in the client's jwks; no CA is trusted.
+      mTLS: {
+        enabled: !!settings.tls_cert,
+        certificateBoundAccessTokens: true,
+        selfSignedTlsClientAuth: true,
+        tlsClientAuth: false,
+        getCertificate(ctx) {
+          const cert = ctx.req.socket.getPeerX509Certificate?.();
+          return cert || undefined;
+        },
+      },
       // JAR (RFC 9101), as strict as FAPI 2.0 asks: the typ header of
       // RFC 9101 §10.8, and exp, nbf and jti present.
       requestObjects: {
