@@ -48,33 +48,22 @@ func reportProblems(stderr io.Writer, path string, err error) error {
 // migrate is `moat migrate`: it creates the session store (the PostgreSQL
 // schema and table, the bolt file) as serve would, and exits.
 func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	path, err := configFlag("migrate", "Creates or migrates the session store named by session.store (PostgreSQL schema and table,\nbolt file), as moat serve does at start, and exits.", args, stdout, stderr)
-	if err != nil {
-		return err
-	}
-	cfg, err := loadConfig(path, stderr)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	store, err := backend.Open(ctx, cfg.Session.Store, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return reportProblems(stderr, path, fmt.Errorf("session.store: %w", err))
-	}
-	defer store.Close()
-	if err := store.Ping(ctx); err != nil {
-		return reportProblems(stderr, path, fmt.Errorf("session.store: %w", err))
-	}
-	fmt.Fprintf(stdout, "%s: session store ready\n", backend.Redact(cfg.Session.Store))
-	return nil
+	return onStore(ctx, "migrate", "Creates or migrates the session store named by session.store (PostgreSQL schema and table,\nbolt file), as moat serve does at start, and exits.",
+		"session store ready", args, stdout, stderr, func(ctx context.Context, store session.Store) error { return store.Ping(ctx) })
 }
 
 // resetKeyCheck is `moat reset-key-check`: it removes the marker that makes
 // moat refuse keys which cannot open the sessions in the store. Those
 // sessions then end: the recovery when none of them is worth keeping.
 func resetKeyCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	path, err := configFlag("reset-key-check", "Removes the session key-check marker from session.store, so that moat starts with keys\nthat cannot open the sessions there: those users are logged out. For a store whose sessions\nnobody needs (e.g. one a test run with a throwaway key left behind).", args, stdout, stderr)
+	return onStore(ctx, "reset-key-check", "Removes the session key-check marker from session.store, so that moat starts with keys\nthat cannot open the sessions there: those users are logged out. For a store whose sessions\nnobody needs (e.g. one a test run with a throwaway key left behind).",
+		"key-check marker removed; moat now starts with any key, and sessions sealed with other keys end", args, stdout, stderr, session.ForgetKeys)
+}
+
+// onStore is a store command: it loads --config, opens session.store as
+// serve does, runs do on it and prints done.
+func onStore(ctx context.Context, name, doc, done string, args []string, stdout, stderr io.Writer, do func(context.Context, session.Store) error) error {
+	path, err := configFlag(name, doc, args, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -89,9 +78,9 @@ func resetKeyCheck(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return reportProblems(stderr, path, fmt.Errorf("session.store: %w", err))
 	}
 	defer store.Close()
-	if err := session.ForgetKeys(ctx, store); err != nil {
+	if err := do(ctx, store); err != nil {
 		return reportProblems(stderr, path, fmt.Errorf("session.store: %w", err))
 	}
-	fmt.Fprintf(stdout, "%s: key-check marker removed; moat now starts with any key, and sessions sealed with other keys end\n", backend.Redact(cfg.Session.Store))
+	fmt.Fprintf(stdout, "%s: %s\n", backend.Redact(cfg.Session.Store), done)
 	return nil
 }
