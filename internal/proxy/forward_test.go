@@ -24,7 +24,7 @@ var hostileHeaders = []string{
 	"X-MS-CLIENT-PRINCIPAL", "X-MS-CLIENT-PRINCIPAL-NAME", "X-MS-CLIENT-PRINCIPAL-ID", "X-MS-TOKEN-AAD-ACCESS-TOKEN",
 	"X-Goog-Authenticated-User-Email", "X-Goog-Authenticated-User-Id", "X-Goog-IAP-JWT-Assertion",
 	"Cf-Access-Jwt-Assertion", "Cf-Access-Authenticated-User-Email", "X-Pomerium-Jwt-Assertion",
-	"X-CSRF", "Origin", "Referer", "Sec-Fetch-Site", "Expect", "X-Unknown-App-Header",
+	"X-CSRF", "Referer", "Sec-Fetch-Site", "Expect", "X-Unknown-App-Header",
 }
 
 // Only the default end-to-end headers and the route's forward_headers reach
@@ -49,7 +49,7 @@ func TestForwardHeadersAllowList(t *testing.T) {
 		"If-Unmodified-Since": "Mon, 01 Jan 2024 00:00:00 GMT", "If-Range": `"v1"`, "Range": "bytes=0-9",
 		"Cache-Control": "no-cache", "Pragma": "no-cache",
 		"Traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "Tracestate": "a=b", "Baggage": "k=v",
-		"X-Request-Id": "req-1", "User-Agent": "test-browser",
+		"X-Request-Id": "req-1", "User-Agent": "test-browser", "Origin": "https://app.example.com",
 	}
 	for _, prefix := range []string{"/api/", "/app/"} {
 		for _, spell := range []func(string) string{http.CanonicalHeaderKey, func(s string) string { return s }} {

@@ -11,7 +11,9 @@ import (
 // end-to-end headers a browser's API call needs (RFC 9110 §12 content
 // negotiation, §13 conditional requests, §14 ranges; RFC 9111 §5.2 cache
 // directives; W3C Trace Context and Baggage; moat's request ID; the user
-// agent) and the WebSocket handshake's (RFC 6455 §4.1). Connection, Upgrade
+// agent) and the WebSocket handshake's (RFC 6455 §4.1). Origin is among
+// them: the browser sets it, moat has checked it (CSRF rules), and WebSocket
+// servers refuse handshakes without it (x/net/websocket). Connection, Upgrade
 // and Te reach Rewrite only as httputil.ReverseProxy rebuilt them for an
 // upgrade or for trailers. Every other header the browser sent is dropped:
 // an allow-list, because the headers upstream frameworks give meaning to
@@ -24,6 +26,7 @@ var DefaultForwardHeaders = []string{
 	"Cache-Control", "Pragma",
 	"Traceparent", "Tracestate", "Baggage",
 	"X-Request-Id", "User-Agent",
+	"Origin",
 	"Connection", "Upgrade", "Te",
 	"Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Protocol", "Sec-Websocket-Extensions",
 }
