@@ -84,6 +84,9 @@ type Server struct {
 	// WebSocketCheck is how often an open WebSocket's session is checked;
 	// a socket whose session ended is closed within about this long.
 	WebSocketCheck Duration `yaml:"websocket_check"`
+	// WebSocketMaxPerSession caps the WebSockets one session holds open on
+	// this replica; the next handshake gets 429. Default 8.
+	WebSocketMaxPerSession int `yaml:"websocket_max_per_session"`
 }
 
 // Limits are token buckets, per client IP and per session, so one client
@@ -526,6 +529,9 @@ func (c *Config) SetDefaults() {
 	defDur(&c.Server.WriteTimeout, 30*time.Second)
 	defDur(&c.Server.ShutdownGrace, 30*time.Second)
 	defDur(&c.Server.WebSocketCheck, 5*time.Second)
+	if c.Server.WebSocketMaxPerSession == 0 {
+		c.Server.WebSocketMaxPerSession = 8
+	}
 	if c.Server.MaxHeaderBytes == 0 {
 		c.Server.MaxHeaderBytes = 32 << 10
 	}

@@ -199,6 +199,9 @@ func (c *Config) Validate() error {
 			add("public_url", "must be https when moat serves TLS itself")
 		}
 	}
+	if c.Server.WebSocketMaxPerSession < 0 {
+		add("server.websocket_max_per_session", "%d is negative; use at least 1 (default 8)", c.Server.WebSocketMaxPerSession)
+	}
 	if c.Server.MaxHeaderBytes < 1024 {
 		add("server.max_header_bytes", "%d is too small; use at least 1024", c.Server.MaxHeaderBytes)
 	}

@@ -65,6 +65,7 @@ type Gateway struct {
 	current   atomic.Pointer[served]
 	mu        sync.Mutex // serializes Reload and registrations
 	handlers  []registration
+	sockets   *server.Sockets // open WebSockets per session, across reloads
 	fa        *forwardauth.Handler
 	clients   *clienttoken.Cache // client-credentials tokens, kept across reloads
 	// clientJWKS is the public JWK set of the client keys (private_key_jwt,
@@ -170,7 +171,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 		Sessions: sessions, Refresher: idp, Skew: cfg.OIDC.RefreshSkew.D(),
 		LeaseTTL: cfg.OIDC.Timeout.D() + 5*time.Second, Logger: log, OnRefresh: m.Refresh,
 	})
-	g := &Gateway{Sessions: sessions, Tokens: tokens, IdP: idp, Metrics: m, log: log, tracing: o.Tracing, store: store, stopWatch: stopWatch,
+	g := &Gateway{sockets: server.NewSockets(), Sessions: sessions, Tokens: tokens, IdP: idp, Metrics: m, log: log, tracing: o.Tracing, store: store, stopWatch: stopWatch,
 		Revoker: revoke.Start(idp, log, revoke.Options{}), clients: clienttoken.New(idp, cfg.OIDC.RefreshSkew.D(), o.Now)}
 	g.pending = newPending(cfg, sessions, m)
 	if clientKeys != nil {
@@ -249,7 +250,7 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 		},
 	})
 	srv, err := server.New(server.Deps{Config: cfg, Logger: g.log, Sessions: g.Sessions, Tokens: g.Tokens, IdP: g.IdP,
-		Routes: table, Revoker: g.Revoker, Metrics: m, ClientTokens: g.clients, Pending: g.pending, ClientJWKS: g.clientJWKS})
+		Routes: table, Revoker: g.Revoker, Metrics: m, ClientTokens: g.clients, Pending: g.pending, ClientJWKS: g.clientJWKS, Sockets: g.sockets})
 	if err != nil {
 		return nil, err
 	}

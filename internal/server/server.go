@@ -49,6 +49,8 @@ type Deps struct {
 	// Pending caps login transactions in flight; nil builds one from
 	// Config (without metrics).
 	Pending *pending.Cap
+	// Sockets counts open WebSockets per session; a Server of its own when nil.
+	Sockets *Sockets
 }
 
 // Server is an http.Handler for moat's main listener.
@@ -67,6 +69,7 @@ type Server struct {
 	clientTokens *clienttoken.Cache
 	csrf         *csrf.Policy
 	mux          *http.ServeMux
+	sockets      *Sockets
 	handler      http.Handler
 
 	probeMu sync.Mutex
@@ -91,7 +94,10 @@ func New(d Deps) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: d.Logger, sessions: d.Sessions, tokens: d.Tokens, idp: d.IdP, routes: d.Routes, revoker: d.Revoker, metrics: d.Metrics, clientTokens: d.ClientTokens,
 		csrf: policy, mux: http.NewServeMux(), public: public, landing: "/",
-		limits: newLimits(cfg, d.Sessions.Now), pending: d.Pending,
+		limits: newLimits(cfg, d.Sessions.Now), pending: d.Pending, sockets: d.Sockets,
+	}
+	if s.sockets == nil {
+		s.sockets = NewSockets()
 	}
 	if s.pending == nil {
 		s.pending = pending.New(pending.Options{
@@ -207,6 +213,13 @@ func (s *Server) proxied(rt *proxy.Route, h http.Handler) http.Handler {
 		l, at, err := s.authorizeRoute(w, r, rt)
 		if err != nil {
 			return err
+		}
+		if l != nil && rt.WebSocket && proxy.IsUpgrade(r) {
+			release, ok := s.sockets.acquire(l.Key, s.cfg.Server.WebSocketMaxPerSession)
+			if !ok {
+				return tooManySockets()
+			}
+			defer release() // the proxy returns once the socket has closed
 		}
 		if at != "" {
 			ctx := withToken(r.Context(), at)
