@@ -36,8 +36,15 @@ func (c *Config) validateClientKeys(add func(key, format string, args ...any)) {
 		}
 		return
 	}
-	if o.ClientCertFile != "" {
-		add("oidc.client_cert_file", "is used only with client_auth_method: %s or %s", AuthTLSClient, AuthSelfSignedTLS)
+	switch {
+	case o.ClientCertFile != "" && o.ClientAuthMethod == AuthPrivateKeyJWT && o.ClientKeyFile != "":
+		// RFC 8705 §3: the certificate binds access tokens, the
+		// assertion authenticates.
+		if _, err := tls.LoadX509KeyPair(o.ClientCertFile, o.ClientKeyFile); err != nil {
+			add("oidc.client_cert_file", "with oidc.client_key_file (PEM): %v", err)
+		}
+	case o.ClientCertFile != "" && o.ClientAuthMethod != AuthPrivateKeyJWT:
+		add("oidc.client_cert_file", "is used only with client_auth_method: %s, %s or %s (there to bind access tokens to the certificate, RFC 8705 §3)", AuthTLSClient, AuthSelfSignedTLS, AuthPrivateKeyJWT)
 	}
 	if o.ClientAuthMethod != AuthPrivateKeyJWT && !o.RequestObject {
 		if o.ClientKeyFile != "" {

@@ -205,6 +205,9 @@ type OIDC struct {
 	// object (JAR, RFC 9101) with the first key of ClientKeyFile; see
 	// clientauth.go.
 	RequestObject bool `yaml:"request_object"`
+	// Profile "fapi2" turns on and enforces the FAPI 2.0 Security Profile
+	// for the client side; see fapi.go.
+	Profile string `yaml:"profile"`
 }
 
 // Session configures the server-side session.
@@ -495,6 +498,9 @@ func (c *Config) SetDefaults() {
 	def(&c.Listen, "127.0.0.1:4001")
 	def(&c.OIDC.ClientAuthMethod, AuthSecretBasic)
 	def(&c.OIDC.ClientAssertionAudience, AssertionAudIssuer)
+	if c.OIDC.Profile == ProfileFAPI2 {
+		def(&c.OIDC.PAR, "required")
+	}
 	def(&c.OIDC.PAR, "auto")
 	if len(c.OIDC.Scopes) == 0 {
 		c.OIDC.Scopes = []string{"openid", "profile", "email", "offline_access"}

@@ -61,6 +61,7 @@ func (c *Config) Validate() error {
 		add("oidc.par", "%q is not a mode; use auto, required or off", o.PAR)
 	}
 	o.checkAuthParams(add)
+	c.validateProfile(add)
 	if !slices.Contains(o.Scopes, "openid") {
 		add("oidc.scopes", "must contain openid (moat is an OpenID Connect client)")
 	}

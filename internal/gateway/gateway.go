@@ -157,6 +157,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 		MaxIDTokenAge:    cfg.OIDC.MaxIDTokenAge.D(), ClockSkew: cfg.OIDC.ClockSkew.D(),
 		HTTPClient: idpClient, PAR: cfg.OIDC.PAR, OnClientRejected: m.ClientRejected,
 		AuthParams: cfg.OIDC.AuthParams, Resources: routeResources(cfg), RequestObjects: requestObjects,
+		Profile: cfg.OIDC.Profile, CertificateBound: cfg.OIDC.ClientCertFile != "",
 	}, log)
 	// A store that pushes invalidations (Redis, PostgreSQL) makes the
 	// session cache coherent across replicas; the watch ends with Close.
@@ -513,9 +514,10 @@ func idpHTTPClient(cfg *config.Config, wrap func(http.RoundTripper) http.RoundTr
 		}
 		tlsCfg.RootCAs = pool
 	}
-	if config.IsMTLS(cfg.OIDC.ClientAuthMethod) {
-		// RFC 8705 §2: the certificate is moat's client authentication;
-		// it is offered only to servers that ask for one.
+	if cfg.OIDC.ClientCertFile != "" {
+		// RFC 8705 §2: the certificate is moat's client authentication
+		// (or, with private_key_jwt, binds the tokens: §3); it is offered
+		// only to servers that ask for one.
 		pair, err := tls.LoadX509KeyPair(cfg.OIDC.ClientCertFile, cfg.OIDC.ClientKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("oidc.client_cert_file: %w", err)

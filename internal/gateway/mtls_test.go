@@ -130,7 +130,7 @@ func TestMTLSConfig(t *testing.T) {
 	}{
 		{config.OIDC{ClientAuthMethod: config.AuthTLSClient}, "oidc.client_cert_file: and oidc.client_key_file are required with client_auth_method: tls_client_auth"},
 		{config.OIDC{ClientAuthMethod: config.AuthSelfSignedTLS, ClientCertFile: certFile, ClientKeyFile: otherKey}, "oidc.client_cert_file: with oidc.client_key_file: tls: private key does not match public key"},
-		{config.OIDC{ClientSecret: "s", ClientCertFile: certFile}, "oidc.client_cert_file: is used only with client_auth_method: tls_client_auth or self_signed_tls_client_auth"},
+		{config.OIDC{ClientSecret: "s", ClientCertFile: certFile}, "oidc.client_cert_file: is used only with client_auth_method: tls_client_auth, self_signed_tls_client_auth or private_key_jwt"},
 		{config.OIDC{ClientAuthMethod: config.AuthTLSClient, ClientCertFile: certFile, ClientKeyFile: keyFile}, ""},
 		{config.OIDC{ClientAuthMethod: config.AuthSelfSignedTLS, ClientCertFile: certFile, ClientKeyFile: keyFile, RequestObject: true}, ""},
 	} {

@@ -95,6 +95,13 @@ type Config struct {
 	// RequestObjects, if set, signs every authorization request into a
 	// request object (RFC 9101), pushed with PAR when PAR is used.
 	RequestObjects RequestObjectSigner
+	// Profile is "" or ProfileFAPI2, which forces PAR to required and
+	// enforces the rest of the FAPI 2.0 Security Profile (fapi.go).
+	Profile string
+	// CertificateBound: HTTPClient presents a TLS client certificate with
+	// another AuthMethod (private_key_jwt), so that access tokens are
+	// bound to it (RFC 8705 §3); the mtls_endpoint_aliases are used.
+	CertificateBound bool
 }
 
 // PAR modes.
@@ -143,6 +150,9 @@ type Metadata struct {
 	// MTLSEndpointAliases are the endpoints to use with mTLS client
 	// authentication (RFC 8705 §5).
 	MTLSEndpointAliases map[string]string `json:"mtls_endpoint_aliases"`
+	// TLSClientCertBoundAccessTokens: the provider binds access tokens to
+	// the client's TLS certificate (RFC 8705 §3.3).
+	TLSClientCertBoundAccessTokens bool `json:"tls_client_certificate_bound_access_tokens"`
 	// For moat init and moat check's provider report only.
 	ScopesSupported             []string `json:"scopes_supported"`
 	GrantTypesSupported         []string `json:"grant_types_supported"`
@@ -172,6 +182,9 @@ func New(cfg Config, log *slog.Logger) *Client {
 		cfg.RetryDiscoveryAfter = 5 * time.Second
 	}
 	cfg.AuthParams = maps.Clone(cfg.AuthParams)
+	if cfg.Profile == ProfileFAPI2 {
+		cfg.PAR = PARRequired // FAPI 2.0 §5.3.2
+	}
 	return &Client{cfg: cfg, log: log}
 }
 
@@ -273,7 +286,7 @@ func (c *Client) discover(ctx context.Context) (*provider, error) {
 		// authenticates.
 		style = oauth2.AuthStyleInParams
 	}
-	if IsMTLS(c.cfg.AuthMethod) {
+	if c.certificateBound() {
 		if op, err = useMTLSAliases(ctx, op, &meta); err != nil {
 			return nil, err
 		}
@@ -291,7 +304,7 @@ func (c *Client) discover(ctx context.Context) (*provider, error) {
 	endpoint.AuthStyle = style
 	var algs []string
 	for _, a := range meta.IDTokenSigningAlgs {
-		if slices.Contains(signingAlgs, jose.SignatureAlgorithm(a)) {
+		if slices.Contains(signingAlgs, jose.SignatureAlgorithm(a)) && (!c.fapi2() || slices.Contains(fapi2Algs, a)) {
 			algs = append(algs, a)
 		}
 	}
@@ -300,7 +313,7 @@ func (c *Client) discover(ctx context.Context) (*provider, error) {
 		op: op,
 		verifier: gooidc.NewVerifier(c.cfg.Issuer, keys, &gooidc.Config{
 			ClientID:             c.cfg.ClientID,
-			SupportedSigningAlgs: algs, // RS256 when the provider names none (OIDC Discovery §3)
+			SupportedSigningAlgs: algs, // RS256 when the provider names none (OIDC Discovery §3); under fapi2 none passes then
 			// go-oidc compares exp and nbf without leeway; shifting its clock
 			// back by the skew grants the leeway on exp only where it matters.
 			Now: func() time.Time { return c.cfg.Now().Add(-c.cfg.ClockSkew) },
@@ -361,6 +374,9 @@ func (c *Client) AuthCodeURL(ctx context.Context, req AuthRequest) (string, erro
 	if err != nil {
 		return "", err
 	}
+	if m := c.fapi2Mismatches(p.meta); len(m) > 0 {
+		return "", fmt.Errorf("%w: %s", ErrRejected, m[0])
+	}
 	if c.cfg.RequestObjects != nil {
 		return c.requestObjectURL(ctx, p, full, push)
 	}
@@ -376,7 +392,8 @@ func (c *Client) AuthCodeURL(ctx context.Context, req AuthRequest) (string, erro
 
 // CheckIssuer applies RFC 9207 §2.4 to the authorization response query:
 // an iss parameter must equal the issuer exactly, and must be present when
-// the provider advertises authorization_response_iss_parameter_supported.
+// the provider advertises authorization_response_iss_parameter_supported,
+// or under fapi2 always.
 func (c *Client) CheckIssuer(ctx context.Context, query url.Values) error {
 	p, err := c.provider(ctx)
 	if err != nil {
@@ -386,6 +403,8 @@ func (c *Client) CheckIssuer(ctx context.Context, query url.Values) error {
 	switch {
 	case present && (len(iss) != 1 || iss[0] != c.cfg.Issuer):
 		return fmt.Errorf("%w: iss parameter %q does not match the issuer", ErrRejected, iss)
+	case !present && c.fapi2():
+		return fmt.Errorf("%w: iss parameter missing; oidc.profile fapi2 requires it (RFC 9207, FAPI 2.0 §5.3.2)", ErrRejected)
 	case !present && p.meta.IssParameterSupported:
 		return fmt.Errorf("%w: iss parameter missing although the provider advertises it", ErrRejected)
 	}

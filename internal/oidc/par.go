@@ -81,5 +81,5 @@ func (c *Client) Mismatches(meta Metadata) []string {
 	if err := c.requestObjectsSupported(meta); err != nil {
 		out = append(out, err.Error())
 	}
-	return out
+	return append(out, c.fapi2Mismatches(meta)...)
 }

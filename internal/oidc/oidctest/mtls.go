@@ -133,11 +133,11 @@ func (p *Provider) RootCAs() *x509.CertPool {
 }
 
 // bindCert binds g's tokens to the client certificate of r when the client
-// authenticated with it (RFC 8705 §3).
+// presented one: mTLS client authentication or not (RFC 8705 §3).
 func (p *Provider) bindCert(r *http.Request, g *grant) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.mtls == nil || r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return
 	}
 	g.certThumb = CertThumbprint(r.TLS.PeerCertificates[0])

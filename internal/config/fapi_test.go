@@ -1,0 +1,92 @@
+package config_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/moat-bff/moat/internal/config"
+)
+
+// fapiFiles writes an ES256 key with its self-signed client certificate
+// (PEM) and a JWK set holding an RSA key marked RS256.
+func fapiFiles(t *testing.T) (certFile, keyFile, rs256File string) {
+	t.Helper()
+	dir := t.TempDir()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "moat"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	certFile, keyFile, rs256File = filepath.Join(dir, "c.crt"), filepath.Join(dir, "c.key"), filepath.Join(dir, "rs256.json")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: rk, KeyID: "old", Algorithm: "RS256", Use: "sig"}}})
+	os.WriteFile(rs256File, set, 0o600)
+	return certFile, keyFile, rs256File
+}
+
+// TestFAPI2Config: oidc.profile fapi2 refuses every setting that cannot
+// meet the FAPI 2.0 Security Profile, naming the key and the fix, and
+// makes PAR required by default.
+func TestFAPI2Config(t *testing.T) {
+	cert, key, rs256 := fapiFiles(t)
+	const senderConstraint = "use client_auth_method: tls_client_auth or self_signed_tls_client_auth, or private_key_jwt together with oidc.client_cert_file"
+	for _, tc := range []struct {
+		name string
+		o    config.OIDC
+		want string // "" valid
+	}{
+		{"mTLS", config.OIDC{ClientAuthMethod: config.AuthSelfSignedTLS, ClientCertFile: cert, ClientKeyFile: key}, ""},
+		{"PKI mTLS with JAR", config.OIDC{ClientAuthMethod: config.AuthTLSClient, ClientCertFile: cert, ClientKeyFile: key, RequestObject: true}, ""},
+		{"private_key_jwt with a certificate", config.OIDC{ClientAuthMethod: config.AuthPrivateKeyJWT, ClientCertFile: cert, ClientKeyFile: key}, ""},
+		{"PAR required explicitly", config.OIDC{ClientAuthMethod: config.AuthSelfSignedTLS, ClientCertFile: cert, ClientKeyFile: key, PAR: "required"}, ""},
+		{"client secret", config.OIDC{ClientSecret: "s"}, "oidc.client_auth_method: is client_secret_basic, but oidc.profile: fapi2 allows only private_key_jwt, tls_client_auth or self_signed_tls_client_auth"},
+		{"client_secret_post", config.OIDC{ClientSecret: "s", ClientAuthMethod: config.AuthSecretPost}, senderConstraint},
+		{"a secret left over", config.OIDC{ClientSecret: "s", ClientAuthMethod: config.AuthSelfSignedTLS, ClientCertFile: cert, ClientKeyFile: key}, "oidc.client_secret: must not be set with oidc.profile: fapi2"},
+		{"private_key_jwt alone: no sender-constraining", config.OIDC{ClientAuthMethod: config.AuthPrivateKeyJWT, ClientKeyFile: key}, "oidc.client_cert_file: is required with oidc.profile: fapi2 and client_auth_method: private_key_jwt: FAPI 2.0 §5.3.2 requires sender-constrained access tokens and moat does not implement DPoP yet"},
+		{"PAR off", config.OIDC{ClientAuthMethod: config.AuthSelfSignedTLS, ClientCertFile: cert, ClientKeyFile: key, PAR: "off"}, "oidc.par: is off, but oidc.profile: fapi2 requires pushed authorization requests"},
+		{"PAR auto", config.OIDC{ClientAuthMethod: config.AuthSelfSignedTLS, ClientCertFile: cert, ClientKeyFile: key, PAR: "auto"}, "oidc.par: is auto"},
+		{"RS256 client key", config.OIDC{ClientAuthMethod: config.AuthPrivateKeyJWT, ClientCertFile: cert, ClientKeyFile: rs256}, `oidc.client_key_file: its first key (kid "old") signs with RS256, but oidc.profile: fapi2 allows only PS256, ES256 or EdDSA`},
+		{"unknown profile", config.OIDC{Profile: "fapi1", ClientSecret: "s"}, `oidc.profile: "fapi1" is not a profile`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.o.Issuer, tc.o.ClientID = "https://idp.example.com", "c"
+			if tc.o.Profile == "" {
+				tc.o.Profile = config.ProfileFAPI2
+			}
+			c := &config.Config{Listen: "127.0.0.1:0", PublicURL: "http://127.0.0.1:4001", OIDC: tc.o}
+			c.SetDefaults()
+			err := c.Validate()
+			if tc.want == "" && err != nil {
+				t.Fatalf("Validate = %v", err)
+			}
+			if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("Validate = %v, want %q", err, tc.want)
+			}
+			if tc.want == "" && c.OIDC.PAR != "required" {
+				t.Fatalf("oidc.par = %q under fapi2, want required", c.OIDC.PAR)
+			}
+		})
+	}
+}
