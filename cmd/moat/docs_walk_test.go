@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,14 +28,16 @@ import (
 // The docs walk: the commands README.md and docs/operations.md show are run
 // as an operator would run them, with the binary built once as the README
 // builds it, against local Redis, PostgreSQL and bbolt, and the output the
-// docs quote is compared with what moat prints. Every shell line of the two
-// documents is either walked here or excused with a reason, so a new command
-// in the docs without a walk fails this test.
+// docs quote is compared with what moat prints. Every shell line of every
+// Markdown file of the repository (docsWithCommands) is either walked by a
+// test or excused with the test or .ci/run step that runs it, so a new
+// command in the docs without a walk fails this test.
 
 var walkDocs = []string{"../../README.md", "../../docs/operations.md"}
 
-// walked are the shell lines this test runs (in the same form or with local
-// addresses); excused are the ones it does not, and why.
+// walked are the shell lines the tests of this package run (in the same
+// form or with local addresses and ports); excused are the ones they do
+// not, and who runs them instead.
 var (
 	walked = []string{
 		`^go build .*-o moat \./cmd/moat`,
@@ -44,24 +47,74 @@ var (
 		`^\./moat serve --config moat\.yaml`,
 		`^ADMIN=`, `^AUTH=`, `^SUB=`,
 		`^curl .*\$ADMIN/admin/sessions`,
+		demoLine, // TestDocsDemoCommands
 	}
 	excused = map[string]string{
-		`^go run \./cmd/moat demo`: "the demo has its own tests (internal/demo, cmd/moat/demo_test.go)",
-		`^go test `:                "the test suite itself",
-		`^scripts/fuzz`:            "CI runs it",
-		`^git clone `:              "needs the network",
-		`^npm `:                    "the example app's own setup (examples/react-vite)",
-		`^export MOAT_TEST_`:       "test settings, used by this very run",
-		`^install `:                "installs into /etc and /usr/local as root; the files are checked by deploy/deploy_test.go",
-		`^systemctl `:              "needs systemd as PID 1; the unit is checked by deploy/deploy_test.go",
-		`^kubectl `:                "needs a cluster; the manifests are checked by deploy/deploy_test.go",
-		`^OTEL_`:                   "environment for a collector; TestEveryStderrLineIsJSON runs moat with OTEL_* set",
-		`^\./moat init `:           "moat init has its own tests (internal/onboard)",
-		`^--|^  --`:                "continuation of the line before",
-		`^moat (check|serve) --config /etc/moat/`:        "the same commands with the systemd paths",
-		`^set -a; \. /etc/moat/moat\.env; set \+a; moat`: "the same check with the systemd paths",
+		`^go test -race \./\.\.\.`: "the test suite itself (.ci/run step 'tests')",
+		`^go test -race -run `:     "tests of the suite, run by .ci/run step 'tests' (TestDocsNamedTestsExist checks the names)",
+		`^(MOAT_BENCH_SESSIONS=\d+ |MOAT_TEST_REDIS_URL=\S+ )*go test -run '\^\$' -bench `: "benchmark commands; .ci/run step 'benchmarks build and run once' runs every benchmark once " +
+			"(go test -run '^$' -bench . -benchtime 1x ./...; TestDocsNamedTestsExist checks the names)",
+		`^MOAT_TEST_REDIS_URL=redis://127\.0\.0\.1:6379/0 go test -run TestCacheInvalidation -v \.`: ".ci/run step 'clientbench module' runs it",
+		`^cd internal/session/redis/clientbench`:                                                    ".ci/run step 'clientbench module' runs its test and benchmarks there",
+		`^go run golang\.org/x/perf/cmd/benchstat@latest`:                                           "compares benchmark runs by hand; .ci/run step 'clientbench module' runs the benchmarks",
+		`^MOAT_TEST_(REDIS|POSTGRES)_URL=\S+ \\$`:                                                   "environment of the go test command on the next line",
+		`^scripts/fuzz`: ".ci/run step 'fuzzers (bounded)' runs it",
+		`^git clone `:   "needs the network",
+		`^npm --prefix examples/react-vite run setup`: ".ci/run step 'browser packages' runs it",
+		`^npm --prefix examples/react-vite start`:     ".ci/run step 'examples/react-vite walked' runs npm test, whose walk.mjs starts start.mjs as npm start does",
+		`^npm ci --prefix clients/js`:                 ".ci/run step 'browser packages' runs it (npm --prefix examples/react-vite run setup runs npm ci --prefix ../../clients/js)",
+		`^npm test --prefix clients/js`:               ".ci/run step 'browser packages' runs it",
+		`^npm ci --prefix internal/realop/provider`:   ".ci/run step 'real OpenID Provider' runs it",
+		`^npm run dev`:                        "your SPA's own dev server; TestBrowserFrontendOrigin (internal/demo) runs a stand-in that proxies /auth, /api and /resource to the demo",
+		`^export MOAT_TEST_`:                  "test settings, used by this very run",
+		`^install `:                           "installs into /etc and /usr/local as root; the files are checked by deploy/deploy_test.go",
+		`^systemctl `:                         "needs systemd as PID 1; the unit is checked by deploy/deploy_test.go",
+		`^kubectl `:                           "needs a cluster; the manifests are checked by deploy/deploy_test.go, the chart by TestHelmChart",
+		`^helm install moat deploy/helm/moat`: "needs a cluster; TestHelmChart (deploy) lints and renders the chart with helm",
+		`^OTEL_`:                              "environment for a collector; TestEveryStderrLineIsJSON runs moat with OTEL_* set",
+		`^\.?/?moat init `:                    "moat init has its own tests (internal/onboard, cmd/moat/init_test.go); TestDocsFlagsExist checks the flags",
+		`^(go run \./cmd/moat|moat) demo --idp-only `: "TestDemoIdPOnlyWithServe runs it (port 0, its serve's redirect URI); TestDocsFlagsExist checks the flags",
+		`^\s+-`:            "continuation of the line before",
+		`^\s+\./internal/`: "continuation of the line before",
+		`^moat (check|serve) --config /etc/moat/`:              "the same commands with the systemd paths",
+		`^set -a; \. /etc/moat/moat\.env; set \+a; moat`:       "the same check with the systemd paths",
+		`^(GOMAXPROCS=1 )?go run \./bench/cmd/moatbench`:       "moatbench needs wrk and runs for minutes (a measurement, not a test); TestDocsFlagsExist checks its flags",
+		`^go build -o /tmp/moat-same \./cmd/moat`:              "builds moatbench's baseline binary (go build ./cmd/moat is walked by TestDocsWalk)",
+		`^mkdir /tmp/moat-prev-src && git archive`:             "checks out an older commit for a moatbench baseline by hand",
+		`^\(cd /tmp/moat-prev-src && go build`:                 "builds moatbench's baseline binary (go build ./cmd/moat is walked by TestDocsWalk)",
+		`^git worktree add /tmp/base `:                         "checks out and builds an older commit for a moatbench baseline by hand",
+		`^GOBIN=/tmp/o2p go install github\.com/oauth2-proxy/`: "installs oauth2-proxy for a moatbench comparison run; not part of moat",
+		`^apt-get install -y wrk nginx-light`:                  "tools of moatbench's nginx run; .ci/run step 'tools' installs nginx-light for TestRealGateways",
 	}
 )
+
+// docsWithCommands are the Markdown files of the repository, outside
+// node_modules.
+func docsWithCommands(t *testing.T) []string {
+	t.Helper()
+	var docs []string
+	err := filepath.WalkDir("../..", func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "node_modules" || d.Name() == ".git") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(d.Name(), ".md") {
+			docs = append(docs, path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"../../README.md", "../../docs/operations.md", "../../docs/demo.md", "../../docs/performance.md", "../../clients/js/README.md"} {
+		if !slices.Contains(docs, want) {
+			t.Fatalf("the docs walk does not find %s (found %q)", want, docs)
+		}
+	}
+	return docs
+}
 
 // shellLines returns the command lines of doc's sh, bash and console
 // blocks (comments and blank lines dropped).
@@ -122,7 +175,7 @@ func blockAfter(t *testing.T, doc, marker, kind string) string {
 }
 
 func TestDocsCommandsAreAllWalked(t *testing.T) {
-	for _, path := range walkDocs {
+	for _, path := range docsWithCommands(t) {
 		for _, line := range shellLines(readDoc(t, path)) {
 			ok := false
 			for _, re := range walked {
