@@ -2,6 +2,8 @@ package gateway_test
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,12 +11,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"encoding/pem"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/moat-bff/moat/internal/clientauth"
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/oidc/oidctest"
+	"github.com/moat-bff/moat/internal/realop"
 )
 
 // fapi2Env starts moat with oidc.profile fapi2 and private_key_jwt plus a
@@ -140,5 +146,51 @@ func TestFAPI2DiscoveryNotReady(t *testing.T) {
 	}
 	if countAuth(op, "/par") > 0 {
 		t.Fatal("the authorization request was pushed anyway")
+	}
+}
+
+// TestRealOPFAPI2: moat under oidc.profile fapi2 against the real
+// oidc-provider configured for FAPI 2.0 (https, PAR required,
+// self_signed_tls_client_auth, certificate-bound access tokens, ES256 ID
+// tokens): its discovery document meets every check, and a login, an API
+// call with a certificate-bound token, and logout with the refresh token
+// revoked all work.
+func TestRealOPFAPI2(t *testing.T) {
+	certFile, keyFile, leaf := clientCertFiles(t)
+	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: leaf.PublicKey, Certificates: []*x509.Certificate{leaf}, Use: "sig"}}})
+	e := newRealEnv(t, realop.Options{TLS: true, RequirePAR: true, IDTokenSigningAlg: "ES256", ClientAuthMethod: config.AuthSelfSignedTLS, ClientJWKS: jwks}, func(c *config.Config) {
+		c.OIDC.ClientSecret = ""
+		c.OIDC.Profile = config.ProfileFAPI2
+		c.OIDC.ClientAuthMethod = config.AuthSelfSignedTLS
+		c.OIDC.ClientCertFile, c.OIDC.ClientKeyFile = certFile, keyFile
+	})
+	if err := e.gw.Check(t.Context()); err != nil {
+		t.Fatalf("moat check against a FAPI 2.0 oidc-provider: %v", err)
+	}
+	ua := e.op.UserAgent("alice")
+	e.login(t, ua)
+	if r := e.api(t, ua, http.MethodGet, "/resource/api/x"); r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"sub":"alice"`) {
+		t.Fatalf("API call: %d %s\n%s", r.Status, r.Body, e.op.Stderr())
+	}
+	tok := e.tokens(t, ua)
+	in, err := e.op.Introspection(tok.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cnf, _ := in["cnf"].(map[string]any); cnf["x5t#S256"] != oidctest.CertThumbprint(leaf) {
+		t.Fatalf("the access token is not bound to moat's certificate: cnf %v", in["cnf"])
+	}
+	if r := e.api(t, ua, http.MethodPost, "/auth/logout"); r.Status != http.StatusOK {
+		t.Fatalf("logout: %d %s", r.Status, r.Body)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, active, err := e.op.Introspect(tok.RefreshToken); err == nil && !active {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the refresh token is still active after logout\n%s", e.op.Stderr())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -11,6 +11,8 @@ package realop
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
@@ -27,6 +29,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 )
 
 // RequireEnv names the variable that turns a missing provider from a skip
@@ -94,6 +98,10 @@ type Options struct {
 	// client's certificate registered as x5c in ClientJWKS) and
 	// certificate-bound access tokens for the default client.
 	TLS bool
+	// IDTokenSigningAlg, if ES256, gives the provider an ECDSA P-256
+	// signing key instead of its RS256 development key, and makes the
+	// default client's ID tokens ES256 (FAPI 2.0 §5.4.1 allows no RS256).
+	IDTokenSigningAlg string
 }
 
 // OP is a running provider.
@@ -174,6 +182,7 @@ func Start(t testing.TB, opts Options) *OP {
 		CertBound              bool            `json:"tls_client_certificate_bound_access_tokens,omitempty"`
 		RequestObjectAlg       string          `json:"request_object_signing_alg,omitempty"`
 		RequireRequestObject   bool            `json:"require_signed_request_object,omitempty"`
+		IDTokenAlg             string          `json:"id_token_signed_response_alg,omitempty"`
 	}
 	var cj []clientJSON
 	requestObjects := false
@@ -197,6 +206,7 @@ func Start(t testing.TB, opts Options) *OP {
 			RequestObjectAlg: c.RequestObjectSigningAlg, RequireRequestObject: c.RequestObjectSigningAlg != "",
 			CertBound: opts.TLS && i == 0,
 		})
+
 		if c.RequestObjectSigningAlg != "" {
 			requestObjects = true
 		}
@@ -206,6 +216,9 @@ func Start(t testing.TB, opts Options) *OP {
 	rs := clientJSON{ID: "rs-" + randHex(6), Secret: randHex(24), RedirectURIs: []string{},
 		GrantTypes: []string{}, ResponseTypes: []string{}, AuthMethod: "client_secret_basic"}
 	cj = append(cj, rs)
+	for i := range cj {
+		cj[i].IDTokenAlg = opts.IDTokenSigningAlg // every client: the provider has no other key
+	}
 	settings := map[string]any{
 		"cookie_key":            randHex(16),
 		"clients":               cj,
@@ -215,6 +228,17 @@ func Start(t testing.TB, opts Options) *OP {
 		"require_par":           opts.RequirePAR,
 		"strict_offline_access": opts.StrictOfflineAccess,
 		"request_objects":       requestObjects,
+	}
+	switch opts.IDTokenSigningAlg {
+	case "":
+	case "ES256":
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		settings["jwks"] = jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: key, KeyID: "es-" + randHex(4), Algorithm: "ES256", Use: "sig"}}}
+	default:
+		t.Fatalf("realop: IDTokenSigningAlg %q: only ES256", opts.IDTokenSigningAlg)
 	}
 	op := &OP{Clients: clients, ClientID: clients[0].ID, ClientSecret: clients[0].Secret, rsID: rs.ID, rsSecret: rs.Secret, httpClient: http.DefaultClient}
 	if opts.TLS {

@@ -24,6 +24,7 @@ server.listen(0, '127.0.0.1', () => {
   const resources = settings.resources || {};
   const provider = new Provider(issuer, {
     clients: settings.clients,
+    ...(settings.jwks ? { jwks: settings.jwks } : {}),
     cookies: { keys: [settings.cookie_key] },
     scopes: ['openid', 'offline_access', 'profile', 'email'],
     claims: {
