@@ -156,12 +156,23 @@ func TestFAPI2DiscoveryNotReady(t *testing.T) {
 // call with a certificate-bound token, and logout with the refresh token
 // revoked all work.
 func TestRealOPFAPI2(t *testing.T) {
+	for _, method := range []string{config.AuthSelfSignedTLS, config.AuthPrivateKeyJWT} {
+		t.Run(method, func(t *testing.T) { realOPFAPI2(t, method) })
+	}
+}
+
+func realOPFAPI2(t *testing.T, method string) {
 	certFile, keyFile, leaf := clientCertFiles(t)
-	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: leaf.PublicKey, Certificates: []*x509.Certificate{leaf}, Use: "sig"}}})
-	e := newRealEnv(t, realop.Options{TLS: true, RequirePAR: true, IDTokenSigningAlg: "ES256", ClientAuthMethod: config.AuthSelfSignedTLS, ClientJWKS: jwks}, func(c *config.Config) {
+	ks, err := clientauth.Load(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid, _ := ks.Signing()
+	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: leaf.PublicKey, KeyID: kid, Certificates: []*x509.Certificate{leaf}, Use: "sig"}}})
+	e := newRealEnv(t, realop.Options{TLS: true, RequirePAR: true, IDTokenSigningAlg: "ES256", ClientAuthMethod: method, ClientJWKS: jwks}, func(c *config.Config) {
 		c.OIDC.ClientSecret = ""
 		c.OIDC.Profile = config.ProfileFAPI2
-		c.OIDC.ClientAuthMethod = config.AuthSelfSignedTLS
+		c.OIDC.ClientAuthMethod = method
 		c.OIDC.ClientCertFile, c.OIDC.ClientKeyFile = certFile, keyFile
 	})
 	if err := e.gw.Check(t.Context()); err != nil {
