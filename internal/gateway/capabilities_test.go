@@ -26,6 +26,9 @@ func TestReadyzAndCheckReportMissingCapabilities(t *testing.T) {
 		{"no code flow", "auto", func(b *oidctest.Behavior) {
 			b.MutateDiscovery = func(doc map[string]any) { doc["response_types_supported"] = []string{"id_token"} }
 		}, "oidc.issuer: the provider's response_types_supported [id_token] lacks code"},
+		{"no ID token algorithm moat verifies", "auto", func(b *oidctest.Behavior) {
+			b.MutateDiscovery = func(doc map[string]any) { doc["id_token_signing_alg_values_supported"] = []string{"HS256"} }
+		}, `oidc.issuer: the provider's id_token_signing_alg_values_supported ["HS256"] has no algorithm moat verifies`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, func(c *config.Config) { c.OIDC.PAR = tc.par }, tc.op)

@@ -155,6 +155,7 @@ type Metadata struct {
 	TLSClientCertBoundAccessTokens bool `json:"tls_client_certificate_bound_access_tokens"`
 	// For moat init and moat check's provider report only.
 	ScopesSupported             []string `json:"scopes_supported"`
+	ACRValuesSupported          []string `json:"acr_values_supported"`
 	GrantTypesSupported         []string `json:"grant_types_supported"`
 	FrontchannelLogoutSupported bool     `json:"frontchannel_logout_supported"`
 	IntrospectionEndpoint       string   `json:"introspection_endpoint"`

@@ -81,5 +81,8 @@ func (c *Client) Mismatches(meta Metadata) []string {
 	if err := c.requestObjectsSupported(meta); err != nil {
 		out = append(out, err.Error())
 	}
+	if m := idTokenAlgMismatch(meta); m != "" {
+		out = append(out, m)
+	}
 	return append(out, c.fapi2Mismatches(meta)...)
 }

@@ -141,17 +141,46 @@ func Quirks(m oidc.Metadata, cfg *config.Config) []string {
 	if len(m.GrantTypesSupported) > 0 && !slices.Contains(m.GrantTypesSupported, "refresh_token") {
 		w = append(w, "the provider's grant_types_supported lacks refresh_token: sessions end when the access token expires")
 	}
-	if m.EndSessionEndpoint == "" && cfg.OIDC.PostLogoutRedirectURL != "" {
+	switch {
+	case m.EndSessionEndpoint == "" && cfg.OIDC.PostLogoutRedirectURL != "":
 		w = append(w, "oidc.post_logout_redirect_url: the provider has no end_session_endpoint, so it is never used; logout ends moat's session only")
+	case m.EndSessionEndpoint == "" && k != kindCognito:
+		w = append(w, "logout: the provider has no end_session_endpoint (RP-Initiated Logout), so moat's logout ends moat's session only; the user stays logged in at the provider")
 	}
-	if !m.BackchannelLogoutSupported && m.FrontchannelLogoutSupported {
+	switch {
+	case !m.BackchannelLogoutSupported && m.FrontchannelLogoutSupported:
 		w = append(w, "logout: the provider offers only front-channel logout, which moat does not implement; a logout at the provider (or in another app) does not end moat's sessions before their timeouts")
+	case !m.BackchannelLogoutSupported:
+		w = append(w, "logout: the provider's discovery document does not set backchannel_logout_supported, so it may never call moat's back-channel logout URI; a logout at the provider (or in another app) then does not end moat's sessions before their timeouts")
 	}
 	if m.RevocationEndpoint == "" && k != kindCognito {
 		w = append(w, "logout: the provider has no revocation_endpoint; the refresh token of a logged-out session stays valid at the provider until it expires")
 	}
-	if len(m.TokenEndpointAuthMethods) > 0 && !slices.Contains(m.TokenEndpointAuthMethods, cfg.OIDC.ClientAuthMethod) {
-		w = append(w, fmt.Sprintf("oidc.client_auth_method: %s is not in the provider's token_endpoint_auth_methods_supported %v", cfg.OIDC.ClientAuthMethod, m.TokenEndpointAuthMethods))
+	return append(w, configuredCapabilities(m, cfg)...)
+}
+
+// configuredCapabilities warns about what the configuration asks of the
+// provider that its discovery document does not advertise, each naming
+// the configuration key. (What makes every login fail is an error of moat
+// check and /readyz instead: oidc.Client.Mismatches.)
+func configuredCapabilities(m oidc.Metadata, cfg *config.Config) []string {
+	var w []string
+	method := cfg.OIDC.ClientAuthMethod
+	if len(m.TokenEndpointAuthMethods) > 0 && !slices.Contains(m.TokenEndpointAuthMethods, method) {
+		w = append(w, fmt.Sprintf("oidc.client_auth_method: %s is not in the provider's token_endpoint_auth_methods_supported %v, so the provider will likely refuse moat's token requests and every login fail; use one of those methods, or enable %s for this client at the provider", method, m.TokenEndpointAuthMethods, method))
+	}
+	if config.IsMTLS(method) && len(m.MTLSEndpointAliases) == 0 {
+		w = append(w, fmt.Sprintf("oidc.client_auth_method: %s, but the provider's discovery document has no mtls_endpoint_aliases, so moat presents its client certificate at the regular token endpoint (RFC 8705 §5), which must ask for client certificates or every login fails", method))
+	}
+	if acr := cfg.OIDC.ACRValues; len(acr) > 0 {
+		if len(m.ACRValuesSupported) == 0 {
+			w = append(w, fmt.Sprintf("oidc.acr_values: the provider's discovery document has no acr_values_supported, so it may ignore acr_values %v; a step-up login then returns another acr, which the routes that require one refuse", acr))
+		}
+		for _, v := range acr {
+			if len(m.ACRValuesSupported) > 0 && !slices.Contains(m.ACRValuesSupported, v) {
+				w = append(w, fmt.Sprintf("oidc.acr_values: %s is not in the provider's acr_values_supported %v; a step-up login asking for it returns another acr (or an error), which the routes that require %s refuse", v, m.ACRValuesSupported, v))
+			}
+		}
 	}
 	return w
 }

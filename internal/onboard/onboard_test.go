@@ -75,6 +75,18 @@ func TestQuirks(t *testing.T) {
 			return m
 		}(), cfgWith(func(c *config.Config) { c.OIDC.Scopes = append(c.OIDC.Scopes, "orders:read") }),
 			[]string{"lacks refresh_token", "orders:read is not in", "client_secret_basic is not in"}},
+		{"mTLS without mtls_endpoint_aliases", func() oidc.Metadata {
+			m := full("https://idp.example.com")
+			m.TokenEndpointAuthMethods = []string{"tls_client_auth"}
+			return m
+		}(), cfgWith(func(c *config.Config) { c.OIDC.ClientAuthMethod = "tls_client_auth" }),
+			[]string{"oidc.client_auth_method: tls_client_auth, but the provider's discovery document has no mtls_endpoint_aliases"}},
+		{"mTLS with mtls_endpoint_aliases", func() oidc.Metadata {
+			m := full("https://idp.example.com")
+			m.TokenEndpointAuthMethods = []string{"tls_client_auth"}
+			m.MTLSEndpointAliases = map[string]string{"token_endpoint": "https://mtls.idp.example.com/token"}
+			return m
+		}(), cfgWith(func(c *config.Config) { c.OIDC.ClientAuthMethod = "tls_client_auth" }), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := Quirks(tc.meta, tc.cfg)
