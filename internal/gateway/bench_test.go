@@ -32,7 +32,8 @@ func BenchmarkProxyHotPath(b *testing.B) {
 	e := newEnv(b, func(c *config.Config) {
 		c.Routes = append(c.Routes, config.Route{Prefix: "/bench/", Upstream: api.URL + "/"},
 			config.Route{Prefix: "/rules/", Upstream: api.URL + "/", Require: []config.Requirement{
-				{Claim: "email_verified", AnyOf: []string{"true"}}, {MaxAge: config.Duration(12 * time.Hour)}}})
+				{Claim: "email_verified", AnyOf: []string{"true"}}, {MaxAge: config.Duration(12 * time.Hour)}}},
+			config.Route{Prefix: "/res/", Upstream: api.URL + "/", Resource: "https://api.example/"})
 		unlimited(c)
 	})
 	br := e.browser()
@@ -69,6 +70,7 @@ func BenchmarkProxyHotPath(b *testing.B) {
 	b.Run("bare", func(b *testing.B) { run(b, bare, "/bench/item", false) })
 	b.Run("moat", func(b *testing.B) { run(b, e.gw, "/bench/item", true) })
 	b.Run("moat+rules", func(b *testing.B) { run(b, e.gw, "/rules/item", true) }) // routes[].require: two rules
+	b.Run("moat+resource", func(b *testing.B) { run(b, e.gw, "/res/item", true) }) // routes[].resource: the cached RFC 8707 token
 }
 
 // unlimited lifts the rate limits: a benchmark is one client and one
