@@ -116,10 +116,28 @@ func CheckURL(spec string) error {
 }
 
 // Redact hides a password in a store URL before it reaches a log or an
-// error.
+// error: in its userinfo, or in a password query parameter (pgx reads
+// one). A URL that does not parse, or parses as opaque ("u:pw@h"), is
+// redacted up to its last "@": nothing says where its password ends, and
+// failing open would print it.
 func Redact(spec string) string {
-	if u, err := url.Parse(spec); err == nil && u.User != nil {
+	u, err := url.Parse(spec)
+	if err != nil || strings.Contains(u.Opaque, "@") {
+		i := strings.LastIndexByte(spec, '@')
+		if i < 0 {
+			return spec
+		}
+		if scheme, _, ok := strings.Cut(spec, "://"); ok && !strings.Contains(scheme, "@") {
+			return scheme + "://REDACTED" + spec[i:]
+		}
+		return "REDACTED" + spec[i:]
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "REDACTED")
+		u.RawQuery = q.Encode()
+	}
+	if u.User != nil {
 		return u.Redacted()
 	}
-	return spec
+	return u.String()
 }

@@ -38,3 +38,28 @@ func TestCheckURLNeverShowsThePassword(t *testing.T) {
 		}
 	}
 }
+
+// Redact is what moat prints of a store URL: no form of a password may
+// survive it, least of all in a URL too garbled to parse (a typo is the
+// usual reason it gets printed at all).
+func TestRedactHidesEveryPassword(t *testing.T) {
+	for _, tc := range []struct{ spec, want string }{
+		{"redis://u:s3cret@h:6379/0", "redis://u:xxxxx@h:6379/0"},
+		{"redis ://u:s3cret@h/0", "redis ://REDACTED@h/0"},
+		{"postgres://u:s3%zzcret@h/db", "postgres://REDACTED@h/db"},
+		{"postgres://u:s3cret@[::1/db", "postgres://REDACTED@[::1/db"},
+		{"u:s3cret@h%zz", "REDACTED@h%zz"},
+		{"postgres://u@h/db?password=s3cret&sslmode=disable", "postgres://u@h/db?password=REDACTED&sslmode=disable"},
+		{"postgres://h/db?sslmode=disable&password=s3cret", "postgres://h/db?password=REDACTED&sslmode=disable"},
+		{"bolt:///var/lib/moat/s.db", "bolt:///var/lib/moat/s.db"},
+		{"memory", "memory"},
+	} {
+		got := Redact(tc.spec)
+		if strings.Contains(got, "s3cret") || strings.Contains(got, "s3%zzcret") {
+			t.Errorf("Redact(%q) = %q: shows the password", tc.spec, got)
+		}
+		if got != tc.want {
+			t.Errorf("Redact(%q) = %q, want %q", tc.spec, got, tc.want)
+		}
+	}
+}
