@@ -373,8 +373,8 @@ func canonical(p string) bool {
 
 // ClientIP is the browser's address: the peer, or, as the peer is a
 // trusted gateway, the right-most X-Forwarded-For entry that is not itself
-// a trusted gateway. Entries a client wrote itself sit further left and
-// are never reached.
+// a trusted gateway (with or without a port, as server.ParseHop reads it).
+// Entries a client wrote itself sit further left and are never reached.
 func ClientIP(r *http.Request, trusted func(netip.Addr) bool) netip.Addr {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
@@ -386,11 +386,11 @@ func ClientIP(r *http.Request, trusted func(netip.Addr) bool) netip.Addr {
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
-		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
+		hop, ok := server.ParseHop(strings.TrimSpace(hops[i]))
+		if !ok {
 			break // a garbled chain: trust nothing beyond the last good hop
 		}
-		ip = hop.Unmap()
+		ip = hop
 		if !trusted(ip) {
 			break
 		}

@@ -113,6 +113,8 @@ func TestClientIP(t *testing.T) {
 		{"192.0.2.1:1", "6.6.6.6", "192.0.2.1"},                  // untrusted peer: its header means nothing
 		{"[::ffff:127.0.0.1]:1", "203.0.113.9", "203.0.113.9"},   // mapped loopback
 		{"127.0.0.1:1", "203.0.113.7, not-an-ip", "127.0.0.1"},   // a garbled last hop: nothing beyond it
+		{"127.0.0.1:1", "203.0.113.7:5678", "203.0.113.7"},       // a load balancer that writes the port
+		{"127.0.0.1:1", "[2001:db8::7]:443", "2001:db8::7"},      // as the main listener reads it
 	} {
 		r := sub("GET", CheckPath)
 		r.RemoteAddr = c.peer

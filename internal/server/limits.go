@@ -50,7 +50,7 @@ func (l *limits) isTrusted(ip netip.Addr) bool {
 // right-most X-Forwarded-For entry that is not itself a trusted proxy.
 // Entries a client wrote itself sit further left and are never reached.
 // An entry may carry a port (some load balancers write "1.2.3.4:5678" or
-// "[2001:db8::1]:443"); see parseHop.
+// "[2001:db8::1]:443"); see ParseHop.
 func (l *limits) clientIP(r *http.Request) string {
 	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
@@ -67,7 +67,7 @@ func (l *limits) clientIP(r *http.Request) string {
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
-		hop, ok := parseHop(strings.TrimSpace(hops[i]))
+		hop, ok := ParseHop(strings.TrimSpace(hops[i]))
 		if !ok {
 			break // a garbled chain: trust nothing beyond the last good hop
 		}
@@ -101,11 +101,13 @@ func (l *limits) key(ip string) string {
 	return string(b[:])
 }
 
-// parseHop reads one X-Forwarded-For entry: an address, an address with a
+// ParseHop reads one X-Forwarded-For entry: an address, an address with a
 // port ("192.0.2.1:80", "[2001:db8::1]:443") or a bracketed IPv6 address.
 // The port and any IPv6 zone are dropped: neither names a client. A bare
 // "2001:db8::1:443" is an IPv6 address, not one with a port; no guessing.
-func parseHop(s string) (netip.Addr, bool) {
+// Forward-auth reads its gateways' chains with it too, so that both
+// listeners key the same client alike.
+func ParseHop(s string) (netip.Addr, bool) {
 	ip, err := netip.ParseAddr(s)
 	if err != nil {
 		if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' {

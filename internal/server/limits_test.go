@@ -103,18 +103,18 @@ func FuzzParseHop(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		ip, ok := parseHop(s)
+		ip, ok := ParseHop(s)
 		if !ok {
 			if _, err := netip.ParseAddr(s); err == nil {
-				t.Fatalf("parseHop(%q) refused an address", s)
+				t.Fatalf("ParseHop(%q) refused an address", s)
 			}
 			if _, err := netip.ParseAddrPort(s); err == nil {
-				t.Fatalf("parseHop(%q) refused an address with a port", s)
+				t.Fatalf("ParseHop(%q) refused an address with a port", s)
 			}
 			return
 		}
 		if !ip.IsValid() || ip.Zone() != "" || ip.Is4In6() {
-			t.Fatalf("parseHop(%q) = %v: not an unzoned, unmapped address", s, ip)
+			t.Fatalf("ParseHop(%q) = %v: not an unzoned, unmapped address", s, ip)
 		}
 		var want netip.Addr
 		if a, err := netip.ParseAddr(s); err == nil {
@@ -124,10 +124,10 @@ func FuzzParseHop(f *testing.F) {
 		} else if ap, err := netip.ParseAddrPort(s + ":0"); err == nil && strings.HasSuffix(s, "]") {
 			want = ap.Addr()
 		} else {
-			t.Fatalf("parseHop(%q) = %v accepted what netip refuses", s, ip)
+			t.Fatalf("ParseHop(%q) = %v accepted what netip refuses", s, ip)
 		}
 		if want = want.Unmap().WithZone(""); ip != want {
-			t.Fatalf("parseHop(%q) = %v, want %v", s, ip, want)
+			t.Fatalf("ParseHop(%q) = %v, want %v", s, ip, want)
 		}
 	})
 }
