@@ -54,9 +54,10 @@ type identityHeader struct {
 	claim string
 }
 
-// New returns the handler for cfg (validated). authorize judges the
-// rebuilt original request; the gateway passes the current server's
-// Authorizer(h.Allow), so reloaded routes and policies apply at once.
+// New returns the handler for cfg (validated). Before it serves, SetNext
+// must give it the handler that judges rebuilt requests: the gateway
+// sets the current server's Authorizer(h.Allow), so reloaded routes and
+// policies apply at once.
 func New(cfg config.ForwardAuth, log *slog.Logger) *Handler {
 	h := &Handler{log: log}
 	for _, p := range cfg.TrustedProxies {

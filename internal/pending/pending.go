@@ -91,7 +91,7 @@ func (c *Cap) Pending() int {
 
 // Admit counts a new transaction under key, or returns a *Full (or a store
 // error) when it must not be started. Call Done when the transaction is
-// taken, and Forget when it could not be stored after all.
+// taken, or when it could not be stored after all.
 func (c *Cap) Admit(ctx context.Context, key session.Key) error {
 	now := c.o.Now()
 	c.mu.Lock()
