@@ -12,7 +12,6 @@ package forwardauth
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -132,8 +131,9 @@ func (h *Handler) Allow(w http.ResponseWriter, r *http.Request, d server.Decisio
 			v = d.Session.SID
 		default:
 			if claims == nil {
-				claims = map[string]any{}
-				json.Unmarshal(d.Session.Claims, &claims) // what the ID token said; no claim, no value
+				// What the ID token said, decoded once per session as the
+				// route rules read it; undecodable, it holds no claim.
+				claims, _ = d.Session.ClaimsMap()
 			}
 			v, _ = claims[ih.claim].(string)
 		}
