@@ -195,10 +195,10 @@ func initCmd(ctx context.Context, args []string, stdin io.Reader, interactive bo
 		FrontendURL: *frontendURL, Upstream: *upstream, Prefix: *prefix, KeysFile: keysAbs, Listen: *listen,
 		CAFile: *caFile,
 	}
-	if err := os.WriteFile(keysAbs, []byte(session.NewKey()+"\n"), 0o600); err != nil {
+	if err := writePrivate(keysAbs, []byte(session.NewKey()+"\n"), *force); err != nil {
 		return fmt.Errorf("writing the session key: %w", err)
 	}
-	if err := os.WriteFile(outAbs, []byte(onboard.Config(answers, meta)), 0o600); err != nil {
+	if err := writePrivate(outAbs, []byte(onboard.Config(answers, meta)), *force); err != nil {
 		return fmt.Errorf("writing the configuration: %w", err)
 	}
 	cfg, err := config.Load(outAbs, os.LookupEnv)
@@ -221,6 +221,28 @@ func initCmd(ctx context.Context, args []string, stdin io.Reader, interactive bo
 	}
 	fmt.Fprintf(stdout, "\nthen:\n  moat check --config %s\n  moat serve --config %s\n", outAbs, outAbs)
 	return nil
+}
+
+// writePrivate creates path with mode 0600 and writes data. With replace,
+// an existing file is removed first rather than rewritten in place:
+// os.WriteFile keeps an existing file's mode, which would put a fresh
+// session key into a file others may read. Without replace, an existing
+// file is an error (O_EXCL), even one created since init looked.
+func writePrivate(path string, data []byte, replace bool) error {
+	if replace {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // isInteractive reports whether f is a terminal someone can answer on:

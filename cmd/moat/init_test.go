@@ -351,3 +351,47 @@ func TestIsInteractive(t *testing.T) {
 		}
 	}
 }
+
+// init --force replaces a key file that others could read with one only
+// its owner can: rewriting it in place would keep the old mode.
+func TestInitForceWritesPrivateFiles(t *testing.T) {
+	op := oidctest.New(t, "http://127.0.0.1:4011/auth/callback")
+	dir := t.TempDir()
+	out, keys := filepath.Join(dir, "moat.yaml"), filepath.Join(dir, "moat.keys")
+	for _, f := range []string{out, keys} {
+		if err := os.WriteFile(f, []byte("old\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(f, 0o644); err != nil { // whatever the umask
+			t.Fatal(err)
+		}
+	}
+	stdout, stderr, err := runInit(t, "", false, "--issuer", op.Issuer, "--client-id", op.ClientID,
+		"--client-secret-file", secretFile(t, dir, op.ClientSecret), "--public-url", "http://127.0.0.1:4011",
+		"--frontend-url", "http://localhost:5173", "--upstream", "http://127.0.0.1:9/api/", "--out", out, "--force")
+	if err != nil {
+		t.Fatalf("init --force: %v\n%s%s", err, stdout, stderr)
+	}
+	for _, f := range []string{out, keys} {
+		fi, err := os.Stat(f)
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v, want mode 0600", f, fi.Mode(), err)
+		}
+		if readFile(t, f) == "old\n" {
+			t.Errorf("%s was not replaced", f)
+		}
+	}
+}
+
+func TestWritePrivateRefusesAnExistingFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "k")
+	if err := writePrivate(p, []byte("a"), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := writePrivate(p, []byte("b"), false); !errors.Is(err, os.ErrExist) {
+		t.Fatalf("second write without replace: %v", err)
+	}
+	if got := readFile(t, p); got != "a" {
+		t.Fatalf("content %q", got)
+	}
+}
