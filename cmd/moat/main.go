@@ -263,15 +263,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if aln != nil {
 		log.Info("admin listening", "addr", aln.Addr().String(), "session_api", !cfg.Admin.Token.IsZero())
 		running++
-		asrv, _ := gateway.NewHTTPServer(cfg, gw.Admin, log)
-		asrv.TLSConfig, asrv.Protocols = nil, nil // internal: plain HTTP/1.1
+		asrv := gateway.NewInternalHTTPServer(cfg, gw.Admin, log)
 		go func() { errc <- Serve(ctx, aln, asrv, cfg.Server.ShutdownGrace.D(), log) }()
 	}
 	if fln != nil {
 		log.Info("forward-auth listening", "addr", fln.Addr().String())
 		running++
-		fsrv, _ := gateway.NewHTTPServer(cfg, gw.ForwardAuth, log)
-		fsrv.TLSConfig, fsrv.Protocols = nil, nil // for gateways beside moat: plain HTTP/1.1
+		fsrv := gateway.NewInternalHTTPServer(cfg, gw.ForwardAuth, log)
 		go func() { errc <- Serve(ctx, fln, fsrv, cfg.Server.ShutdownGrace.D(), log) }()
 	}
 	var first error

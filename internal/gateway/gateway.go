@@ -435,6 +435,25 @@ func upstreamTLS(r config.Route) (*tls.Config, error) {
 // With server.tls_cert_file it serves HTTPS with HTTP/2 (call ServeTLS with
 // empty file names); with server.h2c it also speaks HTTP/2 in clear.
 func NewHTTPServer(cfg *config.Config, h http.Handler, log *slog.Logger) (*http.Server, error) {
+	srv := NewInternalHTTPServer(cfg, h, log)
+	if cfg.Server.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.Server.TLSCertFile, cfg.Server.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("server.tls_cert_file: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		srv.Protocols.SetHTTP2(true)
+	}
+	if cfg.Server.H2C {
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
+	return srv, nil
+}
+
+// NewInternalHTTPServer is NewHTTPServer for the listeners beside moat's
+// own (admin.listen, forward_auth.listen): the same timeouts and limits,
+// plain HTTP/1.1, so it cannot fail.
+func NewInternalHTTPServer(cfg *config.Config, h http.Handler, log *slog.Logger) *http.Server {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
@@ -452,18 +471,7 @@ func NewHTTPServer(cfg *config.Config, h http.Handler, log *slog.Logger) (*http.
 		},
 	}
 	srv.Protocols.SetHTTP1(true)
-	if cfg.Server.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.Server.TLSCertFile, cfg.Server.TLSKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("server.tls_cert_file: %w", err)
-		}
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
-		srv.Protocols.SetHTTP2(true)
-	}
-	if cfg.Server.H2C {
-		srv.Protocols.SetUnencryptedHTTP2(true)
-	}
-	return srv, nil
+	return srv
 }
 
 // maxIdPResponse bounds what moat reads from the IdP (discovery, JWKS,
