@@ -17,41 +17,7 @@ import (
 	redisstore "github.com/moat-bff/moat/internal/session/redis"
 )
 
-// backends maps each store URL scheme to how to check its URL and how to
-// open it.
-var backends = func() map[string]backend {
-	openRedis := func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
-		// Opening Redis writes nothing; check only reads.
-		return redisstore.Open(ctx, spec, redisstore.Options{Logger: log})
-	}
-	redis := backend{check: redisstore.CheckURL, open: openRedis, openRead: openRedis}
-	pg := backend{
-		check: postgres.CheckURL,
-		open: func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
-			return postgres.Open(ctx, spec, postgres.Options{Logger: log})
-		},
-		openRead: func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
-			return postgres.Open(ctx, spec, postgres.Options{Logger: log, ReadOnly: true})
-		},
-	}
-	m := map[string]backend{
-		"bolt": {
-			check: func(spec string) error { _, err := bolt.ParseURL(spec); return err },
-			open: func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
-				return bolt.Open(ctx, spec, bolt.Options{Logger: log})
-			},
-			openRead: func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
-				return bolt.Open(ctx, spec, bolt.Options{Logger: log, ReadOnly: true, OpenTimeout: ReadOnlyOpenTimeout})
-			},
-		},
-		"postgres": pg, "postgresql": pg,
-	}
-	for _, s := range []string{"redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"} {
-		m[s] = redis
-	}
-	return m
-}()
-
+// backend is how to check and open the stores of one URL scheme.
 type backend struct {
 	check    func(spec string) error
 	open     func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error)
@@ -66,8 +32,33 @@ const ReadOnlyOpenTimeout = 500 * time.Millisecond
 // stores there are.
 func lookup(spec string) (backend, error) {
 	scheme, _, _ := strings.Cut(spec, "://")
-	if b, ok := backends[strings.ToLower(scheme)]; ok {
-		return b, nil
+	switch strings.ToLower(scheme) {
+	case "bolt":
+		return backend{
+			check: func(spec string) error { _, err := bolt.ParseURL(spec); return err },
+			open: func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
+				return bolt.Open(ctx, spec, bolt.Options{Logger: log})
+			},
+			openRead: func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
+				return bolt.Open(ctx, spec, bolt.Options{Logger: log, ReadOnly: true, OpenTimeout: ReadOnlyOpenTimeout})
+			},
+		}, nil
+	case "postgres", "postgresql":
+		return backend{
+			check: postgres.CheckURL,
+			open: func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
+				return postgres.Open(ctx, spec, postgres.Options{Logger: log})
+			},
+			openRead: func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
+				return postgres.Open(ctx, spec, postgres.Options{Logger: log, ReadOnly: true})
+			},
+		}, nil
+	case "redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster":
+		open := func(ctx context.Context, spec string, log *slog.Logger) (session.Store, error) {
+			return redisstore.Open(ctx, spec, redisstore.Options{Logger: log})
+		}
+		// Opening Redis writes nothing; check only reads.
+		return backend{check: redisstore.CheckURL, open: open, openRead: open}, nil
 	}
 	return backend{}, fmt.Errorf("%q is not a known store; use memory, bolt:///var/lib/moat/sessions.db, redis://host:6379/0 or postgres://user@host/db", Redact(spec))
 }
