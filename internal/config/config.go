@@ -280,6 +280,10 @@ type Route struct {
 	// restricted to it (RFC 8707 resource indicator) instead of the
 	// session's own.
 	Resource string `yaml:"resource"`
+	// TokenExchange, when set, makes the route's upstream receive the
+	// user's token exchanged for one with this audience (RFC 8693); see
+	// tokenexchange.go.
+	TokenExchange *TokenExchange `yaml:"token_exchange"`
 	// ClientScopes are the scopes asked for the client-credentials token of
 	// token: client and user_or_client routes.
 	ClientScopes []string `yaml:"client_scopes"`

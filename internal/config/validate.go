@@ -159,6 +159,7 @@ func (c *Config) Validate() error {
 			}
 		}
 		errs = append(errs, validateRouteHeaders(key, r)...)
+		errs = append(errs, validateTokenExchange(key, r)...)
 		if r.MaxBodyBytes < 0 {
 			add(key+".max_body_bytes", "must be positive")
 		}

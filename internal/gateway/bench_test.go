@@ -12,6 +12,7 @@ import (
 
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/csrf"
+	"github.com/moat-bff/moat/internal/oidc/oidctest"
 )
 
 // BenchmarkProxyHotPath compares moat's proxied request (cookie → session
@@ -33,9 +34,10 @@ func BenchmarkProxyHotPath(b *testing.B) {
 		c.Routes = append(c.Routes, config.Route{Prefix: "/bench/", Upstream: api.URL + "/"},
 			config.Route{Prefix: "/rules/", Upstream: api.URL + "/", Require: []config.Requirement{
 				{Claim: "email_verified", AnyOf: []string{"true"}}, {MaxAge: config.Duration(12 * time.Hour)}}},
-			config.Route{Prefix: "/res/", Upstream: api.URL + "/", Resource: "https://api.example/"})
+			config.Route{Prefix: "/res/", Upstream: api.URL + "/", Resource: "https://api.example/"},
+			config.Route{Prefix: "/xchg/", Upstream: api.URL + "/", TokenExchange: &config.TokenExchange{Audience: "api-a"}})
 		unlimited(c)
-	})
+	}, func(b *oidctest.Behavior) { b.ExchangeTargets = []string{"api-a"} })
 	br := e.browser()
 	br.login("/")
 	cookie := br.sessionCookie()
@@ -69,8 +71,9 @@ func BenchmarkProxyHotPath(b *testing.B) {
 	}
 	b.Run("bare", func(b *testing.B) { run(b, bare, "/bench/item", false) })
 	b.Run("moat", func(b *testing.B) { run(b, e.gw, "/bench/item", true) })
-	b.Run("moat+rules", func(b *testing.B) { run(b, e.gw, "/rules/item", true) }) // routes[].require: two rules
-	b.Run("moat+resource", func(b *testing.B) { run(b, e.gw, "/res/item", true) }) // routes[].resource: the cached RFC 8707 token
+	b.Run("moat+rules", func(b *testing.B) { run(b, e.gw, "/rules/item", true) })   // routes[].require: two rules
+	b.Run("moat+resource", func(b *testing.B) { run(b, e.gw, "/res/item", true) })  // routes[].resource: the cached RFC 8707 token
+	b.Run("moat+exchange", func(b *testing.B) { run(b, e.gw, "/xchg/item", true) }) // routes[].token_exchange, cached
 }
 
 // unlimited lifts the rate limits: a benchmark is one client and one

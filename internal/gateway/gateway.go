@@ -24,6 +24,7 @@ import (
 	"github.com/moat-bff/moat/internal/clientauth"
 	"github.com/moat-bff/moat/internal/clienttoken"
 	"github.com/moat-bff/moat/internal/config"
+	"github.com/moat-bff/moat/internal/exchange"
 	"github.com/moat-bff/moat/internal/forwardauth"
 	"github.com/moat-bff/moat/internal/metrics"
 	"github.com/moat-bff/moat/internal/oidc"
@@ -68,6 +69,7 @@ type Gateway struct {
 	sockets   *server.Sockets // open WebSockets per session, across reloads
 	fa        *forwardauth.Handler
 	clients   *clienttoken.Cache // client-credentials tokens, kept across reloads
+	exchanges *exchange.Cache    // RFC 8693 exchanged tokens, kept across reloads
 	// clientJWKS is the public JWK set of the client keys (private_key_jwt,
 	// request objects); nil when there are none.
 	clientJWKS []byte
@@ -173,7 +175,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 		LeaseTTL: cfg.OIDC.Timeout.D() + 5*time.Second, Logger: log, OnRefresh: m.Refresh,
 	})
 	g := &Gateway{sockets: server.NewSockets(), Sessions: sessions, Tokens: tokens, IdP: idp, Metrics: m, log: log, tracing: o.Tracing, store: store, stopWatch: stopWatch,
-		Revoker: revoke.Start(idp, log, revoke.Options{}), clients: clienttoken.New(idp, cfg.OIDC.RefreshSkew.D(), o.Now)}
+		Revoker: revoke.Start(idp, log, revoke.Options{}), clients: clienttoken.New(idp, cfg.OIDC.RefreshSkew.D(), o.Now),
+		exchanges: exchange.New(exchange.Options{Source: idp, Skew: cfg.OIDC.RefreshSkew.D(), Now: o.Now})}
 	g.pending = newPending(cfg, sessions, m)
 	if clientKeys != nil {
 		g.clientJWKS, _ = json.Marshal(clientKeys.Public()) // public keys always marshal
@@ -232,9 +235,13 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 		if err != nil {
 			return nil, fmt.Errorf("routes[%d].require: %w", i, err)
 		}
+		var xchg *proxy.Exchange
+		if x := r.TokenExchange; x != nil {
+			xchg = &proxy.Exchange{Audience: x.Audience, Resource: x.Resource, Scope: x.Scope}
+		}
 		routes = append(routes, proxy.Route{
-			Require: require,
-			Name:    r.Name, Prefix: r.Prefix, Upstream: config.MustURL(r.Upstream),
+			Require: require, Exchange: xchg,
+			Name: r.Name, Prefix: r.Prefix, Upstream: config.MustURL(r.Upstream),
 			Token:     r.Token == config.TokenUser || r.Token == config.TokenClient || r.Token == config.TokenUserOrClient,
 			TokenType: r.Token, ClientScopes: r.ClientScopes, Resource: r.Resource, Timeout: r.Timeout.D(), TLS: tlsCfg,
 			Methods: r.Methods, MaxBodyBytes: r.MaxBodyBytes, AllowSetCookie: r.InsecureAllowSetCookie, WebSocket: r.WebSocket,
@@ -251,7 +258,7 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 		},
 	})
 	srv, err := server.New(server.Deps{Config: cfg, Logger: g.log, Sessions: g.Sessions, Tokens: g.Tokens, IdP: g.IdP,
-		Routes: table, Revoker: g.Revoker, Metrics: m, ClientTokens: g.clients, Pending: g.pending, ClientJWKS: g.clientJWKS, Sockets: g.sockets})
+		Routes: table, Revoker: g.Revoker, Metrics: m, ClientTokens: g.clients, Exchanges: g.exchanges, Pending: g.pending, ClientJWKS: g.clientJWKS, Sockets: g.sockets})
 	if err != nil {
 		return nil, err
 	}

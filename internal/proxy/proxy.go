@@ -53,6 +53,9 @@ type Route struct {
 	Resource string
 	// ClientScopes are the scopes of the client-credentials token.
 	ClientScopes []string
+	// Exchange, when set, is the target the user's token is exchanged for
+	// (RFC 8693, routes[].token_exchange).
+	Exchange *Exchange
 	// Timeout bounds the wait for the upstream's response headers.
 	Timeout time.Duration
 	// TLS configures the connection to an https upstream; nil uses the
@@ -75,6 +78,12 @@ type Route struct {
 	ForwardHeaders []string
 	// Require holds the route's rules on the user's claims; nil allows all.
 	Require *policy.Policy
+}
+
+// Exchange is a route's RFC 8693 token-exchange target.
+type Exchange struct {
+	Audience, Resource string
+	Scope              []string
 }
 
 // IsUpgrade reports whether r asks to switch protocols (a WebSocket

@@ -9,6 +9,7 @@ import (
 
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/httperr"
+	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/proxy"
 	"github.com/moat-bff/moat/internal/session"
 )
@@ -109,7 +110,27 @@ func (s *Server) authorizeRoute(w http.ResponseWriter, r *http.Request, rt *prox
 	if err := s.require(rt.Require, l, r); err != nil {
 		return nil, "", err
 	}
+	if rt.Exchange != nil {
+		if at, err = s.exchangedToken(r, l, at, rt.Exchange); err != nil {
+			return nil, "", err
+		}
+	}
 	return l, at, nil
+}
+
+// exchangedToken exchanges the session's access token at for one meant for
+// x's target alone (RFC 8693). The session is alive (its token was just
+// checked or refreshed), so any failure, including the IdP refusing the
+// subject token, a target or moat's client, is a 503 that logs nobody out.
+func (s *Server) exchangedToken(r *http.Request, l *session.Loaded, at string, x *proxy.Exchange) (string, error) {
+	if s.exchanges == nil {
+		return "", httperr.Unavailable(errors.New("no token exchange source"))
+	}
+	xt, err := s.exchanges.Token(r.Context(), string(l.Key), at, oidc.ExchangeRequest{Audience: x.Audience, Resource: x.Resource, Scope: x.Scope})
+	if err != nil {
+		return "", httperr.Unavailable(err)
+	}
+	return xt, nil
 }
 
 // tokenType is rt's routes[].token; routes built without one (tests,

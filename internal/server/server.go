@@ -19,6 +19,7 @@ import (
 	"github.com/moat-bff/moat/internal/clienttoken"
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/csrf"
+	"github.com/moat-bff/moat/internal/exchange"
 	"github.com/moat-bff/moat/internal/httperr"
 	"github.com/moat-bff/moat/internal/logbuf"
 	"github.com/moat-bff/moat/internal/metrics"
@@ -46,6 +47,9 @@ type Deps struct {
 	// ClientTokens hands out client-credentials tokens for token: client
 	// and user_or_client routes.
 	ClientTokens *clienttoken.Cache
+	// Exchanges hands out RFC 8693 exchanged tokens for routes with
+	// token_exchange.
+	Exchanges *exchange.Cache
 	// Pending caps login transactions in flight; nil builds one from
 	// Config (without metrics).
 	Pending *pending.Cap
@@ -67,6 +71,7 @@ type Server struct {
 	pending      *pending.Cap
 	metrics      *metrics.Metrics
 	clientTokens *clienttoken.Cache
+	exchanges    *exchange.Cache
 	csrf         *csrf.Policy
 	mux          *http.ServeMux
 	sockets      *Sockets
@@ -92,7 +97,7 @@ func New(d Deps) (*Server, error) {
 		return nil, fmt.Errorf("csrf: %w", err)
 	}
 	s := &Server{
-		cfg: cfg, log: d.Logger, sessions: d.Sessions, tokens: d.Tokens, idp: d.IdP, routes: d.Routes, revoker: d.Revoker, metrics: d.Metrics, clientTokens: d.ClientTokens,
+		cfg: cfg, log: d.Logger, sessions: d.Sessions, tokens: d.Tokens, idp: d.IdP, routes: d.Routes, revoker: d.Revoker, metrics: d.Metrics, clientTokens: d.ClientTokens, exchanges: d.Exchanges,
 		csrf: policy, mux: http.NewServeMux(), public: public, landing: "/",
 		limits: newLimits(cfg, d.Sessions.Now), pending: d.Pending, sockets: d.Sockets,
 	}

@@ -90,6 +90,17 @@ type Behavior struct {
 	// ForgetResources drops the RFC 8707 resources of authorization
 	// requests, so that a refresh naming one is refused (invalid_target).
 	ForgetResources bool
+	// ExchangeTargets are the audiences and resources the token-exchange
+	// grant (RFC 8693) issues tokens for; any other is invalid_target.
+	ExchangeTargets []string
+	// ExchangeStatus, if set, answers every token exchange with that status
+	// and ExchangeError as its error code (server_error when empty).
+	ExchangeStatus int
+	ExchangeError  string
+	// ExchangeTokenType, if set, replaces the exchange response's
+	// issued_token_type and token_type ("N_A" for both, or a URN with
+	// token_type Bearer).
+	ExchangeTokenType string
 	// JWKSPadding pads the JWKS document with that many bytes.
 	JWKSPadding int
 	// RequestObjectAlgs, if set, is the discovery document's
@@ -155,6 +166,7 @@ type Provider struct {
 	requests []Request
 
 	accessResource map[string]string // access token → its RFC 8707 resource
+	accessExchange map[string]Exchanged
 
 	clientKeys *jose.JSONWebKeySet // private_key_jwt: the client's public keys
 	seenJTI    map[string]bool
@@ -261,6 +273,7 @@ func start(redirectURI string, useTLS bool) *Provider {
 		spentRT:        map[string]*grant{},
 		pushed:         map[string]url.Values{},
 		accessResource: map[string]string{},
+		accessExchange: map[string]Exchanged{},
 		accessCert:     map[string]string{},
 	}
 	p.RotateKey()
@@ -692,6 +705,8 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.issue(w, g, b.RotateRefreshTokens)
+	case "urn:ietf:params:oauth:grant-type:token-exchange":
+		p.tokenExchange(w, r, b)
 	case "client_credentials":
 		// RFC 6749 §4.4: a token for the client itself, whose subject is
 		// its client_id (RFC 9068 §2.2); no refresh or ID token (§4.4.3).
@@ -1029,4 +1044,81 @@ func (p *Provider) SessionID(sub string) string {
 		return ""
 	}
 	return best.sid
+}
+
+// Exchanged is what a token-exchange grant (RFC 8693) issued an access
+// token for.
+type Exchanged struct {
+	Audience, Resource, Scope string
+	// Subject is the access token that was exchanged.
+	Subject string
+}
+
+// tokenExchange implements RFC 8693 §2 for access tokens: the subject token
+// must be a live access token of a grant, the target one the provider
+// knows; the new token belongs to the same grant and records its target.
+func (p *Provider) tokenExchange(w http.ResponseWriter, r *http.Request, b Behavior) {
+	f := r.PostForm
+	if b.ExchangeStatus != 0 {
+		code := b.ExchangeError
+		if code == "" {
+			code = "server_error"
+		}
+		oauthError(w, b.ExchangeStatus, code)
+		return
+	}
+	if f.Get("subject_token_type") != "urn:ietf:params:oauth:token-type:access_token" ||
+		(f.Get("requested_token_type") != "" && f.Get("requested_token_type") != "urn:ietf:params:oauth:token-type:access_token") {
+		oauthError(w, http.StatusBadRequest, "invalid_request")
+		return
+	}
+	aud, res := f.Get("audience"), f.Get("resource")
+	if aud == "" && res == "" {
+		oauthError(w, http.StatusBadRequest, "invalid_request")
+		return
+	}
+	for _, t := range []string{aud, res} {
+		if t != "" && !slices.Contains(b.ExchangeTargets, t) {
+			oauthError(w, http.StatusBadRequest, "invalid_target") // §2.2.2
+			return
+		}
+	}
+	subject := f.Get("subject_token")
+	p.mu.Lock()
+	g := p.access[subject]
+	if g == nil || g.revoked || g.user.Subject == p.ClientID {
+		p.mu.Unlock()
+		oauthError(w, http.StatusBadRequest, "invalid_grant") // §2.2.2: an invalid subject_token
+		return
+	}
+	at := "at-" + random(24)
+	p.access[at] = g
+	p.accessExchange[at] = Exchanged{Audience: aud, Resource: res, Scope: f.Get("scope"), Subject: subject}
+	p.issued = append(p.issued, at)
+	p.mu.Unlock()
+	resp := map[string]any{"access_token": at, "token_type": "Bearer",
+		"issued_token_type": "urn:ietf:params:oauth:token-type:access_token"}
+	if t := b.ExchangeTokenType; t != "" {
+		resp["issued_token_type"] = t
+		if t == "N_A" {
+			resp["token_type"] = "N_A"
+		}
+	}
+	if b.AccessTokenTTL > 0 {
+		resp["expires_in"] = int(b.AccessTokenTTL.Seconds())
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// ExchangedToken returns what the token-exchange grant issued at for, and
+// whether at is a live exchanged token.
+func (p *Provider) ExchangedToken(at string) (Exchanged, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	g, x := p.access[at], p.accessExchange[at]
+	if g == nil || g.revoked || x == (Exchanged{}) {
+		return Exchanged{}, false
+	}
+	return x, true
 }

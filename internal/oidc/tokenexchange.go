@@ -1,0 +1,78 @@
+package oidc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// RFC 8693 identifiers.
+const (
+	GrantTokenExchange     = "urn:ietf:params:oauth:grant-type:token-exchange" // §2.1
+	TokenTypeAccessToken   = "urn:ietf:params:oauth:token-type:access_token"   // §3
+	errInvalidTargetOAuth2 = "invalid_target"                                  // §2.2.2
+)
+
+// ExchangeRequest names the token an exchange asks for (RFC 8693 §2.1):
+// at least one of Audience and Resource.
+type ExchangeRequest struct {
+	Audience string
+	Resource string
+	Scope    []string
+}
+
+// TokenExchange exchanges subjectToken, the user's access token, for an
+// access token for req's target (RFC 8693 §2.1), authenticating moat as
+// at every token request (client secret, private_key_jwt or mTLS). Only an
+// issued_token_type of access_token with token_type Bearer is accepted
+// (§2.2.1): an N_A or other token is refused, never forwarded. A refused
+// target (invalid_target) or client is a deployment problem (wrapping
+// ErrUnavailable); invalid_grant (the subject token refused) wraps
+// ErrInvalidGrant.
+func (c *Client) TokenExchange(ctx context.Context, subjectToken string, req ExchangeRequest) (Tokens, error) {
+	p, err := c.provider(ctx)
+	if err != nil {
+		return Tokens{}, err
+	}
+	params := url.Values{
+		// x/oauth2's client-credentials flow lets grant_type be replaced;
+		// it brings the client authentication every grant uses.
+		"grant_type":           {GrantTokenExchange},
+		"subject_token":        {subjectToken},
+		"subject_token_type":   {TokenTypeAccessToken},
+		"requested_token_type": {TokenTypeAccessToken},
+	}
+	if req.Audience != "" {
+		params.Set("audience", req.Audience)
+	}
+	if req.Resource != "" {
+		params.Set("resource", req.Resource)
+	}
+	cc := clientcredentials.Config{
+		ClientID: c.cfg.ClientID, ClientSecret: c.cfg.ClientSecret.Reveal(),
+		TokenURL: p.oauth.Endpoint.TokenURL, AuthStyle: p.oauth.Endpoint.AuthStyle,
+		Scopes: req.Scope, EndpointParams: params,
+	}
+	tok, err := cc.Token(c.clientCtx(ctx))
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.ErrorCode == errInvalidTargetOAuth2 {
+		return Tokens{}, fmt.Errorf("%w: the identity provider refused the token exchange's target (invalid_target): register audience %q / resource %q for this client", ErrUnavailable, req.Audience, req.Resource)
+	}
+	if err != nil {
+		return Tokens{}, c.classify("token_exchange", err)
+	}
+	c.tokenEndpointOK()
+	if it, _ := tok.Extra("issued_token_type").(string); it != TokenTypeAccessToken {
+		return Tokens{}, fmt.Errorf("%w: token exchange issued_token_type %q, want %s (RFC 8693 §2.2.1)", ErrRejected, truncate(errorCode(it), 80), TokenTypeAccessToken)
+	}
+	t, err := checkTokenResponse(tok)
+	if err != nil {
+		return Tokens{}, err
+	}
+	t.RefreshToken, t.IDToken = "", "" // never kept: the exchange is repeated instead
+	return t, nil
+}
