@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/moat-bff/moat/internal/secret"
 )
 
 // KeyError is one problem with one configuration key, named by its path in
@@ -74,7 +76,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path, name string) {
 		d.decodeStruct(n, v, path)
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			d.fail(path, n, "expected a list (e.g. [a, b] or one \"- item\" per line), got %s", describe(n))
+			d.fail(path, n, "expected a list (e.g. [a, b] or one \"- item\" per line), got %s", describe(n, v.Type()))
 			return
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
@@ -84,7 +86,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path, name string) {
 		v.Set(s)
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode || v.Type().Key().Kind() != reflect.String {
-			d.fail(path, n, "expected a mapping (key: value), got %s", describe(n))
+			d.fail(path, n, "expected a mapping (key: value), got %s", describe(n, v.Type()))
 			return
 		}
 		m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
@@ -97,20 +99,20 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path, name string) {
 		v.Set(m)
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
-			d.fail(path, n, "expected a single value, got %s", describe(n))
+			d.fail(path, n, "expected a single value, got %s", describe(n, v.Type()))
 			return
 		}
 		v.SetString(n.Value)
 	case reflect.Bool:
 		var b bool
 		if n.Kind != yaml.ScalarNode || n.Decode(&b) != nil {
-			d.fail(path, n, "expected true or false, got %s", describe(n))
+			d.fail(path, n, "expected true or false, got %s", describe(n, v.Type()))
 			return
 		}
 		v.SetBool(b)
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		if n.Kind != yaml.ScalarNode {
-			d.fail(path, n, "expected a number, got %s", describe(n))
+			d.fail(path, n, "expected a number, got %s", describe(n, v.Type()))
 			return
 		}
 		var i int64
@@ -118,7 +120,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path, name string) {
 		if strings.HasSuffix(name, "_bytes") {
 			i, err = ParseSize(n.Value)
 		} else if err = n.Decode(&i); err != nil {
-			err = fmt.Errorf("expected a whole number, got %s", describe(n))
+			err = fmt.Errorf("expected a whole number, got %s", describe(n, v.Type()))
 		}
 		if err == nil && v.OverflowInt(i) {
 			err = fmt.Errorf("%s is too large", n.Value)
@@ -131,14 +133,14 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path, name string) {
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		var u uint64
 		if n.Kind != yaml.ScalarNode || n.Decode(&u) != nil || v.OverflowUint(u) {
-			d.fail(path, n, "expected a whole number of at least 0, got %s", describe(n))
+			d.fail(path, n, "expected a whole number of at least 0, got %s", describe(n, v.Type()))
 			return
 		}
 		v.SetUint(u)
 	case reflect.Float32, reflect.Float64:
 		var f float64
 		if n.Kind != yaml.ScalarNode || n.Decode(&f) != nil {
-			d.fail(path, n, "expected a number, got %s", describe(n))
+			d.fail(path, n, "expected a number, got %s", describe(n, v.Type()))
 			return
 		}
 		v.SetFloat(f)
@@ -153,7 +155,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path, name string) {
 // repeated keys.
 func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind != yaml.MappingNode {
-		d.fail(path, n, "expected a mapping of keys (%s), got %s", strings.Join(knownKeys(v.Type()), ", "), describe(n))
+		d.fail(path, n, "expected a mapping of keys (%s), got %s", strings.Join(knownKeys(v.Type()), ", "), describe(n, v.Type()))
 		return
 	}
 	fields := structFields(v.Type())
@@ -262,14 +264,44 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
-func describe(n *yaml.Node) string {
+func describe(n *yaml.Node, t reflect.Type) string {
 	switch n.Kind {
 	case yaml.MappingNode:
 		return "a mapping"
 	case yaml.SequenceNode:
 		return "a list"
 	}
+	if holdsSecret(t, 0) {
+		// A secret written one level too high (session.keys: KEY,
+		// admin: TOKEN): the error is printed and logged, the value must
+		// not be.
+		return "a single value"
+	}
 	return strconv.Quote(n.Value)
+}
+
+var secretType = reflect.TypeFor[secret.String]()
+
+// holdsSecret reports whether a value of type t is or contains a
+// secret.String.
+func holdsSecret(t reflect.Type, depth int) bool {
+	if t == secretType {
+		return true
+	}
+	if depth > 8 {
+		return true // deeper than any configuration type: assume the worst
+	}
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array, reflect.Map:
+		return holdsSecret(t.Elem(), depth+1)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if holdsSecret(t.Field(i).Type, depth+1) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // sizeUnits are the suffixes ParseSize accepts, IEC (KiB = 1024) and SI

@@ -173,3 +173,26 @@ func TestOffLoopbackMeansPublicURLHost(t *testing.T) {
 		}
 	}
 }
+
+// A secret written where a list or a section belongs (one level too high,
+// a typo of its key) is named by its key and line, never repeated: the
+// error is printed by moat check and logged at startup.
+func TestDecodeErrorsNeverRepeatASecret(t *testing.T) {
+	for _, body := range []string{
+		"session:\n  keys: S3CRETVALUE\n",
+		"admin: S3CRETVALUE\n",
+		"oidc: S3CRETVALUE\n",
+		"S3CRETVALUE\n",
+		"oidc:\n  client_secert: S3CRETVALUE\n",
+		"admin:\n  tokn: S3CRETVALUE\n",
+	} {
+		_, err := Load(writeConfig(t, "public_url: \"https://app.example.com\"\n"+body), noEnv)
+		if err == nil {
+			t.Errorf("%q: accepted", body)
+			continue
+		}
+		if strings.Contains(err.Error(), "S3CRETVALUE") {
+			t.Errorf("%q: the error repeats the secret:\n%v", body, err)
+		}
+	}
+}
