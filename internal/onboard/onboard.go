@@ -172,6 +172,14 @@ func configuredCapabilities(m oidc.Metadata, cfg *config.Config) []string {
 	if config.IsMTLS(method) && len(m.MTLSEndpointAliases) == 0 {
 		w = append(w, fmt.Sprintf("oidc.client_auth_method: %s, but the provider's discovery document has no mtls_endpoint_aliases, so moat presents its client certificate at the regular token endpoint (RFC 8705 §5), which must ask for client certificates or every login fails", method))
 	}
+	for i, r := range cfg.Routes {
+		if r.TokenExchange == nil {
+			continue
+		}
+		if gt := m.GrantTypesSupported; len(gt) > 0 && !slices.Contains(gt, oidc.GrantTokenExchange) {
+			w = append(w, fmt.Sprintf("routes[%d].token_exchange: the provider's grant_types_supported %v lacks %s (RFC 8693), so every call of this route will likely get 503; enable token exchange for this client at the provider, or remove token_exchange", i, gt, oidc.GrantTokenExchange))
+		}
+	}
 	if acr := cfg.OIDC.ACRValues; len(acr) > 0 {
 		if len(m.ACRValuesSupported) == 0 {
 			w = append(w, fmt.Sprintf("oidc.acr_values: the provider's discovery document has no acr_values_supported, so it may ignore acr_values %v; a step-up login then returns another acr, which the routes that require one refuse", acr))

@@ -81,6 +81,16 @@ func TestQuirks(t *testing.T) {
 			return m
 		}(), cfgWith(func(c *config.Config) { c.OIDC.ClientAuthMethod = "tls_client_auth" }),
 			[]string{"oidc.client_auth_method: tls_client_auth, but the provider's discovery document has no mtls_endpoint_aliases"}},
+		{"token exchange not advertised", full("https://idp.example.com"), cfgWith(func(c *config.Config) {
+			c.Routes = append(c.Routes, config.Route{Prefix: "/x/", Token: config.TokenUser, TokenExchange: &config.TokenExchange{Audience: "api"}})
+		}), []string{"routes[1].token_exchange: the provider's grant_types_supported [authorization_code refresh_token] lacks urn:ietf:params:oauth:grant-type:token-exchange"}},
+		{"token exchange advertised", func() oidc.Metadata {
+			m := full("https://idp.example.com")
+			m.GrantTypesSupported = append(m.GrantTypesSupported, oidc.GrantTokenExchange)
+			return m
+		}(), cfgWith(func(c *config.Config) {
+			c.Routes = append(c.Routes, config.Route{Prefix: "/x/", Token: config.TokenUser, TokenExchange: &config.TokenExchange{Audience: "api"}})
+		}), nil},
 		{"mTLS with mtls_endpoint_aliases", func() oidc.Metadata {
 			m := full("https://idp.example.com")
 			m.TokenEndpointAuthMethods = []string{"tls_client_auth"}
