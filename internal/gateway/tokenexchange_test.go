@@ -268,3 +268,21 @@ func TestTokenExchangePrivateKeyJWT(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardAuthTokenExchange: forward-auth hands the gateway the token
+// exchanged for the route's target, never the session's own.
+func TestForwardAuthTokenExchange(t *testing.T) {
+	f := newFAEnv(t, func(c *config.Config) {
+		c.Routes = append(c.Routes, config.Route{Prefix: "/x/a/", Upstream: "http://127.0.0.1:1/", TokenExchange: &config.TokenExchange{Audience: "api-a"}})
+	}, func(b *oidctest.Behavior) { b.ExchangeTargets = []string{"api-a"} })
+	b := f.browser()
+	b.login("/")
+	r := f.check(b, "GET", "/x/a/orders", "X-CSRF", "1")
+	if r.StatusCode != http.StatusOK {
+		t.Fatalf("= %s %s", r.Status, r.body)
+	}
+	x, ok := f.op.ExchangedToken(bearer(r))
+	if !ok || x.Audience != "api-a" || x.Subject != f.accessToken(b.sessionCookie()) {
+		t.Errorf("forward-auth handed out %+v (exchanged: %v)", x, ok)
+	}
+}
