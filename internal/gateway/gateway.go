@@ -347,14 +347,18 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) error {
 // change; anything else needs a restart.
 var reloadable = []string{"routes", "cors", "csrf", "rate_limit", "spa", "session.keys", "session.keys_file", "log.level"}
 
+// keptAcrossReload are keys below reloadable ones that configure what a
+// reload keeps (the pending-logins cap counts logins in flight), so they
+// need a restart: a reload must refuse them, not accept and ignore them.
+var keptAcrossReload = []string{"rate_limit.pending_logins"}
+
 // restartOnly lists the exact key paths that differ between a and b
 // outside the reloadable ones (session.idle_timeout, not session).
 func restartOnly(a, b *config.Config) []string {
 	var keys []string
 	for _, k := range config.Diff(a, b) {
-		if !slices.ContainsFunc(reloadable, func(r string) bool {
-			return k == r || strings.HasPrefix(k, r+".") || strings.HasPrefix(k, r+"[")
-		}) {
+		below := func(r string) bool { return k == r || strings.HasPrefix(k, r+".") || strings.HasPrefix(k, r+"[") }
+		if slices.ContainsFunc(keptAcrossReload, below) || !slices.ContainsFunc(reloadable, below) {
 			keys = append(keys, k)
 		}
 	}

@@ -215,6 +215,13 @@ func TestReload(t *testing.T) {
 	if err := e.gw.Reload(ctx, &idle); err == nil || !strings.HasPrefix(err.Error(), "session.idle_timeout cannot change without a restart") {
 		t.Errorf("reload changing session.idle_timeout: %v", err)
 	}
+	// rate_limit reloads, but the pending-logins cap is kept across
+	// reloads: a change to it is refused, never accepted and ignored.
+	capped := next
+	capped.Limits.PendingLogins.PerReplica = 7
+	if err := e.gw.Reload(ctx, &capped); err == nil || !strings.HasPrefix(err.Error(), "rate_limit.pending_logins.per_replica cannot change without a restart") {
+		t.Errorf("reload changing rate_limit.pending_logins: %v", err)
+	}
 	if r := b.api("GET", "/new/x"); r.StatusCode != http.StatusOK || !loggedIn(t, b) {
 		t.Error("a refused reload disturbed the running configuration")
 	}
