@@ -55,8 +55,15 @@ func (c *Config) validateForwardAuth(add func(key, format string, args ...any)) 
 		add("forward_auth.trusted_proxies", "is required: list the gateways' IPs or CIDRs (e.g. 127.0.0.1 or 10.0.0.0/8); nobody else may ask for tokens")
 	}
 	for i, p := range f.TrustedProxies {
-		if _, err := ParsePrefix(p); err != nil {
-			add(fmt.Sprintf("forward_auth.trusted_proxies[%d]", i), "%q is not an IP or CIDR like 10.0.0.0/8", p)
+		key := fmt.Sprintf("forward_auth.trusted_proxies[%d]", i)
+		switch pfx, err := ParsePrefix(p); {
+		case err != nil:
+			add(key, "%q is not an IP or CIDR like 10.0.0.0/8", p)
+		case pfx.Bits() == 0:
+			// The peer check is what keeps access tokens off browsers:
+			// trusting every address would hand one to anybody who can
+			// reach the listener with a session cookie.
+			add(key, "%q trusts every address, so anybody who can reach forward_auth.listen with a session cookie would get its access token; list the gateways' IPs or CIDRs", p)
 		}
 	}
 	for h, v := range f.IdentityHeaders {

@@ -18,6 +18,7 @@ func TestForwardAuthConfig(t *testing.T) {
 		{"on the browser listener", "forward_auth:\n  listen: 127.0.0.1:4001\n  trusted_proxies: [127.0.0.1]\n", []string{"forward_auth.listen:"}},
 		{"nobody trusted", "forward_auth:\n  listen: 127.0.0.1:4003\n", []string{"forward_auth.trusted_proxies:"}},
 		{"bad proxy", "forward_auth:\n  listen: 127.0.0.1:4003\n  trusted_proxies: [gateway]\n", []string{"forward_auth.trusted_proxies[0]:"}},
+		{"everybody trusted", "forward_auth:\n  listen: 127.0.0.1:4003\n  trusted_proxies: [127.0.0.1, 0.0.0.0/0, \"::/0\"]\n", []string{"forward_auth.trusted_proxies[1]:", "forward_auth.trusted_proxies[2]:"}},
 		{"not host:port", "forward_auth:\n  listen: gateway\n  trusted_proxies: [127.0.0.1]\n", []string{"forward_auth.listen:"}},
 		{"keys without listen", "forward_auth:\n  trusted_proxies: [127.0.0.1]\n", []string{"forward_auth.listen:"}},
 		{"reserved identity header", "forward_auth:\n  listen: 127.0.0.1:4003\n  trusted_proxies: [127.0.0.1]\n  identity_headers: {authorization: sub, x-moat-error: sub, \"X Bad\": sub, X-Empty: \"\"}\n",
