@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/oidc/oidctest"
@@ -284,5 +285,62 @@ func TestForwardAuthTokenExchange(t *testing.T) {
 	x, ok := f.op.ExchangedToken(bearer(r))
 	if !ok || x.Audience != "api-a" || x.Subject != f.accessToken(b.sessionCookie()) {
 		t.Errorf("forward-auth handed out %+v (exchanged: %v)", x, ok)
+	}
+}
+
+// TestTokenExchangeRevokedSubject: a session token the IdP refuses as a
+// subject (invalid_grant: revoked before its expiry) is refreshed once and
+// exchanged again; if the refresh token is dead too the session ends (401);
+// a token just obtained is not refreshed for a refusal (503), so an IdP
+// that refuses every exchange cannot make moat refresh on every call.
+func TestTokenExchangeRevokedSubject(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		age         time.Duration
+		refreshDead bool
+		want        int
+		refreshes   int
+	}{
+		{"revoked, refreshed", 2 * time.Minute, false, http.StatusOK, 1},
+		{"revoked, refresh token dead", 2 * time.Minute, true, http.StatusUnauthorized, 1},
+		{"just obtained", 0, false, http.StatusServiceUnavailable, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var op *oidctest.Provider
+			a, b := newExchangeUpstream(t, &op), newExchangeUpstream(t, &op)
+			e := newEnv(t, exchangeRoutes(a, b), func(b *oidctest.Behavior) { b.ExchangeTargets = []string{"api-a"} })
+			op = e.op
+			br := e.browser()
+			br.login("/")
+			c := br.sessionCookie()
+			old := e.accessToken(c)
+			e.op.ForgetAccessToken(old)
+			e.clock.Advance(tc.age)
+			if tc.refreshDead {
+				e.op.Set(func(b *oidctest.Behavior) { b.RefreshError = "invalid_grant" })
+			}
+			r := br.api("GET", "/x/a/orders")
+			if r.StatusCode != tc.want {
+				t.Fatalf("= %s %s, want %d", r.Status, r.body, tc.want)
+			}
+			if n := e.op.Grants("refresh_token"); n != tc.refreshes {
+				t.Errorf("%d refreshes, want %d", n, tc.refreshes)
+			}
+			switch tc.want {
+			case http.StatusOK:
+				nat := e.accessToken(c)
+				if x, _ := a.last(); nat == old || x.Subject != nat || x.Audience != "api-a" {
+					t.Errorf("API A received %+v after the refresh", x)
+				}
+			case http.StatusUnauthorized:
+				if r := br.api("GET", "/resource/api/x"); r.StatusCode != http.StatusUnauthorized {
+					t.Errorf("the dead session lives on: %s", r.Status)
+				}
+			default:
+				if a.count() != 0 {
+					t.Error("the upstream was called")
+				}
+			}
+		})
 	}
 }

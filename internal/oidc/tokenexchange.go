@@ -17,6 +17,12 @@ const (
 	errInvalidTargetOAuth2 = "invalid_target"                                  // §2.2.2
 )
 
+// ErrSubjectTokenRefused: the token endpoint answered a token exchange
+// with invalid_grant, refusing the subject token (RFC 8693 §2.2.2), e.g. an
+// access token revoked before its expiry. Errors wrapping it also wrap
+// ErrInvalidGrant.
+var ErrSubjectTokenRefused = errors.New("oidc: the identity provider refused the subject token")
+
 // ExchangeRequest names the token an exchange asks for (RFC 8693 §2.1):
 // at least one of Audience and Resource.
 type ExchangeRequest struct {
@@ -32,7 +38,7 @@ type ExchangeRequest struct {
 // (§2.2.1): an N_A or other token is refused, never forwarded. A refused
 // target (invalid_target) or client is a deployment problem (wrapping
 // ErrUnavailable); invalid_grant (the subject token refused) wraps
-// ErrInvalidGrant.
+// ErrSubjectTokenRefused.
 func (c *Client) TokenExchange(ctx context.Context, subjectToken string, req ExchangeRequest) (Tokens, error) {
 	p, err := c.provider(ctx)
 	if err != nil {
@@ -61,6 +67,9 @@ func (c *Client) TokenExchange(ctx context.Context, subjectToken string, req Exc
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) && re.ErrorCode == errInvalidTargetOAuth2 {
 		return Tokens{}, fmt.Errorf("%w: the identity provider refused the token exchange's target (invalid_target): register audience %q / resource %q for this client", ErrUnavailable, req.Audience, req.Resource)
+	}
+	if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
+		return Tokens{}, fmt.Errorf("%w: %w", ErrSubjectTokenRefused, c.classify("token_exchange", err))
 	}
 	if err != nil {
 		return Tokens{}, c.classify("token_exchange", err)

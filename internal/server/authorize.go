@@ -6,12 +6,14 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/httperr"
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/proxy"
 	"github.com/moat-bff/moat/internal/session"
+	"github.com/moat-bff/moat/internal/token"
 )
 
 // Decision is moat's verdict on an API call that a gateway proxies itself
@@ -111,22 +113,43 @@ func (s *Server) authorizeRoute(w http.ResponseWriter, r *http.Request, rt *prox
 		return nil, "", err
 	}
 	if rt.Exchange != nil {
-		if at, err = s.exchangedToken(r, l, at, rt.Exchange); err != nil {
+		if at, err = s.exchangedToken(w, r, l, at, rt.Exchange); err != nil {
 			return nil, "", err
 		}
 	}
 	return l, at, nil
 }
 
+// replaceRefusedAfter: a session token the IdP refuses as a token
+// exchange's subject is refreshed once it is at least this old (it may
+// have been revoked); a younger one is not, so that an IdP refusing every
+// exchange causes at most one refresh per session this often.
+const replaceRefusedAfter = time.Minute
+
 // exchangedToken exchanges the session's access token at for one meant for
-// x's target alone (RFC 8693). The session is alive (its token was just
-// checked or refreshed), so any failure, including the IdP refusing the
-// subject token, a target or moat's client, is a 503 that logs nobody out.
-func (s *Server) exchangedToken(r *http.Request, l *session.Loaded, at string, x *proxy.Exchange) (string, error) {
+// x's target alone (RFC 8693), writing l back on a refresh. A subject
+// token refused (invalid_grant) is replaced once by a refresh, if the
+// session has a refresh token and the token is old enough; a dead refresh
+// token then ends the session (401). Any other failure is a 503 that logs
+// nobody out.
+func (s *Server) exchangedToken(w http.ResponseWriter, r *http.Request, l *session.Loaded, at string, x *proxy.Exchange) (string, error) {
 	if s.exchanges == nil {
 		return "", httperr.Unavailable(errors.New("no token exchange source"))
 	}
-	xt, err := s.exchanges.Token(r.Context(), string(l.Key), at, oidc.ExchangeRequest{Audience: x.Audience, Resource: x.Resource, Scope: x.Scope})
+	req := oidc.ExchangeRequest{Audience: x.Audience, Resource: x.Resource, Scope: x.Scope}
+	xt, err := s.exchanges.Token(r.Context(), string(l.Key), at, req)
+	if errors.Is(err, oidc.ErrSubjectTokenRefused) && l.Tokens.RefreshToken != "" &&
+		s.sessions.Now().Sub(l.Tokens.Obtained) >= replaceRefusedAfter {
+		at, err = s.tokens.ReplaceAccessToken(r.Context(), l, at)
+		switch {
+		case errors.Is(err, token.ErrSessionEnded):
+			session.ClearCookie(w)
+			return "", httperr.Unauthenticated(err)
+		case err != nil:
+			return "", httperr.Unavailable(err)
+		}
+		xt, err = s.exchanges.Token(r.Context(), string(l.Key), at, req)
+	}
 	if err != nil {
 		return "", httperr.Unavailable(err)
 	}

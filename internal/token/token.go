@@ -93,15 +93,29 @@ func (m *Manager) AccessToken(ctx context.Context, l *session.Loaded) (string, e
 // the session's refresh token, under the same lease as any refresh, so a
 // rotated refresh token is never presented twice.
 func (m *Manager) AccessTokenFor(ctx context.Context, l *session.Loaded, resource string) (string, error) {
-	if t := l.Tokens.For(resource); t.Fresh(m.o.Sessions.Now(), m.o.Skew) {
+	return m.accessToken(ctx, l, resource, "")
+}
+
+// ReplaceAccessToken returns a session access token other than stale,
+// which the IdP refused before its expiry (a revoked token): it refreshes,
+// under the lease, unless another caller or replica already replaced it.
+// Errors as AccessToken; a dead refresh token ends the session.
+func (m *Manager) ReplaceAccessToken(ctx context.Context, l *session.Loaded, stale string) (string, error) {
+	return m.accessToken(ctx, l, "", stale)
+}
+
+// accessToken is AccessTokenFor that also refreshes a fresh token equal
+// to stale ("": none is).
+func (m *Manager) accessToken(ctx context.Context, l *session.Loaded, resource, stale string) (string, error) {
+	if t := l.Tokens.For(resource); usable(t, m.o.Sessions.Now(), m.o.Skew, stale) {
 		return t.AccessToken, nil
 	}
 	// The shared refresh must not die with the first caller's request, but it
 	// is bounded: by the IdP timeout inside, and by the lease here.
-	ch := m.group.DoChan(string(l.Key)+"\x00"+resource, func() (any, error) {
+	ch := m.group.DoChan(string(l.Key)+"\x00"+resource+"\x00"+stale, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*m.o.LeaseTTL)
 		defer cancel()
-		return m.refresh(ctx, l.Key, resource)
+		return m.refresh(ctx, l.Key, resource, stale)
 	})
 	select {
 	case <-ctx.Done():
@@ -118,7 +132,7 @@ func (m *Manager) AccessTokenFor(ctx context.Context, l *session.Loaded, resourc
 
 // refresh returns the session under key with a fresh access token, taking
 // the lease, waiting for another holder, or taking over an expired lease.
-func (m *Manager) refresh(ctx context.Context, key session.Key, resource string) (*session.Loaded, error) {
+func (m *Manager) refresh(ctx context.Context, key session.Key, resource, stale string) (*session.Loaded, error) {
 	sessions := m.o.Sessions
 	var waited time.Duration
 	// A lease is judged by how long this replica has watched it, on its own
@@ -138,7 +152,7 @@ func (m *Manager) refresh(ctx context.Context, key session.Key, resource string)
 			return nil, err
 		}
 		now := sessions.Now()
-		if l.Tokens.For(resource).Fresh(now, m.o.Skew) {
+		if usable(l.Tokens.For(resource), now, m.o.Skew, stale) {
 			return l, nil // another caller or replica refreshed meanwhile
 		}
 		if l.Lease.Holder != "" && l.Lease.Holder != watched {
@@ -285,6 +299,11 @@ func (m *Manager) end(ctx context.Context, l *session.Loaded, why string, attrs 
 	if err := m.o.Sessions.Delete(ctx, nil, l.Key); err != nil {
 		m.o.Logger.Warn("deleting an ended session", "session", l.Key.Short(), "error", err)
 	}
+}
+
+// usable reports whether t may be handed out: fresh and not stale.
+func usable(t session.Tokens, now time.Time, skew time.Duration, stale string) bool {
+	return t.Fresh(now, skew) && (stale == "" || t.AccessToken != stale)
 }
 
 func newHolder() string {

@@ -339,3 +339,49 @@ func TestResourceTokens(t *testing.T) {
 		t.Fatalf("a refresh of the session's own token lost the resource token: %+v", res)
 	}
 }
+
+// TestReplaceAccessToken: a fresh token the IdP refused is replaced by one
+// refresh, for concurrent callers on several replicas; a caller that still
+// names the replaced token gets the new one without another refresh.
+func TestReplaceAccessToken(t *testing.T) {
+	f := newFixture(t, session.Lease{})
+	f.clock.Add(-2 * time.Minute) // at-0 is fresh
+	var wg sync.WaitGroup
+	tokens := make(chan string, 30)
+	for range 3 {
+		tm, sm := f.replica()
+		for range 10 {
+			wg.Go(func() {
+				l, err := sm.LoadKey(context.Background(), f.key)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				at, err := tm.ReplaceAccessToken(context.Background(), l, "at-0")
+				if err != nil {
+					t.Error(err)
+				}
+				tokens <- at
+			})
+		}
+	}
+	wg.Wait()
+	close(tokens)
+	for at := range tokens {
+		if at != "at-1" {
+			t.Errorf("a caller got %q, want at-1", at)
+		}
+	}
+	if got := f.idp.presented(); !slices.Equal(got, []string{"rt-0"}) {
+		t.Errorf("refresh tokens presented: %q, want rt-0 once", got)
+	}
+	// A token other than the stale one is handed out as it is.
+	tm, sm := f.replica()
+	l, _ := sm.LoadKey(context.Background(), f.key)
+	if at, err := tm.ReplaceAccessToken(context.Background(), l, "at-0"); err != nil || at != "at-1" {
+		t.Errorf("= %q, %v", at, err)
+	}
+	if n := len(f.idp.presented()); n != 1 {
+		t.Errorf("%d refreshes, want 1", n)
+	}
+}

@@ -1122,3 +1122,11 @@ func (p *Provider) ExchangedToken(at string) (Exchanged, bool) {
 	}
 	return x, true
 }
+
+// ForgetAccessToken makes at unknown, as an access token revoked on its
+// own: the grant and its refresh tokens live on.
+func (p *Provider) ForgetAccessToken(at string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.access, at)
+}
