@@ -568,12 +568,15 @@ func (c *Client) refresh(ctx context.Context, refreshToken, subject, resource st
 		return t, nil, nil
 	case id.Subject != subject:
 		// The IdP issued these tokens for somebody else: none may be used,
-		// and the new grant must not stay alive unseen.
-		if t.RefreshToken != refreshToken {
+		// and the grant must not stay alive unseen, rotated or not (the
+		// session on it ends either way). The access token is revoked too,
+		// for IdPs that do not cascade (RFC 7009 §2.1 says SHOULD).
+		if t.RefreshToken != "" {
 			if rerr := c.Revoke(context.WithoutCancel(ctx), t.RefreshToken, "refresh_token"); rerr != nil {
 				c.log.Warn("revoking the refresh token of a changed subject", "error", rerr)
 			}
-		} else if rerr := c.Revoke(context.WithoutCancel(ctx), t.AccessToken, "access_token"); rerr != nil {
+		}
+		if rerr := c.Revoke(context.WithoutCancel(ctx), t.AccessToken, "access_token"); rerr != nil {
 			c.log.Warn("revoking the access token of a changed subject", "error", rerr)
 		}
 		return Tokens{}, nil, fmt.Errorf("%w: refreshed ID token names another subject", ErrSubjectChanged)

@@ -86,7 +86,7 @@ func TestRefreshWithAnotherSubjectRevokesTheNewToken(t *testing.T) {
 	}
 	var revoked string
 	for _, r := range p.Requests() {
-		if r.Path == "/revoke" {
+		if r.Path == "/revoke" && r.Form.Get("token_type_hint") == "refresh_token" {
 			revoked = r.Form.Get("token")
 		}
 	}
@@ -96,6 +96,33 @@ func TestRefreshWithAnotherSubjectRevokesTheNewToken(t *testing.T) {
 	p.Set(func(b *oidctest.Behavior) { b.MutateIDToken = nil })
 	if _, _, err := c.Refresh(context.Background(), revoked, id.Subject); !errors.Is(err, oidc.ErrInvalidGrant) {
 		t.Errorf("the revoked refresh token still works: %v", err)
+	}
+}
+
+// Without rotation the refresh token the IdP answered for another subject
+// is the session's own: it is revoked all the same, as the session ends.
+func TestRefreshWithAnotherSubjectRevokesAnUnrotatedToken(t *testing.T) {
+	p := oidctest.New(t, redirect)
+	p.Set(func(b *oidctest.Behavior) { b.RotateRefreshTokens = false })
+	c := newClient(t, p, nil)
+	tok, id, err := login(t, c, "n-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Set(func(b *oidctest.Behavior) { b.MutateIDToken = func(c map[string]any) { c["sub"] = "mallory" } })
+	if _, _, err := c.Refresh(context.Background(), tok.RefreshToken, id.Subject); !errors.Is(err, oidc.ErrSubjectChanged) {
+		t.Fatalf("refresh: %v, want ErrSubjectChanged", err)
+	}
+	revoked := false
+	for _, r := range p.Requests() {
+		revoked = revoked || r.Path == "/revoke" && r.Form.Get("token") == tok.RefreshToken
+	}
+	if !revoked {
+		t.Error("the refresh token was not revoked")
+	}
+	p.Set(func(b *oidctest.Behavior) { b.MutateIDToken = nil })
+	if _, _, err := c.Refresh(context.Background(), tok.RefreshToken, id.Subject); !errors.Is(err, oidc.ErrInvalidGrant) {
+		t.Errorf("the refresh token of the changed subject still works: %v", err)
 	}
 }
 
