@@ -1,14 +1,12 @@
 package clientauth
 
 import (
-	"bytes"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
+
+	"github.com/moat-bff/moat/internal/formpost"
 )
 
 // Transport adds client authentication by assertion to every form POST
@@ -29,18 +27,6 @@ type Transport struct {
 
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Method != http.MethodPost || !isForm(r.Header.Get("Content-Type")) || r.Body == nil {
-		return t.base().RoundTrip(r)
-	}
-	body, err := io.ReadAll(r.Body)
-	r.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	form, err := url.ParseQuery(string(body))
-	if err != nil {
-		return nil, fmt.Errorf("client assertion: request body: %w", err)
-	}
 	now := time.Now
 	if t.Now != nil {
 		now = t.Now
@@ -49,21 +35,23 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if aud == "" {
 		aud = (&url.URL{Scheme: r.URL.Scheme, Host: r.URL.Host, Path: r.URL.Path}).String()
 	}
-	assertion, err := t.Keys.Assertion(t.ClientID, aud, now())
+	out, err := formpost.Edit(r, func(form url.Values) error {
+		assertion, err := t.Keys.Assertion(t.ClientID, aud, now())
+		if err != nil {
+			return err
+		}
+		form.Del("client_secret")
+		form.Set("client_id", t.ClientID)
+		form.Set("client_assertion_type", AssertionType)
+		form.Set("client_assertion", assertion)
+		return nil
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("client assertion: %w", err)
 	}
-	form.Del("client_secret")
-	form.Set("client_id", t.ClientID)
-	form.Set("client_assertion_type", AssertionType)
-	form.Set("client_assertion", assertion)
-	enc := form.Encode()
-	out := r.Clone(r.Context())
-	out.Header.Del("Authorization")
-	out.Body = io.NopCloser(bytes.NewReader([]byte(enc)))
-	out.ContentLength = int64(len(enc))
-	out.Header.Set("Content-Length", strconv.Itoa(len(enc)))
-	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader([]byte(enc))), nil }
+	if out != r {
+		out.Header.Del("Authorization")
+	}
 	return t.base().RoundTrip(out)
 }
 
@@ -72,9 +60,4 @@ func (t *Transport) base() http.RoundTripper {
 		return t.Base
 	}
 	return http.DefaultTransport
-}
-
-func isForm(ct string) bool {
-	mt, _, err := mime.ParseMediaType(ct)
-	return err == nil && mt == "application/x-www-form-urlencoded"
 }

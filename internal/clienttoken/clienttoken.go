@@ -89,8 +89,7 @@ func (c *Cache) Token(ctx context.Context, scopes []string) (string, error) {
 // fresh reports whether t may be used without renewing: more than skew
 // before it expires.
 func fresh(t oidc.Tokens, now time.Time, skew time.Duration) bool {
-	left := t.Expiry.Sub(now)
-	return left > 0 && left > skew
+	return t.Expiry.Sub(now) > max(skew, 0)
 }
 
 func cacheKey(scopes []string) string {

@@ -2,11 +2,11 @@ package oidc
 
 import (
 	"context"
-	"io"
+	"maps"
 	"net/http"
 	"net/url"
-	"strings"
 
+	"github.com/moat-bff/moat/internal/formpost"
 	"golang.org/x/oauth2/clientcredentials"
 )
 
@@ -43,25 +43,12 @@ func (a addForm) RoundTrip(r *http.Request) (*http.Response, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	if r.Method != http.MethodPost || r.Body == nil {
-		return base.RoundTrip(r)
-	}
-	b, err := io.ReadAll(r.Body)
-	r.Body.Close()
+	out, err := formpost.Edit(r, func(form url.Values) error {
+		maps.Copy(form, a.extra)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	form, err := url.ParseQuery(string(b))
-	if err != nil {
-		return nil, err
-	}
-	for k, vs := range a.extra {
-		form[k] = vs
-	}
-	enc := form.Encode()
-	out := r.Clone(r.Context())
-	out.Body = io.NopCloser(strings.NewReader(enc))
-	out.ContentLength = int64(len(enc))
-	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(enc)), nil }
 	return base.RoundTrip(out)
 }

@@ -79,9 +79,10 @@ type Policy struct {
 	login string
 }
 
-// New compiles rules for a route whose step-up logins go to loginPath
-// (e.g. "/auth/login"). It returns nil for no rules: nil allows all.
-func New(rules []Rule, loginPath string) (*Policy, error) {
+// New compiles rules for a route whose step-up logins go to loginURL (moat's
+// absolute /auth/login URL, so that a cross-origin SPA can navigate to it).
+// It returns nil for no rules: nil allows all.
+func New(rules []Rule, loginURL string) (*Policy, error) {
 	if len(rules) == 0 {
 		return nil, nil
 	}
@@ -90,7 +91,7 @@ func New(rules []Rule, loginPath string) (*Policy, error) {
 			return nil, fmt.Errorf("rule %d: %w", i, err)
 		}
 	}
-	return &Policy{rules: slices.Clone(rules), login: loginPath}, nil
+	return &Policy{rules: slices.Clone(rules), login: loginURL}, nil
 }
 
 // Outcome is a decision. The zero Outcome allows.
