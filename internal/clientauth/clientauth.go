@@ -134,6 +134,10 @@ func algorithmFor(k any) (string, error) {
 	return "", fmt.Errorf("unsupported key type %T", k)
 }
 
+// FAPI2Algorithms returns the only JWS algorithms FAPI 2.0 allows (§5.4.1),
+// for the client's keys and the IdP's ID tokens alike.
+func FAPI2Algorithms() []string { return []string{"PS256", "ES256", "EdDSA"} }
+
 // Public returns the public keys, to register at the IdP or serve as a
 // jwks_uri.
 func (ks *Keys) Public() jose.JSONWebKeySet {

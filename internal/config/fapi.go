@@ -10,9 +10,6 @@ import (
 // (final) for the client side.
 const ProfileFAPI2 = "fapi2"
 
-// fapi2Algs are the JWS algorithms FAPI 2.0 §5.4.1 allows.
-var fapi2Algs = []string{"PS256", "ES256", "EdDSA"}
-
 // fapi2SenderConstraint is the fix named whenever fapi2 lacks
 // sender-constrained tokens: moat has no DPoP yet, so mTLS it is.
 const fapi2SenderConstraint = "FAPI 2.0 §5.3.2 requires sender-constrained access tokens and moat does not implement DPoP yet, so they must be certificate-bound (RFC 8705): use client_auth_method: tls_client_auth or self_signed_tls_client_auth, or private_key_jwt together with oidc.client_cert_file so the TLS client certificate binds the tokens"
@@ -44,7 +41,7 @@ func (c *Config) validateProfile(add func(key, format string, args ...any)) {
 	}
 	if o.ClientKeyFile != "" && (o.ClientAuthMethod == AuthPrivateKeyJWT || o.RequestObject) {
 		if ks, err := clientauth.Load(o.ClientKeyFile); err == nil { // load errors are reported by validateClientKeys
-			if kid, alg := ks.Signing(); !slices.Contains(fapi2Algs, alg) {
+			if kid, alg := ks.Signing(); !slices.Contains(clientauth.FAPI2Algorithms(), alg) {
 				add("oidc.client_key_file", "its first key (kid %q) signs with %s, but oidc.profile: fapi2 allows only PS256, ES256 or EdDSA (FAPI 2.0 §5.4.1); set the key's \"alg\" to PS256 (RSA), or create one with `moat keygen --jwk`", kid, alg)
 			}
 		}

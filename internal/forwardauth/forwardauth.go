@@ -19,6 +19,8 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/httperr"
@@ -46,7 +48,15 @@ type Handler struct {
 	identity []identityHeader
 	next     http.Handler
 	log      *slog.Logger
+
+	// untrustedLog bounds the warning about untrusted peers to one per
+	// untrustedLogEvery: anyone who reaches the listener can send them.
+	untrustedLog  atomic.Int64 // unix nanoseconds of the last warning
+	untrustedSeen atomic.Int64 // refusals since then
 }
+
+// untrustedLogEvery is how often a flood of untrusted peers is logged.
+const untrustedLogEvery = 10 * time.Second
 
 type identityHeader struct {
 	name  string // canonical
@@ -88,7 +98,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	peer, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil || !h.isTrusted(peer.Addr().Unmap()) {
 		// Its answers carry access tokens: only the gateways may ask.
-		h.log.Warn("forward-auth request from a peer not in forward_auth.trusted_proxies", "peer", r.RemoteAddr)
+		h.warnUntrusted(r.RemoteAddr)
 		httperr.Write(w, httperr.New(http.StatusForbidden, "untrusted_peer", "forward-auth is only answered to the configured gateways", nil))
 		return
 	}
@@ -397,4 +407,17 @@ func ClientIP(r *http.Request, trusted func(netip.Addr) bool) netip.Addr {
 		}
 	}
 	return ip
+}
+
+// warnUntrusted logs a refused peer, at most once per untrustedLogEvery,
+// with the number of refusals since the last line.
+func (h *Handler) warnUntrusted(peer string) {
+	n := h.untrustedSeen.Add(1)
+	now := time.Now().UnixNano()
+	last := h.untrustedLog.Load()
+	if now-last < int64(untrustedLogEvery) || !h.untrustedLog.CompareAndSwap(last, now) {
+		return
+	}
+	h.untrustedSeen.Add(-n)
+	h.log.Warn("forward-auth request from a peer not in forward_auth.trusted_proxies", "peer", peer, "refused_since_last_warning", n)
 }

@@ -164,6 +164,14 @@ func TestForwardAuthUntrustedPeer(t *testing.T) {
 	if r.StatusCode != 403 || r.json(t)["error"] != "untrusted_peer" || r.Header.Get("Authorization") != "" {
 		t.Fatalf("untrusted peer: %s %v %s", r.Status, r.Header, r.body)
 	}
+	// A flood from an untrusted peer cannot flood the log: one warning
+	// per interval, counting the refusals.
+	for range 40 {
+		f.check(b, "GET", "/resource/api/x", "X-CSRF", "1")
+	}
+	if n := strings.Count(f.logs.String(), "not in forward_auth.trusted_proxies"); n != 1 {
+		t.Fatalf("%d warnings for 41 refusals, want 1", n)
+	}
 }
 
 func TestForwardAuthIsNotOnTheBrowserListener(t *testing.T) {

@@ -3,6 +3,8 @@ package oidc
 import (
 	"fmt"
 	"slices"
+
+	"github.com/moat-bff/moat/internal/clientauth"
 )
 
 // ProfileFAPI2 is the FAPI 2.0 Security Profile (final) for the client
@@ -13,7 +15,7 @@ import (
 const ProfileFAPI2 = "fapi2"
 
 // fapi2Algs are the only JWS algorithms FAPI 2.0 allows (§5.4.1).
-var fapi2Algs = []string{"PS256", "ES256", "EdDSA"}
+var fapi2Algs = clientauth.FAPI2Algorithms()
 
 func (c *Client) fapi2() bool { return c.cfg.Profile == ProfileFAPI2 }
 
