@@ -352,49 +352,14 @@ func (h *harness) startMoat(ctx context.Context, bin, store, upstream string) (*
 	}
 	base := "http://" + addr
 	op := h.startOP(base + "/auth/callback")
-	cfg := fmt.Sprintf(`listen: %q
-public_url: %q
-oidc:
-  issuer: %q
-  client_id: %q
-  timeout: 5s
-session:
-  store: %q
-routes:
-  - prefix: "/api/"
-    upstream: %q
-# The harness is one client IP and one session: lift the limits.
-rate_limit:
-  per_ip: {rate: 1000000000, burst: 1000000000}
-  per_session: {rate: 1000000000, burst: 1000000000}
-  login: {rate: 1000000000, burst: 1000000000}
-log:
-  level: %q
-  format: json
-`, addr, base, op.Issuer, op.ClientID, spec, upstream+"/", h.o.logLevel)
 	name := "moat-" + store + "-" + strings.TrimPrefix(addr, "127.0.0.1:")
-	cfgPath := filepath.Join(h.dir, name+".yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		return nil, err
+	env := h.o.moatEnv
+	if bin == h.o.baseline {
+		env = nil
 	}
-	logPath := filepath.Join(h.dir, name+".log")
-	logFile, err := os.Create(logPath)
+	cmd, logPath, err := h.startMoatProcess(ctx, bin, name, addr, moatYAML(addr, base, op, spec, upstream, "", h.o.logLevel), op, env)
 	if err != nil {
 		return nil, err
-	}
-	cmd := exec.Command(bin, "serve", "--config", cfgPath)
-	cmd.Env = append(os.Environ(), "MOAT_OIDC_CLIENT_SECRET="+op.ClientSecret, "MOAT_SESSION_KEYS="+session.NewKey())
-	if bin != h.o.baseline {
-		cmd.Env = append(cmd.Env, h.o.moatEnv...)
-	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	logFile.Close()
-	h.procs = append(h.procs, cmd)
-	if err := waitReady(ctx, base+"/readyz"); err != nil {
-		return nil, fmt.Errorf("%w (log: %s)", err, logPath)
 	}
 	jar, err := login(base + "/auth/login?returnTo=/")
 	if err != nil {
@@ -407,6 +372,59 @@ log:
 	logf("moat with the %s store on %s, logged in", store, addr)
 	return &target{name: "moat " + store, url: base + "/api/item", pid: cmd.Process.Pid,
 		headers: []string{"Cookie: " + cookie, "X-CSRF: 1"}}, nil
+}
+
+// moatYAML is the configuration of a benchmarked moat: one client IP and
+// one session, so the rate limits are lifted; extra is more YAML.
+func moatYAML(listen, base string, op *oidctest.Provider, store, upstream, extra, logLevel string) string {
+	return fmt.Sprintf(`listen: %q
+public_url: %q
+oidc:
+  issuer: %q
+  client_id: %q
+  timeout: 5s
+session:
+  store: %q
+routes:
+  - prefix: "/api/"
+    upstream: %q
+rate_limit:
+  per_ip: {rate: 1000000000, burst: 1000000000}
+  per_session: {rate: 1000000000, burst: 1000000000}
+  login: {rate: 1000000000, burst: 1000000000}
+log:
+  level: %q
+  format: json
+`, listen, base, op.Issuer, op.ClientID, store, upstream+"/", logLevel) + extra
+}
+
+// startMoatProcess writes cfg, runs `bin serve` with op's client secret,
+// a fresh session key and env, its output in a log file, and waits until
+// /readyz on listen (cfg's listen address) answers.
+func (h *harness) startMoatProcess(ctx context.Context, bin, name, listen, cfg string, op *oidctest.Provider, env []string) (*exec.Cmd, string, error) {
+	cfgPath := filepath.Join(h.dir, name+".yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return nil, "", err
+	}
+	logPath := filepath.Join(h.dir, name+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, "", err
+	}
+	cmd := exec.Command(bin, "serve", "--config", cfgPath)
+	cmd.Env = append(os.Environ(), "MOAT_OIDC_CLIENT_SECRET="+op.ClientSecret, "MOAT_SESSION_KEYS="+session.NewKey())
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, "", err
+	}
+	logFile.Close()
+	h.procs = append(h.procs, cmd)
+	if err := waitReady(ctx, "http://"+listen+"/readyz"); err != nil {
+		return nil, "", fmt.Errorf("%w (log: %s)", err, logPath)
+	}
+	return cmd, logPath, nil
 }
 
 // startOP starts an in-process OpenID Provider whose access tokens outlive

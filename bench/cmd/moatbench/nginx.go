@@ -131,51 +131,16 @@ func (h *harness) startNginxForwardAuth(ctx context.Context, moatBin, upstream s
 	}
 	base := "http://" + nginxAddr
 	op := h.startOP(base + "/auth/callback")
-	cfg := fmt.Sprintf(`listen: %q
-public_url: %q
-oidc:
-  issuer: %q
-  client_id: %q
-  timeout: 5s
-session:
-  store: memory
-routes:
-  - prefix: "/api/"
-    upstream: %q
-server:
+	extra := fmt.Sprintf(`server:
   trusted_proxies: ["127.0.0.1"]
 forward_auth:
   listen: %q
   trusted_proxies: ["127.0.0.1"]
   identity_headers: {X-Moat-Subject: sub}
-rate_limit:
-  per_ip: {rate: 1000000000, burst: 1000000000}
-  per_session: {rate: 1000000000, burst: 1000000000}
-  login: {rate: 1000000000, burst: 1000000000}
-log:
-  level: %q
-  format: json
-`, moatAddr, base, op.Issuer, op.ClientID, upstream+"/", faAddr, h.o.logLevel)
-	cfgPath := filepath.Join(h.dir, "moat-forward-auth.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		return nil, err
-	}
-	logPath := filepath.Join(h.dir, "moat-forward-auth.log")
-	logFile, err := os.Create(logPath)
+`, faAddr)
+	moat, logPath, err := h.startMoatProcess(ctx, moatBin, "moat-forward-auth", moatAddr, moatYAML(moatAddr, base, op, "memory", upstream, extra, h.o.logLevel), op, h.o.moatEnv)
 	if err != nil {
 		return nil, err
-	}
-	moat := exec.Command(moatBin, "serve", "--config", cfgPath)
-	moat.Env = append(os.Environ(), "MOAT_OIDC_CLIENT_SECRET="+op.ClientSecret, "MOAT_SESSION_KEYS="+session.NewKey())
-	moat.Env = append(moat.Env, h.o.moatEnv...)
-	moat.Stdout, moat.Stderr = logFile, logFile
-	if err := moat.Start(); err != nil {
-		return nil, err
-	}
-	logFile.Close()
-	h.procs = append(h.procs, moat)
-	if err := waitReady(ctx, "http://"+moatAddr+"/readyz"); err != nil {
-		return nil, fmt.Errorf("%w (log: %s)", err, logPath)
 	}
 	nginx, err := h.startNginx(ctx, "nginx-forward-auth", nginxAddr, block)
 	if err != nil {
