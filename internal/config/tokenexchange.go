@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net/url"
 	"strings"
 )
 
@@ -38,7 +37,7 @@ func validateTokenExchange(key string, r Route) []error {
 		add(key+".audience", "%q has leading or trailing spaces; remove them", x.Audience)
 	}
 	if x.Resource != "" {
-		if u, err := url.Parse(x.Resource); err != nil || !u.IsAbs() || strings.Contains(x.Resource, "#") {
+		if !isResourceURI(x.Resource) {
 			add(key+".resource", "%q must be an absolute URI without a fragment (RFC 8693 §2.1), e.g. https://api.example.com/", x.Resource)
 		}
 	}

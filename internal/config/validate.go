@@ -137,7 +137,7 @@ func (c *Config) Validate() error {
 			add(key+".token", "%q is not a token type; use one of %v", r.Token, TokenTypes)
 		}
 		if r.Resource != "" {
-			if u, err := url.Parse(r.Resource); err != nil || !u.IsAbs() || u.Fragment != "" || u.RawFragment != "" || strings.Contains(r.Resource, "#") {
+			if !isResourceURI(r.Resource) {
 				add(key+".resource", "%q must be an absolute URI without a fragment (RFC 8707 §2), e.g. https://api.example.com/", r.Resource)
 			}
 			if r.Token != TokenUser {
@@ -290,6 +290,15 @@ func IsLoopbackHost(host string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
+}
+
+// isResourceURI reports whether s is an absolute URI without a fragment, the
+// form RFC 8707 §2 requires of a resource indicator (and RFC 8693 §2.1 of a
+// token exchange's resource). A bare trailing "#" leaves url.URL.Fragment
+// empty, hence the look at the raw string.
+func isResourceURI(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && u.IsAbs() && !strings.Contains(s, "#")
 }
 
 // checkURL accepts an absolute https URL, or http on a loopback host.
