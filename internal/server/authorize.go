@@ -69,10 +69,30 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) (Decision, er
 }
 
 // authorizeRoute applies rt's method list and the CSRF policy to r, then,
-// when rt carries a token, loads the session and its access token and
-// applies the route's rules (routes[].require). Both
-// the proxy (proxied) and forward-auth (Authorizer) decide through it.
+// when rt carries a token, loads the session and its access token, and
+// applies the route's rules (routes[].require) whatever its token type: a
+// call without a user meets none of them. Both the proxy (proxied) and
+// forward-auth (Authorizer) decide through it.
 func (s *Server) authorizeRoute(w http.ResponseWriter, r *http.Request, rt *proxy.Route) (*session.Loaded, string, error) {
+	l, at, err := s.routeToken(w, r, rt)
+	if err != nil {
+		return nil, "", err
+	}
+	// Config validation allows rules only with token: user, but a route
+	// built otherwise must not skip them: they are judged here, once.
+	if err := s.require(rt.Require, l, r); err != nil {
+		return nil, "", err
+	}
+	if rt.Exchange != nil && l != nil {
+		if at, err = s.exchangedToken(w, r, l, at, rt.Exchange); err != nil {
+			return nil, "", err
+		}
+	}
+	return l, at, nil
+}
+
+// routeToken is authorizeRoute's checks and token, before the rules.
+func (s *Server) routeToken(w http.ResponseWriter, r *http.Request, rt *proxy.Route) (*session.Loaded, string, error) {
 	if !rt.Allows(r.Method) {
 		e := httperr.New(http.StatusMethodNotAllowed, "method_not_allowed", "this route does not accept "+r.Method, nil)
 		e.Header = http.Header{"Allow": {strings.Join(rt.Methods, ", ")}}
@@ -105,19 +125,7 @@ func (s *Server) authorizeRoute(w http.ResponseWriter, r *http.Request, rt *prox
 		at, err = s.clientToken(r, rt)
 		return nil, at, err
 	}
-	l, at, err := s.sessionTokenFor(w, r, rt.Resource)
-	if err != nil {
-		return nil, "", err
-	}
-	if err := s.require(rt.Require, l, r); err != nil {
-		return nil, "", err
-	}
-	if rt.Exchange != nil {
-		if at, err = s.exchangedToken(w, r, l, at, rt.Exchange); err != nil {
-			return nil, "", err
-		}
-	}
-	return l, at, nil
+	return s.sessionTokenFor(w, r, rt.Resource)
 }
 
 // replaceRefusedAfter: a session token the IdP refuses as a token

@@ -14,19 +14,25 @@ import (
 // token claims: 403 forbidden when the user lacks a right, 401
 // step_up_required with the login URL when a stronger or fresher login
 // can meet them (RFC 9470 §3; OIDC Core §3.1.2.1 acr_values, max_age).
+// A nil l (no user) has no claims.
 func (s *Server) require(p *policy.Policy, l *session.Loaded, r *http.Request) error {
 	if p == nil {
 		return nil
 	}
-	claims, err := l.ClaimsMap()
-	if err != nil {
-		return httperr.New(http.StatusForbidden, "forbidden", "this session may not use this route", err)
+	var claims map[string]any
+	if l != nil {
+		var err error
+		if claims, err = l.ClaimsMap(); err != nil {
+			return httperr.New(http.StatusForbidden, "forbidden", "this session may not use this route", err)
+		}
 	}
 	return decide(p.Check(claims, s.clock(info(r))))
 }
 
 // Require wraps h, a local handler registered with Handle, with the rules
-// of p, judged on the claims of the request's user.
+// of p, judged on the claims of the request's user at the request's
+// reading of the session manager's clock (the one that loaded the
+// session), as routes[].require is.
 func Require(p *policy.Policy, h http.Handler) http.Handler {
 	if p == nil {
 		return h
@@ -36,7 +42,11 @@ func Require(p *policy.Policy, h http.Handler) http.Handler {
 		if id, ok := UserFrom(r.Context()); ok {
 			claims = id.Claims
 		}
-		if err := decide(p.Check(claims, time.Now())); err != nil {
+		now := info(r).now
+		if now.IsZero() { // not served through the Server: no session was loaded
+			now = time.Now()
+		}
+		if err := decide(p.Check(claims, now)); err != nil {
 			noteError(r, err)
 			httperr.Write(w, err)
 			return
