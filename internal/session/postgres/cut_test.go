@@ -9,9 +9,9 @@ import (
 	"github.com/moat-bff/moat/internal/tcprelay"
 )
 
-// relayedStore opens a store on the test database through a tcprelay, so
-// the test can cut its connections.
-func relayedStore(t *testing.T) (*Store, *tcprelay.Relay) {
+// relayedStore opens a store on schema of the test database through a
+// tcprelay, so the test can cut its connections.
+func relayedStore(t *testing.T, schema string) (*Store, *tcprelay.Relay) {
 	t.Helper()
 	u, err := url.Parse(testURL(t))
 	if err != nil {
@@ -23,7 +23,6 @@ func relayedStore(t *testing.T) (*Store, *tcprelay.Relay) {
 	}
 	t.Cleanup(func() { r.Close() })
 	u.Host = r.Addr()
-	schema := freshSchema(t)
 	raw := withParams(t, u.String(), "schema", schema, "timeout", "5s")
 	s, err := Open(t.Context(), raw, Options{Logger: testLogger(t, nil)})
 	if err != nil {
@@ -36,14 +35,14 @@ func relayedStore(t *testing.T) (*Store, *tcprelay.Relay) {
 // TestConnectionCut cuts every connection to PostgreSQL right before each
 // operation a user's request makes; each must still succeed.
 func TestConnectionCut(t *testing.T) {
-	s, relay := relayedStore(t)
+	s, relay := relayedStore(t, freshSchema(t))
 	storetest.RunConnectionCut(t, s, relay.Cut)
 }
 
 // TestLostReply: a statement PostgreSQL ran whose reply was lost with the
 // connection.
 func TestLostReply(t *testing.T) {
-	s, relay := relayedStore(t)
+	s, relay := relayedStore(t, freshSchema(t))
 	storetest.RunLostReply(t, s, relay)
 }
 
@@ -54,22 +53,7 @@ func TestCoherentCache(t *testing.T) {
 		return openStore(t, schema, Options{})
 	}
 	relayed := func(t *testing.T) (session.Store, storetest.Relay) {
-		u, err := url.Parse(testURL(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := tcprelay.New(u.Host)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { r.Close() })
-		u.Host = r.Addr()
-		s, err := Open(t.Context(), withParams(t, u.String(), "schema", schema, "timeout", "5s"), Options{Logger: testLogger(t, nil)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s, r
+		return relayedStore(t, schema)
 	}
 	storetest.RunCoherentCache(t, open, relayed)
 }

@@ -13,9 +13,10 @@ import (
 	"github.com/moat-bff/moat/internal/tcprelay"
 )
 
-// relayedStore opens a Store on the test Redis through a tcprelay, so the
-// test can cut its connections.
-func relayedStore(t *testing.T) (*Store, *tcprelay.Relay) {
+// relayedStore opens a Store on the test Redis under prefix through a
+// tcprelay, so the test can cut its connections. It deletes the prefix's
+// keys at the end.
+func relayedStore(t *testing.T, prefix string) (*Store, *tcprelay.Relay) {
 	t.Helper()
 	u, err := url.Parse(redisURL(t))
 	if err != nil {
@@ -29,7 +30,7 @@ func relayedStore(t *testing.T) (*Store, *tcprelay.Relay) {
 	u.Host = r.Addr()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	s, err := Open(ctx, withParams(u.String(), "prefix=moattest:"+rand.Text()+":&timeout=5s"), Options{Logger: slog.New(slog.DiscardHandler)})
+	s, err := Open(ctx, withParams(u.String(), "prefix="+prefix+"&timeout=5s"), Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,20 +51,20 @@ func relayedStore(t *testing.T) (*Store, *tcprelay.Relay) {
 // checks that the operation still succeeds: a dropped connection costs no
 // user request.
 func TestConnectionCut(t *testing.T) {
-	s, relay := relayedStore(t)
+	s, relay := relayedStore(t, testPrefix())
 	storetest.RunConnectionCut(t, s, relay.Cut)
 }
 
 // TestLostReply: a command Redis ran whose reply was lost with the
 // connection.
 func TestLostReply(t *testing.T) {
-	s, relay := relayedStore(t)
+	s, relay := relayedStore(t, testPrefix())
 	storetest.RunLostReply(t, s, relay)
 }
 
 // TestCoherentCache: issue 14 on a real Redis.
 func TestCoherentCache(t *testing.T) {
-	prefix := "moattest:" + rand.Text() + ":"
+	prefix := testPrefix()
 	open := func(t *testing.T) session.Store {
 		s, err := Open(t.Context(), withParams(redisURL(t), "prefix="+prefix), Options{Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
@@ -73,22 +74,7 @@ func TestCoherentCache(t *testing.T) {
 		return s
 	}
 	relayed := func(t *testing.T) (session.Store, storetest.Relay) {
-		u, err := url.Parse(redisURL(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := tcprelay.New(u.Host)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { r.Close() })
-		u.Host = r.Addr()
-		s, err := Open(t.Context(), withParams(u.String(), "prefix="+prefix), Options{Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s, r
+		return relayedStore(t, prefix)
 	}
 	t.Cleanup(func() {
 		s, err := Open(context.Background(), withParams(redisURL(t), "prefix="+prefix), Options{Logger: slog.New(slog.DiscardHandler)})
@@ -99,3 +85,6 @@ func TestCoherentCache(t *testing.T) {
 	})
 	storetest.RunCoherentCache(t, open, relayed)
 }
+
+// testPrefix is a key prefix of the test's own on the shared Redis.
+func testPrefix() string { return "moattest:" + rand.Text() + ":" }
