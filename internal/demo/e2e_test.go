@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moat-bff/moat/internal/browsertest"
+
 	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
@@ -23,26 +25,12 @@ import (
 	"github.com/moat-bff/moat/internal/session"
 )
 
-// chromium is Debian's Chromium. The test never downloads a browser.
-const chromium = "/usr/bin/chromium"
-
-// requireChromium skips the test without Chromium, unless CI demands it.
-func requireChromium(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("MOAT_TEST_REQUIRE_BROWSER") == "1" {
-			t.Fatalf("%s is required (MOAT_TEST_REQUIRE_BROWSER=1) but missing: %v; install Debian's chromium package", chromium, err)
-		}
-		t.Skipf("%s not found, skipping the browser test (set MOAT_TEST_REQUIRE_BROWSER=1 to make this a failure)", chromium)
-	}
-}
-
 // TestBrowserEndToEnd walks the demo as a person would, in a real browser:
 // log in at the IdP, use the three kinds of API, outlive the access token,
 // log out. At every step it looks everywhere a page can keep or see data
 // for the tokens the IdP issued, and finds none.
 func TestBrowserEndToEnd(t *testing.T) {
-	requireChromium(t)
+	browsertest.Require(t)
 	const ttl = 3 * time.Second
 	sys := startDemo(t, demo.Options{AccessTokenTTL: ttl})
 	b := newBrowser(t, sys)
@@ -182,24 +170,7 @@ type responseBody struct {
 }
 
 func newBrowser(t *testing.T, sys *demo.System) *browser {
-	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
-	t.Cleanup(cancel)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromium),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	t.Cleanup(cancelAlloc)
-	tab, cancelTab := chromedp.NewContext(allocCtx)
-	t.Cleanup(cancelTab)
+	tab := browsertest.New(t, 90*time.Second)
 	b := &browser{t: t, ctx: tab, sys: sys, start: time.Now(), urls: map[network.RequestID]string{}, held: map[network.RequestID]bool{}, preflight: map[network.RequestID]bool{}}
 
 	finished := make(chan network.RequestID, 4096)
@@ -592,7 +563,7 @@ func (b *browser) screenshot(dir, name string) {
 // the SPA calls moat cross-origin with credentials: 'include' and
 // --csrf-mode fetch-metadata. (An SPA on localhost: seedspa_test.go.)
 func TestBrowserFrontendOrigin(t *testing.T) {
-	requireChromium(t)
+	browsertest.Require(t)
 	for _, tc := range []struct {
 		name, csrf string
 		proxy      bool
@@ -671,7 +642,7 @@ document.body.dataset.status = res.status;`, headers)
 // API instead of the recipe API: the SPA's Call API page reaches it with
 // the user's access token and no cookie.
 func TestBrowserOwnResourceAPI(t *testing.T) {
-	requireChromium(t)
+	browsertest.Require(t)
 	var mu sync.Mutex
 	var auth, cookies []string
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

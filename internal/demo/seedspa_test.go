@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/moat-bff/moat/internal/browsertest"
+
 	"github.com/chromedp/chromedp"
 	"github.com/moat-bff/moat/internal/demo"
 	"github.com/moat-bff/moat/internal/demo/idp"
@@ -67,7 +69,7 @@ if (path) {
 // carry the SameSite=Strict session cookie. Login, Protected, Profile, Call
 // API and logout, in Chromium, for localhost and for 127.0.0.1.
 func TestBrowserSeedSPAOnLocalhost(t *testing.T) {
-	requireChromium(t)
+	browsertest.Require(t)
 	for _, tc := range []struct {
 		name, host, csrf string
 		header           bool

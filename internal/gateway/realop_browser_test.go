@@ -1,19 +1,18 @@
 package gateway_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/moat-bff/moat/internal/browsertest"
+
 	"github.com/chromedp/chromedp"
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/realop"
 )
-
-const chromiumPath = "/usr/bin/chromium" // Debian's; no test downloads a browser
 
 // spaFiles is a minimal SPA: it shows /auth/checksession's answer.
 var spaFiles = map[string]string{
@@ -28,12 +27,7 @@ var spaFiles = map[string]string{
 // the provider on 127.0.0.1, so the return from the provider is a cross-site
 // navigation) and on 127.0.0.1 (the same site).
 func TestRealOPInChromium(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("MOAT_TEST_REQUIRE_BROWSER") == "1" {
-			t.Fatalf("%s is required (MOAT_TEST_REQUIRE_BROWSER=1): %v", chromiumPath, err)
-		}
-		t.Skipf("no Chromium: %v", err)
-	}
+	browsertest.Require(t)
 	for _, host := range []string{"localhost", "127.0.0.1"} {
 		t.Run(host, func(t *testing.T) {
 			dir := t.TempDir()
@@ -45,17 +39,7 @@ func TestRealOPInChromium(t *testing.T) {
 			e := newRealEnv(t, realop.Options{}, func(c *config.Config) { c.SPA.Dir, c.OIDC.PostLogoutRedirectURL = dir, c.PublicURL+"/" }, publicHost(host))
 			public := e.url
 
-			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-			defer cancel()
-			alloc, cancelAlloc := chromedp.NewExecAllocator(ctx,
-				chromedp.ExecPath(chromiumPath),
-				chromedp.Flag("headless", true), chromedp.Flag("no-sandbox", true), chromedp.Flag("disable-gpu", true),
-				chromedp.Flag("disable-quic", true), chromedp.Flag("no-first-run", true),
-				chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-				chromedp.Flag("disable-sync", true), chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(t.TempDir()))
-			defer cancelAlloc()
-			tab, cancelTab := chromedp.NewContext(alloc)
-			defer cancelTab()
+			tab := browsertest.New(t, 60*time.Second)
 
 			do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 				t.Helper()

@@ -3,10 +3,11 @@ package gateway_test
 import (
 	"context"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moat-bff/moat/internal/browsertest"
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
@@ -15,42 +16,6 @@ import (
 	"github.com/moat-bff/moat/internal/session"
 )
 
-// chromium is Debian's Chromium; the test never downloads a browser.
-const chromium = "/usr/bin/chromium"
-
-func requireChromium(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("MOAT_TEST_REQUIRE_BROWSER") == "1" {
-			t.Fatalf("%s is required (MOAT_TEST_REQUIRE_BROWSER=1) but missing: %v", chromium, err)
-		}
-		t.Skipf("%s not found, skipping the browser test", chromium)
-	}
-}
-
-func newChromium(t *testing.T) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	t.Cleanup(cancel)
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromium),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	t.Cleanup(cancelAlloc)
-	tab, cancelTab := chromedp.NewContext(alloc)
-	t.Cleanup(cancelTab)
-	return tab
-}
-
 // TestReloginEndsTheOldSessionInChromium: moat runs on http://localhost
 // and the OP on http://127.0.0.1, another site, as IdPs are. The session
 // cookie is SameSite=Strict, so Chromium does not send it on the OP's
@@ -58,7 +23,7 @@ func newChromium(t *testing.T) context.Context {
 // held before (recorded at /auth/login, a same-site navigation) and revoke
 // its refresh token.
 func TestReloginEndsTheOldSessionInChromium(t *testing.T) {
-	requireChromium(t)
+	browsertest.Require(t)
 	var localURL string
 	e := newEnv(t, func(c *config.Config) {
 		localURL = strings.Replace(c.PublicURL, "127.0.0.1", "localhost", 1)
@@ -67,7 +32,7 @@ func TestReloginEndsTheOldSessionInChromium(t *testing.T) {
 		p.RedirectURI = localURL + "/auth/callback"
 		p.Set(func(b *oidctest.Behavior) { b.ConsentForm = true })
 	})
-	tab := newChromium(t)
+	tab := browsertest.New(t, 60*time.Second)
 
 	login := func() *network.Cookie {
 		t.Helper()
