@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/moat-bff/moat/internal/oidc"
+	"github.com/moat-bff/moat/internal/session"
 )
 
 // Source obtains a fresh client token; *oidc.Client is one.
@@ -30,7 +31,7 @@ type Cache struct {
 	now  func() time.Time
 
 	mu     sync.Mutex
-	tokens map[string]oidc.Tokens
+	tokens map[string]session.Tokens
 	group  singleflight.Group
 }
 
@@ -43,7 +44,7 @@ func New(src Source, skew time.Duration, now func() time.Time) *Cache {
 	if now == nil {
 		now = time.Now
 	}
-	return &Cache{src: src, skew: skew, now: now, tokens: map[string]oidc.Tokens{}}
+	return &Cache{src: src, skew: skew, now: now, tokens: map[string]session.Tokens{}}
 }
 
 // Token returns an access token for scopes. It asks the IdP only when the
@@ -56,7 +57,7 @@ func (c *Cache) Token(ctx context.Context, scopes []string) (string, error) {
 	c.mu.Lock()
 	t, ok := c.tokens[key]
 	c.mu.Unlock()
-	if ok && fresh(t, now, c.skew) {
+	if ok && t.Fresh(now, c.skew) {
 		return t.AccessToken, nil
 	}
 	ch := c.group.DoChan(key, func() (any, error) {
@@ -64,11 +65,12 @@ func (c *Cache) Token(ctx context.Context, scopes []string) (string, error) {
 		if err != nil {
 			return nil, err
 		}
+		got := c.now()
 		if nt.Expiry.IsZero() {
-			nt.Expiry = c.now().Add(DefaultLifetime)
+			nt.Expiry = got.Add(DefaultLifetime)
 		}
 		c.mu.Lock()
-		c.tokens[key] = nt
+		c.tokens[key] = session.Tokens{AccessToken: nt.AccessToken, Expiry: nt.Expiry, Obtained: got}
 		c.mu.Unlock()
 		return nt.AccessToken, nil
 	})
@@ -84,12 +86,6 @@ func (c *Cache) Token(ctx context.Context, scopes []string) (string, error) {
 		}
 		return "", fmt.Errorf("client token: %w", res.Err)
 	}
-}
-
-// fresh reports whether t may be used without renewing: more than skew
-// before it expires.
-func fresh(t oidc.Tokens, now time.Time, skew time.Duration) bool {
-	return t.Expiry.Sub(now) > max(skew, 0)
 }
 
 func cacheKey(scopes []string) string {

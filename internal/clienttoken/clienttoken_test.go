@@ -126,3 +126,24 @@ func TestNoExpiry(t *testing.T) {
 		t.Fatalf("%d requests, want a renewal after DefaultLifetime", n)
 	}
 }
+
+// TestShortLivedTokenNotFetchedPerRequest: a token living less than the
+// skew is kept for half its lifetime, as session tokens are
+// (session.Tokens.Fresh), rather than fetched again on every request.
+func TestShortLivedTokenNotFetchedPerRequest(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)}
+	src := &fakeSource{ttl: 20 * time.Second, now: clk.Now}
+	c := New(src, 30*time.Second, clk.Now)
+	for range 5 {
+		if _, err := c.Token(context.Background(), []string{"api"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := src.calls.Load(); n != 1 {
+		t.Fatalf("%d client credentials requests for one 20s token, want 1", n)
+	}
+	clk.add(11 * time.Second) // past half its lifetime: renewed
+	if tok, err := c.Token(context.Background(), []string{"api"}); err != nil || tok != "ct-2" {
+		t.Fatalf("after half the lifetime: %q, %v; want ct-2", tok, err)
+	}
+}

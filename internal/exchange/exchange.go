@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/moat-bff/moat/internal/oidc"
+	"github.com/moat-bff/moat/internal/session"
 )
 
 // Source exchanges tokens; *oidc.Client is one.
@@ -48,7 +49,7 @@ type key [sha256.Size]byte
 
 type entry struct {
 	k   key
-	tok oidc.Tokens
+	tok session.Tokens
 }
 
 // Cache hands out exchanged tokens. The zero value is not usable; use New.
@@ -81,7 +82,7 @@ func (c *Cache) Token(ctx context.Context, sessionKey, subjectToken string, req 
 	k := cacheKey(sessionKey, subjectToken, req)
 	now := c.o.Now()
 	t, ok := c.get(k)
-	if ok && fresh(t, now, c.o.Skew) {
+	if ok && t.Fresh(now, c.o.Skew) {
 		return t.AccessToken, nil
 	}
 	return c.exchange(ctx, k, t, ok, now, subjectToken, req)
@@ -89,16 +90,17 @@ func (c *Cache) Token(ctx context.Context, sessionKey, subjectToken string, req 
 
 // exchange asks the IdP, once per key at a time; t is the token kept under
 // k, if ok.
-func (c *Cache) exchange(ctx context.Context, k key, t oidc.Tokens, ok bool, now time.Time, subjectToken string, req oidc.ExchangeRequest) (string, error) {
+func (c *Cache) exchange(ctx context.Context, k key, t session.Tokens, ok bool, now time.Time, subjectToken string, req oidc.ExchangeRequest) (string, error) {
 	ch := c.group.DoChan(string(k[:]), func() (any, error) {
 		nt, err := c.o.Source.TokenExchange(context.WithoutCancel(ctx), subjectToken, req)
 		if err != nil {
 			return nil, err
 		}
+		got := c.o.Now()
 		if nt.Expiry.IsZero() {
-			nt.Expiry = c.o.Now().Add(DefaultLifetime)
+			nt.Expiry = got.Add(DefaultLifetime)
 		}
-		c.put(k, nt)
+		c.put(k, session.Tokens{AccessToken: nt.AccessToken, Expiry: nt.Expiry, Obtained: got})
 		return nt.AccessToken, nil
 	})
 	select {
@@ -122,18 +124,18 @@ func (c *Cache) Len() int {
 	return c.lru.Len()
 }
 
-func (c *Cache) get(k key) (oidc.Tokens, bool) {
+func (c *Cache) get(k key) (session.Tokens, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.byKey[k]
 	if !ok {
-		return oidc.Tokens{}, false
+		return session.Tokens{}, false
 	}
 	c.lru.MoveToFront(el)
 	return el.Value.(*entry).tok, true
 }
 
-func (c *Cache) put(k key, t oidc.Tokens) {
+func (c *Cache) put(k key, t session.Tokens) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.byKey[k]; ok {
@@ -150,11 +152,6 @@ func (c *Cache) put(k key, t oidc.Tokens) {
 func (c *Cache) remove(el *list.Element) {
 	delete(c.byKey, el.Value.(*entry).k)
 	c.lru.Remove(el)
-}
-
-func fresh(t oidc.Tokens, now time.Time, skew time.Duration) bool {
-	left := t.Expiry.Sub(now)
-	return left > 0 && left > skew
 }
 
 // cacheKey hashes everything that decides which token is right, each part

@@ -152,3 +152,28 @@ func BenchmarkCachedToken(b *testing.B) {
 		}
 	}
 }
+
+// TestShortLivedTokenNotExchangedPerRequest: an exchanged token living less
+// than the skew is kept for half its lifetime, as session tokens are
+// (session.Tokens.Fresh), rather than exchanged again on every request.
+func TestShortLivedTokenNotExchangedPerRequest(t *testing.T) {
+	clk := &clock{t: time.Unix(1e9, 0)}
+	src := &fakeSource{ttl: 20 * time.Second, now: clk.Now}
+	c := New(Options{Source: src, Skew: 30 * time.Second, Now: clk.Now})
+	req := oidc.ExchangeRequest{Audience: "a"}
+	for range 5 {
+		if _, err := c.Token(context.Background(), "s", "at", req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := src.calls.Load(); n != 1 {
+		t.Fatalf("%d exchanges for one 20s token, want 1", n)
+	}
+	clk.Add(11 * time.Second)
+	if _, err := c.Token(context.Background(), "s", "at", req); err != nil {
+		t.Fatal(err)
+	}
+	if n := src.calls.Load(); n != 2 {
+		t.Fatalf("after half the lifetime: %d exchanges, want 2", n)
+	}
+}
