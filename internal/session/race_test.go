@@ -2,7 +2,6 @@ package session_test
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net/http/httptest"
 	"testing"
@@ -55,9 +54,7 @@ func TestReadInFlightDoesNotReviveLogout(t *testing.T) {
 			mem := memory.New(memory.Options{})
 			defer mem.Close()
 			slow := &slowStore{Store: mem, read: make(chan struct{}, 1), release: make(chan struct{})}
-			m := session.NewManager(session.ManagerOptions{Store: slow, Codec: codec(t, session.NewKey()),
-				IdleTimeout: time.Hour, AbsoluteTimeout: 2 * time.Hour,
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), CacheTTL: time.Minute, CacheSize: 100})
+			m := cachedManager(t, slow)
 			l, err := m.Create(ctx, httptest.NewRecorder(), session.Session{Subject: "alice", SID: "sid-1"})
 			if err != nil {
 				t.Fatal(err)
@@ -90,9 +87,7 @@ func TestSaveInFlightDoesNotReviveLogout(t *testing.T) {
 	mem := memory.New(memory.Options{})
 	defer mem.Close()
 	hold := &slowCAS{Store: mem, swapped: make(chan struct{}, 1), release: make(chan struct{})}
-	m := session.NewManager(session.ManagerOptions{Store: hold, Codec: codec(t, session.NewKey()),
-		IdleTimeout: time.Hour, AbsoluteTimeout: 2 * time.Hour,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), CacheTTL: time.Minute, CacheSize: 100})
+	m := cachedManager(t, hold)
 	l, err := m.Create(ctx, httptest.NewRecorder(), session.Session{Subject: "alice", SID: "sid-1"})
 	if err != nil {
 		t.Fatal(err)
@@ -114,6 +109,14 @@ func TestSaveInFlightDoesNotReviveLogout(t *testing.T) {
 	if got, err := m.LoadKey(ctx, l.Key); err != session.ErrNoSession {
 		t.Fatalf("after a logout during a save: LoadKey = %v, %v; want ErrNoSession", got, err)
 	}
+}
+
+// cachedManager is a Manager on store whose cache would keep a session for
+// a minute.
+func cachedManager(t *testing.T, store session.Store) *session.Manager {
+	return session.NewManager(session.ManagerOptions{Store: store, Codec: codec(t, session.NewKey()),
+		IdleTimeout: time.Hour, AbsoluteTimeout: 2 * time.Hour,
+		Logger: slog.New(slog.DiscardHandler), CacheTTL: time.Minute, CacheSize: 100})
 }
 
 // slowCAS holds each CompareAndSwap after it has written, until released.
