@@ -201,6 +201,7 @@ describe("fetch", () => {
     ["rate_limited", json(429, { error: "rate_limited", message: "slow" }, { "Retry-After": "3" }), RateLimitedError, { retryAfter: 3 }],
     ["429 without moat's body", new Response("busy", { status: 429, headers: { "Retry-After": "5" } }), RateLimitedError, { retryAfter: 5 }],
     ["unavailable", json(503, { error: "unavailable", message: "retry" }), UnavailableError, { retryAfter: undefined }],
+    ["503 without moat's body", new Response("down", { status: 503, headers: { "Retry-After": "9" } }), UnavailableError, { retryAfter: 9 }],
   ];
   for (const [name, res, type, fields] of cases) {
     it(`turns ${name} into ${type.name}`, async () => {
