@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -288,32 +286,10 @@ session: {keys: ["`+session.NewKey()+`"]}
 // trust it too; without it init names the certificate problem.
 func TestInitTrustsCAFile(t *testing.T) {
 	os.Unsetenv("MOAT_OIDC_CLIENT_SECRET")
-	var idp *httptest.Server
-	idp = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		switch r.URL.Path {
-		case "/.well-known/openid-configuration":
-			json.NewEncoder(w).Encode(map[string]any{
-				"issuer": idp.URL, "authorization_endpoint": idp.URL + "/authorize", "token_endpoint": idp.URL + "/token",
-				"jwks_uri": idp.URL + "/jwks", "response_types_supported": []string{"code"},
-				"subject_types_supported": []string{"public"}, "id_token_signing_alg_values_supported": []string{"RS256"},
-				"code_challenge_methods_supported": []string{"S256"}, "revocation_endpoint": idp.URL + "/revoke",
-			})
-		case "/jwks":
-			io.WriteString(w, `{"keys": []}`)
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	idp.Config.ErrorLog = log.New(io.Discard, "", 0)
-	idp.StartTLS()
-	defer idp.Close()
+	op := oidctest.NewTLS(t, "http://127.0.0.1:4001/auth/callback")
+	ca := op.CAFile(t)
 	dir := t.TempDir()
-	ca := filepath.Join(dir, "idp-ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: idp.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"--issuer", idp.URL, "--client-id", "c", "--client-secret-file", secretFile(t, dir, "s")}
+	args := []string{"--issuer", op.Issuer, "--client-id", "c", "--client-secret-file", secretFile(t, dir, "s")}
 	_, stderr, err := runInit(t, "", false, append(args, "--out", filepath.Join(dir, "a.yaml"))...)
 	if !errors.Is(err, errReported) || !strings.Contains(stderr, "certificate") {
 		t.Fatalf("init without --ca-file: %v %s", err, stderr)

@@ -4,14 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,36 +77,14 @@ session: {keys: [%q]}
 // An IdP whose certificate no system root signs is reached only through
 // oidc.ca_file, and without it discovery fails naming the certificate.
 func TestCheckTrustsOIDCCAFile(t *testing.T) {
-	var idp *httptest.Server
-	idp = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		switch r.URL.Path {
-		case "/.well-known/openid-configuration":
-			json.NewEncoder(w).Encode(map[string]any{
-				"issuer": idp.URL, "authorization_endpoint": idp.URL + "/authorize", "token_endpoint": idp.URL + "/token",
-				"jwks_uri": idp.URL + "/jwks", "response_types_supported": []string{"code"},
-				"subject_types_supported": []string{"public"}, "id_token_signing_alg_values_supported": []string{"RS256"},
-				"code_challenge_methods_supported": []string{"S256"},
-			})
-		case "/jwks":
-			io.WriteString(w, `{"keys": []}`)
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	idp.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is the point
-	idp.StartTLS()
-	defer idp.Close()
-	ca := filepath.Join(t.TempDir(), "idp-ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: idp.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	op := oidctest.NewTLS(t, "http://127.0.0.1:4001/auth/callback")
+	ca := op.CAFile(t)
 	config := func(extra string) string {
 		return fmt.Sprintf(`
 public_url: "http://127.0.0.1:4001"
 oidc: {issuer: %q, client_id: "c", client_secret: "s"%s}
 session: {keys: [%q]}
-`, idp.URL, extra, session.NewKey())
+`, op.Issuer, extra, session.NewKey())
 	}
 	if out, stderr, err := runCLI("check", "--config", writeFile(t, config(`, ca_file: "`+ca+`"`))); err != nil || !strings.Contains(out, "OK") {
 		t.Fatalf("check with oidc.ca_file: %v\n%s%s", err, out, stderr)
