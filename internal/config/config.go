@@ -273,7 +273,7 @@ type Route struct {
 	// then be moat's own origin or one of cors.allowed_origins.
 	WebSocket bool `yaml:"websocket"`
 	// ForwardHeaders are request headers of the app's own that reach the
-	// upstream besides proxy.DefaultForwardHeaders; the browser's other
+	// upstream besides the proxy's default list; the browser's other
 	// headers are dropped (see routeheaders.go for what is refused).
 	ForwardHeaders []string `yaml:"forward_headers"`
 	// Resource, an absolute URI, makes the route's upstream receive a token
@@ -335,8 +335,8 @@ const (
 	TokenOptionalUser = "optional_user"
 )
 
-// TokenTypes lists the values of routes[].token.
-var TokenTypes = []string{TokenUser, TokenNone, TokenClient, TokenUserOrClient, TokenOptionalUser}
+// tokenTypes lists the values of routes[].token.
+var tokenTypes = []string{TokenUser, TokenNone, TokenClient, TokenUserOrClient, TokenOptionalUser}
 
 // CSRF modes.
 const (

@@ -18,8 +18,8 @@ import (
 	"github.com/moat-bff/moat/internal/session/backend"
 )
 
-// ReservedPrefixes are paths moat serves itself; no route may shadow them.
-var ReservedPrefixes = []string{"/auth/", "/healthz", "/readyz", "/metrics", ForwardAuthPrefix}
+// reservedPrefixes are paths moat serves itself; no route may shadow them.
+var reservedPrefixes = []string{"/auth/", "/healthz", "/readyz", "/metrics", ForwardAuthPrefix}
 
 // Validate checks the whole tree and returns every problem, joined, each
 // naming its key and how to fix it. It changes nothing.
@@ -113,7 +113,7 @@ func (c *Config) Validate() error {
 		} else if cleaned := cleanPrefix(r.Prefix); cleaned != r.Prefix {
 			add(key+".prefix", "%q is not a clean path; use %q", r.Prefix, cleaned)
 		}
-		for _, p := range ReservedPrefixes {
+		for _, p := range reservedPrefixes {
 			if strings.HasPrefix(r.Prefix, p) || strings.HasPrefix(p, r.Prefix) {
 				add(key+".prefix", "%q overlaps %s, which moat serves itself", r.Prefix, p)
 			}
@@ -133,8 +133,8 @@ func (c *Config) Validate() error {
 		case u.Scheme == "http" && !IsLoopbackHost(u.Hostname()) && !r.InsecureHTTP:
 			add(key+".upstream", "%q is plain http off loopback, which sends access tokens in clear; use https, or set insecure_http: true on this route", r.Upstream)
 		}
-		if !slices.Contains(TokenTypes, r.Token) {
-			add(key+".token", "%q is not a token type; use one of %v", r.Token, TokenTypes)
+		if !slices.Contains(tokenTypes, r.Token) {
+			add(key+".token", "%q is not a token type; use one of %v", r.Token, tokenTypes)
 		}
 		if r.Resource != "" {
 			if !isResourceURI(r.Resource) {

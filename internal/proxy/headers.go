@@ -7,7 +7,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// DefaultForwardHeaders are the request headers every route forwards: the
+// defaultForwardHeaders are the request headers every route forwards: the
 // end-to-end headers a browser's API call needs (RFC 9110 §12 content
 // negotiation, §13 conditional requests, §14 ranges; RFC 9111 §5.2 cache
 // directives; W3C Trace Context and Baggage; moat's request ID; the user
@@ -19,7 +19,7 @@ import (
 // an allow-list, because the headers upstream frameworks give meaning to
 // (method overrides, routing, client-IP and identity headers) cannot all
 // be listed.
-var DefaultForwardHeaders = []string{
+var defaultForwardHeaders = []string{
 	"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language",
 	"Content-Type", "Content-Length", "Content-Encoding",
 	"If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since", "If-Range", "Range",
@@ -96,8 +96,8 @@ func CheckForwardHeader(name string) string {
 // forwardSet returns the canonical names a route forwards: the defaults
 // and the route's own (already validated).
 func forwardSet(extra []string) map[string]bool {
-	m := make(map[string]bool, len(DefaultForwardHeaders)+len(extra))
-	for _, h := range DefaultForwardHeaders {
+	m := make(map[string]bool, len(defaultForwardHeaders)+len(extra))
+	for _, h := range defaultForwardHeaders {
 		m[http.CanonicalHeaderKey(h)] = true
 	}
 	for _, h := range extra {

@@ -74,7 +74,7 @@ type Route struct {
 	// which can delete moat's session cookie.
 	AllowClearSiteData bool
 	// ForwardHeaders are request headers forwarded besides
-	// DefaultForwardHeaders; names CheckForwardHeader refuses are ignored.
+	// defaultForwardHeaders; names CheckForwardHeader refuses are ignored.
 	ForwardHeaders []string
 	// Require holds the route's rules on the user's claims; nil allows all.
 	Require *policy.Policy
