@@ -21,11 +21,9 @@ func TestTokenTypes(t *testing.T) {
 		)
 	})
 	anon := e.browser()
-	sub := func(b interface {
-		api(string, string) *response
-	}, path string) string {
+	sub := func(b *browser, path string) string {
 		t.Helper()
-		r := b.(*browser).api("GET", path)
+		r := b.api("GET", path)
 		if r.StatusCode != http.StatusOK {
 			t.Fatalf("GET %s = %s %s", path, r.Status, r.body)
 		}
@@ -77,6 +75,9 @@ func TestTokenTypes(t *testing.T) {
 	e.op.Set(func(b *oidctest.Behavior) { b.RefreshError = "invalid_grant" })
 	if got := sub(gone, "/resource/mixed/x"); got != e.op.ClientID {
 		t.Errorf("user_or_client with a dead grant: sub %q, want the client", got)
+	}
+	if c := gone.sessionCookie(); c != nil {
+		t.Errorf("user_or_client with a dead grant kept the session cookie %s", c.Name)
 	}
 	e.op.Set(func(b *oidctest.Behavior) { b.RefreshError = "" })
 }
