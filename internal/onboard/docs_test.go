@@ -16,23 +16,35 @@ var (
 	fileKey   = regexp.MustCompile(`(client_secret_file|keys_file): "([^"]+)"`)
 )
 
-// TestDocsConfigsLoad loads every moat configuration shown in
-// docs/providers.md and docs/migrate.md (completed with a public_url and
-// session keys where a snippet shows only its oidc part), so the docs name
-// only keys and values moat accepts.
+// TestDocsConfigsLoad loads every moat configuration shown in docs/
+// (completed with a public_url, an issuer and client_id, and session keys
+// where a snippet shows only its own part), so the docs name only keys and
+// values moat accepts. README.md's configurations are run by cmd/moat's
+// docs walk.
 func TestDocsConfigsLoad(t *testing.T) {
+	moatBlock := regexp.MustCompile(`(?m)^(oidc|routes|session|forward_auth|public_url|listen):`)
 	n := 0
-	for _, doc := range []string{"providers.md", "migrate.md"} {
+	for _, doc := range []string{"providers.md", "migrate.md", "authorization.md", "gateways.md", "operations.md"} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "docs", doc))
 		if err != nil {
 			t.Fatal(err)
 		}
+		inDoc := 0
 		for _, m := range yamlBlock.FindAllStringSubmatch(string(b), -1) {
 			body := m[1]
-			if !regexp.MustCompile(`(?m)^oidc:`).MatchString(body) {
-				continue // the provider's own configuration (Dex)
+			if !moatBlock.MatchString(body) {
+				continue // another program's configuration (Dex, Kubernetes, Envoy, alert rules)
 			}
 			n++
+			inDoc++
+			if !strings.Contains(body, "issuer:") {
+				const idp = "\n  issuer: \"https://idp.example.com\"\n  client_id: \"spa-bff\"\n"
+				if loc := regexp.MustCompile(`(?m)^oidc:\n`).FindStringIndex(body); loc != nil {
+					body = body[:loc[0]] + "oidc:" + idp + body[loc[1]:]
+				} else {
+					body += "oidc:" + idp
+				}
+			}
 			dir := t.TempDir()
 			body = fileKey.ReplaceAllStringFunc(body, func(s string) string {
 				kv := fileKey.FindStringSubmatch(s)
@@ -64,8 +76,11 @@ func TestDocsConfigsLoad(t *testing.T) {
 				t.Errorf("%s: a configuration does not load:\n%s\n%v", doc, m[1], err)
 			}
 		}
+		if inDoc == 0 {
+			t.Errorf("found no moat configuration in docs/%s", doc)
+		}
 	}
-	if n < 12 {
-		t.Fatalf("found %d configurations in the docs, want at least 12", n)
+	if n < 18 {
+		t.Fatalf("found %d configurations in the docs, want at least 18", n)
 	}
 }
