@@ -7,6 +7,7 @@ import (
 	"net/url"
 
 	"github.com/moat-bff/moat/internal/formpost"
+	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
 
@@ -19,17 +20,25 @@ func (c *Client) ClientCredentials(ctx context.Context, scopes []string) (Tokens
 	if err != nil {
 		return Tokens{}, err
 	}
-	cc := clientcredentials.Config{
-		ClientID: c.cfg.ClientID, ClientSecret: c.cfg.ClientSecret.Reveal(),
-		TokenURL: p.oauth.Endpoint.TokenURL, AuthStyle: p.oauth.Endpoint.AuthStyle,
-		Scopes: scopes, EndpointParams: url.Values{},
-	}
-	tok, err := cc.Token(c.clientCtx(ctx))
+	tok, err := c.tokenRequest(ctx, p, scopes, nil)
 	if err != nil {
 		return Tokens{}, c.classify("client_credentials", err)
 	}
 	c.tokenEndpointOK()
 	return checkTokenResponse(tok)
+}
+
+// tokenRequest POSTs a token request without a user's grant: client
+// credentials, or with params' grant_type another grant (token exchange).
+// x/oauth2's client-credentials flow lets grant_type be replaced and brings
+// the client authentication every grant uses.
+func (c *Client) tokenRequest(ctx context.Context, p *provider, scopes []string, params url.Values) (*oauth2.Token, error) {
+	cc := clientcredentials.Config{
+		ClientID: c.cfg.ClientID, ClientSecret: c.cfg.ClientSecret.Reveal(),
+		TokenURL: p.oauth.Endpoint.TokenURL, AuthStyle: p.oauth.Endpoint.AuthStyle,
+		Scopes: scopes, EndpointParams: params,
+	}
+	return cc.Token(c.clientCtx(ctx))
 }
 
 // addForm adds parameters to the form of every POST it carries.

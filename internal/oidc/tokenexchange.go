@@ -7,7 +7,6 @@ import (
 	"net/url"
 
 	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
 )
 
 // RFC 8693 identifiers.
@@ -45,8 +44,6 @@ func (c *Client) TokenExchange(ctx context.Context, subjectToken string, req Exc
 		return Tokens{}, err
 	}
 	params := url.Values{
-		// x/oauth2's client-credentials flow lets grant_type be replaced;
-		// it brings the client authentication every grant uses.
 		"grant_type":           {GrantTokenExchange},
 		"subject_token":        {subjectToken},
 		"subject_token_type":   {TokenTypeAccessToken},
@@ -58,12 +55,7 @@ func (c *Client) TokenExchange(ctx context.Context, subjectToken string, req Exc
 	if req.Resource != "" {
 		params.Set("resource", req.Resource)
 	}
-	cc := clientcredentials.Config{
-		ClientID: c.cfg.ClientID, ClientSecret: c.cfg.ClientSecret.Reveal(),
-		TokenURL: p.oauth.Endpoint.TokenURL, AuthStyle: p.oauth.Endpoint.AuthStyle,
-		Scopes: req.Scope, EndpointParams: params,
-	}
-	tok, err := cc.Token(c.clientCtx(ctx))
+	tok, err := c.tokenRequest(ctx, p, req.Scope, params)
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) && re.ErrorCode == errInvalidTargetOAuth2 {
 		return Tokens{}, fmt.Errorf("%w: the identity provider refused the token exchange's target (invalid_target): register audience %q / resource %q for this client", ErrUnavailable, req.Audience, req.Resource)
