@@ -92,16 +92,7 @@ func TestFAPI2Login(t *testing.T) {
 	if loc := r.Header.Get("Location"); !strings.Contains(loc, "request_uri=") || strings.Contains(loc, "code_challenge") {
 		t.Fatalf("the authorization request was not pushed: %s", loc)
 	}
-	userAgent := &http.Client{
-		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: op.RootCAs()}},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	resp, err := userAgent.Get(r.Header.Get("Location"))
-	if err != nil || resp.StatusCode != http.StatusFound {
-		t.Fatalf("authorize: %v %v", resp, err)
-	}
-	resp.Body.Close()
-	b.get(resp.Header.Get("Location"))
+	b.finishLoginTLS(op, r)
 	c := b.sessionCookie()
 	if c == nil {
 		t.Fatalf("no session (provider: %q %q)", op.CertError(), op.AssertionError())

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -359,6 +360,27 @@ func (b *browser) login(returnTo string) *response {
 		b.t.Fatalf("authorize: %s %s", r.Status, r.body)
 	}
 	return b.get(r.Header.Get("Location")) // back to /auth/callback
+}
+
+// finishLoginTLS takes r, moat's redirect to the authorization endpoint of
+// op (an https OP trusted through its own CA), through op and back to
+// /auth/callback, as a browser would, and returns moat's answer.
+func (b *browser) finishLoginTLS(op *oidctest.Provider, r *response) *response {
+	b.t.Helper()
+	ua := &http.Client{
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: op.RootCAs()}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	defer ua.CloseIdleConnections()
+	resp, err := ua.Get(r.Header.Get("Location"))
+	if err != nil {
+		b.t.Fatalf("authorize: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		b.t.Fatalf("authorize: %s (provider: %q %q)", resp.Status, op.CertError(), op.AssertionError())
+	}
+	return b.get(resp.Header.Get("Location"))
 }
 
 func (b *browser) sessionCookie() *http.Cookie {

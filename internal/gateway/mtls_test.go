@@ -83,16 +83,7 @@ func TestMTLSLogin(t *testing.T) {
 		if r.StatusCode != http.StatusFound {
 			t.Fatalf("login: %s %s (provider: %q)", r.Status, r.body, op.CertError())
 		}
-		userAgent := &http.Client{
-			Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: op.RootCAs()}},
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
-		resp, err := userAgent.Get(r.Header.Get("Location"))
-		if err != nil || resp.StatusCode != http.StatusFound {
-			t.Fatalf("authorize: %v %v", resp, err)
-		}
-		resp.Body.Close()
-		b.get(resp.Header.Get("Location"))
+		b.finishLoginTLS(op, r)
 		if b.sessionCookie() == nil {
 			t.Fatalf("no session (provider: %q)", op.CertError())
 		}
@@ -182,16 +173,7 @@ func TestMTLSBoundTokens(t *testing.T) {
 	})
 	b := e.browser()
 	r := b.get("/auth/login?returnTo=/")
-	userAgent := &http.Client{
-		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: op.RootCAs()}},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	resp, err := userAgent.Get(r.Header.Get("Location"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	b.get(resp.Header.Get("Location"))
+	b.finishLoginTLS(op, r)
 	if r := b.api("GET", "/bound/x"); r.StatusCode != http.StatusOK || !strings.Contains(string(r.body), `"bound":true`) {
 		t.Fatalf("bound route: %s %s", r.Status, r.body)
 	}
