@@ -2,7 +2,9 @@ package session
 
 import (
 	"context"
+	"log/slog"
 	"sync"
+	"time"
 )
 
 // Invalidator is implemented by stores that tell every replica at once
@@ -71,5 +73,32 @@ func (c *Coalesce) run(ctx context.Context, trip func(context.Context) error) {
 		c.mu.Unlock()
 		r.err = trip(ctx)
 		close(r.done)
+	}
+}
+
+// KeepWatching is a store's Watch loop: it runs once, which sets up the
+// invalidation channel and returns when it breaks (saying whether it was
+// up), again every retry until ctx ends or stopped says the store is
+// closed. It warns once per outage, not on every retry: a server that
+// refuses tracking or LISTEN would otherwise log five lines a second.
+func KeepWatching(ctx context.Context, log *slog.Logger, msg string, retry time.Duration, stopped func() bool, once func(context.Context) (bool, error)) {
+	quiet := false
+	for ctx.Err() == nil && !stopped() {
+		up, err := once(ctx)
+		if up {
+			quiet = false // it was up: this is a new outage
+		}
+		if ctx.Err() == nil && !stopped() {
+			if !quiet {
+				log.Warn(msg, "err", err)
+			}
+			quiet = true
+		}
+		t := time.NewTimer(retry)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
 	}
 }

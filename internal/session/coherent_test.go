@@ -1,7 +1,11 @@
 package session_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -59,5 +63,27 @@ func TestCoalesce(t *testing.T) {
 	}
 	if n := started.Load(); n != 2 {
 		t.Fatalf("%d round trips for three callers in two waves, want 2", n)
+	}
+}
+
+// TestKeepWatching: the watch loop retries until the store is closed and
+// warns once per outage, not once per failed attempt.
+func TestKeepWatching(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	// Five refused attempts, one that was up and broke, five refused
+	// attempts: two outages.
+	attempts := 0
+	once := func(context.Context) (bool, error) {
+		attempts++
+		return attempts == 6, errors.New("refused")
+	}
+	session.KeepWatching(t.Context(), log, "channel lost", time.Millisecond,
+		func() bool { return attempts == 11 }, once)
+	if attempts != 11 {
+		t.Fatalf("%d attempts, want 11: the loop did not stop when the store closed", attempts)
+	}
+	if n := strings.Count(buf.String(), "channel lost"); n != 2 {
+		t.Fatalf("%d warnings for two outages, want 2:\n%s", n, buf.String())
 	}
 }

@@ -42,26 +42,11 @@ func (s *Store) Watch(ctx context.Context, drop func(session.Key), flush func())
 }
 
 func (s *Store) watchLoop(ctx context.Context, drop func(session.Key), flush func()) {
-	quiet := false
-	for ctx.Err() == nil && !s.closed.Load() {
-		up, err := s.watchOnce(ctx, drop, flush)
-		// Warn once per outage, not on every retry (a server that refuses
-		// tracking or LISTEN would otherwise log five lines a second).
-		if up {
-			quiet = false // it was up: this is a new outage
-		}
-		if ctx.Err() == nil && !s.closed.Load() {
-			if !quiet {
-				s.log.Warn("PostgreSQL invalidation connection lost; the session cache is bypassed until it is back", "err", err)
-			}
-			quiet = true
-		}
-		select {
-		case <-ctx.Done():
-		case <-s.base.Done():
-		case <-time.After(watchRetry):
-		}
-	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.base, cancel)() // Close ends the pause between attempts
+	session.KeepWatching(ctx, s.log, "PostgreSQL invalidation connection lost; the session cache is bypassed until it is back",
+		watchRetry, s.closed.Load, func(ctx context.Context) (bool, error) { return s.watchOnce(ctx, drop, flush) })
 }
 
 func (s *Store) watchOnce(ctx context.Context, drop func(session.Key), flush func()) (bool, error) {

@@ -53,25 +53,8 @@ func (s *Store) Watch(ctx context.Context, drop func(session.Key), flush func())
 
 func (s *Store) watchLoop(ctx context.Context, drop func(session.Key), flush func()) {
 	prefix := s.recordKey("")
-	quiet := false
-	for ctx.Err() == nil && !s.closed.Load() {
-		up, err := s.watchOnce(ctx, prefix, drop, flush)
-		// Warn once per outage, not on every retry (a server that refuses
-		// tracking or LISTEN would otherwise log five lines a second).
-		if up {
-			quiet = false // it was up: this is a new outage
-		}
-		if ctx.Err() == nil && !s.closed.Load() {
-			if !quiet {
-				s.log.Warn("redis session store: invalidation connection lost; the session cache is bypassed until it is back", "err", err)
-			}
-			quiet = true
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(watchRetry):
-		}
-	}
+	session.KeepWatching(ctx, s.log, "redis session store: invalidation connection lost; the session cache is bypassed until it is back",
+		watchRetry, s.closed.Load, func(ctx context.Context) (bool, error) { return s.watchOnce(ctx, prefix, drop, flush) })
 }
 
 // watchOnce sets up the tracking connections (one per node on a cluster)
