@@ -131,13 +131,8 @@ func TestPrivateKeyJWTConfig(t *testing.T) {
 		{config.OIDC{ClientSecret: "s", ClientKeyFile: path}, "oidc.client_key_file: is used only with client_auth_method: private_key_jwt"},
 		{config.OIDC{ClientAuthMethod: "client_secret_jwt", ClientSecret: "s"}, `oidc.client_auth_method: "client_secret_jwt" is not supported`},
 	} {
-		tc.o.Issuer, tc.o.ClientID = "http://127.0.0.1:9", "c"
-		c := &config.Config{Listen: "127.0.0.1:0", PublicURL: "http://127.0.0.1:4001", OIDC: tc.o}
-		c.SetDefaults()
-		err := c.Validate()
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("Validate(%+v) = %v, want %q", tc.o, err, tc.want)
-		}
+		err := validateOIDC(tc.o)
+		wantConfigErr(t, tc.o, err, tc.want)
 		if err != nil && strings.Contains(err.Error(), "oidc.client_secret") {
 			t.Errorf("private_key_jwt still asks for a client secret: %v", err)
 		}

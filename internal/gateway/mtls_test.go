@@ -125,16 +125,7 @@ func TestMTLSConfig(t *testing.T) {
 		{config.OIDC{ClientAuthMethod: config.AuthTLSClient, ClientCertFile: certFile, ClientKeyFile: keyFile}, ""},
 		{config.OIDC{ClientAuthMethod: config.AuthSelfSignedTLS, ClientCertFile: certFile, ClientKeyFile: keyFile, RequestObject: true}, ""},
 	} {
-		tc.o.Issuer, tc.o.ClientID = "http://127.0.0.1:9", "c"
-		c := &config.Config{Listen: "127.0.0.1:0", PublicURL: "http://127.0.0.1:4001", OIDC: tc.o}
-		c.SetDefaults()
-		err := c.Validate()
-		if tc.want == "" && err != nil {
-			t.Errorf("Validate(%+v) = %v", tc.o, err)
-		}
-		if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
-			t.Errorf("Validate(%+v) = %v, want %q", tc.o, err, tc.want)
-		}
+		wantConfigErr(t, tc.o, validateOIDC(tc.o), tc.want)
 	}
 }
 

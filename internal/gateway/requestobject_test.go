@@ -130,16 +130,7 @@ func TestRequestObjectConfig(t *testing.T) {
 		{config.OIDC{ClientSecret: "s", ClientKeyFile: path}, "oidc.client_key_file: is used only with client_auth_method: private_key_jwt, tls_client_auth or self_signed_tls_client_auth, or request_object: true"},
 		{config.OIDC{ClientAuthMethod: config.AuthPrivateKeyJWT, ClientKeyFile: path, RequestObject: true}, ""},
 	} {
-		tc.o.Issuer, tc.o.ClientID = "http://127.0.0.1:9", "c"
-		c := &config.Config{Listen: "127.0.0.1:0", PublicURL: "http://127.0.0.1:4001", OIDC: tc.o}
-		c.SetDefaults()
-		err := c.Validate()
-		if tc.want == "" && err != nil {
-			t.Errorf("Validate(%+v) = %v", tc.o, err)
-		}
-		if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
-			t.Errorf("Validate(%+v) = %v, want %q", tc.o, err, tc.want)
-		}
+		wantConfigErr(t, tc.o, validateOIDC(tc.o), tc.want)
 	}
 }
 

@@ -80,13 +80,6 @@ func TestRouteRulesConfig(t *testing.T) {
 		{[]config.Requirement{{ACR: []string{"urn:gold"}}}, "", `routes[0].require[0].acr: "urn:gold" is not in oidc.acr_values`},
 		{[]config.Requirement{{Claim: "groups", AnyOf: []string{"a"}}}, config.TokenNone, "routes[0].require: needs token: user"},
 	} {
-		c := &config.Config{Listen: "127.0.0.1:0", PublicURL: "http://127.0.0.1:4001",
-			OIDC:   config.OIDC{Issuer: "http://127.0.0.1:9", ClientID: "c", ClientSecret: "s"},
-			Routes: []config.Route{{Prefix: "/api/", Upstream: "http://127.0.0.1:9/", Token: tc.tok, Require: tc.req}}}
-		c.SetDefaults()
-		err := c.Validate()
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("Validate(%+v) = %v, want %q", tc.req, err, tc.want)
-		}
+		wantConfigErr(t, tc.req, validateRoute(config.Route{Token: tc.tok, Require: tc.req}), tc.want)
 	}
 }

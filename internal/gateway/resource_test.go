@@ -124,12 +124,6 @@ func TestResourceConfig(t *testing.T) {
 		{config.Route{Resource: "https://a.example/#x"}, "without a fragment"},
 		{config.Route{Resource: "https://a.example/", Token: config.TokenClient}, "routes[0].resource: needs token: user"},
 	} {
-		tc.r.Prefix, tc.r.Upstream = "/api/", "http://127.0.0.1:9/"
-		c := &config.Config{Listen: "127.0.0.1:0", PublicURL: "http://127.0.0.1:4001",
-			OIDC: config.OIDC{Issuer: "http://127.0.0.1:9", ClientID: "c", ClientSecret: "s"}, Routes: []config.Route{tc.r}}
-		c.SetDefaults()
-		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("Validate(%+v) = %v, want %q", tc.r, err, tc.want)
-		}
+		wantConfigErr(t, tc.r, validateRoute(tc.r), tc.want)
 	}
 }

@@ -213,13 +213,7 @@ func TestTokenExchangeConfig(t *testing.T) {
 		{config.Route{TokenExchange: &config.TokenExchange{Audience: "a"}, Token: config.TokenClient}, "routes[0].token_exchange: needs token: user"},
 		{config.Route{TokenExchange: &config.TokenExchange{Audience: "a"}, Resource: "https://a.example/"}, "routes[0].token_exchange: cannot be combined with routes[].resource"},
 	} {
-		tc.r.Prefix, tc.r.Upstream = "/api/", "http://127.0.0.1:9/"
-		c := &config.Config{Listen: "127.0.0.1:0", PublicURL: "http://127.0.0.1:4001",
-			OIDC: config.OIDC{Issuer: "http://127.0.0.1:9", ClientID: "c", ClientSecret: "s"}, Routes: []config.Route{tc.r}}
-		c.SetDefaults()
-		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("Validate(%+v) = %v, want %q", tc.r.TokenExchange, err, tc.want)
-		}
+		wantConfigErr(t, tc.r.TokenExchange, validateRoute(tc.r), tc.want)
 	}
 }
 

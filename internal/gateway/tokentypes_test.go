@@ -118,12 +118,6 @@ func TestTokenTypesConfig(t *testing.T) {
 		{config.Route{Token: config.TokenUser, ClientScopes: []string{"a"}}, "routes[0].client_scopes: applies only to token: client or user_or_client"},
 		{config.Route{Token: config.TokenOptionalUser, Require: []config.Requirement{{Claim: "g", AnyOf: []string{"a"}}}}, "routes[0].require: needs token: user"},
 	} {
-		tc.r.Prefix, tc.r.Upstream = "/api/", "http://127.0.0.1:9/"
-		c := &config.Config{Listen: "127.0.0.1:0", PublicURL: "http://127.0.0.1:4001",
-			OIDC: config.OIDC{Issuer: "http://127.0.0.1:9", ClientID: "c", ClientSecret: "s"}, Routes: []config.Route{tc.r}}
-		c.SetDefaults()
-		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("Validate(%+v) = %v, want %q", tc.r, err, tc.want)
-		}
+		wantConfigErr(t, tc.r, validateRoute(tc.r), tc.want)
 	}
 }
