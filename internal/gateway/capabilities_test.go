@@ -42,7 +42,7 @@ func TestReadyzAndCheckReportMissingCapabilities(t *testing.T) {
 				}
 				return
 			}
-			if r.StatusCode != http.StatusServiceUnavailable || !strings.HasPrefix(idp, tc.want) {
+			if r.StatusCode != http.StatusServiceUnavailable || !strings.HasPrefix(idp, publicMismatch) {
 				t.Errorf("readyz: %s idp=%q", r.Status, idp)
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) {

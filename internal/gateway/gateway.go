@@ -203,7 +203,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 		g.Admin = admin.New(sessions, g.Revoker, cfg.Admin.Token, log)
 		g.Admin.Mux().Handle("GET /metrics", promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{}))
 		g.Admin.Mux().Handle("GET /healthz", g)
-		g.Admin.Mux().Handle("GET /readyz", g)
+		g.Admin.Mux().Handle("GET /readyz", server.Detailed(g))
 	}
 	// Try discovery now so a misconfigured issuer shows in the first log
 	// lines; failure is not fatal.

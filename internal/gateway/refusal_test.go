@@ -2,7 +2,9 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -255,20 +257,38 @@ func TestCallbackOutageIsAudited(t *testing.T) {
 	}
 }
 
-// `moat check` (Gateway.Check) and /readyz name the exact issuer to set
-// when oidc.issuer differs from the discovery document by a trailing slash.
+// `moat check` (Gateway.Check), the admin listener's /readyz and the log
+// name the exact issuer to set when oidc.issuer differs from the discovery
+// document by a trailing slash; the public /readyz says only that the
+// configuration does not match, naming neither key nor issuer.
 func TestIssuerWithTrailingSlashIsExplained(t *testing.T) {
-	e := newEnv(t, func(c *config.Config) { c.OIDC.Issuer += "/" })
+	e := newEnv(t, func(c *config.Config) { c.OIDC.Issuer += "/"; c.Admin.Listen = "127.0.0.1:0" })
 	want := `set oidc.issuer to exactly "` + e.op.Issuer + `"`
 	err := e.gw.Check(context.Background())
 	if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "unavailable") {
 		t.Errorf("Check: %v, want %q", err, want)
 	}
 	r := e.browser().get("/readyz")
-	if idp, _ := r.json(t)["checks"].(map[string]any)["idp"].(string); r.StatusCode != http.StatusServiceUnavailable || !strings.Contains(idp, want) {
-		t.Errorf("readyz: %s %s", r.Status, r.body)
+	if idp, _ := r.json(t)["checks"].(map[string]any)["idp"].(string); r.StatusCode != http.StatusServiceUnavailable || !strings.HasPrefix(idp, publicMismatch) || strings.Contains(string(r.body), "oidc.issuer") {
+		t.Errorf("public readyz: %s %s", r.Status, r.body)
+	}
+	adm := httptest.NewServer(e.gw.Admin)
+	defer adm.Close()
+	resp, err := http.Get(adm.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct{ Checks map[string]string }
+	json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body.Checks["idp"], want) {
+		t.Errorf("admin readyz: %s %v", resp.Status, body.Checks)
 	}
 	if l := e.logs.String(); !strings.Contains(l, `set oidc.issuer to exactly \"`+e.op.Issuer+`\"`) {
 		t.Error("the startup log does not say which issuer to set")
 	}
 }
+
+// publicMismatch is the public /readyz's checks.idp for a configuration the
+// provider's discovery document rules out.
+const publicMismatch = "the configuration does not match the provider's discovery document"

@@ -18,7 +18,10 @@ const readyFor = time.Second
 type readiness struct {
 	status int
 	body   map[string]any
-	err    error // for the access log line
+	// detailed is body with what the operator needs to fix a mismatch,
+	// for the admin listener (Detailed).
+	detailed map[string]any
+	err      error // for the access log line
 }
 
 // readyCache holds the last readiness and the check in flight, which all
@@ -75,6 +78,21 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	if res.err != nil {
 		noteError(r, res.err)
 	}
-	httperr.WriteJSON(w, res.status, res.body)
+	body := res.body
+	if r.Context().Value(detailedKey{}) != nil && res.detailed != nil {
+		body = res.detailed
+	}
+	httperr.WriteJSON(w, res.status, body)
 	return nil
+}
+
+type detailedKey struct{}
+
+// Detailed marks h's requests as the operator's (the admin listener): its
+// /readyz then names the configuration key and the provider's values that
+// do not match, which the public /readyz does not reveal.
+func Detailed(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), detailedKey{}, true)))
+	})
 }
