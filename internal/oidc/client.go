@@ -533,10 +533,8 @@ func (c *Client) refresh(ctx context.Context, refreshToken, subject, resource st
 	cctx := c.clientCtx(ctx)
 	if resource != "" {
 		// x/oauth2 cannot add a parameter to a refresh: its HTTP client can.
-		cctx = context.WithValue(ctx, oauth2.HTTPClient, &http.Client{
-			Transport:     addForm{c.cfg.HTTPClient.Transport, url.Values{"resource": {resource}}},
-			Timeout:       c.cfg.HTTPClient.Timeout,
-			CheckRedirect: c.cfg.HTTPClient.CheckRedirect,
+		cctx = c.clientCtxVia(ctx, func(base http.RoundTripper) http.RoundTripper {
+			return addForm{base, url.Values{"resource": {resource}}}
 		})
 	}
 	src := p.oauth.TokenSource(cctx, &oauth2.Token{RefreshToken: refreshToken})
@@ -592,13 +590,12 @@ func (c *Client) UserInfo(ctx context.Context, accessToken, subject string) (map
 		return nil, err
 	}
 	// go-oidc reports a refusal as text: the transport notes the status.
-	rec := &statusRecorder{next: c.cfg.HTTPClient.Transport}
-	if rec.next == nil {
-		rec.next = http.DefaultTransport
-	}
-	hc := *c.cfg.HTTPClient
-	hc.Transport = rec
-	ui, err := p.op.UserInfo(context.WithValue(ctx, oauth2.HTTPClient, &hc), oauth2.StaticTokenSource(&oauth2.Token{AccessToken: accessToken, TokenType: "Bearer"}))
+	var rec *statusRecorder
+	uctx := c.clientCtxVia(ctx, func(base http.RoundTripper) http.RoundTripper {
+		rec = &statusRecorder{next: base}
+		return rec
+	})
+	ui, err := p.op.UserInfo(uctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: accessToken, TokenType: "Bearer"}))
 	if err != nil {
 		if s := rec.get(); s == http.StatusUnauthorized || s == http.StatusForbidden {
 			// RFC 6750 §3.1: invalid_token or insufficient_scope. Not an
@@ -692,6 +689,18 @@ func (c *Client) postForm(ctx context.Context, endpoint string, form url.Values)
 
 func (c *Client) clientCtx(ctx context.Context) context.Context {
 	return context.WithValue(ctx, oauth2.HTTPClient, c.cfg.HTTPClient)
+}
+
+// clientCtxVia is clientCtx with a copy of the HTTP client whose transport
+// wrap wraps (timeouts, redirects and TLS kept): for what x/oauth2 and
+// go-oidc cannot do per call.
+func (c *Client) clientCtxVia(ctx context.Context, wrap func(base http.RoundTripper) http.RoundTripper) context.Context {
+	hc := *c.cfg.HTTPClient
+	if hc.Transport == nil {
+		hc.Transport = http.DefaultTransport
+	}
+	hc.Transport = wrap(hc.Transport)
+	return context.WithValue(ctx, oauth2.HTTPClient, &hc)
 }
 
 // checkTokenResponse applies RFC 6749 §5.1 and OIDC Core 3.1.3.8: a

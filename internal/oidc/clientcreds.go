@@ -41,17 +41,14 @@ func (c *Client) tokenRequest(ctx context.Context, p *provider, scopes []string,
 	return cc.Token(c.clientCtx(ctx))
 }
 
-// addForm adds parameters to the form of every POST it carries.
+// addForm adds parameters to the form of every POST it carries; base is
+// never nil (clientCtxVia).
 type addForm struct {
 	base  http.RoundTripper
 	extra url.Values
 }
 
 func (a addForm) RoundTrip(r *http.Request) (*http.Response, error) {
-	base := a.base
-	if base == nil {
-		base = http.DefaultTransport
-	}
 	out, err := formpost.Edit(r, func(form url.Values) error {
 		maps.Copy(form, a.extra)
 		return nil
@@ -59,5 +56,5 @@ func (a addForm) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	return base.RoundTrip(out)
+	return a.base.RoundTrip(out)
 }
