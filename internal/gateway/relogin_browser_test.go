@@ -16,92 +16,97 @@ import (
 	"github.com/moat-bff/moat/internal/session"
 )
 
-// TestReloginEndsTheOldSessionInChromium: moat runs on http://localhost
-// and the OP on http://127.0.0.1, another site, as IdPs are. The session
+// TestReloginEndsTheOldSessionInChromium: with moat on http://localhost
+// the OP on http://127.0.0.1 is another site, as IdPs are. The session
 // cookie is SameSite=Strict, so Chromium does not send it on the OP's
 // redirect to /auth/callback. Logging in again must still end the session
 // held before (recorded at /auth/login, a same-site navigation) and revoke
-// its refresh token.
+// its refresh token. With moat on 127.0.0.1 (same site as the OP, the
+// cookie reaches the callback) the outcome must be the same.
 func TestReloginEndsTheOldSessionInChromium(t *testing.T) {
 	browsertest.Require(t)
-	var localURL string
-	e := newEnv(t, func(c *config.Config) {
-		localURL = strings.Replace(c.PublicURL, "127.0.0.1", "localhost", 1)
-		c.PublicURL = localURL
-	}, func(p *oidctest.Provider) {
-		p.RedirectURI = localURL + "/auth/callback"
-		p.Set(func(b *oidctest.Behavior) { b.ConsentForm = true })
-	})
-	tab := browsertest.New(t, 60*time.Second)
+	for _, host := range []string{"localhost", "127.0.0.1"} {
+		t.Run(host, func(t *testing.T) {
+			var publicURL string
+			e := newEnv(t, func(c *config.Config) {
+				publicURL = strings.Replace(c.PublicURL, "127.0.0.1", host, 1)
+				c.PublicURL = publicURL
+			}, func(p *oidctest.Provider) {
+				p.RedirectURI = publicURL + "/auth/callback"
+				p.Set(func(b *oidctest.Behavior) { b.ConsentForm = true })
+			})
+			tab := browsertest.New(t, 60*time.Second)
 
-	login := func() *network.Cookie {
-		t.Helper()
-		if err := chromedp.Do(tab, chromedp.Navigate(localURL+"/auth/login?returnTo=/auth/checksession")); err != nil {
-			t.Fatal(err)
-		}
-		// The OP's page submits its form by script: wait for the redirects.
-		var loc string
-		for deadline := time.Now().Add(10 * time.Second); loc != localURL+"/auth/checksession"; time.Sleep(50 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("after login Chromium is at %s", loc)
-			}
-			loc, _ = chromedp.Run(tab, chromedp.Location())
-		}
-		// The landing document came through the OP's cross-site redirect,
-		// without the Strict cookie; a navigation of the user's own has it.
-		if err := chromedp.Do(tab, chromedp.Navigate(localURL+"/auth/checksession")); err != nil {
-			t.Fatal(err)
-		}
-		body, err := chromedp.Run(tab, chromedp.Evaluate[string]("document.body.innerText"))
-		if err != nil || !strings.Contains(body, `"loggedIn":true`) {
-			t.Fatalf("not logged in: %q %v", body, err)
-		}
-		cookies, err := chromedp.Call(tab, network.GetCookies, network.GetCookiesParams{URLs: []string{localURL + "/"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range cookies.Cookies {
-			if c.Name == session.CookieName {
-				e.noteSecret(c.Value)
-				if c.SameSite != network.CookieSameSiteStrict {
-					t.Fatalf("session cookie SameSite=%s", c.SameSite)
+			login := func() *network.Cookie {
+				t.Helper()
+				if err := chromedp.Do(tab, chromedp.Navigate(publicURL+"/auth/login?returnTo=/auth/checksession")); err != nil {
+					t.Fatal(err)
 				}
-				return c
+				// The OP's page submits its form by script: wait for the redirects.
+				var loc string
+				for deadline := time.Now().Add(10 * time.Second); loc != publicURL+"/auth/checksession"; time.Sleep(50 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("after login Chromium is at %s", loc)
+					}
+					loc, _ = chromedp.Run(tab, chromedp.Location())
+				}
+				// The landing document came through the OP's cross-site redirect,
+				// without the Strict cookie; a navigation of the user's own has it.
+				if err := chromedp.Do(tab, chromedp.Navigate(publicURL+"/auth/checksession")); err != nil {
+					t.Fatal(err)
+				}
+				body, err := chromedp.Run(tab, chromedp.Evaluate[string]("document.body.innerText"))
+				if err != nil || !strings.Contains(body, `"loggedIn":true`) {
+					t.Fatalf("not logged in: %q %v", body, err)
+				}
+				cookies, err := chromedp.Call(tab, network.GetCookies, network.GetCookiesParams{URLs: []string{publicURL + "/"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, c := range cookies.Cookies {
+					if c.Name == session.CookieName {
+						e.noteSecret(c.Value)
+						if c.SameSite != network.CookieSameSiteStrict {
+							t.Fatalf("session cookie SameSite=%s", c.SameSite)
+						}
+						return c
+					}
+				}
+				t.Fatal("Chromium holds no session cookie")
+				return nil
 			}
-		}
-		t.Fatal("Chromium holds no session cookie")
-		return nil
-	}
 
-	first := login()
-	id, err := session.ParseID(first.Value)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old, err := e.gw.Sessions.LoadKey(context.Background(), id.Key())
-	if err != nil {
-		t.Fatal(err)
-	}
-	oldRT := old.Tokens.RefreshToken
-
-	second := login()
-	if second.Value == first.Value {
-		t.Fatal("the second login kept the session ID")
-	}
-	replay := e.browser()
-	replay.setCookie(&http.Cookie{Name: session.CookieName, Value: first.Value})
-	if got := replay.get("/auth/checksession").json(t); got["loggedIn"] != false {
-		t.Errorf("the session from before the new login is still valid: %v", got)
-	}
-	e.eventually("the old session's refresh token is revoked", func() bool {
-		for _, r := range e.op.Requests() {
-			if r.Path == "/revoke" && r.Form.Get("token") == oldRT {
-				return true
+			first := login()
+			id, err := session.ParseID(first.Value)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		return false
-	})
-	if l := e.logs.String(); !strings.Contains(l, `"event":"session_ended"`) || !strings.Contains(l, `"reason":"replaced by a new login"`) {
-		t.Errorf("no session_ended audit line for the replaced session")
+			old, err := e.gw.Sessions.LoadKey(context.Background(), id.Key())
+			if err != nil {
+				t.Fatal(err)
+			}
+			oldRT := old.Tokens.RefreshToken
+
+			second := login()
+			if second.Value == first.Value {
+				t.Fatal("the second login kept the session ID")
+			}
+			replay := e.browser()
+			replay.setCookie(&http.Cookie{Name: session.CookieName, Value: first.Value})
+			if got := replay.get("/auth/checksession").json(t); got["loggedIn"] != false {
+				t.Errorf("the session from before the new login is still valid: %v", got)
+			}
+			e.eventually("the old session's refresh token is revoked", func() bool {
+				for _, r := range e.op.Requests() {
+					if r.Path == "/revoke" && r.Form.Get("token") == oldRT {
+						return true
+					}
+				}
+				return false
+			})
+			if l := e.logs.String(); !strings.Contains(l, `"event":"session_ended"`) || !strings.Contains(l, `"reason":"replaced by a new login"`) {
+				t.Errorf("no session_ended audit line for the replaced session")
+			}
+		})
 	}
 }
