@@ -109,35 +109,10 @@ func openURL(t *testing.T, u string) session.Store {
 	return s
 }
 
-// The conformance suite through Sentinel: one primary and one sentinel
-// monitoring it, both started here; the store finds the primary by asking
-// the sentinel.
-func TestSentinel(t *testing.T) {
-	bin := redisServer(t)
-	primary := spawn(t, bin)
-	conf := filepath.Join(t.TempDir(), "sentinel.conf")
-	if err := os.WriteFile(conf, []byte("sentinel monitor moat 127.0.0.1 "+primary+" 1\nsentinel down-after-milliseconds moat 5000\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sentinel := spawn(t, bin, conf, "--sentinel")
-	waitFor(t, sentinel, "SENTINEL get-master-addr-by-name moat", "127.0.0.1")
-	u := "redis+sentinel://127.0.0.1:" + sentinel + "/moat"
-	storetest.Run(t, func(t *testing.T) session.Store { return openURL(t, u) })
-}
-
-// TestSentinelCoherentCache: issue 14 through a sentinel: the tracking
-// connection goes to the primary the sentinel names.
-func TestSentinelCoherentCache(t *testing.T) {
-	bin := redisServer(t)
-	primary := spawn(t, bin)
-	conf := filepath.Join(t.TempDir(), "sentinel.conf")
-	if err := os.WriteFile(conf, []byte("sentinel monitor moat 127.0.0.1 "+primary+" 1\nsentinel down-after-milliseconds moat 5000\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sentinel := spawn(t, bin, conf, "--sentinel")
-	waitFor(t, sentinel, "SENTINEL get-master-addr-by-name moat", "127.0.0.1")
-	u := "redis+sentinel://127.0.0.1:" + sentinel + "/moat?prefix=moattest:" + rand.Text() + ":"
-	open := func(t *testing.T) session.Store {
+// openShared opens stores on u as it is, so that they share its prefix:
+// the replicas of a coherent-cache test.
+func openShared(u string) func(t *testing.T) session.Store {
+	return func(t *testing.T) session.Store {
 		s, err := Open(t.Context(), u, Options{})
 		if err != nil {
 			t.Fatal(err)
@@ -145,7 +120,35 @@ func TestSentinelCoherentCache(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	}
-	storetest.RunCoherentCache(t, open, nil)
+}
+
+// The conformance suite through Sentinel: one primary and one sentinel
+// monitoring it, both started here; the store finds the primary by asking
+// the sentinel.
+func TestSentinel(t *testing.T) {
+	u := startSentinel(t)
+	storetest.Run(t, func(t *testing.T) session.Store { return openURL(t, u) })
+}
+
+// startSentinel starts one primary and one sentinel monitoring it, and
+// returns the sentinel URL of that primary.
+func startSentinel(t *testing.T) string {
+	bin := redisServer(t)
+	primary := spawn(t, bin)
+	conf := filepath.Join(t.TempDir(), "sentinel.conf")
+	if err := os.WriteFile(conf, []byte("sentinel monitor moat 127.0.0.1 "+primary+" 1\nsentinel down-after-milliseconds moat 5000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sentinel := spawn(t, bin, conf, "--sentinel")
+	waitFor(t, sentinel, "SENTINEL get-master-addr-by-name moat", "127.0.0.1")
+	return "redis+sentinel://127.0.0.1:" + sentinel + "/moat"
+}
+
+// TestSentinelCoherentCache: issue 14 through a sentinel: the tracking
+// connection goes to the primary the sentinel names.
+func TestSentinelCoherentCache(t *testing.T) {
+	u := withParams(startSentinel(t), "prefix="+testPrefix())
+	storetest.RunCoherentCache(t, openShared(u), nil)
 }
 
 // The conformance suite on a three-primary Redis Cluster started here:
@@ -158,16 +161,8 @@ func TestCluster(t *testing.T) {
 // TestClusterCoherentCache: issue 14 on a three-primary Redis Cluster, with
 // one tracking connection per node.
 func TestClusterCoherentCache(t *testing.T) {
-	u := withParams(startCluster(t), "prefix=moattest:"+rand.Text()+":")
-	open := func(t *testing.T) session.Store {
-		s, err := Open(t.Context(), u, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	storetest.RunCoherentCache(t, open, nil)
+	u := withParams(startCluster(t), "prefix="+testPrefix())
+	storetest.RunCoherentCache(t, openShared(u), nil)
 }
 
 // startCluster starts a three-primary Redis Cluster and returns its URL.
