@@ -2,8 +2,9 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
-	"strings"
+	"slices"
 )
 
 // Diff lists the key paths whose values differ between a and b, as a
@@ -19,19 +20,11 @@ func Diff(a, b *Config) []string {
 func diff(a, b reflect.Value, path string, out *[]string) {
 	switch a.Kind() {
 	case reflect.Struct:
-		for i := range a.NumField() {
-			f := a.Type().Field(i)
-			if !f.IsExported() {
-				continue
-			}
-			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if name == "-" {
-				continue
-			}
-			if name == "" {
-				name = strings.ToLower(f.Name)
-			}
-			diff(a.Field(i), b.Field(i), join(path, name), out)
+		// The key names are those decode accepts (structFields), in field order.
+		fields := structFields(a.Type())
+		names := slices.SortedFunc(maps.Keys(fields), func(x, y string) int { return slices.Compare(fields[x], fields[y]) })
+		for _, name := range names {
+			diff(a.FieldByIndex(fields[name]), b.FieldByIndex(fields[name]), join(path, name), out)
 		}
 		return
 	case reflect.Slice:

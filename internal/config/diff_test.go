@@ -35,3 +35,22 @@ func TestDiffNamesExactKeyPaths(t *testing.T) {
 		}
 	}
 }
+
+// TestDiffNamesKeysAsDecodeDoes: an inline struct's keys sit at its
+// parent's level, as decode reads them, not under the field's Go name.
+func TestDiffNamesKeysAsDecodeDoes(t *testing.T) {
+	type Common struct {
+		Timeout Duration `yaml:"timeout"`
+	}
+	type store struct {
+		URL    string `yaml:"url"`
+		Common `yaml:",inline"`
+	}
+	a, b := store{URL: "x"}, store{URL: "x"}
+	b.Timeout = Duration(time.Second)
+	var got []string
+	diff(reflect.ValueOf(a), reflect.ValueOf(b), "session", &got)
+	if want := []string{"session.timeout"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("diff = %v, want %v", got, want)
+	}
+}
