@@ -7,13 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"encoding/pem"
 
 	"github.com/go-jose/go-jose/v4"
 
@@ -75,8 +71,7 @@ func TestFAPI2Login(t *testing.T) {
 	up.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
 	up.StartTLS()
 	t.Cleanup(up.Close)
-	upCA := filepath.Join(t.TempDir(), "up-ca.pem")
-	os.WriteFile(upCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw}), 0o600)
+	upCA := serverCAFile(t, up)
 	e, p := fapi2Env(t, certFile, keyFile, nil,
 		config.Route{Prefix: "/bound/", Upstream: up.URL + "/", CAFile: upCA, ClientCertFile: certFile, ClientKeyFile: keyFile})
 	op = p

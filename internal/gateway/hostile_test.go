@@ -2,16 +2,11 @@ package gateway_test
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -371,28 +366,12 @@ func TestMisbehavingUpstreamsAndNoLeaks(t *testing.T) {
 	noGoroutinesLeft(t, before)
 }
 
-// tlsFiles writes PEM files for srv's certificate (the CA moat must trust)
-// and returns the path.
-func certFile(t *testing.T, srv *httptest.Server) string {
+// serverCAFile writes srv's certificate (the CA moat must trust) as a PEM
+// file and returns its path.
+func serverCAFile(t *testing.T, srv *httptest.Server) string {
 	p := filepath.Join(t.TempDir(), "ca.pem")
 	os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
 	return p
-}
-
-// clientCert makes a self-signed client certificate and its key files.
-func clientCert(t *testing.T) (certPath, keyPath string, cert *x509.Certificate) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "moat"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature, IsCA: true, BasicConstraintsValid: true}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	cert, _ = x509.ParseCertificate(der)
-	kder, _ := x509.MarshalECPrivateKey(key)
-	dir := t.TempDir()
-	certPath, keyPath = filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
-	os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
-	return certPath, keyPath, cert
 }
 
 func TestUpstreamTLS(t *testing.T) {
@@ -400,7 +379,7 @@ func TestUpstreamTLS(t *testing.T) {
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen.Add(1); io.WriteString(w, "ok") })
 	plain := httptest.NewTLSServer(handler)
 	defer plain.Close()
-	certPath, keyPath, cert := clientCert(t)
+	certPath, keyPath, cert := clientCertFiles(t)
 	mtls := httptest.NewUnstartedServer(handler)
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
@@ -411,9 +390,9 @@ func TestUpstreamTLS(t *testing.T) {
 	e := newEnv(t, func(c *config.Config) {
 		c.Routes = append(c.Routes,
 			config.Route{Prefix: "/untrusted/", Upstream: plain.URL + "/"},
-			config.Route{Prefix: "/trusted/", Upstream: plain.URL + "/", CAFile: certFile(t, plain)},
-			config.Route{Prefix: "/nocert/", Upstream: mtls.URL + "/", CAFile: certFile(t, mtls)},
-			config.Route{Prefix: "/mtls/", Upstream: mtls.URL + "/", CAFile: certFile(t, mtls), ClientCertFile: certPath, ClientKeyFile: keyPath},
+			config.Route{Prefix: "/trusted/", Upstream: plain.URL + "/", CAFile: serverCAFile(t, plain)},
+			config.Route{Prefix: "/nocert/", Upstream: mtls.URL + "/", CAFile: serverCAFile(t, mtls)},
+			config.Route{Prefix: "/mtls/", Upstream: mtls.URL + "/", CAFile: serverCAFile(t, mtls), ClientCertFile: certPath, ClientKeyFile: keyPath},
 		)
 	})
 	b := e.browser()

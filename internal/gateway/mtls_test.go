@@ -149,8 +149,7 @@ func TestMTLSBoundTokens(t *testing.T) {
 	up.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
 	up.StartTLS()
 	t.Cleanup(up.Close)
-	upCA := filepath.Join(t.TempDir(), "up-ca.pem")
-	os.WriteFile(upCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: up.Certificate().Raw}), 0o600)
+	upCA := serverCAFile(t, up)
 	e := newEnv(t, func(c *config.Config) {
 		op = oidctest.NewTLS(t, c.PublicURL+"/auth/callback")
 		op.UseSelfSignedClientCert(leaf)
