@@ -105,6 +105,9 @@ func TestRequestObjectUnsupported(t *testing.T) {
 		t.Fatalf("Check = %v", err)
 	}
 	b := e.browser()
+	if r := b.get("/readyz"); r.StatusCode != http.StatusServiceUnavailable || r.json(t)["checks"].(map[string]any)["idp"] == "ok" {
+		t.Errorf("readyz: %s %s, want 503 with the idp check failing", r.Status, r.body)
+	}
 	r := b.get("/auth/login?returnTo=/")
 	if r.StatusCode < 500 || strings.Contains(r.Header.Get("Location"), e.op.Issuer) {
 		t.Fatalf("login: %s to %s", r.Status, r.Header.Get("Location"))
