@@ -2,16 +2,12 @@ package replicas_test
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/moat-bff/moat/internal/session"
+	"github.com/moat-bff/moat/internal/session/redis/redistest"
 )
 
 // TestEndingIsSeenAtOnceOnEveryReplica is issue 14's acceptance test: three
@@ -30,7 +26,7 @@ func TestEndingIsSeenAtOnceOnEveryReplica(t *testing.T) {
 // TestEndingIsSeenAtOnceOnEveryReplicaCluster is the same on a three-primary
 // Redis Cluster that the test starts.
 func TestEndingIsSeenAtOnceOnEveryReplicaCluster(t *testing.T) {
-	endingIsSeenAtOnce(t, withParam(startRedisCluster(t), "prefix", "moat-test-"+randomHex(6)+":"))
+	endingIsSeenAtOnce(t, withParam(redistest.StartCluster(t), "prefix", "moat-test-"+randomHex(6)+":"))
 }
 
 func endingIsSeenAtOnce(t *testing.T, store string) {
@@ -100,55 +96,4 @@ func (c *cluster) admin(i int, method, path string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-// startRedisCluster starts a three-primary Redis Cluster on free ports and
-// returns its URL. It skips without redis-server, unless
-// MOAT_TEST_REQUIRE_REDIS_SERVER is set (.ci/run sets it).
-func startRedisCluster(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	cli, cerr := exec.LookPath("redis-cli")
-	if err != nil || cerr != nil {
-		if os.Getenv("MOAT_TEST_REQUIRE_REDIS_SERVER") != "" {
-			t.Fatal("MOAT_TEST_REQUIRE_REDIS_SERVER is set but redis-server or redis-cli is not installed")
-		}
-		t.Skip("redis-server is not installed")
-	}
-	var ports, addrs []string
-	for range 3 {
-		_, port, _ := net.SplitHostPort(freeAddr(t))
-		cmd := exec.Command(bin, "--cluster-enabled", "yes", "--cluster-node-timeout", "5000", "--port", port,
-			"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		waitRedis(t, cli, port, "PING", "PONG")
-		ports, addrs = append(ports, port), append(addrs, "127.0.0.1:"+port)
-	}
-	create := exec.Command(cli, append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")...)
-	if out, err := create.CombinedOutput(); err != nil {
-		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
-	}
-	for _, p := range ports {
-		waitRedis(t, cli, p, "CLUSTER INFO", "cluster_state:ok")
-	}
-	return "redis+cluster://" + strings.Join(addrs, ",")
-}
-
-// waitRedis polls redis-cli on port until cmd's answer contains want.
-func waitRedis(t *testing.T, cli, port, cmd, want string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		out, err := exec.Command(cli, append([]string{"-p", port}, strings.Fields(cmd)...)...).Output()
-		if err == nil && strings.Contains(string(out), want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis on port %s: %s answered %q, %v; want %q", port, cmd, out, err, want)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
