@@ -29,6 +29,17 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if !*jwk {
+		var stray string
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name != "jwk" {
+				stray = f.Name
+			}
+		})
+		if stray != "" {
+			// Without --jwk a session key is printed and no file written:
+			// not what someone giving --out expects.
+			return fmt.Errorf("keygen: --%s goes with --jwk (moat keygen --jwk --out FILE); without --jwk keygen prints a session key", stray)
+		}
 		fmt.Fprintln(stdout, session.NewKey())
 		return nil
 	}

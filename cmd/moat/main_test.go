@@ -253,4 +253,10 @@ func TestKeygenJWK(t *testing.T) {
 	if _, _, err := runCLI("keygen", "--jwk"); err == nil {
 		t.Fatal("keygen --jwk without --out printed or wrote a key somewhere")
 	}
+	for _, args := range [][]string{{"--out", path + ".2"}, {"--alg", "PS256"}} {
+		out, _, err := runCLI(append([]string{"keygen"}, args...)...)
+		if err == nil || !strings.Contains(err.Error(), "goes with --jwk") || out != "" {
+			t.Errorf("keygen %v without --jwk: %v, stdout %q; want an error naming --jwk and no key", args, err, out)
+		}
+	}
 }
