@@ -218,6 +218,11 @@ func TestForwardAuthRefreshesOnceAndEndsDeadSessions(t *testing.T) {
 	if r.StatusCode != 401 || !strings.Contains(r.Header.Get("Set-Cookie"), session.CookieName+"=;") {
 		t.Errorf("dead grant: %s Set-Cookie=%q", r.Status, r.Header.Get("Set-Cookie"))
 	}
+	replay := f.browser()
+	replay.setCookie(b.sessionCookie())
+	if got := replay.get("/auth/checksession").json(t); got["loggedIn"] != false {
+		t.Errorf("the session outlived its dead grant: %v", got)
+	}
 	// An IdP outage is a 503 and logs nobody out.
 	f2 := newFAEnv(t)
 	b2 := f2.browser()
