@@ -158,7 +158,7 @@ func TestTokenExchangeFailures(t *testing.T) {
 		b       func(*oidctest.Behavior)
 		wantLog string
 	}{
-		{"outage", func(b *oidctest.Behavior) { b.ExchangeStatus = http.StatusServiceUnavailable }, "token_exchange: status 503"},
+		{"outage", func(b *oidctest.Behavior) { b.ExchangeStatus = http.StatusServiceUnavailable }, "token exchange for audience"},
 		{"unknown target", func(b *oidctest.Behavior) { b.ExchangeTargets = []string{"https://api-b.example/"} }, "invalid_target"},
 		{"client refused", func(b *oidctest.Behavior) {
 			b.ExchangeStatus, b.ExchangeError = http.StatusBadRequest, "unauthorized_client"

@@ -539,12 +539,12 @@ func (c *Client) refresh(ctx context.Context, refreshToken, subject, resource st
 	}
 	src := p.oauth.TokenSource(cctx, &oauth2.Token{RefreshToken: refreshToken})
 	tok, err := src.Token()
-	var re *oauth2.RetrieveError
-	if resource != "" && errors.As(err, &re) && re.ErrorCode == "invalid_target" {
-		return Tokens{}, nil, fmt.Errorf("%w: the identity provider refused resource %q (invalid_target): register it for this client", ErrUnavailable, resource)
-	}
 	if err != nil {
-		return Tokens{}, nil, c.classify("refresh", err)
+		op := "refresh"
+		if resource != "" {
+			op = fmt.Sprintf("refresh for resource %q", resource)
+		}
+		return Tokens{}, nil, c.classify(op, err)
 	}
 	c.tokenEndpointOK()
 	t, err := checkTokenResponse(tok)

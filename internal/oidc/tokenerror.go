@@ -24,6 +24,10 @@ const (
 	// client's right to the grant (invalid_client, unauthorized_client). A
 	// new login cannot fix that; sessions survive it and moat answers 503.
 	ClientRejected
+	// TargetRefused: the IdP refused the resource or audience asked for
+	// (invalid_target, RFC 8707 §2 and RFC 8693 §2.2.2): a configuration
+	// problem, not a dead grant; sessions survive it and moat answers 503.
+	TargetRefused
 )
 
 func (k TokenErrorKind) String() string {
@@ -32,6 +36,8 @@ func (k TokenErrorKind) String() string {
 		return "grant_dead"
 	case ClientRejected:
 		return "client_rejected"
+	case TargetRefused:
+		return "target_refused"
 	}
 	return "transient"
 }
@@ -47,6 +53,8 @@ func ClassifyTokenError(status int, code string) TokenErrorKind {
 	switch code {
 	case "invalid_client", "unauthorized_client":
 		return ClientRejected
+	case "invalid_target":
+		return TargetRefused
 	case "server_error", "temporarily_unavailable", "slow_down", "authorization_pending":
 		return Transient
 	}
@@ -142,6 +150,8 @@ func (c *Client) classify(op string, err error) error {
 	case ClientRejected:
 		c.noteClientRejected(op, code, truncate(re.ErrorDescription, 200))
 		return fmt.Errorf("%w: %w: %s", ErrClientRejected, ErrUnavailable, what)
+	case TargetRefused:
+		return fmt.Errorf("%w: %s: the identity provider does not accept this target for this client; register it there", ErrUnavailable, what)
 	}
 	return fmt.Errorf("%w: %s", ErrUnavailable, what)
 }

@@ -38,6 +38,8 @@ var tokenErrorCases = []struct {
 	{401, "invalid_client", oidc.ClientRejected},
 	{400, "unauthorized_client", oidc.ClientRejected},
 	{403, "unauthorized_client", oidc.ClientRejected},
+	{400, "invalid_target", oidc.TargetRefused}, // RFC 8707 §2, RFC 8693 §2.2.2: configuration, not the grant
+	{401, "invalid_target", oidc.TargetRefused},
 	{500, "", oidc.Transient},
 	{500, "server_error", oidc.Transient},
 	{502, "", oidc.Transient},
@@ -86,7 +88,7 @@ func TestRefreshErrorsFromTheProvider(t *testing.T) {
 			ok = grant && !client && !unavail
 		case oidc.ClientRejected:
 			ok = client && unavail && !grant && rejected.Load() == before+1
-		case oidc.Transient:
+		case oidc.Transient, oidc.TargetRefused:
 			ok = unavail && !client && !grant
 		}
 		if !ok {

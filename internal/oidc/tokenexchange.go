@@ -11,9 +11,8 @@ import (
 
 // RFC 8693 identifiers.
 const (
-	GrantTokenExchange     = "urn:ietf:params:oauth:grant-type:token-exchange" // §2.1
-	TokenTypeAccessToken   = "urn:ietf:params:oauth:token-type:access_token"   // §3
-	errInvalidTargetOAuth2 = "invalid_target"                                  // §2.2.2
+	GrantTokenExchange   = "urn:ietf:params:oauth:grant-type:token-exchange" // §2.1
+	TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"   // §3
 )
 
 // ErrSubjectTokenRefused: the token endpoint answered a token exchange
@@ -56,15 +55,14 @@ func (c *Client) TokenExchange(ctx context.Context, subjectToken string, req Exc
 		params.Set("resource", req.Resource)
 	}
 	tok, err := c.tokenRequest(ctx, p, req.Scope, params)
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) && re.ErrorCode == errInvalidTargetOAuth2 {
-		return Tokens{}, fmt.Errorf("%w: the identity provider refused the token exchange's target (invalid_target): register audience %q / resource %q for this client", ErrUnavailable, req.Audience, req.Resource)
-	}
-	if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
-		return Tokens{}, fmt.Errorf("%w: %w", ErrSubjectTokenRefused, c.classify("token_exchange", err))
-	}
 	if err != nil {
-		return Tokens{}, c.classify("token_exchange", err)
+		var re *oauth2.RetrieveError
+		subjectRefused := errors.As(err, &re) && re.ErrorCode == "invalid_grant"
+		err = c.classify(fmt.Sprintf("token exchange for audience %q resource %q", req.Audience, req.Resource), err)
+		if subjectRefused && errors.Is(err, ErrInvalidGrant) { // not a 5xx that carried the code
+			err = fmt.Errorf("%w: %w", ErrSubjectTokenRefused, err)
+		}
+		return Tokens{}, err
 	}
 	c.tokenEndpointOK()
 	if it, _ := tok.Extra("issued_token_type").(string); it != TokenTypeAccessToken {
