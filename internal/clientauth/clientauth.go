@@ -89,6 +89,14 @@ func Parse(b []byte) (*Keys, error) {
 			}
 			k.Algorithm = alg
 		}
+		// A JWK's own alg (RS256, say) skips algorithmFor: its key must
+		// still be big enough and able to sign with that alg.
+		if r, ok := k.Key.(*rsa.PrivateKey); ok && r.N.BitLen() < minRSABits {
+			return nil, fmt.Errorf("key %d: RSA keys must have at least %d bits", i, minRSABits)
+		}
+		if _, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(k.Algorithm), Key: k.Key}, nil); err != nil {
+			return nil, fmt.Errorf("key %d: alg %q cannot sign with this key: %w", i, k.Algorithm, err)
+		}
 		if k.KeyID == "" {
 			tp, err := k.Thumbprint(crypto.SHA256)
 			if err != nil {
@@ -113,6 +121,9 @@ func parsePEM(block *pem.Block) (any, error) {
 	return nil, fmt.Errorf("PEM block %q is not a private key", block.Type)
 }
 
+// minRSABits is the smallest RSA key moat signs with (FAPI 2.0 §5.4.1, RFC 7518 §3.3).
+const minRSABits = 2048
+
 // algorithmFor picks the JWS algorithm for a key: ES256 for P-256,
 // EdDSA for Ed25519, PS256 for RSA (FAPI 2.0 §5.4.1 allows only PS256,
 // ES256 and EdDSA; RS256 needs an explicit "alg" in a JWK set).
@@ -126,10 +137,7 @@ func algorithmFor(k any) (string, error) {
 	case ed25519.PrivateKey:
 		return string(jose.EdDSA), nil
 	case *rsa.PrivateKey:
-		if k.N.BitLen() < 2048 {
-			return "", errors.New("RSA keys must have at least 2048 bits")
-		}
-		return string(jose.PS256), nil
+		return string(jose.PS256), nil // Parse checks its size
 	}
 	return "", fmt.Errorf("unsupported key type %T", k)
 }

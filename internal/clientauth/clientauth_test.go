@@ -35,6 +35,10 @@ func TestParse(t *testing.T) {
 	es, _ := Generate("ES256")
 	ps, _ := Generate("PS256")
 	jwkSet, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: ec, KeyID: "k1", Algorithm: "ES256"}}})
+	smallSet, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: small, KeyID: "k1", Algorithm: "RS256"}}})
+	big, _ := rsa.GenerateKey(rand.Reader, 2048)
+	rsSet, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: big, KeyID: "k1", Algorithm: "RS256"}}})
+	wrongAlg, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: ec, KeyID: "k1", Algorithm: "PS256"}}})
 	pubSet, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &ec.PublicKey, KeyID: "k1"}}})
 	for _, tc := range []struct {
 		name    string
@@ -50,6 +54,9 @@ func TestParse(t *testing.T) {
 		{"PKCS#1 RSA too small", pemOf(t, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(small)), "", 0, "2048 bits"},
 		{"two keys for a rotation", append(append([]byte{}, es...), ed...), "ES256", 2, ""},
 		{"JWK set", jwkSet, "ES256", 1, ""},
+		{"JWK set, RS256", rsSet, "RS256", 1, ""},
+		{"JWK set, RS256 too small", smallSet, "", 0, "2048 bits"},
+		{"JWK set, alg of another key type", wrongAlg, "", 0, "cannot sign with this key"},
 		{"P-384", pemOf(t, "EC PRIVATE KEY", p384DER), "", 0, "P-256"},
 		{"a public key", pemOf(t, "PUBLIC KEY", pubDER), "", 0, "not a private key"},
 		{"a public JWK set", pubSet, "", 0, "public key"},
