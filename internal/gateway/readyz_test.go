@@ -34,7 +34,7 @@ func TestReadyzCachedAndShared(t *testing.T) {
 	store := &slowPings{}
 	e := newEnv(t, func(o *gateway.Options) { store.Store = memory.New(memory.Options{}); o.Store = store })
 	b := e.browser()
-	time.Sleep(1100 * time.Millisecond) // past whatever startup checked
+	e.clock.Advance(1100 * time.Millisecond) // past whatever startup checked
 	store.n.Store(0)
 
 	start := time.Now()
