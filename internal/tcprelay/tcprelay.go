@@ -170,3 +170,58 @@ func (r *Relay) Close() error {
 	}
 	return err
 }
+
+// Silent is a server that accepts connections, reads what they send and
+// never answers, as a hung server or a dead host behind a firewall that
+// still completes the handshake does: it proves a client's own timeouts.
+type Silent struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	conns  []net.Conn
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// NewSilent starts a Silent server on a free port of 127.0.0.1.
+func NewSilent() (*Silent, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &Silent{ln: ln}
+	s.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			if s.closed {
+				s.mu.Unlock()
+				c.Close()
+				return
+			}
+			s.conns = append(s.conns, c)
+			s.wg.Go(func() { _, _ = io.Copy(io.Discard, c) })
+			s.mu.Unlock()
+		}
+	})
+	return s, nil
+}
+
+// Addr is the server's address, host:port.
+func (s *Silent) Addr() string { return s.ln.Addr().String() }
+
+// Close stops listening, closes every accepted connection and waits for
+// the server's goroutines.
+func (s *Silent) Close() error {
+	err := s.ln.Close()
+	s.mu.Lock()
+	s.closed = true
+	for _, c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return err
+}

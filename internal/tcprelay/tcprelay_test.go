@@ -2,8 +2,10 @@ package tcprelay
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 )
@@ -141,5 +143,34 @@ func TestRelay(t *testing.T) {
 	}
 	if r.Live() != 0 {
 		t.Fatalf("Live() after Close = %d", r.Live())
+	}
+}
+
+// TestSilent: a client connects and writes, and hears nothing until its
+// own deadline; Close ends the connection.
+func TestSilent(t *testing.T) {
+	s, err := NewSilent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	var b [1]byte
+	if n, err := c.Read(b[:]); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read from a silent server = %d, %v; want a timeout", n, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(b[:]); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read after Close = %v; want the connection closed", err)
 	}
 }

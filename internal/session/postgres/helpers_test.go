@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"crypto/rand"
-	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -11,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -186,110 +184,6 @@ func (r *logRecorder) all() []string {
 	return out
 }
 
-// Modes of a testProxy.
-const (
-	refuse  int32 = iota // accept and close at once, as a database that is down
-	forward              // pass traffic to the upstream database
-	hang                 // accept and never answer, as a dead host behind a firewall
-)
-
-// testProxy is a TCP proxy on the loopback interface that the tests turn
-// off and on, to take the database away from a store and give it back.
-type testProxy struct {
-	tb       testing.TB
-	ln       net.Listener
-	upstream string
-	mode     atomic.Int32
-
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-}
-
-// startProxy listens on a free loopback port; upstream may be empty when
-// the proxy never forwards.
-func startProxy(tb testing.TB, upstream string, mode int32) *testProxy {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("listen: %v", err)
-	}
-	p := &testProxy{tb: tb, ln: ln, upstream: upstream, conns: map[net.Conn]struct{}{}}
-	p.mode.Store(mode)
-	p.wg.Go(p.serve)
-	tb.Cleanup(func() {
-		ln.Close()
-		p.dropAll()
-		p.wg.Wait()
-	})
-	return p
-}
-
-// url returns a URL that reaches the proxy, with the password and database
-// of the test database when there is one.
-func (p *testProxy) url(base string, kv ...string) string {
-	u, err := url.Parse(base)
-	if err != nil {
-		p.tb.Fatal(err)
-	}
-	u.Host = p.ln.Addr().String()
-	return withParams(p.tb, u.String(), kv...)
-}
-
-// set switches the mode; leaving forward cuts every open connection.
-func (p *testProxy) set(mode int32) {
-	p.mode.Store(mode)
-	if mode != forward {
-		p.dropAll()
-	}
-}
-
-func (p *testProxy) dropAll() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for c := range p.conns {
-		c.Close()
-		delete(p.conns, c)
-	}
-}
-
-func (p *testProxy) track(cs ...net.Conn) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, c := range cs {
-		p.conns[c] = struct{}{}
-	}
-}
-
-func (p *testProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		switch p.mode.Load() {
-		case refuse:
-			c.Close()
-		case hang:
-			p.track(c)
-		case forward:
-			up, err := net.DialTimeout("tcp", p.upstream, 5*time.Second)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.track(c, up)
-			pipe := func(dst, src net.Conn) {
-				io.Copy(dst, src)
-				dst.Close()
-				src.Close()
-			}
-			p.wg.Go(func() { pipe(up, c) })
-			p.wg.Go(func() { pipe(c, up) })
-		}
-	}
-}
-
 // upstreamAddr is host:port of the test database.
 func upstreamAddr(tb testing.TB) string {
 	tb.Helper()
@@ -298,7 +192,7 @@ func upstreamAddr(tb testing.TB) string {
 		tb.Fatalf("%s: %v", envURL, err)
 	}
 	if strings.HasPrefix(cfg.Host, "/") {
-		tb.Skipf("%s names a Unix socket; the proxy tests need TCP", envURL)
+		tb.Skipf("%s names a Unix socket; the relay tests need TCP", envURL)
 	}
 	return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/storetest"
+	"github.com/moat-bff/moat/internal/tcprelay"
 )
 
 // TestStore runs the conformance suite against the real database, with the
@@ -268,8 +270,12 @@ func TestOutage(t *testing.T) {
 // context error (moat would take it for a client gone), while the caller's
 // deadline yields the caller's context error.
 func TestOwnTimeoutIsNotCallersDeadline(t *testing.T) {
-	p := startProxy(t, "", hang)
-	s, err := Open(t.Context(), p.url("postgres://moat@x/test?sslmode=disable", "timeout", "300ms"), Options{Logger: testLogger(t, nil)})
+	silent, err := tcprelay.NewSilent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { silent.Close() })
+	s, err := Open(t.Context(), withParams(t, "postgres://moat@"+silent.Addr()+"/test?sslmode=disable", "timeout", "300ms"), Options{Logger: testLogger(t, nil)})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -298,8 +304,18 @@ func TestOwnTimeoutIsNotCallersDeadline(t *testing.T) {
 func TestRecovery(t *testing.T) {
 	base := testURL(t)
 	schema := schemaName(t)
-	p := startProxy(t, upstreamAddr(t), refuse)
-	s, err := Open(t.Context(), p.url(base, "schema", schema, "timeout", "5s"), Options{Logger: testLogger(t, nil), SweepInterval: 50 * time.Millisecond})
+	p, err := tcprelay.New(upstreamAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	p.Refuse()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = p.Addr()
+	s, err := Open(t.Context(), withParams(t, u.String(), "schema", schema, "timeout", "5s"), Options{Logger: testLogger(t, nil), SweepInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatalf("Open with the database down: %v", err)
 	}
@@ -326,7 +342,7 @@ func TestRecovery(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	p.set(forward)
+	p.Accept()
 	waitReady()
 	k := session.NewID().Key()
 	v, err := s.Set(t.Context(), k, session.Record{Data: []byte("after recovery")}, time.Minute)
@@ -336,7 +352,8 @@ func TestRecovery(t *testing.T) {
 
 	// The database goes away under a running store: its pooled connections
 	// break and calls fail fast.
-	p.set(refuse)
+	p.Refuse()
+	p.Cut()
 	begin := time.Now()
 	if _, err := s.Get(t.Context(), k); !errors.Is(err, session.ErrUnavailable) {
 		t.Fatalf("Get during the outage = %v, want ErrUnavailable", err)
@@ -345,7 +362,7 @@ func TestRecovery(t *testing.T) {
 		t.Errorf("Get took %v during the outage", d)
 	}
 
-	p.set(forward)
+	p.Accept()
 	waitReady()
 	r, err := s.Get(t.Context(), k)
 	if err != nil || r.Version != v || string(r.Data) != "after recovery" {

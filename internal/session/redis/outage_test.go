@@ -3,16 +3,14 @@ package redisstore
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/moat-bff/moat/internal/logtest"
 	"github.com/moat-bff/moat/internal/session"
+	"github.com/moat-bff/moat/internal/tcprelay"
 )
 
 // These tests need no Redis: they point stores at a closed port and always
@@ -172,36 +170,15 @@ func checkAllUnavailable(t *testing.T, s session.Store, limit time.Duration) {
 }
 
 // hungServer accepts connections and never answers, like a Redis that is
-// frozen or behind a dropped network path. It returns the address.
+// hung or a host that completes the handshake and then goes silent.
 func hungServer(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	s, err := tcprelay.NewSilent()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			go io.Copy(io.Discard, c)
-		}
-	}()
-	return ln.Addr().String()
+	t.Cleanup(func() { s.Close() })
+	return s.Addr()
 }
 
 // TestHungServer checks the timeouts against a server that accepts and
