@@ -212,8 +212,11 @@ type OIDC struct {
 
 // Session configures the server-side session.
 type Session struct {
-	// Store selects the backend: "memory" (tests and demos).
-	Store string `yaml:"store"`
+	// Store selects the backend: "memory" (tests and demos). A store URL
+	// that holds a password can come from MOAT_SESSION_STORE or
+	// store_file instead, so that it never sits in a config file.
+	Store     string `yaml:"store"`
+	StoreFile string `yaml:"store_file"`
 	// Keys seal session records (AES-256-GCM): the first seals, all open.
 	// Also MOAT_SESSION_KEYS (comma-separated) or keys_file (one per line).
 	Keys     []secret.String `yaml:"keys"`
@@ -439,6 +442,9 @@ func (c *Config) Resolve(env Env) error {
 	c.Admin.Token = first(v)
 	c.Session.Keys, err = resolveSecret(env, "session.keys", "MOAT_SESSION_KEYS", c.Session.KeysFile, c.Session.Keys, true)
 	errs = append(errs, err)
+	v, err = resolveSecret(env, "session.store", "MOAT_SESSION_STORE", c.Session.StoreFile, one(secret.String(c.Session.Store)), false)
+	errs = append(errs, err)
+	c.Session.Store = strings.TrimSpace(first(v).Reveal())
 	return errors.Join(errs...)
 }
 

@@ -290,3 +290,50 @@ func TestEveryInsecureOptionWarns(t *testing.T) {
 		t.Errorf("found %d insecure_* options, want at least 3", found)
 	}
 }
+
+// TestStoreURLFromEnvOrFile: a store URL with a password can come from
+// MOAT_SESSION_STORE or session.store_file, so it never sits in a config
+// file or a ConfigMap; given twice, it is an error naming both.
+func TestStoreURLFromEnvOrFile(t *testing.T) {
+	const url = "redis://:s3cret@127.0.0.1:6379/0"
+	key := session.NewKey()
+	file := filepath.Join(t.TempDir(), "store")
+	os.WriteFile(file, []byte(url+"\n"), 0o600)
+	body := func(extra string) string {
+		return `
+public_url: "http://127.0.0.1:4001"
+oidc: {issuer: "http://127.0.0.1:9011", client_id: "c", client_secret: "x"}
+session: {keys: ["` + key + `"]` + extra + `}
+`
+	}
+	for _, tc := range []struct {
+		name, extra string
+		env         map[string]string
+		want, err   string
+	}{
+		{name: "env", env: map[string]string{"MOAT_SESSION_STORE": url}, want: url},
+		{name: "file", extra: `, store_file: "` + file + `"`, want: url},
+		{name: "inline", extra: `, store: "` + url + `"`, want: url},
+		{name: "none", want: "memory"},
+		{name: "twice", extra: `, store: "memory"`, env: map[string]string{"MOAT_SESSION_STORE": url}, err: "session.store: given in session.store and MOAT_SESSION_STORE"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Load(writeConfig(t, body(tc.extra)), envOf(tc.env))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				if strings.Contains(err.Error(), "s3cret") {
+					t.Fatalf("the error shows the store password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Session.Store != tc.want {
+				t.Fatalf("session.store = %q, want %q", cfg.Session.Store, tc.want)
+			}
+		})
+	}
+}

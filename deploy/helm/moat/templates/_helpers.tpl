@@ -27,7 +27,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
-{{/* moat.yaml: the listeners are the chart's, session.store is store.url, the rest is .Values.config. */}}
+{{/* moat.yaml: the listeners are the chart's, session.store is store.url (or MOAT_SESSION_STORE in existingSecret when store.url is empty), the rest is .Values.config. */}}
 {{- define "moat.config" -}}
 {{- $cfg := deepCopy .Values.config -}}
 {{- range $k := list "listen" "admin" "forward_auth" -}}
@@ -39,7 +39,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if hasKey $session "store" -}}
 {{- fail "config.session.store: set store.url instead" -}}
 {{- end -}}
-{{- $_ := set $session "store" (required "store.url: the session store every replica shares, e.g. redis://redis:6379/0" .Values.store.url) -}}
+{{- if .Values.store.url -}}
+{{- $_ := set $session "store" .Values.store.url -}}
+{{- end -}}
 {{- $_ := set $cfg "session" $session -}}
 {{- $_ := set $cfg "listen" (printf "0.0.0.0:%v" .Values.ports.http) -}}
 {{- $_ := set $cfg "admin" (dict "listen" (printf "0.0.0.0:%v" .Values.ports.admin)) -}}
