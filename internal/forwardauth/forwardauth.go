@@ -49,14 +49,32 @@ type Handler struct {
 	next     http.Handler
 	log      *slog.Logger
 
-	// untrustedLog bounds the warning about untrusted peers to one per
-	// untrustedLogEvery: anyone who reaches the listener can send them.
-	untrustedLog  atomic.Int64 // unix nanoseconds of the last warning
-	untrustedSeen atomic.Int64 // refusals since then
+	// Refusals are logged at most once per warnEvery each: untrusted peers
+	// (anyone who reaches the listener) and malformed checks (any browser,
+	// through the gateway) can send them in floods.
+	untrusted, malformed throttled
 }
 
-// untrustedLogEvery is how often a flood of untrusted peers is logged.
-const untrustedLogEvery = 10 * time.Second
+// warnEvery is how often a flood of one kind of refusal is logged.
+const warnEvery = 10 * time.Second
+
+// throttled is a warning logged at most once per warnEvery, with the
+// number of occurrences since the last line.
+type throttled struct {
+	last atomic.Int64 // unix nanoseconds of the last line
+	seen atomic.Int64 // occurrences since then
+}
+
+func (t *throttled) warn(log *slog.Logger, msg string, args ...any) {
+	n := t.seen.Add(1)
+	now := time.Now().UnixNano()
+	last := t.last.Load()
+	if now-last < int64(warnEvery) || !t.last.CompareAndSwap(last, now) {
+		return
+	}
+	t.seen.Add(-n)
+	log.Warn(msg, append(args, "refused_since_last_warning", n)...)
+}
 
 type identityHeader struct {
 	name  string // canonical
@@ -98,7 +116,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	peer, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil || !h.isTrusted(peer.Addr().Unmap()) {
 		// Its answers carry access tokens: only the gateways may ask.
-		h.warnUntrusted(r.RemoteAddr)
+		h.untrusted.warn(h.log, "forward-auth request from a peer not in forward_auth.trusted_proxies", "peer", r.RemoteAddr)
 		httperr.Write(w, httperr.New(http.StatusForbidden, "untrusted_peer", "forward-auth is only answered to the configured gateways", nil))
 		return
 	}
@@ -106,7 +124,7 @@ func (h *Handler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var e *httperr.Error
 		if errors.As(err, &e) && e.Status == http.StatusBadRequest {
-			h.log.Warn("forward-auth request refused", "peer", r.RemoteAddr, "error", err)
+			h.malformed.warn(h.log, "forward-auth request refused", "peer", r.RemoteAddr, "error", err)
 		}
 		httperr.Write(w, err)
 		return
@@ -407,17 +425,4 @@ func ClientIP(r *http.Request, trusted func(netip.Addr) bool) netip.Addr {
 		}
 	}
 	return ip
-}
-
-// warnUntrusted logs a refused peer, at most once per untrustedLogEvery,
-// with the number of refusals since the last line.
-func (h *Handler) warnUntrusted(peer string) {
-	n := h.untrustedSeen.Add(1)
-	now := time.Now().UnixNano()
-	last := h.untrustedLog.Load()
-	if now-last < int64(untrustedLogEvery) || !h.untrustedLog.CompareAndSwap(last, now) {
-		return
-	}
-	h.untrustedSeen.Add(-n)
-	h.log.Warn("forward-auth request from a peer not in forward_auth.trusted_proxies", "peer", peer, "refused_since_last_warning", n)
 }

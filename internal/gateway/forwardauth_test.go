@@ -174,6 +174,23 @@ func TestForwardAuthUntrustedPeer(t *testing.T) {
 	}
 }
 
+// TestForwardAuthMalformedFloodIsThrottled: any browser can make the
+// gateway send malformed checks (headers of two conventions that
+// disagree); a flood of them logs one warning per interval.
+func TestForwardAuthMalformedFloodIsThrottled(t *testing.T) {
+	f := newFAEnv(t)
+	b := f.browser()
+	b.login("/")
+	for range 30 {
+		if r := f.check(b, "GET", "/resource/api/x", "X-CSRF", "1", "X-Forwarded-Method", "POST"); r.StatusCode != 400 {
+			t.Fatalf("disagreeing methods: %s, want 400", r.Status)
+		}
+	}
+	if n := strings.Count(f.logs.String(), "forward-auth request refused"); n != 1 {
+		t.Fatalf("%d warnings for 30 malformed checks, want 1", n)
+	}
+}
+
 func TestForwardAuthIsNotOnTheBrowserListener(t *testing.T) {
 	f := newFAEnv(t)
 	b := f.browser()
