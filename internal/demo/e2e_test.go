@@ -594,16 +594,16 @@ document.body.dataset.status = res.status;`, headers)
 			}
 			srv := httptest.NewServer(mux)
 			t.Cleanup(srv.Close)
-			frontend := struct{ URL string }{srv.URL}
-			sys := startDemo(t, demo.Options{FrontendOrigin: frontend.URL, CSRFMode: tc.csrf})
+			frontend := srv.URL
+			sys := startDemo(t, demo.Options{FrontendOrigin: frontend, CSRFMode: tc.csrf})
 			bff, _ = url.Parse(sys.BFFURL)
-			login := frontend.URL + "/auth/login?returnTo=/"
+			login := frontend + "/auth/login?returnTo=/"
 			if !tc.proxy {
 				base, headers, login = sys.BFFURL, "{}", sys.BFFURL+"/auth/login?returnTo=/"
 			}
 			b := newBrowser(t, sys)
 
-			b.do(chromedp.Navigate(frontend.URL + "/"))
+			b.do(chromedp.Navigate(frontend + "/"))
 			b.do(chromedp.WaitVisible(chromedp.CSS(`body[data-status="401"]`)))
 			b.do(chromedp.Navigate(login))
 			b.do(
@@ -612,8 +612,8 @@ document.body.dataset.status = res.status;`, headers)
 				chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
 			)
 			b.do(chromedp.WaitVisible(chromedp.CSS(`body[data-status]`)))
-			if u := b.location(); u != frontend.URL+"/" {
-				b.fatalf("after login the browser is at %s, want the frontend %s/", u, frontend.URL)
+			if u := b.location(); u != frontend+"/" {
+				b.fatalf("after login the browser is at %s, want the frontend %s/", u, frontend)
 			}
 			out := b.text("#out")
 			if !strings.Contains(out, `"servedTo"`) {
@@ -623,14 +623,14 @@ document.body.dataset.status = res.status;`, headers)
 
 			// Logging out by a top-level navigation lands back on the
 			// frontend, logged out.
-			logout := frontend.URL + "/auth/logout"
+			logout := frontend + "/auth/logout"
 			if !tc.proxy {
 				logout = sys.BFFURL + "/auth/logout"
 			}
 			b.do(chromedp.Navigate(logout))
 			b.do(chromedp.WaitVisible(chromedp.CSS(`body[data-status="401"]`)))
-			if u := b.location(); u != frontend.URL+"/" {
-				b.fatalf("after logout the browser is at %s, want the frontend %s/", u, frontend.URL)
+			if u := b.location(); u != frontend+"/" {
+				b.fatalf("after logout the browser is at %s, want the frontend %s/", u, frontend)
 			}
 			b.checkpoint(tc.name + ", logged out")
 			b.finish()
