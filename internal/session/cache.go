@@ -162,8 +162,9 @@ func (c *cache) drop(key Key) {
 	}
 }
 
-// dropMatching forgets sessions of sub (if given) and sid (if given).
-func (c *cache) dropMatching(sub, sid string) {
+// dropMatching forgets frontend's sessions of sub (if given) and sid (if
+// given).
+func (c *cache) dropMatching(frontend, sub, sid string) {
 	if c == nil {
 		return
 	}
@@ -172,7 +173,7 @@ func (c *cache) dropMatching(sub, sid string) {
 	c.epoch++ // a read in flight does not know its subject yet
 	for key, el := range c.entries {
 		e := el.Value.(*cacheEntry)
-		if (sub == "" || e.l.Subject == sub) && (sid == "" || e.l.SID == sid) {
+		if e.l.Frontend == frontend && (sub == "" || e.l.Subject == sub) && (sid == "" || e.l.SID == sid) {
 			c.lru.Remove(el)
 			delete(c.entries, key)
 		}

@@ -35,8 +35,16 @@ type Loaded struct {
 }
 
 // Manager moves sessions between the cookie, the codec and the store. It is
-// safe for concurrent use.
+// safe for concurrent use. Frontend returns a view of it for one of several
+// frontends; the views share the store, the key ring and the cache.
 type Manager struct {
+	*shared
+	frontend string // "" for the one frontend of a single-frontend config
+	cookie   string // the cookie's name
+	domain   string // the KeyOf domain of this frontend's session keys
+}
+
+type shared struct {
 	store    Store
 	codec    atomic.Pointer[Codec] // swapped by a key-ring reload
 	idle     time.Duration
@@ -82,8 +90,8 @@ func NewManager(o ManagerOptions) *Manager {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	m := &Manager{store: o.Store, idle: o.IdleTimeout, absolute: o.AbsoluteTimeout, now: o.Now, log: o.Logger,
-		cache: newCache(o.CacheTTL, o.CacheSize)}
+	m := &Manager{shared: &shared{store: o.Store, idle: o.IdleTimeout, absolute: o.AbsoluteTimeout, now: o.Now, log: o.Logger,
+		cache: newCache(o.CacheTTL, o.CacheSize)}, cookie: CookieName, domain: sessionDomain}
 	m.codec.Store(o.Codec)
 	m.keys.ok.Store(!o.KeysPending)
 	inv := o.Invalidator
@@ -95,6 +103,41 @@ func NewManager(o ManagerOptions) *Manager {
 		inv.Watch(o.WatchContext, m.cache.drop, m.cache.flush)
 	}
 	return m
+}
+
+// Frontend returns the view of m for the frontend named name (config
+// frontends[].name; "" is m itself). Its sessions are isolated from every
+// other frontend's: its cookie has a name of its own, its session keys are
+// derived in a domain of their own (so a session ID of another frontend
+// names no session here), a session it loads from a cookie must carry its
+// name, and its subject and sid indexes are its own, so that a back-channel
+// logout for one OIDC client ends none of another's sessions.
+func (m *Manager) Frontend(name string) *Manager {
+	if name == "" {
+		return m
+	}
+	return &Manager{shared: m.shared, frontend: name, cookie: CookieName + "-" + name, domain: sessionDomain + "/" + name}
+}
+
+// FrontendName returns the name of the frontend m serves; "" for the
+// single frontend of a configuration without frontends.
+func (m *Manager) FrontendName() string { return m.frontend }
+
+// CookieName returns the name of the session cookie of m's frontend.
+func (m *Manager) CookieName() string { return m.cookie }
+
+// Key returns the store key of id for m's frontend.
+func (m *Manager) Key(id ID) Key { return KeyOf(m.domain, id[:]) }
+
+// indexOf is what a session record of frontend is indexed under for a sub
+// or sid: the value itself for the single frontend, else prefixed with the
+// frontend's name, which never holds "|". The same sub from two issuers, or
+// two clients of one, then names two sets of sessions.
+func indexOf(frontend, v string) string {
+	if frontend == "" || v == "" {
+		return v
+	}
+	return frontend + "|" + v
 }
 
 // Store returns the underlying store.
@@ -129,7 +172,7 @@ func (m *Manager) Load(ctx context.Context, r *http.Request) (*Loaded, error) {
 // LoadAt is Load at now, a reading of the manager's clock (Now) the caller
 // has already taken for this request.
 func (m *Manager) LoadAt(ctx context.Context, r *http.Request, now time.Time) (*Loaded, error) {
-	c, err := r.Cookie(CookieName)
+	c, err := r.Cookie(m.cookie)
 	if err != nil {
 		return nil, ErrNoSession
 	}
@@ -137,7 +180,13 @@ func (m *Manager) LoadAt(ctx context.Context, r *http.Request, now time.Time) (*
 	if err != nil {
 		return nil, ErrNoSession
 	}
-	return m.loadKey(ctx, id.Key(), now)
+	l, err := m.loadKey(ctx, m.Key(id), now)
+	if err == nil && l.Frontend != m.frontend {
+		// Not reachable while keys are derived per frontend; kept so that
+		// a session of another frontend never authenticates here.
+		return nil, ErrNoSession
+	}
+	return l, err
 }
 
 // LoadKey returns the session stored under key; see Load.
@@ -250,8 +299,9 @@ func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, s Session) 
 	if s.ExpiresAt.IsZero() || s.ExpiresAt.After(now.Add(m.absolute)) {
 		s.ExpiresAt = now.Add(m.absolute)
 	}
+	s.Frontend = m.frontend
 	id := NewID()
-	l := &Loaded{Key: id.Key(), Session: s}
+	l := &Loaded{Key: m.Key(id), Session: s}
 	v, err := m.store.Set(ctx, l.Key, m.record(l), l.Deadline(m.idle).Sub(now))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -260,7 +310,7 @@ func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, s Session) 
 	m.cache.put(l, now, m.cache.begin(l.Key)) // a fresh key: nobody can have dropped it
 	m.markKeys(ctx, now)
 	http.SetCookie(w, &http.Cookie{
-		Name: CookieName, Value: id.Encode(), Path: "/",
+		Name: m.cookie, Value: id.Encode(), Path: "/",
 		Expires: s.ExpiresAt, MaxAge: int(s.ExpiresAt.Sub(now).Seconds()),
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode,
 	})
@@ -331,28 +381,41 @@ func (m *Manager) Delete(ctx context.Context, w http.ResponseWriter, key Key) er
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	if w != nil {
-		ClearCookie(w)
+		m.ClearCookie(w)
 	}
 	return nil
 }
 
-// DeleteBy ends every session of sub and/or sid (back-channel logout, the
-// admin API) and returns their keys.
+// DeleteBy ends every session of m's frontend with sub and/or sid
+// (back-channel logout, the admin API) and returns their keys.
 func (m *Manager) DeleteBy(ctx context.Context, sub, sid string) ([]Key, error) {
-	m.cache.dropMatching(sub, sid)
-	defer m.cache.dropMatching(sub, sid) // as in Delete
-	keys, err := m.store.DeleteBy(ctx, sub, sid)
+	m.cache.dropMatching(m.frontend, sub, sid)
+	defer m.cache.dropMatching(m.frontend, sub, sid) // as in Delete
+	keys, err := m.store.DeleteBy(ctx, indexOf(m.frontend, sub), indexOf(m.frontend, sid))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return keys, nil
 }
 
-// ClearCookie expires the session cookie with the attributes it was set
-// with, which the __Host- prefix requires for the deletion to take.
-func ClearCookie(w http.ResponseWriter) {
+// ListBySubject returns the live sessions of sub at m's frontend, for the
+// admin API.
+func (m *Manager) ListBySubject(ctx context.Context, sub string) (map[Key]Record, error) {
+	return m.store.ListBySubject(ctx, indexOf(m.frontend, sub))
+}
+
+// ClearCookie expires the session cookie of a single-frontend moat; see
+// Manager.ClearCookie.
+func ClearCookie(w http.ResponseWriter) { clearCookie(w, CookieName) }
+
+// ClearCookie expires the session cookie of m's frontend with the
+// attributes it was set with, which the __Host- prefix requires for the
+// deletion to take.
+func (m *Manager) ClearCookie(w http.ResponseWriter) { clearCookie(w, m.cookie) }
+
+func clearCookie(w http.ResponseWriter, name string) {
 	http.SetCookie(w, &http.Cookie{
-		Name: CookieName, Value: "", Path: "/", MaxAge: -1,
+		Name: name, Value: "", Path: "/", MaxAge: -1,
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode,
 	})
 }
@@ -362,7 +425,7 @@ func (m *Manager) record(l *Loaded) Record {
 	if err != nil {
 		panic(fmt.Sprintf("session: encoding a Session cannot fail: %v", err))
 	}
-	return Record{Data: m.codec.Load().Seal(l.Key, plain), Subject: l.Subject, SID: l.SID}
+	return Record{Data: m.codec.Load().Seal(l.Key, plain), Subject: indexOf(l.Frontend, l.Subject), SID: indexOf(l.Frontend, l.SID)}
 }
 
 // Seal encodes and seals v for key, for records that are not sessions

@@ -61,8 +61,12 @@ func (id ID) String() string { return "REDACTED" }
 // LogValue implements slog.LogValuer by logging the Key instead.
 func (id ID) LogValue() slog.Value { return slog.StringValue(string(id.Key())) }
 
-// Key returns the store key for id.
-func (id ID) Key() Key { return KeyOf("session", id[:]) }
+// Key returns the store key for id in a single-frontend moat; see
+// Manager.Key.
+func (id ID) Key() Key { return KeyOf(sessionDomain, id[:]) }
+
+// sessionDomain is the KeyOf domain of session keys.
+const sessionDomain = "session"
 
 // Key names a record in a Store: the hex SHA-256 of a domain label and a
 // secret value. Knowing a Key does not let anyone forge the cookie or the
@@ -104,11 +108,14 @@ func (k Key) Short() string {
 // Session is the decoded content of a session record. It is sealed as a
 // whole before it reaches a Store.
 type Session struct {
-	Issuer  string          `json:"iss"`
-	Subject string          `json:"sub"`
-	SID     string          `json:"sid,omitempty"`
-	Claims  json.RawMessage `json:"claims,omitempty"` // what /auth/checksession shows
-	Tokens  Tokens          `json:"tokens"`
+	Issuer  string `json:"iss"`
+	Subject string `json:"sub"`
+	SID     string `json:"sid,omitempty"`
+	// Frontend names the frontend (config frontends[].name) the session
+	// was created at; empty without frontends.
+	Frontend string          `json:"fe,omitempty"`
+	Claims   json.RawMessage `json:"claims,omitempty"` // what /auth/checksession shows
+	Tokens   Tokens          `json:"tokens"`
 
 	CreatedAt time.Time `json:"created"`
 	LastSeen  time.Time `json:"seen"`
