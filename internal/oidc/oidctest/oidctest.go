@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html"
 	"io"
@@ -198,54 +199,40 @@ func (p *Provider) AssertionError() string {
 	return p.assertionErr
 }
 
-// assertionValid applies RFC 7523 §3: a signature by a registered key, iss
-// and sub the client, aud the issuer or the token endpoint, not expired,
-// at most five minutes of lifetime, and a jti never seen before.
+// assertionValid applies RFC 7523 §3: no client secret beside it, the
+// jwt-bearer type, the checks every client JWT gets, sub the client, at
+// most five minutes of lifetime, and a jti never seen before.
 func (p *Provider) assertionValid(r *http.Request, keys *jose.JSONWebKeySet) bool {
-	fail := func(why string) bool {
+	err := p.checkAssertion(r, keys)
+	if err != nil {
 		p.mu.Lock()
-		p.assertionErr = why
+		p.assertionErr = err.Error()
 		p.mu.Unlock()
-		return false
 	}
+	return err == nil
+}
+
+func (p *Provider) checkAssertion(r *http.Request, keys *jose.JSONWebKeySet) error {
 	if _, _, basic := r.BasicAuth(); basic || r.PostForm.Get("client_secret") != "" {
-		return fail("a client secret was sent")
+		return errors.New("a client secret was sent")
 	}
 	if r.PostForm.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
-		return fail("client_assertion_type")
+		return errors.New("client_assertion_type")
 	}
-	tok, err := jwt.ParseSigned(r.PostForm.Get("client_assertion"), []jose.SignatureAlgorithm{jose.ES256, jose.PS256, jose.RS256, jose.EdDSA})
-	if err != nil {
-		return fail("parse: " + err.Error())
-	}
-	var c jwt.Claims
-	if err := tok.Claims(keys, &c); err != nil {
-		return fail("signature: " + err.Error())
-	}
-	now := time.Now()
+	c, err := p.verifyClientJWT(r.PostForm.Get("client_assertion"), keys,
+		[]jose.SignatureAlgorithm{jose.ES256, jose.PS256, jose.RS256, jose.EdDSA}, "", []string{p.Issuer, p.Issuer + "/token"})
 	switch {
-	case c.Issuer != p.ClientID || c.Subject != p.ClientID:
-		return fail("iss/sub")
-	case !c.Audience.Contains(p.Issuer) && !c.Audience.Contains(p.Issuer+"/token"):
-		return fail("aud")
-	case c.Expiry == nil || c.Expiry.Time().Before(now):
-		return fail("expired")
-	case c.Expiry.Time().After(now.Add(5 * time.Minute)):
-		return fail("lifetime")
-	case c.ID == "":
-		return fail("no jti")
+	case err != nil:
+		return err
+	case c.Subject != p.ClientID:
+		return fmt.Errorf("sub %q", c.Subject)
+	case c.Expiry.Time().After(time.Now().Add(5 * time.Minute)):
+		return errors.New("lifetime")
 	}
 	if id := r.PostForm.Get("client_id"); id != "" && id != p.ClientID {
-		return fail("client_id")
+		return errors.New("client_id")
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.seenJTI[c.ID] {
-		p.assertionErr = "replayed jti"
-		return false
-	}
-	p.seenJTI[c.ID] = true
-	return true
+	return p.spendJTI(c.ID)
 }
 
 // New starts a provider for the client with the given redirect URI and

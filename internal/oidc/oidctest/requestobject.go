@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 )
 
 // RequireRequestObjects makes the provider advertise signed request
@@ -70,34 +69,18 @@ func (p *Provider) verifyRequestObject(raw string, outside url.Values) (url.Valu
 	if keys == nil {
 		return fail("no client keys registered for request objects")
 	}
-	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256, jose.PS256, jose.EdDSA})
-	if err != nil {
-		return fail("parse: %v", err)
-	}
-	if typ, _ := tok.Headers[0].ExtraHeaders[jose.HeaderType].(string); typ != "oauth-authz-req+jwt" {
-		return fail("typ %q", typ)
-	}
-	var std jwt.Claims
-	all := map[string]any{}
-	if err := tok.Claims(keys, &std, &all); err != nil {
-		return fail("signature: %v", err)
-	}
-	now := time.Now()
+	var all map[string]any
+	std, err := p.verifyClientJWT(raw, keys, []jose.SignatureAlgorithm{jose.ES256, jose.PS256, jose.EdDSA},
+		"oauth-authz-req+jwt", []string{p.Issuer}, &all)
 	switch {
-	case std.Issuer != p.ClientID:
-		return fail("iss %q", std.Issuer)
-	case !std.Audience.Contains(p.Issuer):
-		return fail("aud %q", std.Audience)
-	case std.Expiry == nil || std.NotBefore == nil:
-		return fail("exp or nbf missing")
-	case std.Expiry.Time().Before(now):
-		return fail("expired")
-	case std.NotBefore.Time().After(now.Add(time.Minute)):
+	case err != nil:
+		return fail("%v", err)
+	case std.NotBefore == nil:
+		return fail("nbf missing")
+	case std.NotBefore.Time().After(time.Now().Add(time.Minute)):
 		return fail("not yet valid")
 	case std.Expiry.Time().Sub(std.NotBefore.Time()) > time.Hour:
 		return fail("lifetime over 60 minutes")
-	case std.ID == "":
-		return fail("no jti")
 	}
 	params := url.Values{}
 	for k, v := range all {
@@ -132,12 +115,8 @@ func (p *Provider) verifyRequestObject(raw string, outside url.Values) (url.Valu
 			return fail("%s outside the request object differs", k)
 		}
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.seenJTI[std.ID] {
-		p.requestObjErr = "replayed jti"
-		return nil, errors.New("replayed jti")
+	if err := p.spendJTI(std.ID); err != nil {
+		return fail("%v", err)
 	}
-	p.seenJTI[std.ID] = true
 	return params, nil
 }
