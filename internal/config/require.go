@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 
@@ -9,7 +10,7 @@ import (
 
 // Requirement is one condition of routes[].require; all of a route's
 // conditions must hold (docs/authorization.md). Exactly one of claim (with
-// any_of or all_of), acr, amr or max_age is set.
+// any_of or all_of), acr, amr, max_age or scope is set.
 type Requirement struct {
 	// Claim is a dotted path into the ID token's claims, e.g. groups or
 	// realm_access.roles.
@@ -27,11 +28,14 @@ type Requirement struct {
 	// MaxAge: the login (auth_time) is no older, or the SPA is asked to log
 	// in again with max_age.
 	MaxAge Duration `yaml:"max_age"`
+	// Scope: the user's access token was granted every one of these
+	// scopes, or the request is forbidden (403).
+	Scope []string `yaml:"scope"`
 }
 
 // Rule returns q for package policy.
 func (q Requirement) Rule() policy.Rule {
-	return policy.Rule{Claim: q.Claim, AnyOf: q.AnyOf, AllOf: q.AllOf, ACR: q.ACR, AMR: q.AMR, MaxAge: q.MaxAge.D()}
+	return policy.Rule{Claim: q.Claim, AnyOf: q.AnyOf, AllOf: q.AllOf, ACR: q.ACR, AMR: q.AMR, MaxAge: q.MaxAge.D(), Scope: q.Scope}
 }
 
 // validateRequire checks routes[i].require.
@@ -41,8 +45,11 @@ func (c *Config) validateRequire(i int, r Route, add func(key, format string, ar
 	}
 	for j, q := range r.Require {
 		key := fmt.Sprintf("routes[%d].require[%d]", i, j)
-		if err := q.Rule().Validate(); err != nil {
-			add(key, "%v; e.g. {claim: groups, any_of: [admin]}, {acr: [%s]} or {max_age: 15m}", err, "urn:example:mfa")
+		if err := q.Rule().Validate(); errors.Is(err, policy.ErrScopeToken) {
+			add(key+".scope", "%v; write one scope per list item, e.g. {scope: [orders:read, orders:write]}", err)
+			continue
+		} else if err != nil {
+			add(key, "%v; e.g. {claim: groups, any_of: [admin]}, {acr: [%s]}, {max_age: 15m} or {scope: [orders:read]}", err, "urn:example:mfa")
 			continue
 		}
 		for _, v := range q.ACR {

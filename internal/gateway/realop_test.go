@@ -379,3 +379,28 @@ func TestRealOPOfflineAccessNeedsPromptConsent(t *testing.T) {
 		}
 	}
 }
+
+// TestRealOPScopeRules: oidc-provider grants fewer scopes than moat asks
+// for (offline_access needs prompt=consent) and says so in the token
+// response's scope; a scope rule is judged on what was granted, not on
+// what was asked.
+func TestRealOPScopeRules(t *testing.T) {
+	e := newRealEnv(t, realop.Options{StrictOfflineAccess: true}, func(c *config.Config) {
+		c.OIDC.Scopes = []string{"openid", "offline_access", "email"}
+		c.Routes = append(c.Routes,
+			config.Route{Prefix: "/resource/mail/", Upstream: e0(c) + "/mail/", Require: []config.Requirement{{Scope: []string{"email", "openid"}}}},
+			config.Route{Prefix: "/resource/offline/", Upstream: e0(c) + "/offline/", Require: []config.Requirement{{Scope: []string{"offline_access"}}}},
+		)
+	})
+	ua := e.op.UserAgent("erin")
+	e.login(t, ua)
+	if got := e.tokens(t, ua).Scope; got != "openid email" {
+		t.Fatalf("session scope = %q, want the granted %q", got, "openid email")
+	}
+	if r := e.api(t, ua, http.MethodGet, "/resource/mail/x"); r.Status != http.StatusOK {
+		t.Fatalf("route needing granted scopes: %d %s", r.Status, r.Body)
+	}
+	if r := e.api(t, ua, http.MethodGet, "/resource/offline/x"); r.Status != http.StatusForbidden || !strings.Contains(string(r.Body), `"forbidden"`) {
+		t.Fatalf("route needing a scope asked for but not granted: %d %s, want 403 forbidden", r.Status, r.Body)
+	}
+}

@@ -60,6 +60,67 @@ func TestRouteRules(t *testing.T) {
 	}
 }
 
+// TestRouteScopes: a scope rule holds when the token response granted every
+// listed scope (RFC 6749 §5.1); a missing one is a 403 that no login
+// changes. A response without scope grants the scopes moat asked for; a
+// refresh that narrows the scope narrows what the session may reach, and
+// one that states no scope keeps it.
+func TestRouteScopes(t *testing.T) {
+	granted := func(s string) func(*oidctest.Behavior) {
+		return func(b *oidctest.Behavior) { b.TokenScope = &s }
+	}
+	e := newEnv(t, func(c *config.Config) {
+		c.OIDC.Scopes = []string{"openid", "profile", "offline_access", "orders:read"}
+		c.Routes = append(c.Routes,
+			config.Route{Prefix: "/resource/orders/", Upstream: e0(c) + "/orders/",
+				Require: []config.Requirement{{Scope: []string{"orders:read", "openid"}}}},
+			config.Route{Prefix: "/resource/admin/", Upstream: e0(c) + "/admin/",
+				Require: []config.Requirement{{Scope: []string{"orders:admin"}}}},
+		)
+	})
+	before := len(e.upstream.requests())
+	b := e.browser()
+	e.op.Set(granted("openid offline_access"))
+	b.login("/")
+	if r := b.api("GET", "/resource/orders/1"); r.StatusCode != http.StatusForbidden || r.json(t)["error"] != "forbidden" {
+		t.Fatalf("orders without orders:read granted = %s %s, want 403 forbidden", r.Status, r.body)
+	}
+	if n := len(e.upstream.requests()); n != before {
+		t.Fatalf("refused calls reached the upstream %d times", n-before)
+	}
+
+	e.op.Set(granted("orders:read  openid offline_access"))
+	b.login("/")
+	if r := b.api("GET", "/resource/orders/1"); r.StatusCode != http.StatusOK {
+		t.Fatalf("orders with orders:read granted = %s %s, want 200", r.Status, r.body)
+	}
+	if r := b.api("GET", "/resource/admin/1"); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("admin without orders:admin granted = %s %s, want 403", r.Status, r.body)
+	}
+
+	// A refresh without scope keeps the grant; one that narrows it narrows.
+	e.op.Set(func(b *oidctest.Behavior) { b.TokenScope = nil })
+	e.expireAccessToken(b.sessionCookie())
+	if r := b.api("GET", "/resource/orders/1"); r.StatusCode != http.StatusOK {
+		t.Fatalf("orders after a refresh stating no scope = %s %s, want 200", r.Status, r.body)
+	}
+	e.op.Set(granted("openid offline_access"))
+	e.expireAccessToken(b.sessionCookie())
+	if r := b.api("GET", "/resource/orders/1"); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("orders after a refresh that dropped orders:read = %s %s, want 403", r.Status, r.body)
+	}
+	if n := e.op.Grants("refresh_token"); n != 2 {
+		t.Fatalf("refresh grants = %d, want 2", n)
+	}
+
+	// No scope in the code response: what moat asked for (oidc.scopes).
+	e.op.Set(func(b *oidctest.Behavior) { b.TokenScope = nil })
+	b.login("/")
+	if r := b.api("GET", "/resource/orders/1"); r.StatusCode != http.StatusOK {
+		t.Fatalf("orders after a login whose response stated no scope = %s %s, want 200", r.Status, r.body)
+	}
+}
+
 // e0 is the upstream URL a config mod can use before newEnv returns: the
 // first route's upstream origin.
 func e0(c *config.Config) string {
@@ -79,6 +140,9 @@ func TestRouteRulesConfig(t *testing.T) {
 		{[]config.Requirement{{Claim: "groups", AnyOf: []string{"a"}, ACR: []string{"x"}}}, "", "routes[0].require[0]: set exactly one of"},
 		{[]config.Requirement{{ACR: []string{"urn:gold"}}}, "", `routes[0].require[0].acr: "urn:gold" is not in oidc.acr_values`},
 		{[]config.Requirement{{Claim: "groups", AnyOf: []string{"a"}}}, config.TokenNone, "routes[0].require: needs token: user"},
+		{[]config.Requirement{{Scope: []string{"orders:read orders:write"}}}, "", `routes[0].require[0].scope: "orders:read orders:write" is not a scope`},
+		{[]config.Requirement{{Scope: []string{}}}, "", "routes[0].require[0]: a list of values must not be empty"},
+		{[]config.Requirement{{Scope: []string{"a"}, MaxAge: config.Duration(60e9)}}, "", "routes[0].require[0]: set exactly one of claim, acr, amr, max_age or scope"},
 	} {
 		wantConfigErr(t, tc.req, validateRoute(config.Route{Token: tc.tok, Require: tc.req}), tc.want)
 	}

@@ -419,6 +419,9 @@ type Tokens struct {
 	RefreshToken string
 	IDToken      string
 	Expiry       time.Time
+	// Scope is the token response's scope (RFC 6749 §5.1), its tokens
+	// separated by single spaces; "" when the response has none.
+	Scope string
 	// RefreshExpiresIn is the refresh token's remaining lifetime when the
 	// IdP states it (refresh_expires_in, as Keycloak does); 0 otherwise.
 	RefreshExpiresIn time.Duration
@@ -467,6 +470,10 @@ func (c *Client) Exchange(ctx context.Context, code string, want Expect) (Tokens
 	}
 	if t.IDToken == "" {
 		return Tokens{}, nil, fmt.Errorf("%w: token response has no id_token", ErrRejected)
+	}
+	if tok.Extra("scope") == nil {
+		// RFC 6749 §5.1: no scope means the scope requested.
+		t.Scope = strings.Join(c.cfg.Scopes, " ")
 	}
 	id, err := c.verifyIDToken(ctx, p, t.IDToken, t.AccessToken, func(idt *gooidc.IDToken) error {
 		if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1 || nonce == "" {
@@ -717,12 +724,14 @@ func checkTokenResponse(tok *oauth2.Token) (Tokens, error) {
 	if v, ok := tok.Extra("refresh_expires_in").(float64); ok && v > 0 {
 		rexp = time.Duration(v) * time.Second
 	}
+	scope, _ := tok.Extra("scope").(string) // anything but a string is no scope: rules on it fail closed
 	return Tokens{
 		AccessToken:      tok.AccessToken,
 		TokenType:        "Bearer",
 		RefreshToken:     tok.RefreshToken,
 		IDToken:          idt,
 		Expiry:           tok.Expiry,
+		Scope:            strings.Join(strings.Fields(scope), " "),
 		RefreshExpiresIn: rexp,
 	}, nil
 }

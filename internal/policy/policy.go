@@ -1,9 +1,12 @@
 // Package policy decides whether a session may use a route: the
-// conditions of routes[].require on the claims of the session's ID token.
+// conditions of routes[].require on the claims of the session's ID token
+// and on the scope its access token was granted.
 //
 // An unmet condition about a right the user lacks (a group, a role, any
-// claim value) forbids the request (403): logging in again would not
-// change it. An unmet condition that a stronger or fresher login can meet
+// claim value, a scope) forbids the request (403): logging in again would
+// not change it. moat asks for the same oidc.scopes at every login, and
+// which of them the IdP grants is its decision (RFC 6749 §3.3), so a
+// missing scope is RFC 6750 §3.1's insufficient_scope, a 403. An unmet condition that a stronger or fresher login can meet
 // (acr, amr, auth_time) asks for a step-up (401 with the login URL carrying
 // acr_values, max_age or prompt=login; OIDC Core §3.1.2.1, RFC 9470 §3).
 // An absent or malformed claim never meets a condition: rules fail closed.
@@ -21,7 +24,7 @@ import (
 )
 
 // Rule is one condition. Exactly one of Claim (with AnyOf or AllOf), ACR,
-// AMR or MaxAge is set.
+// AMR, MaxAge or Scope is set.
 type Rule struct {
 	// Claim is a path into the claims: "groups", or "realm_access.roles"
 	// for a nested object. A claim name that itself holds dots (Auth0's
@@ -40,19 +43,22 @@ type Rule struct {
 	AMR []string
 	// MaxAge: auth_time is no older than this; a step-up sends max_age.
 	MaxAge time.Duration
+	// Scope: the session's access token was granted every one of these
+	// scopes (RFC 6749 §3.3 scope-tokens).
+	Scope []string
 }
 
 // Validate reports what is wrong with r, for a configuration error.
 func (r Rule) Validate() error {
 	kinds := 0
-	for _, set := range []bool{r.Claim != "", r.ACR != nil, r.AMR != nil, r.MaxAge != 0} {
+	for _, set := range []bool{r.Claim != "", r.ACR != nil, r.AMR != nil, r.MaxAge != 0, r.Scope != nil} {
 		if set {
 			kinds++
 		}
 	}
 	switch {
 	case kinds != 1:
-		return errors.New("set exactly one of claim, acr, amr or max_age")
+		return errors.New("set exactly one of claim, acr, amr, max_age or scope")
 	case r.Claim != "" && (r.AnyOf == nil) == (r.AllOf == nil):
 		return errors.New("a claim rule needs exactly one of any_of or all_of")
 	case r.Claim == "" && (r.AnyOf != nil || r.AllOf != nil):
@@ -62,7 +68,7 @@ func (r Rule) Validate() error {
 	case r.MaxAge < 0:
 		return errors.New("max_age must be positive")
 	}
-	for _, vs := range [][]string{r.AnyOf, r.AllOf, r.ACR, r.AMR} {
+	for _, vs := range [][]string{r.AnyOf, r.AllOf, r.ACR, r.AMR, r.Scope} {
 		if vs != nil && len(vs) == 0 {
 			return errors.New("a list of values must not be empty")
 		}
@@ -70,7 +76,25 @@ func (r Rule) Validate() error {
 			return errors.New("a value must not be empty")
 		}
 	}
+	for _, s := range r.Scope {
+		if !scopeToken(s) {
+			return fmt.Errorf("%q %w", s, ErrScopeToken)
+		}
+	}
 	return nil
+}
+
+// ErrScopeToken: a scope rule names something no token response can grant.
+var ErrScopeToken = errors.New("is not a scope (RFC 6749 §3.3: printable ASCII without spaces, quotes or backslashes)")
+
+// scopeToken reports whether s is 1*( %x21 / %x23-5B / %x5D-7E ).
+func scopeToken(s string) bool {
+	for i := range len(s) {
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // Policy is the conjunction of a route's rules.
@@ -108,9 +132,11 @@ type Outcome struct {
 // Allowed reports whether the request may go on.
 func (o Outcome) Allowed() bool { return !o.Forbidden && o.StepUp == "" }
 
-// Check decides for claims (as decoded from the ID token's JSON) at now.
-// A nil Policy allows.
-func (p *Policy) Check(claims map[string]any, now time.Time) Outcome {
+// Check decides for claims (as decoded from the ID token's JSON) and scope
+// (the space-delimited scope granted to the session's access token; ""
+// when moat does not know it, which meets no scope rule) at now. A nil
+// Policy allows.
+func (p *Policy) Check(claims map[string]any, scope string, now time.Time) Outcome {
 	if p == nil {
 		return Outcome{}
 	}
@@ -124,6 +150,11 @@ func (p *Policy) Check(claims map[string]any, now time.Time) Outcome {
 				continue
 			}
 			return Outcome{Forbidden: true, Reason: "claim " + r.Claim}
+		case r.Scope != nil:
+			if granted(scope, r.Scope) {
+				continue
+			}
+			return Outcome{Forbidden: true, Reason: "scope"}
 		case r.ACR != nil:
 			if acr, ok := claims["acr"].(string); ok && slices.Contains(r.ACR, acr) {
 				continue
@@ -224,6 +255,21 @@ func anyIn(have, want []string) bool {
 		}
 	}
 	return false
+}
+
+// granted reports whether the space-delimited scope holds every one of
+// want (RFC 6749 §3.3: the order does not matter).
+func granted(scope string, want []string) bool {
+next:
+	for _, w := range want {
+		for g := range strings.FieldsSeq(scope) {
+			if g == w {
+				continue next
+			}
+		}
+		return false
+	}
+	return true
 }
 
 func allIn(have, want []string) bool {

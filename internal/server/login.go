@@ -197,7 +197,7 @@ func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request) (string, er
 		ExpiresAt: end,
 		Issuer:    id.Issuer, Subject: id.Subject, SID: id.SID, Claims: oidc.MarshalClaims(id.Claims),
 		Tokens: session.Tokens{AccessToken: tok.AccessToken, TokenType: tok.TokenType, RefreshToken: tok.RefreshToken,
-			IDToken: tok.IDToken, Expiry: tok.Expiry, Obtained: now},
+			IDToken: tok.IDToken, Expiry: tok.Expiry, Obtained: now, Scope: tok.Scope},
 		UserAgent: truncate(r.UserAgent(), 256), RemoteIP: info(r).ip,
 	})
 	if err != nil {

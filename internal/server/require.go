@@ -11,7 +11,8 @@ import (
 )
 
 // require applies a route's rules (routes[].require) to the session's ID
-// token claims: 403 forbidden when the user lacks a right, 401
+// token claims and granted scope: 403 forbidden when the user lacks a
+// right, 401
 // step_up_required with the login URL when a stronger or fresher login
 // can meet them (RFC 9470 §3; OIDC Core §3.1.2.1 acr_values, max_age).
 // A nil l (no user) has no claims.
@@ -20,13 +21,15 @@ func (s *Server) require(p *policy.Policy, l *session.Loaded, r *http.Request) e
 		return nil
 	}
 	var claims map[string]any
+	var scope string
 	if l != nil {
 		var err error
 		if claims, err = l.ClaimsMap(); err != nil {
 			return httperr.New(http.StatusForbidden, "forbidden", "this session may not use this route", err)
 		}
+		scope = l.Tokens.Scope
 	}
-	return decide(p.Check(claims, s.clock(info(r))))
+	return decide(p.Check(claims, scope, s.clock(info(r))))
 }
 
 // Require wraps h, a local handler registered with Handle, with the rules
@@ -39,14 +42,15 @@ func Require(p *policy.Policy, h http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var claims map[string]any
+		var scope string
 		if id, ok := UserFrom(r.Context()); ok {
-			claims = id.Claims
+			claims, scope = id.Claims, id.Scope
 		}
 		now := info(r).now
 		if now.IsZero() { // not served through the Server: no session was loaded
 			now = time.Now()
 		}
-		if err := decide(p.Check(claims, now)); err != nil {
+		if err := decide(p.Check(claims, scope, now)); err != nil {
 			noteError(r, err)
 			httperr.Write(w, err)
 			return

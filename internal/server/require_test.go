@@ -21,25 +21,27 @@ import (
 // TestRequireLocalHandler: Require judges a local handler's user like a
 // proxied route's, and h runs only when every rule holds.
 func TestRequireLocalHandler(t *testing.T) {
-	p, err := policy.New([]policy.Rule{{Claim: "roles", AnyOf: []string{"admin"}}, {ACR: []string{"mfa"}}}, "https://moat.example/auth/login")
+	p, err := policy.New([]policy.Rule{{Claim: "roles", AnyOf: []string{"admin"}}, {ACR: []string{"mfa"}}, {Scope: []string{"orders:read"}}}, "https://moat.example/auth/login")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		claims string
+		scope  string
 		status int
 		code   string
 	}{
-		{`{"roles":["admin"],"acr":"mfa"}`, http.StatusOK, ""},
-		{`{"roles":["user"],"acr":"mfa"}`, http.StatusForbidden, "forbidden"},
-		{`{"roles":["admin"]}`, http.StatusUnauthorized, "step_up_required"},
-		{``, http.StatusForbidden, "forbidden"},
+		{`{"roles":["admin"],"acr":"mfa"}`, "openid orders:read", http.StatusOK, ""},
+		{`{"roles":["user"],"acr":"mfa"}`, "openid orders:read", http.StatusForbidden, "forbidden"},
+		{`{"roles":["admin"],"acr":"mfa"}`, "openid", http.StatusForbidden, "forbidden"},
+		{`{"roles":["admin"]}`, "orders:read", http.StatusUnauthorized, "step_up_required"},
+		{``, "", http.StatusForbidden, "forbidden"},
 	} {
 		ran := false
 		h := Require(p, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { ran = true }))
 		req := httptest.NewRequest("GET", "/api/x", nil)
 		if tc.claims != "" {
-			l := &session.Loaded{Session: session.Session{Subject: "alice", Claims: json.RawMessage(tc.claims)}}
+			l := &session.Loaded{Session: session.Session{Subject: "alice", Claims: json.RawMessage(tc.claims), Tokens: session.Tokens{Scope: tc.scope}}}
 			req = req.WithContext(withUser(req.Context(), l))
 		}
 		w := httptest.NewRecorder()

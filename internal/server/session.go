@@ -71,12 +71,15 @@ type Identity struct {
 	Subject string
 	// Claims are the ID token's claims about the user (name, email, ...).
 	Claims map[string]any
+	// Scope is the space-delimited scope granted to the user's access
+	// token (RFC 6749 §3.3); "" when unknown.
+	Scope string
 }
 
 type userKey struct{}
 
 func withUser(ctx context.Context, l *session.Loaded) context.Context {
-	id := &Identity{Issuer: l.Issuer, Subject: l.Subject, Claims: map[string]any{}}
+	id := &Identity{Issuer: l.Issuer, Subject: l.Subject, Claims: map[string]any{}, Scope: l.Tokens.Scope}
 	json.Unmarshal(l.Claims, &id.Claims)
 	return context.WithValue(ctx, userKey{}, id)
 }

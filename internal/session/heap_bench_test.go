@@ -87,7 +87,7 @@ func idleSessionHeap(b *testing.B, n int) (idle, cached, sealed, lim float64) {
 			Tokens: session.Tokens{
 				AccessToken: "at-" + randomText(24), TokenType: "Bearer", RefreshToken: "rt-" + randomText(24),
 				IDToken: randomText(60) + "." + randomText(400) + "." + randomText(256), // an RS256 ID token's size
-				Expiry:  now.Add(5 * time.Minute), Obtained: now,
+				Expiry:  now.Add(5 * time.Minute), Obtained: now, Scope: "openid profile email offline_access",
 			},
 			UserAgent: "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36",
 			RemoteIP:  "203.0.113.7",

@@ -136,6 +136,10 @@ type Tokens struct {
 	IDToken      string    `json:"idt,omitempty"`
 	Expiry       time.Time `json:"atexp,omitzero"` // zero: the IdP said nothing
 	Obtained     time.Time `json:"atgot,omitzero"`
+	// Scope is the space-delimited scope granted to AccessToken (RFC 6749
+	// §5.1, §3.3), for routes[].require scope rules; "" when unknown
+	// (a session from before moat kept it), which meets no rule.
+	Scope string `json:"sc,omitempty"`
 	// Resources are access tokens restricted to one resource each (RFC
 	// 8707), by resource indicator, for routes[].resource.
 	Resources map[string]ResourceToken `json:"res,omitempty"`

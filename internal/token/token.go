@@ -242,6 +242,9 @@ func (m *Manager) redeem(ctx context.Context, l *session.Loaded, holder, resourc
 			s.Tokens.TokenType = tok.TokenType
 			s.Tokens.Expiry = tok.Expiry
 			s.Tokens.Obtained = now
+			if tok.Scope != "" { // RFC 6749 §5.1, §6: none is the scope granted before
+				s.Tokens.Scope = tok.Scope
+			}
 		}
 		if tok.IDToken != "" {
 			s.Tokens.IDToken = tok.IDToken

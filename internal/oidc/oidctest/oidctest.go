@@ -80,6 +80,9 @@ type Behavior struct {
 	AuthorizeError string
 	// RefreshExpiresIn adds refresh_expires_in to token responses.
 	RefreshExpiresIn time.Duration
+	// TokenScope, if set, is the scope of code and refresh token responses
+	// (RFC 6749 §5.1), as an IdP states what it granted; unset omits it.
+	TokenScope *string
 	// MutateDiscovery, if set, edits the discovery document before it is
 	// served (a provider that lacks a capability).
 	MutateDiscovery func(doc map[string]any)
@@ -734,6 +737,9 @@ func (p *Provider) issueFor(w http.ResponseWriter, g *grant, newRT bool, resourc
 	}
 	if b.RefreshExpiresIn > 0 {
 		resp["refresh_expires_in"] = int(b.RefreshExpiresIn.Seconds())
+	}
+	if b.TokenScope != nil {
+		resp["scope"] = *b.TokenScope
 	}
 	if newRT {
 		rt := "rt-" + random(24)
