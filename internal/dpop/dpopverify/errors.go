@@ -49,7 +49,12 @@ func proofErr(reason error, desc string, cause ...error) *Error {
 	return &Error{Code: CodeInvalidProof, Description: desc, err: err}
 }
 
-func (e *Error) Error() string { return e.Code + ": " + e.Description + ": " + e.err.Error() }
+func (e *Error) Error() string {
+	if e.err == nil {
+		return e.Code + ": " + e.Description
+	}
+	return e.Code + ": " + e.Description + ": " + e.err.Error()
+}
 
 func (e *Error) Unwrap() error { return e.err }
 

@@ -29,6 +29,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/moat-bff/moat/internal/dpop/dpopverify"
 )
 
 // Behavior is what the provider does. Tests change it with Provider.Set.
@@ -114,6 +116,15 @@ type Behavior struct {
 	// Garbage names an endpoint path ("/token", "/jwks", "/userinfo", …)
 	// that answers 200 with broken JSON.
 	Garbage string
+	// DPoPRequired refuses token and PAR requests without a DPoP proof
+	// (invalid_dpop_proof); DPoPRequireNonce refuses proofs without the
+	// provider's nonce (use_dpop_nonce with DPoP-Nonce, RFC 9449 §8).
+	DPoPRequired, DPoPRequireNonce bool
+	// DPoPDowngrade answers a token request with a proof with an unbound
+	// token_type Bearer token; DPoPDropCnf says token_type DPoP but leaves
+	// cnf out of the access token. Both are what a client must not accept
+	// or a resource server must refuse (RFC 9449 §5, §7.1).
+	DPoPDowngrade, DPoPDropCnf bool
 }
 
 // Request is one request the provider received.
@@ -126,6 +137,8 @@ type Request struct {
 	// MTLS: the request came to an mtls_endpoint_aliases endpoint (its Path
 	// is the plain endpoint's).
 	MTLS bool
+	// DPoP is the request's DPoP header (RFC 9449 §4.1), if any.
+	DPoP string
 }
 
 // User is an account at the provider.
@@ -146,6 +159,7 @@ type grant struct {
 	refreshTokens []string // issued, newest last
 	revoked       bool
 	certThumb     string // RFC 8705 §3: x5t#S256 of the client certificate its tokens are bound to
+	dpopJKT       string // RFC 9449 §10: the key the authorization code is bound to
 }
 
 // Provider is a running fake OpenID Provider.
@@ -183,6 +197,8 @@ type Provider struct {
 	accessCert map[string]string // access token → x5t#S256 it is bound to
 	tls        bool              // served over https with mtls_endpoint_aliases
 	mtls       *clientCert       // RFC 8705 client authentication, when set
+
+	dpop dpopState
 }
 
 // UseClientKeys makes the provider accept only private_key_jwt (OIDC Core
@@ -265,6 +281,7 @@ func start(redirectURI string, useTLS bool) *Provider {
 		accessResource: map[string]string{},
 		accessExchange: map[string]Exchanged{},
 		accessCert:     map[string]string{},
+		dpop:           newDPoPState(),
 	}
 	p.RotateKey()
 	p.AddUser(User{Subject: "alice", Claims: map[string]any{
@@ -377,7 +394,7 @@ func (p *Provider) IssuedTokens() []string {
 func (p *Provider) record(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.ParseForm()
-		req := Request{Method: r.Method, Path: r.URL.Path, Form: r.Form}
+		req := Request{Method: r.Method, Path: r.URL.Path, Form: r.Form, DPoP: r.Header.Get("DPoP")}
 		if _, _, ok := r.BasicAuth(); ok {
 			req.ClientAuth = "client_secret_basic"
 		} else if r.PostForm.Get("client_secret") != "" {
@@ -422,6 +439,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"authorization_response_iss_parameter_supported": b.AdvertiseIss,
 		"backchannel_logout_supported":                   true,
 		"backchannel_logout_session_supported":           true,
+		"dpop_signing_alg_values_supported":              p.dpop.plain.Algs(),
 	}
 	p.mu.Lock()
 	if p.requestKeys != nil || b.RequestObjectAlgs != nil {
@@ -487,6 +505,10 @@ func (p *Provider) par(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request") // §2.1: not allowed here
 		return
 	}
+	jkt, ok := p.dpopAtPAR(w, r)
+	if !ok {
+		return
+	}
 	uri := "urn:ietf:params:oauth:request_uri:" + random(16)
 	params := url.Values{}
 	for k, v := range r.PostForm {
@@ -511,6 +533,9 @@ func (p *Provider) par(w http.ResponseWriter, r *http.Request) {
 			oauthError(w, http.StatusBadRequest, "invalid_request_object")
 			return
 		}
+	}
+	if jkt != "" {
+		params.Set("dpop_jkt", jkt)
 	}
 	p.mu.Lock()
 	p.pushed[uri] = params
@@ -576,7 +601,8 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	code := "code-" + random(16)
 	if ok {
 		p.codes[code] = &grant{user: user, nonce: q.Get("nonce"), challenge: q.Get("code_challenge"),
-			redirectURI: q.Get("redirect_uri"), sid: "sid-" + random(8), authTime: time.Now(), resources: q["resource"]}
+			redirectURI: q.Get("redirect_uri"), sid: "sid-" + random(8), authTime: time.Now(), resources: q["resource"],
+			dpopJKT: q.Get("dpop_jkt")}
 		if p.behavior.ForgetResources {
 			p.codes[code].resources = nil
 		}
@@ -636,6 +662,18 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, b.TokenStatus, "server_error")
 		return
 	}
+	proof, err := p.verifyDPoP(r, "")
+	if err != nil {
+		dpopverify.WriteToken(w, err)
+		return
+	}
+	jkt := ""
+	if proof != nil {
+		jkt = proof.JKT
+	}
+	if b.DPoPRequireNonce {
+		w.Header().Set("DPoP-Nonce", p.dpop.nonces.Current()) // §8.2
+	}
 	switch r.PostForm.Get("grant_type") {
 	case "authorization_code":
 		p.mu.Lock()
@@ -646,8 +684,13 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 			oauthError(w, http.StatusBadRequest, "invalid_grant")
 			return
 		}
+		if g.dpopJKT != "" && g.dpopJKT != jkt { // RFC 9449 §10: the code is bound to the key
+			p.dpopRefused(errors.New("code bound to another DPoP key"), nil)
+			oauthError(w, http.StatusBadRequest, "invalid_grant")
+			return
+		}
 		p.bindCert(r, g)
-		p.issue(w, g, true)
+		p.issue(w, g, true, jkt)
 	case "refresh_token":
 		if b.RefreshErrorStatus != 0 {
 			if b.RefreshErrorCode != "" {
@@ -691,10 +734,12 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 				oauthError(w, http.StatusBadRequest, "invalid_target")
 				return
 			}
-			p.issueFor(w, g, b.RotateRefreshTokens, res)
+			p.issueFor(w, g, b.RotateRefreshTokens, res, jkt)
 			return
 		}
-		p.issue(w, g, b.RotateRefreshTokens)
+		// §5: a confidential client's refresh token is not bound; the new
+		// access token is bound to this proof's key.
+		p.issue(w, g, b.RotateRefreshTokens, jkt)
 	case "urn:ietf:params:oauth:grant-type:token-exchange":
 		p.tokenExchange(w, r, b)
 	case "client_credentials":
@@ -716,14 +761,22 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (p *Provider) issue(w http.ResponseWriter, g *grant, newRT bool) { p.issueFor(w, g, newRT, "") }
+func (p *Provider) issue(w http.ResponseWriter, g *grant, newRT bool, jkt string) {
+	p.issueFor(w, g, newRT, "", jkt)
+}
 
 // issueFor answers a token request; a resource restricts the access token
-// to it (RFC 8707).
-func (p *Provider) issueFor(w http.ResponseWriter, g *grant, newRT bool, resource string) {
+// to it (RFC 8707), a DPoP key's thumbprint jkt binds it (RFC 9449 §5).
+func (p *Provider) issueFor(w http.ResponseWriter, g *grant, newRT bool, resource, jkt string) {
 	p.mu.Lock()
 	b := p.behavior
-	at := "at-" + random(24)
+	at, tokenType := "at-"+random(24), "Bearer"
+	if jkt != "" && !b.DPoPDowngrade {
+		at, tokenType = p.dpopAccessToken(g, jkt, b), "DPoP"
+		if !b.DPoPDropCnf {
+			p.dpop.accessJKT[at] = jkt
+		}
+	}
 	p.access[at] = g
 	if g.certThumb != "" {
 		p.accessCert[at] = g.certThumb
@@ -731,7 +784,7 @@ func (p *Provider) issueFor(w http.ResponseWriter, g *grant, newRT bool, resourc
 	if resource != "" {
 		p.accessResource[at] = resource
 	}
-	resp := map[string]any{"access_token": at, "token_type": "Bearer"}
+	resp := map[string]any{"access_token": at, "token_type": tokenType}
 	if b.AccessTokenTTL > 0 {
 		resp["expires_in"] = int(b.AccessTokenTTL.Seconds())
 	}
@@ -806,6 +859,12 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g := p.grantFor(r)
+	if scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " "); g != nil || strings.EqualFold(scheme, "DPoP") {
+		var ok bool
+		if g, ok = p.userinfoGrant(w, r); !ok {
+			return
+		}
+	}
 	if g == nil || g.revoked {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		oauthError(w, http.StatusUnauthorized, "invalid_token")
