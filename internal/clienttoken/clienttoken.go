@@ -13,10 +13,9 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/singleflight"
-
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/session"
+	"github.com/moat-bff/moat/internal/tokencache"
 )
 
 // Source obtains a fresh client token; *oidc.Client is one.
@@ -26,66 +25,43 @@ type Source interface {
 
 // Cache hands out client tokens. The zero value is not usable; use New.
 type Cache struct {
-	src  Source
-	skew time.Duration
-	now  func() time.Time
+	src     Source
+	renewer *tokencache.Renewer
 
 	mu     sync.Mutex
 	tokens map[string]session.Tokens
-	group  singleflight.Group
 }
-
-// DefaultLifetime is assumed for a token whose response states no
-// expires_in: it is renewed that often rather than kept forever.
-const DefaultLifetime = 5 * time.Minute
 
 // New returns a Cache renewing tokens skew before they expire.
 func New(src Source, skew time.Duration, now func() time.Time) *Cache {
-	if now == nil {
-		now = time.Now
-	}
-	return &Cache{src: src, skew: skew, now: now, tokens: map[string]session.Tokens{}}
+	return &Cache{src: src, renewer: tokencache.New(skew, now), tokens: map[string]session.Tokens{}}
 }
 
 // Token returns an access token for scopes. It asks the IdP only when the
 // cached token is within skew of its expiry, one request per scope set at
 // a time; if that request fails while the cached token has not expired,
-// the cached one is returned.
+// the cached one is returned (tokencache.Renewer).
 func (c *Cache) Token(ctx context.Context, scopes []string) (string, error) {
 	key := cacheKey(scopes)
-	now := c.now()
 	c.mu.Lock()
-	t, ok := c.tokens[key]
+	t := c.tokens[key]
 	c.mu.Unlock()
-	if ok && t.Fresh(now, c.skew) {
+	if c.renewer.Fresh(t) {
 		return t.AccessToken, nil
 	}
-	ch := c.group.DoChan(key, func() (any, error) {
-		nt, err := c.src.ClientCredentials(context.WithoutCancel(ctx), slices.Clone(scopes))
-		if err != nil {
-			return nil, err
-		}
-		got := c.now()
-		if nt.Expiry.IsZero() {
-			nt.Expiry = got.Add(DefaultLifetime)
-		}
-		c.mu.Lock()
-		c.tokens[key] = session.Tokens{AccessToken: nt.AccessToken, Expiry: nt.Expiry, Obtained: got}
-		c.mu.Unlock()
-		return nt.AccessToken, nil
-	})
-	select {
-	case <-ctx.Done():
-		return "", ctx.Err()
-	case res := <-ch:
-		if res.Err == nil {
-			return res.Val.(string), nil
-		}
-		if ok && now.Before(t.Expiry) {
-			return t.AccessToken, nil // still valid: the IdP's hiccup costs nobody a request
-		}
-		return "", fmt.Errorf("client token: %w", res.Err)
+	tok, err := c.renewer.Renew(ctx, key, t,
+		func(ctx context.Context) (oidc.Tokens, error) {
+			return c.src.ClientCredentials(ctx, slices.Clone(scopes))
+		},
+		func(nt session.Tokens) {
+			c.mu.Lock()
+			c.tokens[key] = nt
+			c.mu.Unlock()
+		})
+	if err != nil {
+		return "", fmt.Errorf("client token: %w", err)
 	}
+	return tok, nil
 }
 
 func cacheKey(scopes []string) string {

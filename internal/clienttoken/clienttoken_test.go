@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moat-bff/moat/internal/oidc"
+	"github.com/moat-bff/moat/internal/tokencache"
 )
 
 type fakeSource struct {
@@ -114,13 +115,13 @@ func TestScopeSets(t *testing.T) {
 }
 
 // TestNoExpiry: a token without expires_in is renewed after
-// DefaultLifetime instead of being kept forever.
+// tokencache.DefaultLifetime instead of being kept forever.
 func TestNoExpiry(t *testing.T) {
 	clk := &clock{t: time.Now()}
 	src := &fakeSource{now: clk.Now}
 	c := New(src, time.Minute, clk.Now)
 	c.Token(t.Context(), nil)
-	clk.add(DefaultLifetime)
+	clk.add(tokencache.DefaultLifetime)
 	c.Token(t.Context(), nil)
 	if n := src.calls.Load(); n != 2 {
 		t.Fatalf("%d requests, want a renewal after DefaultLifetime", n)

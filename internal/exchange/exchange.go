@@ -17,20 +17,15 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/singleflight"
-
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/session"
+	"github.com/moat-bff/moat/internal/tokencache"
 )
 
 // Source exchanges tokens; *oidc.Client is one.
 type Source interface {
 	TokenExchange(ctx context.Context, subjectToken string, req oidc.ExchangeRequest) (oidc.Tokens, error)
 }
-
-// DefaultLifetime is assumed for an exchanged token whose response states
-// no expires_in: it is exchanged again that often rather than kept forever.
-const DefaultLifetime = 5 * time.Minute
 
 // DefaultMaxEntries bounds the cache when Options.MaxEntries is 0.
 const DefaultMaxEntries = 10000
@@ -56,65 +51,47 @@ type entry struct {
 type Cache struct {
 	o Options
 
+	renewer *tokencache.Renewer
+
 	mu    sync.Mutex
 	lru   *list.List // of *entry, most recent first
 	byKey map[key]*list.Element
-	group singleflight.Group
 }
 
 // New returns a Cache.
 func New(o Options) *Cache {
-	if o.Now == nil {
-		o.Now = time.Now
-	}
 	if o.MaxEntries <= 0 {
 		o.MaxEntries = DefaultMaxEntries
 	}
-	return &Cache{o: o, lru: list.New(), byKey: map[key]*list.Element{}}
+	return &Cache{o: o, renewer: tokencache.New(o.Skew, o.Now), lru: list.New(), byKey: map[key]*list.Element{}}
 }
 
 // Token returns an access token for req, exchanged from subjectToken, the
 // access token of the session named by sessionKey. It asks the IdP only
 // when no cached token for this (session, subject token, target) is more
 // than the skew from expiry; if that fails while the cached one has not
-// expired, the cached one is returned.
+// expired, the cached one is returned (tokencache.Renewer).
 func (c *Cache) Token(ctx context.Context, sessionKey, subjectToken string, req oidc.ExchangeRequest) (string, error) {
 	k := cacheKey(sessionKey, subjectToken, req)
-	now := c.o.Now()
-	t, ok := c.get(k)
-	if ok && t.Fresh(now, c.o.Skew) {
+	t := c.get(k)
+	if c.renewer.Fresh(t) {
 		return t.AccessToken, nil
 	}
-	return c.exchange(ctx, k, t, ok, now, subjectToken, req)
+	return c.renew(ctx, k, t, subjectToken, req)
 }
 
-// exchange asks the IdP, once per key at a time; t is the token kept under
-// k, if ok.
-func (c *Cache) exchange(ctx context.Context, k key, t session.Tokens, ok bool, now time.Time, subjectToken string, req oidc.ExchangeRequest) (string, error) {
-	ch := c.group.DoChan(string(k[:]), func() (any, error) {
-		nt, err := c.o.Source.TokenExchange(context.WithoutCancel(ctx), subjectToken, req)
-		if err != nil {
-			return nil, err
-		}
-		got := c.o.Now()
-		if nt.Expiry.IsZero() {
-			nt.Expiry = got.Add(DefaultLifetime)
-		}
-		c.put(k, session.Tokens{AccessToken: nt.AccessToken, Expiry: nt.Expiry, Obtained: got})
-		return nt.AccessToken, nil
-	})
-	select {
-	case <-ctx.Done():
-		return "", ctx.Err()
-	case res := <-ch:
-		if res.Err == nil {
-			return res.Val.(string), nil
-		}
-		if ok && now.Before(t.Expiry) {
-			return t.AccessToken, nil
-		}
-		return "", fmt.Errorf("token exchange: %w", res.Err)
+// renew is Token's miss path, apart so that a hit moves nothing to the
+// heap; t is the token kept under k, or zero.
+func (c *Cache) renew(ctx context.Context, k key, t session.Tokens, subjectToken string, req oidc.ExchangeRequest) (string, error) {
+	tok, err := c.renewer.Renew(ctx, string(k[:]), t,
+		func(ctx context.Context) (oidc.Tokens, error) {
+			return c.o.Source.TokenExchange(ctx, subjectToken, req)
+		},
+		func(nt session.Tokens) { c.put(k, nt) })
+	if err != nil {
+		return "", fmt.Errorf("token exchange: %w", err)
 	}
+	return tok, nil
 }
 
 // Len is the number of tokens kept.
@@ -124,15 +101,16 @@ func (c *Cache) Len() int {
 	return c.lru.Len()
 }
 
-func (c *Cache) get(k key) (session.Tokens, bool) {
+// get returns the token kept under k, or the zero Tokens.
+func (c *Cache) get(k key) session.Tokens {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.byKey[k]
 	if !ok {
-		return session.Tokens{}, false
+		return session.Tokens{}
 	}
 	c.lru.MoveToFront(el)
-	return el.Value.(*entry).tok, true
+	return el.Value.(*entry).tok
 }
 
 func (c *Cache) put(k key, t session.Tokens) {
