@@ -17,8 +17,9 @@ const (
 func IsMTLS(method string) bool { return method == AuthTLSClient || method == AuthSelfSignedTLS }
 
 // validateClientKeys checks the private_key_jwt, mTLS and request object
-// settings: all use the keys of client_key_file.
-func (c *Config) validateClientKeys(add func(key, format string, args ...any)) {
+// settings: all use the keys of client_key_file. It returns the keys
+// when it loaded them as signing keys (read and parsed once), else nil.
+func (c *Config) validateClientKeys(add func(key, format string, args ...any)) *clientauth.Keys {
 	o := c.OIDC
 	if IsMTLS(o.ClientAuthMethod) {
 		switch {
@@ -30,11 +31,9 @@ func (c *Config) validateClientKeys(add func(key, format string, args ...any)) {
 			}
 		}
 		if o.RequestObject && o.ClientKeyFile != "" {
-			if _, err := clientauth.Load(o.ClientKeyFile); err != nil {
-				add("oidc.client_key_file", "%v", err)
-			}
+			return loadClientKeys(o.ClientKeyFile, add)
 		}
-		return
+		return nil
 	}
 	switch {
 	case o.ClientCertFile != "" && o.ClientAuthMethod == AuthPrivateKeyJWT && o.ClientKeyFile != "":
@@ -50,22 +49,28 @@ func (c *Config) validateClientKeys(add func(key, format string, args ...any)) {
 		if o.ClientKeyFile != "" {
 			add("oidc.client_key_file", "is used only with client_auth_method: %s, %s or %s, or request_object: true", AuthPrivateKeyJWT, AuthTLSClient, AuthSelfSignedTLS)
 		}
-		return
+		return nil
 	}
+	var keys *clientauth.Keys
 	switch {
 	case o.ClientKeyFile == "" && o.ClientAuthMethod == AuthPrivateKeyJWT:
 		add("oidc.client_key_file", "is required with client_auth_method: %s; create one with `moat keygen --jwk --out client-key.pem`", AuthPrivateKeyJWT)
 	case o.ClientKeyFile == "":
 		add("oidc.client_key_file", "is required with request_object: true (request objects are signed with its first key); create one with `moat keygen --jwk --out client-key.pem` and register the printed public keys at the IdP")
 	default:
-		if _, err := clientauth.Load(o.ClientKeyFile); err != nil {
-			add("oidc.client_key_file", "%v", err)
-		}
+		keys = loadClientKeys(o.ClientKeyFile, add)
 	}
-	if o.ClientAuthMethod != AuthPrivateKeyJWT {
-		return
-	}
-	if a := o.ClientAssertionAudience; a != AssertionAudIssuer && a != AssertionAudEndpoint {
+	if a := o.ClientAssertionAudience; o.ClientAuthMethod == AuthPrivateKeyJWT && a != AssertionAudIssuer && a != AssertionAudEndpoint {
 		add("oidc.client_assertion_audience", "%q is not an audience; use %s or %s", a, AssertionAudIssuer, AssertionAudEndpoint)
 	}
+	return keys
+}
+
+func loadClientKeys(path string, add func(key, format string, args ...any)) *clientauth.Keys {
+	keys, err := clientauth.Load(path)
+	if err != nil {
+		add("oidc.client_key_file", "%v", err)
+		return nil
+	}
+	return keys
 }

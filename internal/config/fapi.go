@@ -16,8 +16,9 @@ const fapi2SenderConstraint = "FAPI 2.0 §5.3.2 requires sender-constrained acce
 
 // validateProfile checks oidc.profile and, under fapi2, refuses every
 // setting that cannot meet the FAPI 2.0 Security Profile, naming its key.
-// Discovery checks are in oidc.Client.Mismatches.
-func (c *Config) validateProfile(add func(key, format string, args ...any)) {
+// Discovery checks are in oidc.Client.Mismatches. keys are the signing
+// keys validateClientKeys loaded, if any.
+func (c *Config) validateProfile(keys *clientauth.Keys, add func(key, format string, args ...any)) {
 	o := c.OIDC
 	switch o.Profile {
 	case "":
@@ -39,11 +40,9 @@ func (c *Config) validateProfile(add func(key, format string, args ...any)) {
 	if !o.ClientSecret.IsZero() || o.ClientSecretFile != "" {
 		add("oidc.client_secret", "must not be set with oidc.profile: fapi2 (no client_secret_* client authentication, FAPI 2.0 §5.3.2); remove it, client_secret_file and MOAT_OIDC_CLIENT_SECRET")
 	}
-	if o.ClientKeyFile != "" && (o.ClientAuthMethod == AuthPrivateKeyJWT || o.RequestObject) {
-		if ks, err := clientauth.Load(o.ClientKeyFile); err == nil { // load errors are reported by validateClientKeys
-			if kid, alg := ks.Signing(); !slices.Contains(clientauth.FAPI2Algorithms(), alg) {
-				add("oidc.client_key_file", "its first key (kid %q) signs with %s, but oidc.profile: fapi2 allows only PS256, ES256 or EdDSA (FAPI 2.0 §5.4.1); set the key's \"alg\" to PS256 (RSA), or create one with `moat keygen --jwk`", kid, alg)
-			}
+	if keys != nil {
+		if kid, alg := keys.Signing(); !slices.Contains(clientauth.FAPI2Algorithms(), alg) {
+			add("oidc.client_key_file", "its first key (kid %q) signs with %s, but oidc.profile: fapi2 allows only PS256, ES256 or EdDSA (FAPI 2.0 §5.4.1); set the key's \"alg\" to PS256 (RSA), or create one with `moat keygen --jwk`", kid, alg)
 		}
 	}
 	// response_type is always code: oidc.auth_params cannot change it (authparams.go).

@@ -56,12 +56,12 @@ func (c *Config) Validate() error {
 	if !slices.Contains([]string{AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthTLSClient, AuthSelfSignedTLS}, o.ClientAuthMethod) {
 		add("oidc.client_auth_method", "%q is not supported; use %s, %s, %s, %s or %s", o.ClientAuthMethod, AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthTLSClient, AuthSelfSignedTLS)
 	}
-	c.validateClientKeys(add)
+	keys := c.validateClientKeys(add)
 	if !slices.Contains([]string{"auto", "required", "off"}, o.PAR) {
 		add("oidc.par", "%q is not a mode; use auto, required or off", o.PAR)
 	}
 	o.checkAuthParams(add)
-	c.validateProfile(add)
+	c.validateProfile(keys, add)
 	if !slices.Contains(o.Scopes, "openid") {
 		add("oidc.scopes", "must contain openid (moat is an OpenID Connect client)")
 	}
