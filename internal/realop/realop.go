@@ -102,6 +102,17 @@ type Options struct {
 	// signing key instead of its RS256 development key, and makes the
 	// default client's ID tokens ES256 (FAPI 2.0 §5.4.1 allows no RS256).
 	IDTokenSigningAlg string
+	// DPoP registers the default client with dpop_bound_access_tokens
+	// (RFC 9449 §5.2): its token requests without a proof are refused.
+	// oidc-provider accepts proofs from every client either way.
+	DPoP bool
+	// DPoPRequireNonce makes the provider refuse proofs without its
+	// nonce (use_dpop_nonce with DPoP-Nonce, RFC 9449 §8).
+	DPoPRequireNonce bool
+	// FAPI2 turns on oidc-provider's FAPI 2.0 Security Profile checks
+	// (features.fapi profile '2.0': PKCE, client assertions audienced to
+	// the issuer alone, a registered redirect_uri always sent).
+	FAPI2 bool
 }
 
 // OP is a running provider.
@@ -180,6 +191,7 @@ func Start(t testing.TB, opts Options) *OP {
 		AuthMethod             string          `json:"token_endpoint_auth_method"`
 		JWKS                   json.RawMessage `json:"jwks,omitempty"`
 		CertBound              bool            `json:"tls_client_certificate_bound_access_tokens,omitempty"`
+		DPoPBound              bool            `json:"dpop_bound_access_tokens,omitempty"`
 		RequestObjectAlg       string          `json:"request_object_signing_alg,omitempty"`
 		RequireRequestObject   bool            `json:"require_signed_request_object,omitempty"`
 		IDTokenAlg             string          `json:"id_token_signed_response_alg,omitempty"`
@@ -204,7 +216,7 @@ func Start(t testing.TB, opts Options) *OP {
 			GrantTypes:    []string{"authorization_code", "refresh_token", "client_credentials"},
 			ResponseTypes: []string{"code"}, AuthMethod: c.AuthMethod, JWKS: c.JWKS,
 			RequestObjectAlg: c.RequestObjectSigningAlg, RequireRequestObject: c.RequestObjectSigningAlg != "",
-			CertBound: opts.TLS && i == 0,
+			CertBound: opts.TLS && i == 0, DPoPBound: opts.DPoP && i == 0,
 		})
 
 		if c.RequestObjectSigningAlg != "" {
@@ -228,6 +240,9 @@ func Start(t testing.TB, opts Options) *OP {
 		"require_par":           opts.RequirePAR,
 		"strict_offline_access": opts.StrictOfflineAccess,
 		"request_objects":       requestObjects,
+		"dpop_require_nonce":    opts.DPoPRequireNonce,
+		"dpop_nonce_secret":     randHex(32),
+		"fapi2":                 opts.FAPI2,
 	}
 	switch opts.IDTokenSigningAlg {
 	case "":

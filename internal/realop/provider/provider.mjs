@@ -64,6 +64,14 @@ server.listen(0, '127.0.0.1', () => {
     },
     features: {
       devInteractions: { enabled: true },
+      // RFC 9449. Proofs are accepted from every client; clients
+      // registered with dpop_bound_access_tokens must send them.
+      dPoP: {
+        enabled: true,
+        nonceSecret: Buffer.from(settings.dpop_nonce_secret, 'hex'),
+        requireNonce: () => !!settings.dpop_require_nonce,
+      },
+      fapi: { enabled: !!settings.fapi2, profile: settings.fapi2 ? '2.0' : undefined },
       introspection: { enabled: true },
       revocation: { enabled: true },
       rpInitiatedLogout: { enabled: true },
