@@ -54,3 +54,29 @@ func New(t testing.TB, timeout time.Duration) context.Context {
 	t.Cleanup(cancelTab)
 	return tab
 }
+
+// Browser is one Chromium shared by a test's subtests, each in a tab of
+// its own browser context: separate cookies, storage and cache, as with a
+// fresh profile, without paying for another Chromium start.
+type Browser struct{ ctx context.Context }
+
+// Start calls Require and starts Chromium, which lives until the timeout
+// or the end of t.
+func Start(t testing.TB, timeout time.Duration) *Browser {
+	t.Helper()
+	ctx := New(t, timeout)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting Chromium: %v", err)
+	}
+	return &Browser{ctx: ctx}
+}
+
+// Tab opens a tab in a new browser context that lives until the timeout
+// or the end of t.
+func (b *Browser) Tab(t testing.TB, timeout time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(b.ctx, timeout)
+	t.Cleanup(cancel)
+	tab, cancelTab := chromedp.NewContext(ctx, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancelTab)
+	return tab
+}

@@ -28,12 +28,24 @@ import (
 // TestBrowserEndToEnd walks the demo as a person would, in a real browser:
 // log in at the IdP, use the three kinds of API, outlive the access token,
 // log out. At every step it looks everywhere a page can keep or see data
-// for the tokens the IdP issued, and finds none.
+// for the tokens the IdP issued, and finds none. It walks on the default
+// host, 127.0.0.1, and on localhost (--host localhost, or a
+// --frontend-origin on localhost): the Secure session cookie must work on
+// plain http on both, in one Chromium.
 func TestBrowserEndToEnd(t *testing.T) {
-	browsertest.Require(t)
+	chromium := browsertest.Start(t, 3*time.Minute)
+	for _, host := range []string{demo.DefaultHost, "localhost"} {
+		t.Run(host, func(t *testing.T) { walkDemo(t, chromium, host) })
+	}
+}
+
+func walkDemo(t *testing.T, chromium *browsertest.Browser, host string) {
 	const ttl = 3 * time.Second
-	sys := startDemo(t, demo.Options{AccessTokenTTL: ttl})
-	b := newBrowser(t, sys)
+	sys := startDemo(t, demo.Options{AccessTokenTTL: ttl, Host: host})
+	if !strings.HasPrefix(sys.BFFURL, "http://"+host+":") || !strings.HasPrefix(sys.IssuerURL, "http://"+host+":") {
+		t.Fatalf("moat at %s, the IdP at %s: want both on %s", sys.BFFURL, sys.IssuerURL, host)
+	}
+	b := newBrowserIn(t, sys, chromium.Tab(t, 90*time.Second))
 
 	// 1. The SPA loads, logged out.
 	b.do(chromedp.Navigate(sys.BFFURL + "/"))
@@ -64,11 +76,11 @@ func TestBrowserEndToEnd(t *testing.T) {
 	b.expectText("#who", "Dana Demo")
 
 	// The cookie question: the session cookie is Secure and __Host-, and
-	// moat runs on plain http://127.0.0.1. Being logged in shows the
-	// browser stored it and sent it back; here are its attributes.
+	// moat runs on plain http. Being logged in shows the browser stored it
+	// and sent it back; here are its attributes.
 	cookie := b.sessionCookie()
-	t.Logf("session cookie on http://127.0.0.1: %s HttpOnly=%v Secure=%v SameSite=%s Path=%s Domain=%s Session=%v",
-		cookie.Name, cookie.HTTPOnly, cookie.Secure, cookie.SameSite, cookie.Path, cookie.Domain, cookie.Session)
+	t.Logf("session cookie on %s: %s HttpOnly=%v Secure=%v SameSite=%s Path=%s Domain=%s Session=%v",
+		sys.BFFURL, cookie.Name, cookie.HTTPOnly, cookie.Secure, cookie.SameSite, cookie.Path, cookie.Domain, cookie.Session)
 	if !cookie.HTTPOnly || !cookie.Secure || cookie.SameSite != network.CookieSameSiteStrict || cookie.Path != "/" {
 		b.fatalf("session cookie attributes: %+v", cookie)
 	}
@@ -170,7 +182,11 @@ type responseBody struct {
 }
 
 func newBrowser(t *testing.T, sys *demo.System) *browser {
-	tab := browsertest.New(t, 90*time.Second)
+	return newBrowserIn(t, sys, browsertest.New(t, 90*time.Second))
+}
+
+// newBrowserIn is newBrowser in a tab already open.
+func newBrowserIn(t *testing.T, sys *demo.System, tab context.Context) *browser {
 	b := &browser{t: t, ctx: tab, sys: sys, start: time.Now(), urls: map[network.RequestID]string{}, held: map[network.RequestID]bool{}, preflight: map[network.RequestID]bool{}}
 
 	finished := make(chan network.RequestID, 4096)
