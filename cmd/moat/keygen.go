@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/moat-bff/moat/internal/clientauth"
 	"github.com/moat-bff/moat/internal/session"
@@ -54,21 +56,42 @@ func keygen(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("keygen --jwk: %w (an existing key is never overwritten)", err)
-	}
-	if _, err := f.Write(key); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
+	if err := writeNew(*out, key); err != nil {
+		return fmt.Errorf("keygen --jwk: %w", err)
 	}
 	pub, _ := json.MarshalIndent(ks.Public(), "", "  ")
 	fmt.Fprintf(stdout, "%s\n", pub)
 	fmt.Fprintf(stderr, "wrote the private key to %s\n"+
 		"register the public JWK set above at the IdP (or let it fetch <public_url>/auth/jwks), then set:\n"+
 		"  oidc:\n    client_auth_method: private_key_jwt\n    client_key_file: %s\n", *out, *out)
+	return nil
+}
+
+// writeNew creates path holding data, mode 0600, all or nothing: data goes
+// to a temporary file in the same directory, synced, then hard-linked to
+// path, which fails if path exists (an existing key is never overwritten,
+// as a rename would). A failed write (disk full) leaves neither a partial
+// key nor the temporary file.
+func writeNew(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*") // mode 0600
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Link(tmp.Name(), path); errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s exists: an existing key is never overwritten", path)
+	} else if err != nil {
+		return err
+	}
 	return nil
 }

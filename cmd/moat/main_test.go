@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -258,5 +259,30 @@ func TestKeygenJWK(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "goes with --jwk") || out != "" {
 			t.Errorf("keygen %v without --jwk: %v, stdout %q; want an error naming --jwk and no key", args, err, out)
 		}
+	}
+}
+
+// TestKeygenJWKNeverLeavesAPartialKey: a write that fails half-way (here
+// the file size limit, as a full disk would) leaves no key file, partial
+// or whole, and no temporary file; keygen fails.
+func TestKeygenJWKNeverLeavesAPartialKey(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh to set the file size limit")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "client-key.pem")
+	// A PS256 (RSA) key's PEM is over 1 KB; the limit is 512 or 1024 bytes.
+	cmd := exec.Command(sh, "-c", `trap "" XFSZ; ulimit -f 1 && exec "$@"`, "sh", os.Args[0], "keygen", "--jwk", "--alg", "PS256", "--out", path)
+	cmd.Env = append(os.Environ(), envRunMain+"=1")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("keygen --jwk succeeded past the file size limit:\n%s", out)
+	}
+	if !strings.Contains(string(out), "file too large") {
+		t.Fatalf("keygen --jwk did not fail on the write: %v\n%s", err, out)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("a failed keygen --jwk left %v", left)
 	}
 }
