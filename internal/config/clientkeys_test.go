@@ -17,7 +17,7 @@ import (
 // once, and every check (here fapi2's algorithm check) judges those same
 // bytes. The file is a FIFO written once: a second read would wait.
 func TestClientKeyFileReadOnce(t *testing.T) {
-	_, keyFile, rs256 := fapiFiles(t)
+	_, keyFile, rs256 := clientFiles(t)
 	for _, tc := range []struct {
 		name, src, want string
 	}{

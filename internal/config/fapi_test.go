@@ -21,9 +21,9 @@ import (
 	"github.com/moat-bff/moat/internal/config"
 )
 
-// fapiFiles writes an ES256 key with its self-signed client certificate
-// (PEM) and a JWK set holding an RSA key marked RS256.
-func fapiFiles(t *testing.T) (certFile, keyFile, rs256File string) {
+// clientFiles writes a new ES256 key with its self-signed client
+// certificate (PEM) and a JWK set holding an RSA key marked RS256.
+func clientFiles(t *testing.T) (certFile, keyFile, rs256File string) {
 	t.Helper()
 	dir := t.TempDir()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -50,7 +50,7 @@ func fapiFiles(t *testing.T) (certFile, keyFile, rs256File string) {
 // meet the FAPI 2.0 Security Profile, naming the key and the fix, and
 // makes PAR required by default.
 func TestFAPI2Config(t *testing.T) {
-	cert, key, rs256 := fapiFiles(t)
+	cert, key, rs256 := clientFiles(t)
 	const senderConstraint = "use client_auth_method: tls_client_auth or self_signed_tls_client_auth, or private_key_jwt together with oidc.client_cert_file"
 	for _, tc := range []struct {
 		name string

@@ -116,29 +116,6 @@ func TestPrivateKeyJWTWrongKey(t *testing.T) {
 	}
 }
 
-// TestPrivateKeyJWTConfig: the settings name their key.
-func TestPrivateKeyJWTConfig(t *testing.T) {
-	path, _ := keyFile(t, "ES256")
-	bad := filepath.Join(t.TempDir(), "bad.pem")
-	os.WriteFile(bad, []byte("not a key"), 0o600)
-	for _, tc := range []struct {
-		o    config.OIDC
-		want string
-	}{
-		{config.OIDC{ClientAuthMethod: config.AuthPrivateKeyJWT}, "oidc.client_key_file: is required with client_auth_method: private_key_jwt"},
-		{config.OIDC{ClientAuthMethod: config.AuthPrivateKeyJWT, ClientKeyFile: bad}, "oidc.client_key_file: no private key found"},
-		{config.OIDC{ClientAuthMethod: config.AuthPrivateKeyJWT, ClientKeyFile: path, ClientAssertionAudience: "token"}, `oidc.client_assertion_audience: "token" is not an audience`},
-		{config.OIDC{ClientSecret: "s", ClientKeyFile: path}, "oidc.client_key_file: is used only with client_auth_method: private_key_jwt"},
-		{config.OIDC{ClientAuthMethod: "client_secret_jwt", ClientSecret: "s"}, `oidc.client_auth_method: "client_secret_jwt" is not supported`},
-	} {
-		err := validateOIDC(tc.o)
-		wantConfigErr(t, tc.o, err, tc.want)
-		if err != nil && strings.Contains(err.Error(), "oidc.client_secret") {
-			t.Errorf("private_key_jwt still asks for a client secret: %v", err)
-		}
-	}
-}
-
 // TestRealOPPrivateKeyJWT: the whole life cycle against the real
 // oidc-provider with private_key_jwt alone (the client has no usable
 // secret): login, an API call whose token the provider confirms, a

@@ -111,24 +111,6 @@ func TestMTLSLogin(t *testing.T) {
 	}
 }
 
-// TestMTLSConfig: the mTLS settings name their keys.
-func TestMTLSConfig(t *testing.T) {
-	certFile, keyFile, _ := clientCertFiles(t)
-	_, otherKey, _ := clientCertFiles(t)
-	for _, tc := range []struct {
-		o    config.OIDC
-		want string // "" valid
-	}{
-		{config.OIDC{ClientAuthMethod: config.AuthTLSClient}, "oidc.client_cert_file: and oidc.client_key_file are required with client_auth_method: tls_client_auth"},
-		{config.OIDC{ClientAuthMethod: config.AuthSelfSignedTLS, ClientCertFile: certFile, ClientKeyFile: otherKey}, "oidc.client_cert_file: with oidc.client_key_file: tls: private key does not match public key"},
-		{config.OIDC{ClientSecret: "s", ClientCertFile: certFile}, "oidc.client_cert_file: is used only with client_auth_method: tls_client_auth, self_signed_tls_client_auth or private_key_jwt"},
-		{config.OIDC{ClientAuthMethod: config.AuthTLSClient, ClientCertFile: certFile, ClientKeyFile: keyFile}, ""},
-		{config.OIDC{ClientAuthMethod: config.AuthSelfSignedTLS, ClientCertFile: certFile, ClientKeyFile: keyFile, RequestObject: true}, ""},
-	} {
-		wantConfigErr(t, tc.o, validateOIDC(tc.o), tc.want)
-	}
-}
-
 // TestMTLSBoundTokens: the IdP binds access tokens to moat's certificate
 // (RFC 8705 §3, cnf x5t#S256); an upstream that enforces the binding
 // accepts them when the route presents the same certificate

@@ -119,24 +119,6 @@ func TestRequestObjectUnsupported(t *testing.T) {
 	}
 }
 
-// TestRequestObjectConfig: request_object needs client_key_file, and the
-// key file is no longer refused with a client secret when it signs
-// request objects.
-func TestRequestObjectConfig(t *testing.T) {
-	path, _ := keyFile(t, "ES256")
-	for _, tc := range []struct {
-		o    config.OIDC
-		want string // "" valid
-	}{
-		{config.OIDC{ClientSecret: "s", RequestObject: true}, "oidc.client_key_file: is required with request_object: true"},
-		{config.OIDC{ClientSecret: "s", RequestObject: true, ClientKeyFile: path}, ""},
-		{config.OIDC{ClientSecret: "s", ClientKeyFile: path}, "oidc.client_key_file: is used only with client_auth_method: private_key_jwt, tls_client_auth or self_signed_tls_client_auth, or request_object: true"},
-		{config.OIDC{ClientAuthMethod: config.AuthPrivateKeyJWT, ClientKeyFile: path, RequestObject: true}, ""},
-	} {
-		wantConfigErr(t, tc.o, validateOIDC(tc.o), tc.want)
-	}
-}
-
 // TestRealOPRequestObject: the whole life cycle against the real
 // oidc-provider with a client that must send signed request objects
 // (require_signed_request_object, request_object_signing_alg ES256, typ

@@ -128,22 +128,3 @@ func e0(c *config.Config) string {
 	return strings.TrimSuffix(u, "/api/")
 }
 
-// TestRouteRulesConfig: a malformed rule is a configuration error naming
-// its key.
-func TestRouteRulesConfig(t *testing.T) {
-	for _, tc := range []struct {
-		req  []config.Requirement
-		tok  string
-		want string
-	}{
-		{[]config.Requirement{{Claim: "groups"}}, "", "routes[0].require[0]: a claim rule needs exactly one of any_of or all_of"},
-		{[]config.Requirement{{Claim: "groups", AnyOf: []string{"a"}, ACR: []string{"x"}}}, "", "routes[0].require[0]: set exactly one of"},
-		{[]config.Requirement{{ACR: []string{"urn:gold"}}}, "", `routes[0].require[0].acr: "urn:gold" is not in oidc.acr_values`},
-		{[]config.Requirement{{Claim: "groups", AnyOf: []string{"a"}}}, config.TokenNone, "routes[0].require: needs token: user"},
-		{[]config.Requirement{{Scope: []string{"orders:read orders:write"}}}, "", `routes[0].require[0].scope: "orders:read orders:write" is not a scope`},
-		{[]config.Requirement{{Scope: []string{}}}, "", "routes[0].require[0]: a list of values must not be empty"},
-		{[]config.Requirement{{Scope: []string{"a"}, MaxAge: config.Duration(60e9)}}, "", "routes[0].require[0]: set exactly one of claim, acr, amr, max_age or scope"},
-	} {
-		wantConfigErr(t, tc.req, validateRoute(config.Route{Token: tc.tok, Require: tc.req}), tc.want)
-	}
-}

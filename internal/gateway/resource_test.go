@@ -114,16 +114,3 @@ func TestResourceRefused(t *testing.T) {
 	}
 }
 
-// TestResourceConfig: a bad resource names its key.
-func TestResourceConfig(t *testing.T) {
-	for _, tc := range []struct {
-		r    config.Route
-		want string
-	}{
-		{config.Route{Resource: "api-a"}, `routes[0].resource: "api-a" must be an absolute URI`},
-		{config.Route{Resource: "https://a.example/#x"}, "without a fragment"},
-		{config.Route{Resource: "https://a.example/", Token: config.TokenClient}, "routes[0].resource: needs token: user"},
-	} {
-		wantConfigErr(t, tc.r, validateRoute(tc.r), tc.want)
-	}
-}

@@ -199,24 +199,6 @@ func TestTokenExchangeFailures(t *testing.T) {
 	}
 }
 
-// TestTokenExchangeConfig: bad token_exchange settings name their key.
-func TestTokenExchangeConfig(t *testing.T) {
-	for _, tc := range []struct {
-		r    config.Route
-		want string
-	}{
-		{config.Route{TokenExchange: &config.TokenExchange{}}, "routes[0].token_exchange: needs audience or resource"},
-		{config.Route{TokenExchange: &config.TokenExchange{Resource: "api-b"}}, `routes[0].token_exchange.resource: "api-b" must be an absolute URI`},
-		{config.Route{TokenExchange: &config.TokenExchange{Resource: "https://b.example/#f"}}, "without a fragment"},
-		{config.Route{TokenExchange: &config.TokenExchange{Audience: "a", Scope: []string{"a b"}}}, "routes[0].token_exchange.scope[0]"},
-		{config.Route{TokenExchange: &config.TokenExchange{Audience: " a"}}, "routes[0].token_exchange.audience"},
-		{config.Route{TokenExchange: &config.TokenExchange{Audience: "a"}, Token: config.TokenClient}, "routes[0].token_exchange: needs token: user"},
-		{config.Route{TokenExchange: &config.TokenExchange{Audience: "a"}, Resource: "https://a.example/"}, "routes[0].token_exchange: cannot be combined with routes[].resource"},
-	} {
-		wantConfigErr(t, tc.r.TokenExchange, validateRoute(tc.r), tc.want)
-	}
-}
-
 // TestTokenExchangeDeadSession: a session whose refresh token is refused
 // ends (401) on a token_exchange route as on any other, with no exchange.
 func TestTokenExchangeDeadSession(t *testing.T) {

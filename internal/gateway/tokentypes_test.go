@@ -108,16 +108,3 @@ func TestClientTokenOutage(t *testing.T) {
 	}
 }
 
-// TestTokenTypesConfig: bad token settings name their key.
-func TestTokenTypesConfig(t *testing.T) {
-	for _, tc := range []struct {
-		r    config.Route
-		want string
-	}{
-		{config.Route{Token: "bearer"}, `routes[0].token: "bearer" is not a token type`},
-		{config.Route{Token: config.TokenUser, ClientScopes: []string{"a"}}, "routes[0].client_scopes: applies only to token: client or user_or_client"},
-		{config.Route{Token: config.TokenOptionalUser, Require: []config.Requirement{{Claim: "g", AnyOf: []string{"a"}}}}, "routes[0].require: needs token: user"},
-	} {
-		wantConfigErr(t, tc.r, validateRoute(tc.r), tc.want)
-	}
-}
