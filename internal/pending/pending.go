@@ -59,10 +59,11 @@ type Cap struct {
 	live  map[session.Key]time.Time // this replica's transactions, by expiry
 	order []entry                   // the same, oldest first, with completed ones left in until they expire
 
-	closedMu  sync.Mutex
-	closedFor int64 // the bucket whose predecessors closedSum counts
+	closedMu  sync.Mutex // never held across a store call
+	closedFor int64      // the bucket whose predecessors closedSum counts
 	closedAt  time.Time
 	closedSum int64
+	flight    *flight // the reread in progress, if any
 }
 
 type entry struct {
@@ -186,22 +187,70 @@ func (c *Cap) admitStore(ctx context.Context, now time.Time) error {
 }
 
 // closed returns the counts of the buckets before cur that are still in the
-// window, rereading them at most once a second.
+// window, rereading them at most once a second. One caller at a time
+// rereads, its reads concurrent and outside closedMu; the others wait for
+// its answer or for their own context.
 func (c *Cap) closed(ctx context.Context, cur int64, now time.Time) (int64, error) {
-	c.closedMu.Lock()
-	defer c.closedMu.Unlock()
-	if c.closedFor == cur && now.Sub(c.closedAt) < time.Second && now.Sub(c.closedAt) >= 0 {
-		return c.closedSum, nil
-	}
-	var sum int64
-	for b := cur - buckets; b < cur; b++ {
-		n, _, err := c.read(ctx, bucketKey(b))
-		if err != nil {
-			return 0, err
+	for {
+		c.closedMu.Lock()
+		if c.closedFor == cur && now.Sub(c.closedAt) < time.Second && now.Sub(c.closedAt) >= 0 {
+			sum := c.closedSum
+			c.closedMu.Unlock()
+			return sum, nil
 		}
-		sum += n
+		if f := c.flight; f != nil {
+			c.closedMu.Unlock()
+			select {
+			case <-f.done:
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+			if f.cur == cur && (f.err == nil || !errors.Is(f.err, context.Canceled)) {
+				return f.sum, f.err
+			}
+			continue // another bucket, or its caller went away: look again
+		}
+		f := &flight{cur: cur, done: make(chan struct{})}
+		c.flight = f
+		c.closedMu.Unlock()
+
+		f.sum, f.err = c.sumClosed(ctx, cur)
+		c.closedMu.Lock()
+		if f.err == nil {
+			c.closedFor, c.closedAt, c.closedSum = cur, now, f.sum
+		}
+		c.flight = nil
+		c.closedMu.Unlock()
+		close(f.done)
+		return f.sum, f.err
 	}
-	c.closedFor, c.closedAt, c.closedSum = cur, now, sum
+}
+
+// flight is one reread of the closed buckets.
+type flight struct {
+	cur  int64
+	done chan struct{}
+	sum  int64
+	err  error
+}
+
+// sumClosed reads the buckets before cur concurrently: one round trip's
+// latency on the login path, not ten.
+func (c *Cap) sumClosed(ctx context.Context, cur int64) (int64, error) {
+	var counts [buckets]int64
+	var errs [buckets]error
+	var wg sync.WaitGroup
+	for i := range buckets {
+		wg.Go(func() { counts[i], _, errs[i] = c.read(ctx, bucketKey(cur-buckets+int64(i))) })
+	}
+	wg.Wait()
+	var sum int64
+	for i := range buckets {
+		if errs[i] != nil {
+			return 0, errs[i]
+		}
+		sum += counts[i]
+	}
 	return sum, nil
 }
 

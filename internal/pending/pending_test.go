@@ -158,6 +158,60 @@ func TestPerStoreCap(t *testing.T) {
 	}
 }
 
+// gatedStore holds every Get until release is closed, counting those
+// waiting at once.
+type gatedStore struct {
+	session.Store
+	release chan struct{}
+	waiting atomic.Int64
+	most    atomic.Int64
+}
+
+func (g *gatedStore) Get(ctx context.Context, k session.Key) (session.Record, error) {
+	n := g.waiting.Add(1)
+	for m := g.most.Load(); n > m && !g.most.CompareAndSwap(m, n); m = g.most.Load() {
+	}
+	defer g.waiting.Add(-1)
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+		return session.Record{}, ctx.Err()
+	}
+	return g.Store.Get(ctx, k)
+}
+
+// TestClosedBucketsReadTogether: the ten closed buckets are read at once,
+// not one round trip after another, and without a lock held across the
+// reads: a second login waiting for them gives up with its own context.
+func TestClosedBucketsReadTogether(t *testing.T) {
+	g := &gatedStore{Store: memory.New(memory.Options{}), release: make(chan struct{})}
+	c := New(Options{PerReplica: 100, PerStore: 100, Timeout: 10 * time.Minute, Store: g})
+	first := make(chan error, 1)
+	go func() { first <- c.Admit(context.Background(), key(1)) }()
+
+	deadline := time.Now().Add(5 * time.Second)
+	for g.most.Load() < buckets && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := g.most.Load(); n < buckets {
+		close(g.release)
+		<-first
+		t.Fatalf("at most %d bucket reads were in flight at once, want all %d", n, buckets)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := c.Admit(ctx, key(2)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a second login while the buckets are read = %v, want its own deadline", err)
+	}
+	close(g.release)
+	if err := <-first; err != nil {
+		t.Fatalf("first login: %v", err)
+	}
+	if err := c.Admit(context.Background(), key(3)); err != nil {
+		t.Fatalf("a login after the reread: %v", err)
+	}
+}
+
 // BenchmarkAdmit is what the caps add to /auth/login on the memory store:
 // the replica's bookkeeping, one Get and one CompareAndSwap of the current
 // bucket (the closed buckets are reread once a second).
