@@ -141,7 +141,7 @@ func New(routes []Route, o Options) *Table {
 		o.MaxIdleConnsPerHost = 256
 	}
 	t := &Table{}
-	pool := &bufferPool{}
+	pool := &BufferPool{}
 	for _, r := range routes {
 		if r.Name == "" {
 			r.Name = r.Prefix
@@ -548,20 +548,24 @@ func newTransport(r Route, maxIdle int) *http.Transport {
 	}
 }
 
-// bufferPool reuses 32 KiB copy buffers (httputil.BufferPool). It pools
-// array pointers, so that Put does not allocate a slice header each time.
-type bufferPool struct{ p sync.Pool }
+// BufferPool reuses 32 KiB copy buffers (httputil.BufferPool) for every
+// route; the zero value is ready. It pools array pointers, so that Put does
+// not allocate a slice header each time. bench/cmd/bareproxy uses it too,
+// so that the reference proxy copies bodies as moat does.
+type BufferPool struct{ p sync.Pool }
 
 const bufferSize = 32 * 1024
 
-func (b *bufferPool) Get() []byte {
+// Get returns a buffer of 32 KiB.
+func (b *BufferPool) Get() []byte {
 	if v := b.p.Get(); v != nil {
 		return v.(*[bufferSize]byte)[:]
 	}
 	return new([bufferSize]byte)[:]
 }
 
-func (b *bufferPool) Put(buf []byte) {
+// Put keeps buf for reuse if it can hold 32 KiB.
+func (b *BufferPool) Put(buf []byte) {
 	if cap(buf) >= bufferSize {
 		b.p.Put((*[bufferSize]byte)(buf[:bufferSize]))
 	}

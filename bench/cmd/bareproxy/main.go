@@ -14,8 +14,9 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"sync"
 	"time"
+
+	"github.com/moat-bff/moat/internal/proxy"
 )
 
 func main() {
@@ -40,7 +41,7 @@ func main() {
 			pr.Out.Header["Authorization"] = []string{"Bearer fixed-token-for-the-bare-proxy"}
 		},
 		Transport:  tr,
-		BufferPool: &bufferPool{},
+		BufferPool: &proxy.BufferPool{}, // moat's own, so that only what moat adds differs
 		// Like moat, answer 502 without logging: wrk closing its
 		// connections at the end of a run cancels requests in flight.
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) { w.WriteHeader(http.StatusBadGateway) },
@@ -52,23 +53,4 @@ func main() {
 	fmt.Printf("listening %s\n", ln.Addr())
 	srv := &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	log.Fatal(srv.Serve(ln))
-}
-
-// bufferPool reuses 32 KiB copy buffers (httputil.BufferPool). It pools
-// array pointers, so that Put does not allocate a slice header each time.
-type bufferPool struct{ p sync.Pool }
-
-const bufferSize = 32 * 1024
-
-func (b *bufferPool) Get() []byte {
-	if v := b.p.Get(); v != nil {
-		return v.(*[bufferSize]byte)[:]
-	}
-	return new([bufferSize]byte)[:]
-}
-
-func (b *bufferPool) Put(buf []byte) {
-	if cap(buf) >= bufferSize {
-		b.p.Put((*[bufferSize]byte)(buf[:bufferSize]))
-	}
 }
