@@ -9,15 +9,15 @@ import (
 
 // replayCache remembers each accepted proof (its key's thumbprint and jti)
 // until its iat leaves the window. It holds at most max proofs: when full,
-// it forgets the proof with the oldest iat and from then on refuses every
-// proof not newer than it, so an evicted proof cannot be replayed either.
+// it forgets the proof with the oldest iat, and refuses a proof not newer
+// than the oldest it holds. A forgotten proof is never newer than that, so
+// it cannot come back until it is stale.
 type replayCache struct {
 	max int
 
 	mu    sync.Mutex
 	seen  map[[32]byte]struct{}
 	order byIAT
-	floor time.Time // proofs with iat at or before it are refused
 }
 
 type entry struct {
@@ -50,18 +50,14 @@ func (c *replayCache) add(jkt, jti string, iat time.Time, window time.Duration, 
 	for len(c.order) > 0 && c.order[0].iat.Add(window).Before(now) {
 		delete(c.seen, heap.Pop(&c.order).(entry).id)
 	}
-	if _, ok := c.seen[id]; ok || !iat.After(c.floor) {
+	if _, ok := c.seen[id]; ok {
 		return false
 	}
 	if len(c.order) >= c.max {
-		old := heap.Pop(&c.order).(entry)
-		delete(c.seen, old.id)
-		if old.iat.After(c.floor) {
-			c.floor = old.iat
+		if !iat.After(c.order[0].iat) {
+			return false // it would be the first forgotten
 		}
-		if !iat.After(c.floor) {
-			return false
-		}
+		delete(c.seen, heap.Pop(&c.order).(entry).id)
 	}
 	c.seen[id] = struct{}{}
 	heap.Push(&c.order, entry{id, iat})

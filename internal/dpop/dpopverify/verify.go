@@ -230,7 +230,7 @@ func (v *Verifier) Verify(headers []string, r Request) (*Proof, error) {
 	p := &Proof{JKT: base64.RawURLEncoding.EncodeToString(tp), Key: key, ID: c.JTI, Nonce: nonce, IssuedAt: iat}
 	// §11.1: a proof is accepted once within its window.
 	if !v.replay.add(p.JKT, c.JTI, iat, v.window, now) {
-		return nil, proofErr(ErrReplay, "jti already used")
+		return nil, proofErr(ErrReplay, "jti already used, or iat too old for a full replay cache")
 	}
 	return p, nil
 }
