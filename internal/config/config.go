@@ -187,6 +187,11 @@ type OIDC struct {
 	MaxIDTokenAge Duration `yaml:"max_id_token_age"`
 	// ClockSkew is the leeway for exp, iat and nbf checks.
 	ClockSkew Duration `yaml:"clock_skew"`
+	// InsecureLegacyLogoutTokens accepts back-channel logout tokens shaped
+	// by the drafts of Back-Channel Logout 1.0 before its final version
+	// (2022), as Ory Hydra 2.x sends them: typ JWT and no exp. Such a token
+	// is accepted while its iat is within max_id_token_age.
+	InsecureLegacyLogoutTokens bool `yaml:"insecure_legacy_logout_tokens"`
 	// PostLogoutRedirectURL is sent as post_logout_redirect_uri at logout
 	// (RP-Initiated Logout 1.0 §2); it must be registered at the IdP.
 	// Empty: frontend_url, or public_url + "/" (Config.PostLogoutRedirect).

@@ -259,6 +259,9 @@ func (c *Config) Warnings() []string {
 			w = append(w, fmt.Sprintf("routes[%d].insecure_allow_set_cookie is set: %s may set cookies on moat's origin, which script may read", i, r.Upstream))
 		}
 	}
+	if c.OIDC.InsecureLegacyLogoutTokens {
+		w = append(w, "oidc.insecure_legacy_logout_tokens is set: back-channel logout tokens typed JWT or without exp are accepted, each for max_id_token_age after its iat (Back-Channel Logout 1.0 drafts before 2022; Ory Hydra 2.x)")
+	}
 	if c.Server.InsecureExposeMetrics {
 		w = append(w, "server.insecure_expose_metrics is set: anyone who reaches moat can read its traffic metrics")
 	}

@@ -160,6 +160,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 		HTTPClient: idpClient, PAR: cfg.OIDC.PAR, OnClientRejected: m.ClientRejected,
 		AuthParams: cfg.OIDC.AuthParams, Resources: routeResources(cfg), RequestObjects: requestObjects,
 		Profile: cfg.OIDC.Profile, CertificateBound: cfg.OIDC.ClientCertFile != "",
+		LegacyLogoutTokens: cfg.OIDC.InsecureLegacyLogoutTokens,
 	}, log)
 	// A store that pushes invalidations (Redis, PostgreSQL) makes the
 	// session cache coherent across replicas; the watch ends with Close.

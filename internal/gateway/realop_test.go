@@ -57,6 +57,23 @@ func (e *realEnv) noteSecret(vs ...string) {
 func newRealEnv(t *testing.T, opts realop.Options, mods ...any) *realEnv {
 	t.Helper()
 	realop.Require(t)
+	e, ln := listenMoat(t, mods...)
+	opts.RedirectURIs = []string{e.url + "/auth/callback"}
+	opts.PostLogoutRedirectURIs = []string{e.url + "/logged-out", e.url + "/"}
+	opts.BackchannelLogoutURI = e.url + "/auth/backchannel-logout"
+	e.op = realop.Start(t, opts)
+	introspect := func(at string) (string, bool) {
+		sub, active, err := e.op.Introspect(at)
+		return sub, err == nil && active
+	}
+	e.startMoat(t, ln, provider{e.op.Issuer, e.op.ClientID, e.op.ClientSecret, e.op.CAFile}, introspect, mods...)
+	return e
+}
+
+// listenMoat opens moat's listener; the publicHost among mods names the
+// host browsers use for it (127.0.0.1 when none).
+func listenMoat(t *testing.T, mods ...any) (*realEnv, net.Listener) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -68,16 +85,21 @@ func newRealEnv(t *testing.T, opts realop.Options, mods ...any) *realEnv {
 		}
 	}
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	e := &realEnv{url: "http://" + net.JoinHostPort(host, port), logs: &logtest.Buffer{}}
-	opts.RedirectURIs = []string{e.url + "/auth/callback"}
-	opts.PostLogoutRedirectURIs = []string{e.url + "/logged-out", e.url + "/"}
-	opts.BackchannelLogoutURI = e.url + "/auth/backchannel-logout"
-	e.op = realop.Start(t, opts)
+	return &realEnv{url: "http://" + net.JoinHostPort(host, port), logs: &logtest.Buffer{}}, ln
+}
+
+// provider is what moat's configuration needs of a real provider.
+type provider struct{ issuer, clientID, clientSecret, caFile string }
+
+// startMoat starts the recording upstream, whose introspect checks each
+// Bearer at the provider (returning its subject), and moat on ln.
+func (e *realEnv) startMoat(t *testing.T, ln net.Listener, p provider, introspect func(string) (string, bool), mods ...any) {
+	t.Helper()
 	e.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		authz := r.Header.Get("Authorization")
 		at, _ := strings.CutPrefix(authz, "Bearer ")
-		sub, active, err := e.op.Introspect(at)
-		if err != nil || !active {
+		sub, active := introspect(at)
+		if !active {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
@@ -93,10 +115,10 @@ func newRealEnv(t *testing.T, opts realop.Options, mods ...any) *realEnv {
 		Listen:    ln.Addr().String(),
 		PublicURL: e.url,
 		OIDC: config.OIDC{
-			Issuer: e.op.Issuer, ClientID: e.op.ClientID, ClientSecret: secret.String(e.op.ClientSecret),
+			Issuer: p.issuer, ClientID: p.clientID, ClientSecret: secret.String(p.clientSecret),
 			Scopes:                []string{"openid", "profile", "email"},
 			PostLogoutRedirectURL: e.url + "/logged-out",
-			CAFile:                e.op.CAFile, // "" unless realop.Options.TLS
+			CAFile:                p.caFile, // "" unless realop.Options.TLS
 		},
 		Session: config.Session{Keys: []secret.String{secret.String(session.NewKey())}},
 		Routes:  []config.Route{{Prefix: "/resource/api/", Upstream: e.upstream.URL + "/api/"}},
@@ -115,6 +137,7 @@ func newRealEnv(t *testing.T, opts realop.Options, mods ...any) *realEnv {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var err error
 	e.gw, err = gateway.New(context.Background(), e.cfg, log, gateway.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +147,7 @@ func newRealEnv(t *testing.T, opts realop.Options, mods ...any) *realEnv {
 		t.Fatal(err)
 	}
 	go srv.Serve(ln)
-	e.noteSecret(e.op.ClientSecret)
+	e.noteSecret(p.clientSecret)
 	t.Cleanup(func() {
 		srv.Close()
 		e.gw.Close()
@@ -144,7 +167,6 @@ func newRealEnv(t *testing.T, opts realop.Options, mods ...any) *realEnv {
 			}
 		}
 	})
-	return e
 }
 
 // login signs in through moat and the provider's pages and checks the

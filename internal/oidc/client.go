@@ -102,6 +102,10 @@ type Config struct {
 	// another AuthMethod (private_key_jwt), so that access tokens are
 	// bound to it (RFC 8705 §3); the mtls_endpoint_aliases are used.
 	CertificateBound bool
+	// LegacyLogoutTokens accepts back-channel logout tokens shaped by the
+	// drafts of Back-Channel Logout 1.0 before its final version (2022),
+	// as Ory Hydra 2.x sends them: typ JWT, no exp (VerifyLogoutToken).
+	LegacyLogoutTokens bool
 }
 
 // PAR modes.
@@ -164,8 +168,11 @@ type Metadata struct {
 type provider struct {
 	op       *gooidc.Provider
 	verifier *gooidc.IDTokenVerifier
-	oauth    *oauth2.Config
-	meta     Metadata
+	// noExpVerifier is verifier without the exp check, for logout tokens
+	// without exp (Config.LegacyLogoutTokens); nil otherwise.
+	noExpVerifier *gooidc.IDTokenVerifier
+	oauth         *oauth2.Config
+	meta          Metadata
 }
 
 // New returns a Client. It does not contact the IdP; see Discover.
@@ -310,15 +317,23 @@ func (c *Client) discover(ctx context.Context) (*provider, error) {
 		}
 	}
 	keys := &keySet{uri: meta.JWKSURI, client: c.cfg.HTTPClient, now: c.cfg.Now, every: c.cfg.JWKSRefetchEvery}
+	vcfg := &gooidc.Config{
+		ClientID:             c.cfg.ClientID,
+		SupportedSigningAlgs: algs, // RS256 when the provider names none (OIDC Discovery §3); under fapi2 none passes then
+		// go-oidc compares exp and nbf without leeway; shifting its clock
+		// back by the skew grants the leeway on exp only where it matters.
+		Now: func() time.Time { return c.cfg.Now().Add(-c.cfg.ClockSkew) },
+	}
+	var noExp *gooidc.IDTokenVerifier
+	if c.cfg.LegacyLogoutTokens {
+		ncfg := *vcfg
+		ncfg.SkipExpiryCheck = true
+		noExp = gooidc.NewVerifier(c.cfg.Issuer, keys, &ncfg)
+	}
 	return &provider{
-		op: op,
-		verifier: gooidc.NewVerifier(c.cfg.Issuer, keys, &gooidc.Config{
-			ClientID:             c.cfg.ClientID,
-			SupportedSigningAlgs: algs, // RS256 when the provider names none (OIDC Discovery §3); under fapi2 none passes then
-			// go-oidc compares exp and nbf without leeway; shifting its clock
-			// back by the skew grants the leeway on exp only where it matters.
-			Now: func() time.Time { return c.cfg.Now().Add(-c.cfg.ClockSkew) },
-		}),
+		op:            op,
+		verifier:      gooidc.NewVerifier(c.cfg.Issuer, keys, vcfg),
+		noExpVerifier: noExp,
 		oauth: &oauth2.Config{
 			ClientID:     c.cfg.ClientID,
 			ClientSecret: c.cfg.ClientSecret.Reveal(),

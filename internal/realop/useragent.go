@@ -28,7 +28,7 @@ type UserAgent struct {
 	// Hops are the URLs visited by the last Browse, in order.
 	Hops []*url.URL
 
-	issuer *url.URL
+	provider []*url.URL // origins whose pages the user agent fills in
 }
 
 // Page is where a Browse ended.
@@ -41,18 +41,31 @@ type Page struct {
 
 // UserAgent returns a fresh user agent (empty jar) that signs in as login.
 func (op *OP) UserAgent(login string) *UserAgent {
+	return NewUserAgent(login, op.httpClient.Transport, op.Issuer)
+}
+
+// NewUserAgent returns a fresh user agent (empty jar) that signs in as
+// login on the pages of providerOrigins: the provider's own, and for a
+// provider that delegates sign-in (Ory Hydra) its login app's too.
+func NewUserAgent(login string, transport http.RoundTripper, providerOrigins ...string) *UserAgent {
 	jar, _ := cookiejar.New(nil)
-	iss, _ := url.Parse(op.Issuer)
-	return &UserAgent{
+	ua := &UserAgent{
 		Client: &http.Client{
-			Transport:     op.httpClient.Transport,
+			Transport:     transport,
 			Jar:           jar,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		Login:  login,
 		Header: http.Header{},
-		issuer: iss,
 	}
+	for _, o := range providerOrigins {
+		u, err := url.Parse(o)
+		if err != nil {
+			panic(fmt.Sprintf("realop.NewUserAgent: %q: %v", o, err))
+		}
+		ua.provider = append(ua.provider, u)
+	}
+	return ua
 }
 
 // Browse fetches rawURL and follows redirects, filling in the provider's
@@ -120,7 +133,12 @@ func (ua *UserAgent) do(req *http.Request) (*Page, error) {
 }
 
 func (ua *UserAgent) atProvider(u *url.URL) bool {
-	return u.Scheme == ua.issuer.Scheme && u.Host == ua.issuer.Host
+	for _, p := range ua.provider {
+		if u.Scheme == p.Scheme && u.Host == p.Host {
+			return true
+		}
+	}
+	return false
 }
 
 type filled struct {

@@ -965,10 +965,15 @@ func (p *Provider) endSession(w http.ResponseWriter, r *http.Request) {
 
 // SignWithCurrentKey signs claims as a JWT with the provider's current key.
 func (p *Provider) SignWithCurrentKey(claims map[string]any) string {
+	return p.SignTyped("JWT", claims)
+}
+
+// SignTyped signs claims with the provider's current key and typ.
+func (p *Provider) SignTyped(typ string, claims map[string]any) string {
 	p.mu.Lock()
 	k := p.keys[len(p.keys)-1]
 	p.mu.Unlock()
-	return SignWith(k, "JWT", claims)
+	return SignWith(k, typ, claims)
 }
 
 // SignWith signs claims with key (with its Algorithm, RS256 when unset),

@@ -1,0 +1,255 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moat-bff/moat/internal/config"
+	"github.com/moat-bff/moat/internal/csrf"
+	"github.com/moat-bff/moat/internal/hydraop"
+	"github.com/moat-bff/moat/internal/realop"
+	"github.com/moat-bff/moat/internal/session"
+)
+
+// hydraEnv is moat in front of Ory Hydra, with the upstream checking each
+// Bearer by introspection at Hydra's admin API.
+type hydraEnv struct {
+	*realEnv
+	hy *hydraop.OP
+}
+
+// newHydraEnv starts Hydra and moat, configured as docs/providers.md says:
+// the scopes of the registered client (offline_access for refresh tokens)
+// and oidc.insecure_legacy_logout_tokens.
+func newHydraEnv(t *testing.T, opts hydraop.Options, mods ...any) *hydraEnv {
+	t.Helper()
+	hydraop.Require(t)
+	e, ln := listenMoat(t, mods...)
+	opts.RedirectURIs = []string{e.url + "/auth/callback"}
+	opts.PostLogoutRedirectURIs = []string{e.url + "/logged-out"}
+	opts.BackchannelLogoutURI = e.url + "/auth/backchannel-logout"
+	hy := hydraop.Start(t, opts)
+	introspect := func(at string) (string, bool) {
+		out, err := hy.Introspect(context.Background(), at)
+		if err != nil {
+			t.Errorf("introspection: %v", err)
+			return "", false
+		}
+		sub, _ := out["sub"].(string)
+		active, _ := out["active"].(bool)
+		return sub, active && out["token_use"] == "access_token"
+	}
+	// docs/providers.md's configuration for Hydra.
+	documented := func(c *config.Config) {
+		c.OIDC.Scopes = strings.Fields(hydraop.Scope)
+		c.OIDC.InsecureLegacyLogoutTokens = true
+	}
+	e.startMoat(t, ln, provider{issuer: hy.Issuer, clientID: hy.ClientID, clientSecret: hy.ClientSecret},
+		introspect, append([]any{documented}, mods...)...)
+	return &hydraEnv{realEnv: e, hy: hy}
+}
+
+// active reports whether Hydra still honours token (RFC 7662).
+func (e *hydraEnv) active(t *testing.T, token string) bool {
+	t.Helper()
+	out, err := e.hy.Introspect(context.Background(), token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	active, _ := out["active"].(bool)
+	return active
+}
+
+// backchannelFailed is what Hydra logs when a client's back-channel logout
+// URI does not answer 200 or 204.
+const backchannelFailed = "Unable to execute OpenID Connect Back-Channel Logout Request"
+
+func (e *hydraEnv) lastBearer() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.bearer) == 0 {
+		return ""
+	}
+	return e.bearer[len(e.bearer)-1]
+}
+
+// TestHydraFullFlow runs moat's life cycle against Ory Hydra: login (code
+// with PKCE; Hydra has no PAR), profile claims from the consent app, an API
+// call whose Bearer the upstream verifies at Hydra, a refresh (Hydra
+// rotates the refresh token and kills the used one), and RP-initiated
+// logout through Hydra's logout app back to the post_logout_redirect_uri,
+// with the refresh token revoked and Hydra's session gone.
+func TestHydraFullFlow(t *testing.T) {
+	e := newHydraEnv(t, hydraop.Options{})
+	ua := e.hy.UserAgent("alice")
+	e.login(t, ua)
+	if !hopsContain(ua.Hops, e.hy.Issuer, "/oauth2/auth") || !slices.Equal(e.hy.SignIns(), []string{"alice"}) {
+		t.Fatalf("login did not go through Hydra's sign-in: hops %v, sign-ins %v", ua.Hops, e.hy.SignIns())
+	}
+
+	cs := e.api(t, ua, http.MethodGet, "/auth/checksession")
+	if !e.loggedIn(t, ua) || !strings.Contains(string(cs.Body), `"alice"`) {
+		t.Fatalf("checksession: %d %s", cs.Status, cs.Body)
+	}
+	ui := e.api(t, ua, http.MethodGet, "/auth/userinfo")
+	if ui.Status != http.StatusOK || !strings.Contains(string(ui.Body), "alice@example.test") {
+		t.Fatalf("userinfo: %d %s", ui.Status, ui.Body)
+	}
+
+	first := e.tokens(t, ua)
+	if first.RefreshToken == "" {
+		t.Fatal("Hydra issued no refresh token for offline_access")
+	}
+	r := e.api(t, ua, http.MethodGet, "/resource/api/orders")
+	if r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"sub":"alice"`) {
+		t.Fatalf("API call: %d %s", r.Status, r.Body)
+	}
+	if got := e.lastBearer(); got != "Bearer "+first.AccessToken {
+		t.Fatalf("upstream got %.20q, want the session's access token", got)
+	}
+
+	e.expire(t, ua)
+	r = e.api(t, ua, http.MethodGet, "/resource/api/orders")
+	if r.Status != http.StatusOK {
+		t.Fatalf("API call after expiry: %d %s", r.Status, r.Body)
+	}
+	second := e.tokens(t, ua)
+	if second.AccessToken == first.AccessToken || e.lastBearer() != "Bearer "+second.AccessToken {
+		t.Fatal("the upstream did not get a refreshed access token")
+	}
+	// Hydra rotates refresh tokens: moat must keep the new one, since the
+	// used one is dead.
+	if second.RefreshToken == "" || second.RefreshToken == first.RefreshToken {
+		t.Fatal("Hydra did not rotate the refresh token, or moat did not keep the new one")
+	}
+	if e.active(t, first.RefreshToken) || e.active(t, first.AccessToken) {
+		t.Fatal("the refresh token used (or its access token) is still active at Hydra")
+	}
+
+	req, _ := http.NewRequest(http.MethodPost, e.url+"/auth/logout", nil)
+	req.Header.Set(csrf.HeaderName, csrf.HeaderValue)
+	out, err := ua.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct{ LogoutURL string }
+	if err := json.Unmarshal(out.Body, &body); err != nil || out.Status != http.StatusOK {
+		t.Fatalf("logout: %d %s", out.Status, out.Body)
+	}
+	page, err := ua.Browse(context.Background(), body.LogoutURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.URL.String() != e.url+"/logged-out" {
+		t.Fatalf("logout ended at %s (%d) %.300s, want the post_logout_redirect_uri", page.URL, page.Status, page.Body)
+	}
+	if !hopsContain(ua.Hops, e.hy.Issuer, "/oauth2/sessions/logout") || !hopsContain(ua.Hops, e.hy.App, "/logout") {
+		t.Fatalf("logout did not pass Hydra's end_session_endpoint and logout app: %v", ua.Hops)
+	}
+	if e.loggedIn(t, ua) {
+		t.Fatal("checksession says logged in after logout")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e.active(t, second.RefreshToken) {
+		if time.Now().After(deadline) {
+			t.Fatal("the refresh token is still active at Hydra after logout")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Hydra's session ended too: the next login shows the sign-in form.
+	e.login(t, ua)
+	if got := e.hy.SignIns(); !slices.Equal(got, []string{"alice", "alice"}) {
+		t.Fatalf("Hydra's session survived the logout: sign-ins %v", got)
+	}
+	if strings.Contains(e.hy.Log(), backchannelFailed) {
+		t.Fatal("Hydra could not deliver its logout token to moat")
+	}
+}
+
+// TestHydraBackchannelLogout ends a user's session at Hydra, not through
+// moat: the user signs out on Hydra's own logout page, and an operator ends
+// another's through the admin API. Hydra's logout tokens (sid, no sub) must
+// end exactly those sessions at moat.
+func TestHydraBackchannelLogout(t *testing.T) {
+	e := newHydraEnv(t, hydraop.Options{})
+	bob, carol, dave := e.hy.UserAgent("bob"), e.hy.UserAgent("carol"), e.hy.UserAgent("dave")
+	for _, ua := range []*realop.UserAgent{bob, carol, dave} {
+		e.login(t, ua)
+	}
+	waitLoggedOut := func(ua *realop.UserAgent) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for e.loggedIn(t, ua) {
+			if time.Now().After(deadline) {
+				t.Fatalf("moat's session of %s survived the back-channel logout", ua.Login)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	// bob signs out at Hydra (OP-initiated: no id_token_hint).
+	page, err := bob.Browse(context.Background(), e.hy.Issuer+"/oauth2/sessions/logout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hopsContain(bob.Hops, e.hy.App, "/logout") || page.URL.String() != e.hy.App+"/logged-out" {
+		t.Fatalf("sign-out at Hydra ended at %s (%d); hops %v", page.URL, page.Status, bob.Hops)
+	}
+	waitLoggedOut(bob)
+
+	// An operator ends dave's session at Hydra by its sid.
+	id, err := session.ParseID(e.sessionCookie(dave))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := e.gw.Sessions.LoadKey(context.Background(), id.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.SID == "" {
+		t.Fatal("Hydra's ID token carries no sid")
+	}
+	if err := e.hy.EndSession(context.Background(), l.SID); err != nil {
+		t.Fatal(err)
+	}
+	waitLoggedOut(dave)
+
+	if !e.loggedIn(t, carol) {
+		t.Fatal("another user's session ended too")
+	}
+	if strings.Contains(e.hy.Log(), backchannelFailed) {
+		t.Fatal("Hydra could not deliver a logout token to moat")
+	}
+}
+
+// TestHydraLogoutTokensNeedLegacyOption shows the quirk docs/providers.md
+// describes: Hydra's logout tokens follow the drafts of Back-Channel Logout
+// before 2022 (typ JWT, no exp), which moat refuses unless
+// oidc.insecure_legacy_logout_tokens is set, and names that key when it
+// refuses.
+func TestHydraLogoutTokensNeedLegacyOption(t *testing.T) {
+	e := newHydraEnv(t, hydraop.Options{}, func(c *config.Config) { c.OIDC.InsecureLegacyLogoutTokens = false })
+	ua := e.hy.UserAgent("erin")
+	e.login(t, ua)
+	if _, err := ua.Browse(context.Background(), e.hy.Issuer+"/oauth2/sessions/logout"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(e.hy.Log(), backchannelFailed) {
+		if time.Now().After(deadline) {
+			t.Fatal("Hydra did not report moat's refusal of its logout token")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !e.loggedIn(t, ua) {
+		t.Fatal("a refused logout token ended the session")
+	}
+	if !strings.Contains(e.logs.String(), `typ \"JWT\" is not logout+jwt`) || !strings.Contains(e.logs.String(), "oidc.insecure_legacy_logout_tokens") {
+		t.Fatal("moat's log does not say why it refused the token and which key accepts it")
+	}
+}
