@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -251,5 +252,41 @@ func TestHydraLogoutTokensNeedLegacyOption(t *testing.T) {
 	}
 	if !strings.Contains(e.logs.String(), `typ \"JWT\" is not logout+jwt`) || !strings.Contains(e.logs.String(), "oidc.insecure_legacy_logout_tokens") {
 		t.Fatal("moat's log does not say why it refused the token and which key accepts it")
+	}
+}
+
+// TestHydraConcurrentCallsRefreshOnce: Hydra treats a second use of a
+// refresh token as theft and revokes the whole family, so API calls that
+// find the access token expired at the same moment must share one refresh.
+// Each call succeeds, and the session goes on refreshing afterwards.
+func TestHydraConcurrentCallsRefreshOnce(t *testing.T) {
+	e := newHydraEnv(t, hydraop.Options{})
+	ua := e.hy.UserAgent("frank")
+	e.login(t, ua)
+	for round := range 2 {
+		before := e.tokens(t, ua)
+		e.expire(t, ua)
+		var wg sync.WaitGroup
+		status := make([]int, 8)
+		for i := range status {
+			wg.Go(func() { // the jar is safe to share; the UserAgent's hops are not
+				req, _ := http.NewRequest(http.MethodGet, e.url+"/resource/api/orders", nil)
+				req.Header.Set(csrf.HeaderName, csrf.HeaderValue)
+				if resp, err := ua.Client.Do(req); err == nil {
+					resp.Body.Close()
+					status[i] = resp.StatusCode
+				}
+			})
+		}
+		wg.Wait()
+		for i, s := range status {
+			if s != http.StatusOK {
+				t.Fatalf("round %d: concurrent call %d: %d", round, i, s)
+			}
+		}
+		after := e.tokens(t, ua)
+		if after.RefreshToken == before.RefreshToken || !e.active(t, after.RefreshToken) {
+			t.Fatalf("round %d: the session's refresh token was not rotated once, or Hydra revoked the new one", round)
+		}
 	}
 }
