@@ -127,4 +127,3 @@ func e0(c *config.Config) string {
 	u := c.Routes[0].Upstream
 	return strings.TrimSuffix(u, "/api/")
 }
-
