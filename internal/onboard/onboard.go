@@ -73,6 +73,16 @@ const (
 	kindKeycloak = "keycloak"
 )
 
+// LooksLikeHydra reports whether m is Ory Hydra's (or Ory Network's, which
+// runs it): its end_session_endpoint is /oauth2/sessions/logout, a path no
+// other provider here uses. Hydra 2.x signs back-channel logout tokens as the
+// drafts before 2022 had them (typ JWT, no exp), which moat refuses unless
+// oidc.insecure_legacy_logout_tokens is set (docs/providers.md).
+func LooksLikeHydra(m oidc.Metadata) bool {
+	u, err := url.Parse(m.EndSessionEndpoint)
+	return err == nil && strings.HasSuffix(u.Path, "/oauth2/sessions/logout")
+}
+
 func kind(issuer string) string {
 	u, err := url.Parse(issuer)
 	if err != nil {
@@ -152,6 +162,9 @@ func Quirks(m oidc.Metadata, cfg *config.Config) []string {
 		w = append(w, "logout: the provider offers only front-channel logout, which moat does not implement; a logout at the provider (or in another app) does not end moat's sessions before their timeouts")
 	case !m.BackchannelLogoutSupported:
 		w = append(w, "logout: the provider's discovery document does not set backchannel_logout_supported, so it may never call moat's back-channel logout URI; a logout at the provider (or in another app) then does not end moat's sessions before their timeouts")
+	}
+	if LooksLikeHydra(m) && m.BackchannelLogoutSupported && !cfg.OIDC.InsecureLegacyLogoutTokens {
+		w = append(w, "oidc.insecure_legacy_logout_tokens: the provider looks like Ory Hydra (end_session_endpoint "+m.EndSessionEndpoint+"), whose back-channel logout tokens are typed JWT and carry no exp, as the drafts of Back-Channel Logout before 2022 had them; moat refuses them unless this is true, so a logout at the provider would not end moat's sessions")
 	}
 	if m.RevocationEndpoint == "" && k != kindCognito {
 		w = append(w, "logout: the provider has no revocation_endpoint; the refresh token of a logged-out session stays valid at the provider until it expires")

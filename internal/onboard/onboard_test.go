@@ -64,6 +64,16 @@ func TestQuirks(t *testing.T) {
 		{"auth0 without audience", full("https://tenant.eu.auth0.com/"), cfgWith(nil), []string{"oidc.auth_params: without an audience"}},
 		{"auth0 with audience", full("https://tenant.eu.auth0.com/"),
 			cfgWith(func(c *config.Config) { c.OIDC.AuthParams = map[string]string{"audience": "https://api"} }), nil},
+		{"hydra without the legacy logout tokens option", func() oidc.Metadata {
+			m := full("https://hydra.example.com")
+			m.EndSessionEndpoint = "https://hydra.example.com/oauth2/sessions/logout"
+			return m
+		}(), cfgWith(nil), []string{"oidc.insecure_legacy_logout_tokens: the provider looks like Ory Hydra"}},
+		{"hydra with the option", func() oidc.Metadata {
+			m := full("https://hydra.example.com")
+			m.EndSessionEndpoint = "https://hydra.example.com/oauth2/sessions/logout"
+			return m
+		}(), cfgWith(func(c *config.Config) { c.OIDC.InsecureLegacyLogoutTokens = true }), nil},
 		{"keycloak refreshes without offline_access", full("https://kc.example.com/realms/main"),
 			cfgWith(func(c *config.Config) { c.OIDC.Scopes = []string{"openid", "profile", "email"} }), nil},
 		{"offline_access listed but not asked for", full("https://idp.example.com"),

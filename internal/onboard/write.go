@@ -162,6 +162,11 @@ func Config(a Answers, m oidc.Metadata) string {
 		p("  # The provider offers no pushed authorization requests (RFC 9126).")
 	}
 	p("  par: auto")
+	if LooksLikeHydra(m) && m.BackchannelLogoutSupported {
+		p("  # Ory Hydra's back-channel logout tokens are typed JWT and carry no exp")
+		p("  # (Back-Channel Logout drafts before 2022); without this moat refuses them.")
+		p("  insecure_legacy_logout_tokens: true")
+	}
 	if m.EndSessionEndpoint != "" {
 		p("  # After logout at the provider the browser returns here; register it there.")
 		p("  post_logout_redirect_url: %s", q(a.landing()))
