@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,6 +21,10 @@ type Invalidator interface {
 	// was called has been delivered to drop or flush. An error means the
 	// invalidation channel is down: the cache must not be trusted.
 	Sync(ctx context.Context) error
+	// Synced is when the latest Sync round trip that succeeded started
+	// (zero if none): every change the store had completed by then has
+	// been delivered.
+	Synced() time.Time
 }
 
 // Coalesce shares one round trip among concurrent callers of a Sync: a
@@ -31,6 +36,7 @@ type Coalesce struct {
 	mu      sync.Mutex
 	running bool
 	next    *round
+	synced  atomic.Pointer[time.Time] // start of the latest round that succeeded
 }
 
 type round struct {
@@ -71,9 +77,20 @@ func (c *Coalesce) run(ctx context.Context, trip func(context.Context) error) {
 		}
 		c.next = nil
 		c.mu.Unlock()
-		r.err = trip(ctx)
+		start := time.Now() // before the round trip is sent
+		if r.err = trip(ctx); r.err == nil {
+			c.synced.Store(&start) // rounds run one at a time: it only grows
+		}
 		close(r.done)
 	}
+}
+
+// Synced is when the latest round that succeeded started, zero if none.
+func (c *Coalesce) Synced() time.Time {
+	if t := c.synced.Load(); t != nil {
+		return *t
+	}
+	return time.Time{}
 }
 
 // KeepWatching is a store's Watch loop: it runs once, which sets up the

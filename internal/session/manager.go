@@ -1,6 +1,7 @@
 package session
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -54,6 +55,8 @@ type shared struct {
 	cache    *cache
 	loads    singleflight.Group // cache misses, by key
 	inv      Invalidator        // nil: the cache is only bounded by its TTL
+	window   time.Duration      // see SyncWindow
+	active   atomic.Int64       // wall clock (ns) of the last cached lookup, for the heartbeat
 	keys     keyGate
 	marked   atomic.Pointer[marked] // the last key-check marker written
 }
@@ -79,6 +82,9 @@ type ManagerOptions struct {
 	// Invalidator is the store's, when Store wraps it (metrics, tracing);
 	// nil means Store itself if it is one.
 	Invalidator Invalidator
+	// SyncWindow is DefaultSyncWindow when zero; see there. Every replica
+	// of a deployment must use the same.
+	SyncWindow time.Duration
 	// KeysPending says the codec's keys have not been proven against the
 	// store (CheckKeys could not reach it). Until they are, a record that
 	// does not open is an outage, not a logout, and no session is created.
@@ -99,8 +105,9 @@ func NewManager(o ManagerOptions) *Manager {
 		inv, _ = o.Store.(Invalidator)
 	}
 	if inv != nil && m.cache != nil && o.WatchContext != nil {
-		m.inv = inv
+		m.inv, m.window = inv, cmp.Or(o.SyncWindow, DefaultSyncWindow)
 		inv.Watch(o.WatchContext, m.cache.drop, m.cache.flush)
+		go m.heartbeat(o.WatchContext)
 	}
 	return m
 }
@@ -138,6 +145,70 @@ func indexOf(frontend, v string) string {
 		return v
 	}
 	return frontend + "|" + v
+}
+
+// DefaultSyncWindow: with an Invalidator, a replica serves a cached session
+// without a round trip of its own while its invalidation channel has
+// completed one (Invalidator.Synced) that started less than this long
+// before the request; and every write that other replicas must see at
+// once (an ending, a change) waits a little longer than this after the
+// store has done it, before it returns. So a request that arrives after
+// the write's answer needs a round trip sent after the write, which
+// delivered its invalidation. The heartbeat keeps such a round trip
+// recent while sessions are being served from the cache, so a cached hit
+// costs no round trip; this replaces one round trip per cached hit, which
+// blocked every request (docs/performance.md). It relies on durations
+// only, measured on each replica's monotonic clock, not on synchronised
+// clocks.
+const DefaultSyncWindow = 40 * time.Millisecond
+
+// heartbeat runs a Sync every fifth of the window while the cache is in
+// use (it was looked up in the last second), so that Synced stays within
+// the window.
+func (m *Manager) heartbeat(ctx context.Context) {
+	t := time.NewTicker(m.window / 5)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if now.UnixNano()-m.active.Load() < int64(time.Second) {
+				_ = m.inv.Sync(ctx) // a failure is Sync's callers' to see
+			}
+		}
+	}
+}
+
+// coherent reports whether the cache may serve a request that arrived
+// now, after the caller found its session there. Without an invalidator
+// the TTL bounds the cache; with one, a round trip must have started
+// within the window (see DefaultSyncWindow) or be made now; if the
+// channel is down, the cache is bypassed until it is back.
+func (m *Manager) coherent(ctx context.Context) bool {
+	if m.inv == nil {
+		return true
+	}
+	now := time.Now()
+	if ns := now.UnixNano(); ns-m.active.Load() > int64(m.window/5) {
+		m.active.Store(ns) // not on every request: the line is shared
+	}
+	if now.Sub(m.inv.Synced()) < m.window {
+		return true
+	}
+	return m.inv.Sync(ctx) == nil
+}
+
+// fence is called after a write that other replicas must see at once,
+// whether the store reported it done or not (a lost reply may hide a
+// write that happened): it waits until no replica can serve a copy cached
+// before the write without a round trip sent after it (see
+// DefaultSyncWindow). The margin covers monotonic clocks running at
+// slightly different rates (NTP slews by at most 500 ppm).
+func (m *Manager) fence() {
+	if m.inv != nil {
+		time.Sleep(m.window + m.window/10 + time.Millisecond)
+	}
 }
 
 // Store returns the underlying store.
@@ -196,9 +267,8 @@ func (m *Manager) LoadKey(ctx context.Context, key Key) (*Loaded, error) {
 
 func (m *Manager) loadKey(ctx context.Context, key Key, now time.Time) (*Loaded, error) {
 	// With an invalidator, a cached session is served only once every
-	// invalidation sent before this request has arrived; if the channel is
-	// down, the cache is bypassed until it is back.
-	if m.cache.has(key) && (m.inv == nil || m.inv.Sync(ctx) == nil) {
+	// invalidation sent before this request has arrived.
+	if m.cache.has(key) && m.coherent(ctx) {
 		if l, ok := m.cache.get(key, now); ok && now.Before(l.Deadline(m.idle)) {
 			return l, nil
 		}
@@ -320,7 +390,11 @@ func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, s Session) 
 // Save writes l back if nobody else changed it since it was loaded, and
 // updates l.Version. It returns ErrConflict when somebody did and
 // ErrNoSession when the session is gone or past its deadline.
-func (m *Manager) Save(ctx context.Context, l *Loaded) error {
+func (m *Manager) Save(ctx context.Context, l *Loaded) error { return m.save(ctx, l, true) }
+
+// save is Save; fenced says whether other replicas must see the write at
+// once (see fence).
+func (m *Manager) save(ctx context.Context, l *Loaded, fenced bool) error {
 	now := m.now()
 	ttl := l.Deadline(m.idle).Sub(now)
 	if ttl <= 0 {
@@ -328,6 +402,9 @@ func (m *Manager) Save(ctx context.Context, l *Loaded) error {
 	}
 	t := m.cache.begin(l.Key)
 	v, err := m.store.CompareAndSwap(ctx, l.Key, l.Version, m.record(l), ttl)
+	if fenced && !errors.Is(err, ErrConflict) && !errors.Is(err, ErrNotFound) { // those wrote nothing
+		m.fence()
+	}
 	switch {
 	case errors.Is(err, ErrConflict):
 		m.cache.end(l.Key, t)
@@ -361,7 +438,9 @@ func (m *Manager) TouchAt(ctx context.Context, l *Loaded, now time.Time) {
 	}
 	prev := l.LastSeen
 	l.LastSeen = now
-	if err := m.Save(ctx, l); err != nil && !errors.Is(err, ErrConflict) {
+	// Not fenced: a replica that serves a copy with an older LastSeen only
+	// thinks the session idle sooner, and rereads it.
+	if err := m.save(ctx, l, false); err != nil && !errors.Is(err, ErrConflict) {
 		l.LastSeen = prev
 		m.log.Debug("sliding the idle timeout", "session", l.Key.Short(), "error", err)
 	}
@@ -375,7 +454,9 @@ func (m *Manager) Delete(ctx context.Context, w http.ResponseWriter, key Key) er
 	// started between the first drop and the delete must not cache what it
 	// saw before the delete.
 	defer m.cache.drop(key)
-	if err := m.store.Delete(ctx, key); err != nil {
+	err := m.store.Delete(ctx, key)
+	m.fence()
+	if err != nil {
 		// The cookie stays: the browser can retry the logout once the
 		// store is back, instead of losing the cookie to a live session.
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -392,6 +473,7 @@ func (m *Manager) DeleteBy(ctx context.Context, sub, sid string) ([]Key, error) 
 	m.cache.dropMatching(m.frontend, sub, sid)
 	defer m.cache.dropMatching(m.frontend, sub, sid) // as in Delete
 	keys, err := m.store.DeleteBy(ctx, indexOf(m.frontend, sub), indexOf(m.frontend, sid))
+	m.fence()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}

@@ -123,3 +123,6 @@ func (s *Store) roundTripListen(ctx context.Context) error {
 func (s *Store) Sync(ctx context.Context) error {
 	return s.watch.sync.Do(ctx, s.roundTripListen)
 }
+
+// Synced implements session.Invalidator.
+func (s *Store) Synced() time.Time { return s.watch.sync.Synced() }

@@ -170,3 +170,6 @@ func (s *Store) Sync(ctx context.Context) error {
 		return first
 	})
 }
+
+// Synced implements session.Invalidator.
+func (s *Store) Synced() time.Time { return s.watch.sync.Synced() }

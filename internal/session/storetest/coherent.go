@@ -40,6 +40,8 @@ func (c *counting) Watch(ctx context.Context, drop func(session.Key), flush func
 
 func (c *counting) Sync(ctx context.Context) error { return c.inv.Sync(ctx) }
 
+func (c *counting) Synced() time.Time { return c.inv.Synced() }
+
 // RunCoherentCache checks the coherent session cache of issue 14 with
 // three replicas, each a session.Manager with its own store client on the
 // same database and a cache that would keep sessions for a minute: a
