@@ -87,3 +87,35 @@ func TestKeepWatching(t *testing.T) {
 		t.Fatalf("%d warnings for two outages, want 2:\n%s", n, buf.String())
 	}
 }
+
+// TestCoalesceSynced: Synced is when the latest round that succeeded
+// started, taken before its round trip was sent (a later reading would
+// claim changes the round trip may have missed); a failed round leaves it.
+func TestCoalesceSynced(t *testing.T) {
+	var c session.Coalesce
+	if !c.Synced().IsZero() {
+		t.Fatal("Synced before any round is not zero")
+	}
+	ctx := t.Context()
+	for range 3 {
+		before := time.Now()
+		var sent time.Time
+		if err := c.Do(ctx, func(context.Context) error {
+			sent = time.Now()
+			time.Sleep(5 * time.Millisecond)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Synced(); got.Before(before) || got.After(sent) {
+			t.Fatalf("Synced = %v, want between the call (%v) and the round trip (%v)", got, before, sent)
+		}
+	}
+	last := c.Synced()
+	if err := c.Do(ctx, func(context.Context) error { return errors.New("down") }); err == nil {
+		t.Fatal("a failed round reported success")
+	}
+	if got := c.Synced(); !got.Equal(last) {
+		t.Fatalf("a failed round moved Synced from %v to %v", last, got)
+	}
+}

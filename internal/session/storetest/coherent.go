@@ -19,6 +19,8 @@ type Relay interface {
 	Cut()
 	Refuse()
 	Accept()
+	Mute()
+	Unmute()
 }
 
 // counting counts a store's reads, to tell cache hits from store reads, and
@@ -62,7 +64,7 @@ func RunCoherentCache(t *testing.T, open func(t *testing.T) session.Store, relay
 	if err != nil {
 		t.Fatal(err)
 	}
-	manager := func(t *testing.T, s session.Store) (*session.Manager, *counting) {
+	manager := func(t *testing.T, s session.Store, window ...time.Duration) (*session.Manager, *counting) {
 		inv, ok := s.(session.Invalidator)
 		if !ok {
 			t.Fatalf("%T is not a session.Invalidator", s)
@@ -70,7 +72,7 @@ func RunCoherentCache(t *testing.T, open func(t *testing.T) session.Store, relay
 		c := &counting{Store: s, inv: inv}
 		m := session.NewManager(session.ManagerOptions{Store: c, Codec: codec, IdleTimeout: time.Hour,
 			AbsoluteTimeout: 2 * time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			CacheTTL: time.Minute, CacheSize: 1000, WatchContext: t.Context()})
+			CacheTTL: time.Minute, CacheSize: 1000, WatchContext: t.Context(), SyncWindow: append(window, 0)[0]})
 		// Until the invalidation channel is up the cache is bypassed.
 		deadline := time.Now().Add(10 * time.Second)
 		for inv.Sync(t.Context()) != nil {
@@ -166,6 +168,45 @@ func RunCoherentCache(t *testing.T, open func(t *testing.T) session.Store, relay
 			got, err := ms[i].LoadKey(ctx, l.Key)
 			if err != nil || got.Version != l.Version {
 				t.Fatalf("after a change on replica 0, replica %d loads version %v, %v; want %d", i, got, err, l.Version)
+			}
+		}
+	})
+
+	// A partition that sends no reset: b hears nothing more, though its
+	// latest round trip was recent when it went silent. A logout through a
+	// must still not be served by b once it has returned. The window is
+	// long, so that without the fence b's last round trip would still be
+	// within it on a loaded machine.
+	t.Run("InvalidationsSilenced", func(t *testing.T) {
+		if relayed == nil {
+			t.Skip("no relay for this deployment")
+		}
+		const window = time.Second
+		a, _ := manager(t, open(t), window)
+		bs, relay := relayed(t)
+		b, bc := manager(t, bs, window)
+		inv := bs.(session.Invalidator)
+		for round := range 2 {
+			l := create(t, a, random("sub"))
+			warm(t, b, bc, l)
+			relay.Mute()
+			if err := a.Delete(ctx, nil, l.Key); err != nil {
+				t.Fatal(err)
+			}
+			lctx, cancel := context.WithTimeout(ctx, time.Second)
+			got, err := b.LoadKey(lctx, l.Key)
+			cancel()
+			if err == nil {
+				t.Fatalf("round %d: the silenced replica served a session deleted meanwhile: %v", round, got.Key.Short())
+			}
+			relay.Unmute()
+			relay.Cut() // replies were lost: every connection starts over
+			deadline := time.Now().Add(10 * time.Second)
+			for inv.Sync(ctx) != nil {
+				if time.Now().After(deadline) {
+					t.Fatalf("round %d: the invalidation channel did not come back within 10s", round)
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
 		}
 	})
