@@ -225,7 +225,10 @@ func TestNoReplicaServesAWriteItMissed(t *testing.T) {
 	ends := map[string]func(m *session.Manager, l *session.Loaded) error{
 		"logout":        func(m *session.Manager, l *session.Loaded) error { return m.Delete(ctx, nil, l.Key) },
 		"revoke by sid": func(m *session.Manager, l *session.Loaded) error { _, err := m.DeleteBy(ctx, "", l.SID); return err },
-		"revoke all":    func(m *session.Manager, l *session.Loaded) error { _, err := m.DeleteBy(ctx, l.Subject, ""); return err },
+		"revoke all": func(m *session.Manager, l *session.Loaded) error {
+			_, err := m.DeleteBy(ctx, l.Subject, "")
+			return err
+		},
 		"change": func(m *session.Manager, l *session.Loaded) error {
 			l.UserAgent = "changed"
 			return m.Save(ctx, l)
