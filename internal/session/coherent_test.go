@@ -96,23 +96,32 @@ func TestCoalesceSynced(t *testing.T) {
 	if !c.Synced().IsZero() {
 		t.Fatal("Synced before any round is not zero")
 	}
+	// One trip for every call, as in a store: a round already running
+	// serves the next callers with the trip it was started with.
+	var sent atomic.Pointer[time.Time]
+	var fail atomic.Bool
+	trip := func(context.Context) error {
+		now := time.Now()
+		sent.Store(&now)
+		time.Sleep(5 * time.Millisecond)
+		if fail.Load() {
+			return errors.New("down")
+		}
+		return nil
+	}
 	ctx := t.Context()
 	for range 3 {
 		before := time.Now()
-		var sent time.Time
-		if err := c.Do(ctx, func(context.Context) error {
-			sent = time.Now()
-			time.Sleep(5 * time.Millisecond)
-			return nil
-		}); err != nil {
+		if err := c.Do(ctx, trip); err != nil {
 			t.Fatal(err)
 		}
-		if got := c.Synced(); got.Before(before) || got.After(sent) {
-			t.Fatalf("Synced = %v, want between the call (%v) and the round trip (%v)", got, before, sent)
+		if got := c.Synced(); got.Before(before) || got.After(*sent.Load()) {
+			t.Fatalf("Synced = %v, want between the call (%v) and the round trip (%v)", got, before, *sent.Load())
 		}
 	}
 	last := c.Synced()
-	if err := c.Do(ctx, func(context.Context) error { return errors.New("down") }); err == nil {
+	fail.Store(true)
+	if err := c.Do(ctx, trip); err == nil {
 		t.Fatal("a failed round reported success")
 	}
 	if got := c.Synced(); !got.Equal(last) {
