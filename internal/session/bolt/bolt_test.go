@@ -676,7 +676,7 @@ func TestCancelledContext(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	for name, err := range calls(ctx, s, k, v) {
+	for name, err := range storetest.Calls(ctx, s, k, v) {
 		if !errors.Is(err, context.Canceled) || errors.Is(err, session.ErrUnavailable) {
 			t.Errorf("%s with a cancelled ctx = %v, want context.Canceled and not ErrUnavailable", name, err)
 		}
@@ -684,21 +684,6 @@ func TestCancelledContext(t *testing.T) {
 	if got, err := s.Get(t.Context(), k); err != nil || got.Version != v {
 		t.Fatalf("record changed by cancelled calls: %+v, %v", got, err)
 	}
-}
-
-// calls runs every Store method but Close on k and returns their errors by
-// name.
-func calls(ctx context.Context, s *Store, k session.Key, v uint64) map[string]error {
-	out := map[string]error{}
-	_, out["Get"] = s.Get(ctx, k)
-	_, out["Set"] = s.Set(ctx, k, session.Record{Data: []byte("y")}, time.Hour)
-	_, out["CompareAndSwap"] = s.CompareAndSwap(ctx, k, v, session.Record{Data: []byte("y")}, time.Hour)
-	_, out["Take"] = s.Take(ctx, k)
-	out["Delete"] = s.Delete(ctx, k)
-	_, out["DeleteBy"] = s.DeleteBy(ctx, "alice", "")
-	_, out["ListBySubject"] = s.ListBySubject(ctx, "alice")
-	out["Ping"] = s.Ping(ctx)
-	return out
 }
 
 // TestCloseStopsSweeper runs in a synctest bubble, which fails the test if
@@ -709,32 +694,14 @@ func TestCloseStopsSweeper(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		k := session.NewID().Key()
-		v, err := s.Set(t.Context(), k, session.Record{Data: []byte("x"), Subject: "alice"}, 2*time.Second)
-		if err != nil {
+		if _, err := s.Set(t.Context(), session.NewID().Key(), session.Record{Data: []byte("x"), Subject: "alice"}, 2*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(5 * time.Second) // a few sweeps, one of which removes the record
 		if c := dumpInBubble(s); c != 0 {
 			t.Errorf("%d records after the sweeps, want 0", c)
 		}
-		var wg sync.WaitGroup
-		for range 4 {
-			wg.Go(func() {
-				if err := s.Close(); err != nil {
-					t.Errorf("Close: %v", err)
-				}
-			})
-		}
-		wg.Wait()
-		if err := s.Close(); err != nil {
-			t.Fatalf("Close after Close: %v", err)
-		}
-		for name, err := range calls(t.Context(), s, k, v) {
-			if !errors.Is(err, session.ErrUnavailable) {
-				t.Errorf("%s after Close = %v, want ErrUnavailable", name, err)
-			}
-		}
+		storetest.CheckClose(t, s)
 	})
 }
 
@@ -760,7 +727,7 @@ func TestConcurrentWithClose(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 50 {
-				for name, err := range calls(t.Context(), s, k, v) {
+				for name, err := range storetest.Calls(t.Context(), s, k, v) {
 					if err != nil && !errors.Is(err, session.ErrUnavailable) && !errors.Is(err, session.ErrNotFound) && !errors.Is(err, session.ErrConflict) {
 						t.Errorf("%s during Close: %v", name, err)
 					}

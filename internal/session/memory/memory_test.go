@@ -191,27 +191,7 @@ func TestCloseStopsSweeper(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(5 * time.Second) // a few sweeps
-		var wg sync.WaitGroup
-		for range 4 {
-			wg.Go(func() {
-				if err := s.Close(); err != nil {
-					t.Errorf("Close: %v", err)
-				}
-			})
-		}
-		wg.Wait()
-		if err := s.Close(); err != nil {
-			t.Fatalf("Close after Close: %v", err)
-		}
-		if _, err := s.Get(t.Context(), k); !errors.Is(err, session.ErrUnavailable) {
-			t.Errorf("Get after Close = %v, want ErrUnavailable", err)
-		}
-		if err := s.Ping(t.Context()); !errors.Is(err, session.ErrUnavailable) {
-			t.Errorf("Ping after Close = %v, want ErrUnavailable", err)
-		}
-		if _, err := s.Set(t.Context(), k, session.Record{Data: []byte("x")}, time.Minute); !errors.Is(err, session.ErrUnavailable) {
-			t.Errorf("Set after Close = %v, want ErrUnavailable", err)
-		}
+		storetest.CheckClose(t, s)
 		if n := s.Len(); n != 0 {
 			t.Errorf("Len() after Close = %d, want 0", n)
 		}

@@ -517,39 +517,11 @@ func TestClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond) // a few sweeps
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			if err := s.Close(); err != nil {
-				t.Errorf("Close: %v", err)
-			}
-		})
-	}
-	wg.Wait()
-	if err := s.Close(); err != nil {
-		t.Fatalf("Close after Close: %v", err)
-	}
+	storetest.CheckClose(t, s)
 	select {
 	case <-s.done:
 	default:
 		t.Fatal("the background goroutine is still running after Close")
-	}
-	checkClosed(t, s, k)
-}
-
-func checkClosed(t *testing.T, s *Store, k session.Key) {
-	t.Helper()
-	if _, err := s.Get(t.Context(), k); !errors.Is(err, session.ErrUnavailable) {
-		t.Errorf("Get after Close = %v, want ErrUnavailable", err)
-	}
-	if _, err := s.Set(t.Context(), k, session.Record{Data: []byte("x")}, time.Minute); !errors.Is(err, session.ErrUnavailable) {
-		t.Errorf("Set after Close = %v, want ErrUnavailable", err)
-	}
-	if _, err := s.DeleteBy(t.Context(), "a", ""); !errors.Is(err, session.ErrUnavailable) {
-		t.Errorf("DeleteBy after Close = %v, want ErrUnavailable", err)
-	}
-	if err := s.Ping(t.Context()); !errors.Is(err, session.ErrUnavailable) {
-		t.Errorf("Ping after Close = %v, want ErrUnavailable", err)
 	}
 }
 
@@ -563,9 +535,6 @@ func TestCloseLeaksNoGoroutine(t *testing.T) {
 			t.Fatalf("Open: %v", err)
 		}
 		time.Sleep(10 * time.Second) // several retries
-		if err := s.Close(); err != nil {
-			t.Fatalf("Close: %v", err)
-		}
-		checkClosed(t, s, session.NewID().Key())
+		storetest.CheckClose(t, s)
 	})
 }
