@@ -66,11 +66,15 @@ func (p *Provider) AccessTokenJKT(at string) string {
 }
 
 // verifyDPoP checks the DPoP header of a token, PAR or UserInfo request,
-// when there is one; nil, nil without. Refusals are *dpopverify.Error.
+// when there is one and the provider speaks DPoP; nil, nil otherwise.
+// Refusals are *dpopverify.Error.
 func (p *Provider) verifyDPoP(r *http.Request, accessToken string) (*dpopverify.Proof, error) {
 	p.mu.Lock()
 	b := p.behavior
 	p.mu.Unlock()
+	if !b.DPoP {
+		return nil, nil
+	}
 	if len(r.Header.Values("DPoP")) == 0 {
 		if b.DPoPRequired && accessToken == "" {
 			return nil, p.dpopRefused(errors.New("a DPoP proof is required"), &dpopverify.Error{Code: dpopverify.CodeInvalidProof, Description: "DPoP proof required"})
@@ -102,6 +106,12 @@ func (p *Provider) dpopAtPAR(w http.ResponseWriter, r *http.Request) (jkt string
 	if err != nil {
 		dpopverify.WriteToken(w, err)
 		return "", false
+	}
+	p.mu.Lock()
+	on := p.behavior.DPoP
+	p.mu.Unlock()
+	if !on {
+		return "", true
 	}
 	jkt = r.PostForm.Get("dpop_jkt")
 	if proof != nil {

@@ -22,6 +22,13 @@ const redirect = "http://127.0.0.1:1/cb"
 
 var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
+// newDPoPOP is a provider that speaks DPoP.
+func newDPoPOP(t *testing.T) *oidctest.Provider {
+	p := oidctest.New(t, redirect)
+	p.Set(func(b *oidctest.Behavior) { b.DPoP = true })
+	return p
+}
+
 func newKey(t *testing.T) *dpop.Key {
 	t.Helper()
 	k, err := dpop.NewKey()
@@ -135,7 +142,7 @@ func cnfJKT(t *testing.T, p *oidctest.Provider, at string) (string, bool) {
 // token (token_type DPoP, cnf.jkt); a refresh with another key's proof
 // binds the new one to that key (RFC 9449 §5, confidential client).
 func TestDPoPTokenEndpoint(t *testing.T) {
-	p := oidctest.New(t, redirect)
+	p := newDPoPOP(t)
 	k := newKey(t)
 	a := post(t, p, "/token", codeForm(authorize(t, p, nil)), proof(t, k, "POST", p.Issuer+"/token", "", "", time.Now()))
 	if a.status != 200 || a.str("token_type") != "DPoP" {
@@ -206,7 +213,7 @@ func TestDPoPTokenEndpointRefusals(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := oidctest.New(t, redirect)
+			p := newDPoPOP(t)
 			if tc.behavior != nil {
 				p.Set(tc.behavior)
 			}
@@ -233,7 +240,7 @@ func TestDPoPTokenEndpointRefusals(t *testing.T) {
 }
 
 func TestDPoPReplayedProof(t *testing.T) {
-	p := oidctest.New(t, redirect)
+	p := newDPoPOP(t)
 	k := newKey(t)
 	pr := proof(t, k, "POST", p.Issuer+"/token", "", "", time.Now())
 	a := post(t, p, "/token", codeForm(authorize(t, p, nil)), pr)
@@ -279,7 +286,7 @@ func TestDPoPPAR(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := oidctest.New(t, redirect)
+			p := newDPoPOP(t)
 			for _, bad := range []*dpop.Key{other, nil} {
 				hdr := ""
 				if bad != nil {
@@ -295,7 +302,7 @@ func TestDPoPPAR(t *testing.T) {
 			}
 		})
 	}
-	p := oidctest.New(t, redirect)
+	p := newDPoPOP(t)
 	a := post(t, p, "/par", parForm(p, url.Values{"dpop_jkt": {other.Thumbprint()}}), parProof(p, k))
 	if a.status != 400 || a.str("error") != dpopverify.CodeInvalidProof {
 		t.Fatalf("dpop_jkt and proof disagree: %d %v", a.status, a.body)
@@ -308,10 +315,27 @@ func TestDPoPPAR(t *testing.T) {
 // TestDPoPMisbehaviour: the knobs that make the provider answer without
 // binding do what they say, so client tests can rely on them.
 func TestDPoPMisbehaviour(t *testing.T) {
+	// Without Behavior.DPoP: a provider that knows nothing of DPoP.
 	p := oidctest.New(t, redirect)
 	k := newKey(t)
+	var meta map[string]any
+	resp, err := http.Get(p.Issuer + "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&meta)
+	resp.Body.Close()
+	if _, ok := meta["dpop_signing_alg_values_supported"]; ok {
+		t.Fatal("a provider without DPoP advertises it")
+	}
+	a := post(t, p, "/token", codeForm(authorize(t, p, nil)), proof(t, k, "GET", "https://elsewhere/", "", "", time.Now()))
+	if a.status != 200 || a.str("token_type") != "Bearer" || p.DPoPError() != "" {
+		t.Fatalf("no DPoP: %d %v (%s)", a.status, a.body, p.DPoPError())
+	}
+
+	p = newDPoPOP(t)
 	p.Set(func(b *oidctest.Behavior) { b.DPoPDowngrade = true })
-	a := post(t, p, "/token", codeForm(authorize(t, p, nil)), proof(t, k, "POST", p.Issuer+"/token", "", "", time.Now()))
+	a = post(t, p, "/token", codeForm(authorize(t, p, nil)), proof(t, k, "POST", p.Issuer+"/token", "", "", time.Now()))
 	if a.status != 200 || a.str("token_type") != "Bearer" || p.AccessTokenJKT(a.str("access_token")) != "" {
 		t.Fatalf("downgrade: %d %v", a.status, a.body)
 	}
@@ -328,7 +352,7 @@ func TestDPoPMisbehaviour(t *testing.T) {
 // TestDPoPResource: the UserInfo endpoint and DPoPUpstream take a bound
 // token only with the DPoP scheme and a proof by its key for this request.
 func TestDPoPResource(t *testing.T) {
-	p := oidctest.New(t, redirect)
+	p := newDPoPOP(t)
 	k, other := newKey(t), newKey(t)
 	a := post(t, p, "/token", codeForm(authorize(t, p, nil)), proof(t, k, "POST", p.Issuer+"/token", "", "", time.Now()))
 	at := a.str("access_token")

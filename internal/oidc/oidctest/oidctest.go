@@ -116,6 +116,12 @@ type Behavior struct {
 	// Garbage names an endpoint path ("/token", "/jwks", "/userinfo", …)
 	// that answers 200 with broken JSON.
 	Garbage string
+	// DPoP makes the provider speak RFC 9449: advertise
+	// dpop_signing_alg_values_supported, verify proofs at the token, PAR
+	// and UserInfo endpoints, and bind tokens. Without it DPoP headers are
+	// ignored, as by a provider that does not know DPoP, and the other
+	// DPoP knobs do nothing.
+	DPoP bool
 	// DPoPRequired refuses token and PAR requests without a DPoP proof
 	// (invalid_dpop_proof); DPoPRequireNonce refuses proofs without the
 	// provider's nonce (use_dpop_nonce with DPoP-Nonce, RFC 9449 §8).
@@ -439,7 +445,6 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"authorization_response_iss_parameter_supported": b.AdvertiseIss,
 		"backchannel_logout_supported":                   true,
 		"backchannel_logout_session_supported":           true,
-		"dpop_signing_alg_values_supported":              p.dpop.plain.Algs(),
 	}
 	p.mu.Lock()
 	if p.requestKeys != nil || b.RequestObjectAlgs != nil {
@@ -468,6 +473,9 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		doc["mtls_endpoint_aliases"] = aliases
 		doc["token_endpoint_auth_methods_supported"] = []string{"client_secret_basic", "client_secret_post", "private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth"}
 		doc["tls_client_certificate_bound_access_tokens"] = true
+	}
+	if b.DPoP {
+		doc["dpop_signing_alg_values_supported"] = p.dpop.plain.Algs()
 	}
 	if b.PAR || b.RequirePAR {
 		doc["pushed_authorization_request_endpoint"] = p.Issuer + "/par"
@@ -671,7 +679,7 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	if proof != nil {
 		jkt = proof.JKT
 	}
-	if b.DPoPRequireNonce {
+	if b.DPoP && b.DPoPRequireNonce {
 		w.Header().Set("DPoP-Nonce", p.dpop.nonces.Current()) // §8.2
 	}
 	switch r.PostForm.Get("grant_type") {
@@ -859,7 +867,10 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g := p.grantFor(r)
-	if scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " "); g != nil || strings.EqualFold(scheme, "DPoP") {
+	p.mu.Lock()
+	dpopOn := p.behavior.DPoP
+	p.mu.Unlock()
+	if scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " "); dpopOn && (g != nil || strings.EqualFold(scheme, "DPoP")) {
 		var ok bool
 		if g, ok = p.userinfoGrant(w, r); !ok {
 			return
