@@ -614,6 +614,9 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		if p.behavior.ForgetResources {
 			p.codes[code].resources = nil
 		}
+		if !b.DPoP {
+			p.codes[code].dpopJKT = "" // unknown to a provider without DPoP
+		}
 	}
 	p.mu.Unlock()
 	if !ok {
