@@ -7,6 +7,7 @@
 package oidc
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -764,8 +765,10 @@ func (c *Client) verifyIDToken(ctx context.Context, p *provider, raw, accessToke
 	}
 	vctx, keys := withKeyOutcome(ctx)
 	idt, err := p.verifier.Verify(vctx, raw)
-	if keys.unavailable != nil {
-		return nil, fmt.Errorf("%w: id_token: %w", ErrUnavailable, keys.unavailable)
+	// The ID token came from the token endpoint over TLS: a kid the JWKS
+	// lacks is a key rotated since the last fetch. Try again (503).
+	if e := cmp.Or(keys.unavailable, keys.unknownKid); e != nil {
+		return nil, fmt.Errorf("%w: id_token: %w", ErrUnavailable, e)
 	}
 	if err != nil {
 		return reject("%v", err)

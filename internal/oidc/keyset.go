@@ -20,10 +20,15 @@ var signingAlgs = []jose.SignatureAlgorithm{
 	jose.RS256, jose.RS384, jose.RS512, jose.ES256, jose.ES384, jose.ES512, jose.PS256, jose.PS384, jose.PS512, jose.EdDSA,
 }
 
-// errKeysUnavailable: the signing keys could not be fetched, or a token
-// names a key moat does not have and the JWKS was fetched too recently to
-// fetch it again. The token may be fine; the answer is 503.
+// errKeysUnavailable: the signing keys could not be fetched. The token may
+// be fine; the answer is 503.
 var errKeysUnavailable = errors.New("signing keys unavailable")
+
+// errFetchedRecently: the JWKS was fetched successfully less than the
+// refetch interval ago and lacks the token's kid. Whether that is a forgery
+// or a key rotated since is the caller's to judge by where the token came
+// from (keyOutcome.unknownKid).
+var errFetchedRecently = errors.New("the JWKS was fetched less than the refetch interval ago")
 
 // keySet is the IdP's JWKS (OIDC Core §10.1.1) as go-oidc's KeySet: keys
 // are cached, and a token whose kid is not cached makes one refetch,
@@ -44,7 +49,9 @@ type keySet struct {
 
 // keyOutcome, carried in the context of one verification, records whether
 // it failed for want of keys: go-oidc flattens the KeySet's error to text.
-type keyOutcome struct{ unavailable error }
+// unavailable: the JWKS could not be fetched. unknownKid: a JWKS fetched
+// within the refetch interval lacks the kid.
+type keyOutcome struct{ unavailable, unknownKid error }
 
 type keyOutcomeKey struct{}
 
@@ -71,12 +78,17 @@ func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error
 	if payload, found, err := verifyWith(jws, kid, k.cached()); found {
 		return payload, err
 	}
+	o, _ := ctx.Value(keyOutcomeKey{}).(*keyOutcome)
+	if o == nil {
+		o = &keyOutcome{}
+	}
+	if errors.Is(fetchErr, errFetchedRecently) {
+		o.unknownKid = fmt.Errorf("no key %q in the provider's JWKS (%w, %s)", kid, fetchErr, k.every)
+		return nil, o.unknownKid
+	}
 	if fetchErr != nil {
-		err := fmt.Errorf("%w: key %q: %v", errKeysUnavailable, kid, fetchErr)
-		if o, ok := ctx.Value(keyOutcomeKey{}).(*keyOutcome); ok {
-			o.unavailable = err
-		}
-		return nil, err
+		o.unavailable = fmt.Errorf("%w: key %q: %v", errKeysUnavailable, kid, fetchErr)
+		return nil, o.unavailable
 	}
 	return nil, fmt.Errorf("no key %q in the provider's JWKS", kid)
 }
@@ -107,7 +119,8 @@ func (k *keySet) cached() []jose.JSONWebKey {
 
 // refetch loads the JWKS unless it was tried less than k.every ago;
 // concurrent callers share one fetch. It returns nil only when this call
-// (or the one it joined) fetched the keys.
+// (or the one it joined) fetched the keys, errFetchedRecently when the
+// last try, within k.every, succeeded.
 func (k *keySet) refetch(ctx context.Context) error {
 	_, err, _ := k.group.Do("jwks", func() (any, error) {
 		k.mu.Lock()
@@ -117,7 +130,7 @@ func (k *keySet) refetch(ctx context.Context) error {
 			if last != nil {
 				return nil, fmt.Errorf("the last fetch failed (%v); next try within %s", last, k.every)
 			}
-			return nil, fmt.Errorf("the JWKS was fetched less than %s ago", k.every)
+			return nil, errFetchedRecently
 		}
 		k.fetched = k.now()
 		k.mu.Unlock()

@@ -85,9 +85,12 @@ func (c *Client) VerifyLogoutToken(ctx context.Context, raw string) (*LogoutToke
 		claimsOf = lt.Claims
 	}
 	if keys.unavailable != nil {
-		// An unknown kid within the refetch interval, or the JWKS down: the
-		// OP may retry (503), and a flood of such tokens costs the IdP one
-		// JWKS fetch per interval.
+		// The JWKS cannot be fetched: an outage (503). A kid missing from
+		// a JWKS fetched within the interval (keys.unknownKid) comes from
+		// anyone who can POST: a token moat cannot verify is a bad request
+		// (§2.8, 400), and a flood of them costs the IdP one JWKS fetch per
+		// interval. A key the OP rotated in those seconds is refused too;
+		// OPs do not retry a 503 either (oidc-provider sends once).
 		return nil, fmt.Errorf("%w: logout token: %w", ErrUnavailable, keys.unavailable)
 	}
 	if err != nil {

@@ -43,7 +43,8 @@ func FuzzVerifyLogoutToken(f *testing.F) {
 
 // Logout tokens with unknown kids cost the IdP at most one JWKS fetch per
 // 10 s across the process, however many arrive and however concurrently;
-// each is a 503-class error (the OP may retry), never accepted.
+// each is rejected (400, Back-Channel Logout §2.8), never accepted, and is
+// an outage (503) only while the JWKS cannot be fetched.
 func TestUnknownKidRefetchesJWKSAtMostOncePerInterval(t *testing.T) {
 	p := oidctest.New(t, redirect)
 	clk := &testClock{now: time.Now()}
@@ -65,8 +66,8 @@ func TestUnknownKidRefetchesJWKSAtMostOncePerInterval(t *testing.T) {
 		var wg sync.WaitGroup
 		for _, tok := range tokens {
 			wg.Go(func() {
-				if _, err := c.VerifyLogoutToken(ctx, tok); err == nil || !errors.Is(err, oidc.ErrUnavailable) && !errors.Is(err, oidc.ErrRejected) {
-					t.Errorf("forged token: %v", err)
+				if _, err := c.VerifyLogoutToken(ctx, tok); !errors.Is(err, oidc.ErrRejected) || errors.Is(err, oidc.ErrUnavailable) {
+					t.Errorf("forged token with a reachable JWKS: %v, want rejected", err)
 				}
 			})
 		}
@@ -93,6 +94,15 @@ func TestUnknownKidRefetchesJWKSAtMostOncePerInterval(t *testing.T) {
 	}
 	if n := jwksFetches(p); n != 3 {
 		t.Errorf("a known kid fetched the JWKS: %d", n)
+	}
+	// The JWKS broken: an unknown kid cannot be judged, now or within the
+	// interval after the failed fetch.
+	p.Set(func(b *oidctest.Behavior) { b.Garbage = "/jwks" })
+	for _, d := range []time.Duration{10 * time.Second, 5 * time.Second} {
+		clk.Advance(d)
+		if _, err := c.VerifyLogoutToken(ctx, forged(99)); !errors.Is(err, oidc.ErrUnavailable) {
+			t.Errorf("unknown kid while the JWKS is broken: %v, want ErrUnavailable", err)
+		}
 	}
 }
 
