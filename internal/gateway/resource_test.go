@@ -113,4 +113,3 @@ func TestResourceRefused(t *testing.T) {
 		t.Error("the log does not say the IdP refused the resource")
 	}
 }
-

@@ -107,4 +107,3 @@ func TestClientTokenOutage(t *testing.T) {
 		t.Fatalf("client route after the outage = %s %s", r.Status, r.body)
 	}
 }
-
