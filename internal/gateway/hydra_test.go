@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/csrf"
 	"github.com/moat-bff/moat/internal/hydraop"
@@ -289,4 +290,55 @@ func TestHydraConcurrentCallsRefreshOnce(t *testing.T) {
 			t.Fatalf("round %d: the session's refresh token was not rotated once, or Hydra revoked the new one", round)
 		}
 	}
+}
+
+// TestHydraJWTAccessTokensRefreshOnExpiry: with Hydra's
+// strategies.access_token: jwt and a 4-second access token, the upstream
+// verifies moat's Bearer as a JWT signed with Hydra's published keys, and
+// once it really expires (no clock is moved) moat refreshes it on the next
+// call.
+func TestHydraJWTAccessTokensRefreshOnExpiry(t *testing.T) {
+	e := newHydraEnv(t, hydraop.Options{JWTAccessTokens: true, AccessTokenTTL: 4 * time.Second},
+		func(c *config.Config) { c.OIDC.RefreshSkew = config.Duration(time.Second) })
+	ua := e.hy.UserAgent("grace")
+	e.login(t, ua)
+	ctx := context.Background()
+	keys := gooidc.NewRemoteKeySet(ctx, e.hy.Issuer+"/.well-known/jwks.json")
+	verify := func(at string) (sub string, exp time.Time) {
+		t.Helper()
+		payload, err := keys.VerifySignature(ctx, at)
+		if err != nil {
+			t.Fatalf("the access token is not a JWT signed with Hydra's published keys: %v", err)
+		}
+		var c struct {
+			Iss string `json:"iss"`
+			Sub string `json:"sub"`
+			Exp int64  `json:"exp"`
+			Iat int64  `json:"iat"`
+		}
+		if err := json.Unmarshal(payload, &c); err != nil || c.Iss != e.hy.Issuer || c.Exp-c.Iat < 4 || c.Exp-c.Iat > 5 {
+			t.Fatalf("access token claims %+v (%v): want iss %s and a 4 s lifetime (5 with rounding)", c, err, e.hy.Issuer)
+		}
+		return c.Sub, time.Unix(c.Exp, 0)
+	}
+	first := e.tokens(t, ua)
+	if sub, _ := verify(first.AccessToken); sub != "grace" {
+		t.Fatalf("access token sub %q", sub)
+	}
+	if r := e.api(t, ua, http.MethodGet, "/resource/api/orders"); r.Status != http.StatusOK || e.lastBearer() != "Bearer "+first.AccessToken {
+		t.Fatalf("API call: %d %s", r.Status, r.Body)
+	}
+	_, exp := verify(first.AccessToken)
+	time.Sleep(time.Until(exp) + time.Second) // exp is whole seconds; Hydra keeps the instant
+	if out, _ := e.hy.Introspect(ctx, first.AccessToken); out["active"] == true {
+		t.Fatalf("Hydra still honours the expired access token: %v (now %v)", out, time.Now().Unix())
+	}
+	if r := e.api(t, ua, http.MethodGet, "/resource/api/orders"); r.Status != http.StatusOK {
+		t.Fatalf("API call after expiry: %d %s", r.Status, r.Body)
+	}
+	second := e.tokens(t, ua)
+	if second.AccessToken == first.AccessToken || e.lastBearer() != "Bearer "+second.AccessToken {
+		t.Fatal("moat did not refresh the expired access token")
+	}
+	verify(second.AccessToken)
 }
