@@ -17,17 +17,9 @@ func TestStoreOutageIs503AndRecovers(t *testing.T) {
 	if raw == "" {
 		t.Skip("set MOAT_TEST_REDIS_URL to run the Redis outage test")
 	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		t.Fatalf("MOAT_TEST_REDIS_URL %q: want redis://host:port/db", raw)
-	}
 	// The test's Redis, reached through a relay the test can cut.
-	relay, err := tcprelay.New(u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { relay.Close() })
-	u.Host = relay.Addr()
+	relayed, relay := tcprelay.Via(t, raw)
+	u, _ := url.Parse(relayed)
 	q := u.Query()
 	q.Set("prefix", "moat-outage-"+strconv.FormatInt(time.Now().UnixNano(), 36)+":")
 	q.Set("timeout", "300ms")

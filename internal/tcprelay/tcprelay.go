@@ -9,8 +9,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/url"
 	"sync"
 	"sync/atomic"
+	"testing"
 )
 
 // Relay accepts connections on Addr and copies bytes both ways to the
@@ -46,6 +48,23 @@ func New(target string) (*Relay, error) {
 	r.wg.Add(1)
 	go r.serve()
 	return r, nil
+}
+
+// Via starts a relay to the host:port of rawURL (redis://…, postgres://…)
+// that closes when t ends, and returns rawURL with the relay in its place.
+func Via(t testing.TB, rawURL string) (string, *Relay) {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Port() == "" {
+		t.Fatalf("tcprelay: %q names no host:port to relay to", rawURL)
+	}
+	r, err := New(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	u.Host = r.Addr()
+	return u.String(), r
 }
 
 // Addr is the relay's address, host:port.

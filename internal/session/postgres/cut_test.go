@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"net/url"
 	"testing"
 
 	"github.com/moat-bff/moat/internal/session"
@@ -13,17 +12,8 @@ import (
 // tcprelay, so the test can cut its connections.
 func relayedStore(t *testing.T, schema string) (*Store, *tcprelay.Relay) {
 	t.Helper()
-	u, err := url.Parse(testURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := tcprelay.New(u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	u.Host = r.Addr()
-	raw := withParams(t, u.String(), "schema", schema, "timeout", "5s")
+	relayed, r := tcprelay.Via(t, testURL(t))
+	raw := withParams(t, relayed, "schema", schema, "timeout", "5s")
 	s, err := Open(t.Context(), raw, Options{Logger: testLogger(t, nil)})
 	if err != nil {
 		t.Fatal(err)

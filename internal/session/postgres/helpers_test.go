@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -182,17 +180,4 @@ func (r *logRecorder) all() []string {
 		out = append(out, rec.Level.String()+" "+rec.Message)
 	}
 	return out
-}
-
-// upstreamAddr is host:port of the test database.
-func upstreamAddr(tb testing.TB) string {
-	tb.Helper()
-	cfg, err := pgconn.ParseConfig(testURL(tb))
-	if err != nil {
-		tb.Fatalf("%s: %v", envURL, err)
-	}
-	if strings.HasPrefix(cfg.Host, "/") {
-		tb.Skipf("%s names a Unix socket; the relay tests need TCP", envURL)
-	}
-	return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -302,20 +301,10 @@ func TestOwnTimeoutIsNotCallersDeadline(t *testing.T) {
 // while running: the store must come back by itself, creating its table
 // once the database answers.
 func TestRecovery(t *testing.T) {
-	base := testURL(t)
 	schema := schemaName(t)
-	p, err := tcprelay.New(upstreamAddr(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
+	relayed, p := tcprelay.Via(t, testURL(t))
 	p.Refuse()
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Host = p.Addr()
-	s, err := Open(t.Context(), withParams(t, u.String(), "schema", schema, "timeout", "5s"), Options{Logger: testLogger(t, nil), SweepInterval: 50 * time.Millisecond})
+	s, err := Open(t.Context(), withParams(t, relayed, "schema", schema, "timeout", "5s"), Options{Logger: testLogger(t, nil), SweepInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatalf("Open with the database down: %v", err)
 	}

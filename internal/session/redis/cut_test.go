@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"log/slog"
-	"net/url"
 	"testing"
 	"time"
 
@@ -18,19 +17,10 @@ import (
 // keys at the end.
 func relayedStore(t *testing.T, prefix string) (*Store, *tcprelay.Relay) {
 	t.Helper()
-	u, err := url.Parse(redisURL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := tcprelay.New(u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	u.Host = r.Addr()
+	relayed, r := tcprelay.Via(t, redisURL(t))
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	s, err := Open(ctx, withParams(u.String(), "prefix="+prefix+"&timeout=5s"), Options{Logger: slog.New(slog.DiscardHandler)})
+	s, err := Open(ctx, withParams(relayed, "prefix="+prefix+"&timeout=5s"), Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
