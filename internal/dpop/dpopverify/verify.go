@@ -145,12 +145,12 @@ type claims struct {
 	Nonce *string          `json:"nonce"`
 }
 
-// Verify checks the DPoP header values of one request (RFC 9449 §4.3,
-// in that order) and, when Request.AccessToken is set, the ath claim. The
+// Verify makes the checks of RFC 9449 §4.3 on the DPoP header values of
+// one request, ath among them when Request.AccessToken is set. The
 // jti is remembered only once everything else holds, so a refused proof
 // can be fixed and sent again. Errors are *Error.
 func (v *Verifier) Verify(headers []string, r Request) (*Proof, error) {
-	// RFC 9449 §4.3, in its order: one header holding one JWT.
+	// One header holding one JWT.
 	switch {
 	case len(headers) == 0:
 		return nil, proofErr(ErrMissing, "no DPoP header")
@@ -189,7 +189,7 @@ func (v *Verifier) Verify(headers []string, r Request) (*Proof, error) {
 		return nil, proofErr(ErrMalformed, "jti, htm, htu and iat are required")
 	}
 	if c.HTM != r.Method {
-		return nil, proofErr(ErrMethod, fmt.Sprintf("htm %q is not the request method", c.HTM))
+		return nil, proofErr(ErrMethod, "htm is not the request method")
 	}
 	// htu, normalised (RFC 3986 §6.2.2, §6.2.3) as §4.3 recommends.
 	want, err := NormalizeURI(r.URL)
