@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moat-bff/moat/internal/oidc"
+	"github.com/moat-bff/moat/internal/testclock"
 	"github.com/moat-bff/moat/internal/tokencache"
 )
 
@@ -38,23 +39,11 @@ func (f *fakeSource) ClientCredentials(ctx context.Context, scopes []string) (oi
 	return t, nil
 }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // TestOneRequestAtATime: a hundred concurrent callers get one token from
 // one IdP request; it is renewed skew before it expires, and an IdP
 // failure while it is still valid costs nobody a request.
 func TestOneRequestAtATime(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)}
+	clk := testclock.New(time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC))
 	src := &fakeSource{delay: 20 * time.Millisecond, ttl: time.Minute, now: clk.Now}
 	c := New(src, 10*time.Second, clk.Now)
 	var wg sync.WaitGroup
@@ -78,21 +67,21 @@ func TestOneRequestAtATime(t *testing.T) {
 		}
 	}
 
-	clk.add(45 * time.Second) // 15 s left: still fresh
+	clk.Advance(45 * time.Second) // 15 s left: still fresh
 	if tok, _ := c.Token(t.Context(), []string{"orders:read"}); tok != "ct-1" || src.calls.Load() != 1 {
 		t.Fatalf("a fresh token was renewed: %q after %d requests", tok, src.calls.Load())
 	}
-	clk.add(6 * time.Second) // 9 s left: within the skew
+	clk.Advance(6 * time.Second) // 9 s left: within the skew
 	if tok, _ := c.Token(t.Context(), []string{"orders:read"}); tok != "ct-2" {
 		t.Fatalf("a token within the skew of its expiry was not renewed: %q", tok)
 	}
 
 	src.err = errors.New("idp down")
-	clk.add(55 * time.Second) // 5 s left, renewal fails: the valid token is kept
+	clk.Advance(55 * time.Second) // 5 s left, renewal fails: the valid token is kept
 	if tok, err := c.Token(t.Context(), []string{"orders:read"}); tok != "ct-2" || err != nil {
 		t.Fatalf("renewal failure with a valid token = %q, %v; want the cached token", tok, err)
 	}
-	clk.add(10 * time.Second) // expired, renewal fails: an error
+	clk.Advance(10 * time.Second) // expired, renewal fails: an error
 	if tok, err := c.Token(t.Context(), []string{"orders:read"}); err == nil {
 		t.Fatalf("an expired token was handed out: %q", tok)
 	}
@@ -100,7 +89,7 @@ func TestOneRequestAtATime(t *testing.T) {
 
 // TestScopeSets: each scope set has its own token, whatever the order.
 func TestScopeSets(t *testing.T) {
-	clk := &clock{t: time.Now()}
+	clk := testclock.New(time.Now())
 	src := &fakeSource{ttl: time.Hour, now: clk.Now}
 	c := New(src, time.Minute, clk.Now)
 	a, _ := c.Token(t.Context(), []string{"a", "b"})
@@ -117,11 +106,11 @@ func TestScopeSets(t *testing.T) {
 // TestNoExpiry: a token without expires_in is renewed after
 // tokencache.DefaultLifetime instead of being kept forever.
 func TestNoExpiry(t *testing.T) {
-	clk := &clock{t: time.Now()}
+	clk := testclock.New(time.Now())
 	src := &fakeSource{now: clk.Now}
 	c := New(src, time.Minute, clk.Now)
 	c.Token(t.Context(), nil)
-	clk.add(tokencache.DefaultLifetime)
+	clk.Advance(tokencache.DefaultLifetime)
 	c.Token(t.Context(), nil)
 	if n := src.calls.Load(); n != 2 {
 		t.Fatalf("%d requests, want a renewal after DefaultLifetime", n)
@@ -132,7 +121,7 @@ func TestNoExpiry(t *testing.T) {
 // skew is kept for half its lifetime, as session tokens are
 // (session.Tokens.Fresh), rather than fetched again on every request.
 func TestShortLivedTokenNotFetchedPerRequest(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)}
+	clk := testclock.New(time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC))
 	src := &fakeSource{ttl: 20 * time.Second, now: clk.Now}
 	c := New(src, 30*time.Second, clk.Now)
 	for range 5 {
@@ -143,7 +132,7 @@ func TestShortLivedTokenNotFetchedPerRequest(t *testing.T) {
 	if n := src.calls.Load(); n != 1 {
 		t.Fatalf("%d client credentials requests for one 20s token, want 1", n)
 	}
-	clk.add(11 * time.Second) // past half its lifetime: renewed
+	clk.Advance(11 * time.Second) // past half its lifetime: renewed
 	if tok, err := c.Token(context.Background(), []string{"api"}); err != nil || tok != "ct-2" {
 		t.Fatalf("after half the lifetime: %q, %v; want ct-2", tok, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/moat-bff/moat/internal/oidc"
+	"github.com/moat-bff/moat/internal/testclock"
 )
 
 type fakeSource struct {
@@ -33,21 +34,9 @@ func (f *fakeSource) TokenExchange(_ context.Context, subject string, req oidc.E
 	return t, nil
 }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func TestCache(t *testing.T) {
 	ctx := context.Background()
-	clk := &clock{t: time.Unix(1e9, 0)}
+	clk := testclock.New(time.Unix(1e9, 0))
 	src := &fakeSource{ttl: time.Minute, now: clk.Now}
 	c := New(Options{Source: src, Skew: 10 * time.Second, Now: clk.Now})
 	a := oidc.ExchangeRequest{Audience: "a", Scope: []string{"x", "y"}}
@@ -80,18 +69,18 @@ func TestCache(t *testing.T) {
 		}
 	}
 	n := src.calls.Load()
-	clk.Add(55 * time.Second) // within the skew: exchanged again
+	clk.Advance(55 * time.Second) // within the skew: exchanged again
 	if got := get("s1", "at1", a); got == t1 || src.calls.Load() != n+1 {
 		t.Errorf("a token due for renewal was reused")
 	}
 	// The IdP fails while the cached token has not expired: it is used.
 	t2 := get("s1", "at1", a)
-	clk.Add(55 * time.Second)
+	clk.Advance(55 * time.Second)
 	src.fail.Store(true)
 	if got := get("s1", "at1", a); got != t2 {
 		t.Errorf("an unexpired token was not used during an outage")
 	}
-	clk.Add(10 * time.Second)
+	clk.Advance(10 * time.Second)
 	if _, err := c.Token(ctx, "s1", "at1", a); !errors.Is(err, oidc.ErrUnavailable) {
 		t.Errorf("expired token during an outage: %v, want ErrUnavailable", err)
 	}
@@ -157,7 +146,7 @@ func BenchmarkCachedToken(b *testing.B) {
 // than the skew is kept for half its lifetime, as session tokens are
 // (session.Tokens.Fresh), rather than exchanged again on every request.
 func TestShortLivedTokenNotExchangedPerRequest(t *testing.T) {
-	clk := &clock{t: time.Unix(1e9, 0)}
+	clk := testclock.New(time.Unix(1e9, 0))
 	src := &fakeSource{ttl: 20 * time.Second, now: clk.Now}
 	c := New(Options{Source: src, Skew: 30 * time.Second, Now: clk.Now})
 	req := oidc.ExchangeRequest{Audience: "a"}
@@ -169,7 +158,7 @@ func TestShortLivedTokenNotExchangedPerRequest(t *testing.T) {
 	if n := src.calls.Load(); n != 1 {
 		t.Fatalf("%d exchanges for one 20s token, want 1", n)
 	}
-	clk.Add(11 * time.Second)
+	clk.Advance(11 * time.Second)
 	if _, err := c.Token(context.Background(), "s", "at", req); err != nil {
 		t.Fatal(err)
 	}

@@ -11,15 +11,12 @@ import (
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/memory"
 	"github.com/moat-bff/moat/internal/session/storetest"
+	"github.com/moat-bff/moat/internal/testclock"
 )
-
-type fakeClock struct{ t time.Time }
-
-func (c *fakeClock) Now() time.Time { return c.t }
 
 func TestManagerCache(t *testing.T) {
 	ctx := context.Background()
-	clock := &fakeClock{time.Now()}
+	clock := testclock.New(time.Now())
 	store := memory.New(memory.Options{Now: clock.Now})
 	defer store.Close()
 	c := codec(t, session.NewKey())
@@ -39,7 +36,7 @@ func TestManagerCache(t *testing.T) {
 	if _, err := here.LoadKey(ctx, l.Key); err != nil {
 		t.Fatalf("within the TTL the cached session is served: %v", err)
 	}
-	clock.t = clock.t.Add(500 * time.Millisecond)
+	clock.Advance(500 * time.Millisecond)
 	if _, err := here.LoadKey(ctx, l.Key); err != session.ErrNoSession {
 		t.Fatalf("after the TTL a logout elsewhere must show: %v", err)
 	}

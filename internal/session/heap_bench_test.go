@@ -18,6 +18,7 @@ import (
 	"github.com/moat-bff/moat/internal/limit"
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/memory"
+	"github.com/moat-bff/moat/internal/testclock"
 )
 
 // BenchmarkIdleSessionHeap measures what an idle session costs moat's heap
@@ -57,7 +58,7 @@ func BenchmarkIdleSessionHeap(b *testing.B) {
 
 func idleSessionHeap(b *testing.B, n int) (idle, cached, sealed, lim float64) {
 	ctx := context.Background()
-	clock := &fakeClock{time.Now()}
+	clock := testclock.New(time.Now())
 	store := memory.New(memory.Options{Now: clock.Now})
 	defer store.Close()
 	m := session.NewManager(session.ManagerOptions{
@@ -100,7 +101,7 @@ func idleSessionHeap(b *testing.B, n int) (idle, cached, sealed, lim float64) {
 	}
 	afterCreate := heap()
 	// Past the TTL, the next request trims every stale cache entry.
-	clock.t = clock.t.Add(time.Second)
+	clock.Advance(time.Second)
 	if _, err := m.LoadKey(ctx, keys[0]); err != nil {
 		b.Fatal(err)
 	}

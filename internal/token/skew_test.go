@@ -18,6 +18,7 @@ import (
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/backend"
 	"github.com/moat-bff/moat/internal/session/memory"
+	"github.com/moat-bff/moat/internal/testclock"
 	"github.com/moat-bff/moat/internal/token"
 )
 
@@ -112,7 +113,7 @@ func TestLeaseIgnoresClockSkew(t *testing.T) {
 	for name, open := range sharedStores(t) {
 		t.Run(name+"/holder behind", func(t *testing.T) {
 			store := open()
-			p := &idp{clock: &clock{t: time.Now()}}
+			p := &idp{clock: testclock.New(time.Now())}
 			behind, behindSM := skewReplica(store, p, -time.Hour, 5*time.Second)
 			right, rightSM := skewReplica(store, p, 0, 5*time.Second)
 			key := newSkewSession(t, rightSM, session.Lease{})
@@ -155,7 +156,7 @@ func TestLeaseIgnoresClockSkew(t *testing.T) {
 		})
 		t.Run(name+"/dead holder ahead", func(t *testing.T) {
 			store := open()
-			p := &idp{clock: &clock{t: time.Now()}}
+			p := &idp{clock: testclock.New(time.Now())}
 			right, rightSM := skewReplica(store, p, 0, 300*time.Millisecond)
 			// What a replica an hour ahead writes, before it died.
 			key := newSkewSession(t, rightSM, session.Lease{Holder: "ahead", Until: time.Now().Add(time.Hour + 300*time.Millisecond)})

@@ -16,22 +16,14 @@ import (
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/memory"
+	"github.com/moat-bff/moat/internal/testclock"
 	"github.com/moat-bff/moat/internal/token"
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
-func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 // idp stands in for the token endpoint: it records every refresh token
 // presented and rotates it (rt-0 → rt-1 …), unless err says otherwise.
 type idp struct {
-	clock *clock
+	clock *testclock.Clock
 	mu    sync.Mutex
 	seen  []string
 	err   error
@@ -68,7 +60,7 @@ func (p *idp) presented() []string { p.mu.Lock(); defer p.mu.Unlock(); return sl
 // that replicas share.
 type fixture struct {
 	t     testing.TB
-	clock *clock
+	clock *testclock.Clock
 	store session.Store
 	idp   *idp
 	key   session.Key
@@ -81,7 +73,7 @@ type fixture struct {
 const leaseTTL = 10 * time.Second
 
 func newFixture(t testing.TB, lease session.Lease) *fixture {
-	c := &clock{t: time.Now()}
+	c := testclock.New(time.Now())
 	f := &fixture{t: t, clock: c, store: memory.New(memory.Options{Now: c.Now}), idp: &idp{clock: c}, poll: time.Millisecond}
 	t.Cleanup(func() { f.store.Close() })
 	l, err := f.sessions().Create(context.Background(), httptest.NewRecorder(), session.Session{Subject: "alice",
@@ -96,7 +88,7 @@ func newFixture(t testing.TB, lease session.Lease) *fixture {
 		}
 	}
 	f.key = l.Key
-	c.Add(2 * time.Minute) // the access token has expired
+	c.Advance(2 * time.Minute) // the access token has expired
 	return f
 }
 
@@ -193,7 +185,7 @@ func TestCrashedHoldersLeaseExpires(t *testing.T) {
 	if got := f.idp.presented(); len(got) != 0 {
 		t.Fatalf("refreshed under another holder's lease: %q", got)
 	}
-	f.clock.Add(leaseTTL + time.Second)
+	f.clock.Advance(leaseTTL + time.Second)
 	if at, err := tm.AccessToken(context.Background(), l); err != nil || at != "at-1" {
 		t.Fatalf("after the lease expired: %q, %v", at, err)
 	}
@@ -287,7 +279,7 @@ func TestRefreshOutcomes(t *testing.T) {
 // A fresh token is handed out without asking the IdP.
 func TestFreshTokenNeedsNoRefresh(t *testing.T) {
 	f := newFixture(t, session.Lease{})
-	f.clock.Add(-2 * time.Minute)
+	f.clock.Advance(-2 * time.Minute)
 	if at, err := f.accessToken(context.Background()); err != nil || at != "at-0" {
 		t.Fatalf("%q, %v", at, err)
 	}
@@ -345,7 +337,7 @@ func TestResourceTokens(t *testing.T) {
 // names the replaced token gets the new one without another refresh.
 func TestReplaceAccessToken(t *testing.T) {
 	f := newFixture(t, session.Lease{})
-	f.clock.Add(-2 * time.Minute) // at-0 is fresh
+	f.clock.Advance(-2 * time.Minute) // at-0 is fresh
 	var wg sync.WaitGroup
 	tokens := make(chan string, 30)
 	for range 3 {

@@ -27,6 +27,7 @@ import (
 	"github.com/moat-bff/moat/internal/logtest"
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/storetest"
+	"github.com/moat-bff/moat/internal/testclock"
 )
 
 // fileURL returns the store URL of path, escaped as needed.
@@ -122,25 +123,7 @@ func TestRestart(t *testing.T) {
 	}
 }
 
-// fakeClock is an injectable clock that moves only when told to.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func newClock() *fakeClock { return &fakeClock{now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)} }
+func newClock() *testclock.Clock { return testclock.New(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)) }
 
 // contents is what the buckets of a store hold, decoded.
 type contents struct {
