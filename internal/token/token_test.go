@@ -116,6 +116,42 @@ func (f *fixture) accessToken(ctx context.Context) (string, error) {
 	return tm.AccessToken(ctx, l)
 }
 
+// refreshOnceOn runs get from callers goroutines on each of replicas
+// replicas, each with the session as that replica loads it, and fails the
+// test unless every caller got at-1 from one refresh with rt-0.
+func (f *fixture) refreshOnceOn(replicas, callers int, get func(*token.Manager, *session.Loaded) (string, error)) {
+	f.t.Helper()
+	var wg sync.WaitGroup
+	tokens := make(chan string, replicas*callers)
+	for range replicas {
+		tm, sm := f.replica()
+		for range callers {
+			wg.Go(func() {
+				l, err := sm.LoadKey(context.Background(), f.key)
+				if err != nil {
+					f.t.Error(err)
+					return
+				}
+				at, err := get(tm, l)
+				if err != nil {
+					f.t.Error(err)
+				}
+				tokens <- at
+			})
+		}
+	}
+	wg.Wait()
+	close(tokens)
+	for at := range tokens {
+		if at != "at-1" {
+			f.t.Errorf("a caller got %q, want at-1", at)
+		}
+	}
+	if got := f.idp.presented(); !slices.Equal(got, []string{"rt-0"}) {
+		f.t.Errorf("refresh tokens presented: %q, want rt-0 once", got)
+	}
+}
+
 func (f *fixture) stored() *session.Loaded {
 	l, err := f.sessions().Fresh(context.Background(), f.key)
 	if err != nil {
@@ -134,35 +170,9 @@ var testCodec = func() *session.Codec {
 // refresh at the IdP, everyone gets its result, and the lease is released.
 func TestReplicasRefreshOnce(t *testing.T) {
 	f := newFixture(t, session.Lease{})
-	var wg sync.WaitGroup
-	tokens := make(chan string, 60)
-	for range 3 {
-		tm, sm := f.replica()
-		for range 20 {
-			wg.Go(func() {
-				l, err := sm.LoadKey(context.Background(), f.key)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				at, err := tm.AccessToken(context.Background(), l)
-				if err != nil {
-					t.Error(err)
-				}
-				tokens <- at
-			})
-		}
-	}
-	wg.Wait()
-	close(tokens)
-	for at := range tokens {
-		if at != "at-1" {
-			t.Errorf("a caller got %q, want at-1", at)
-		}
-	}
-	if got := f.idp.presented(); !slices.Equal(got, []string{"rt-0"}) {
-		t.Errorf("refresh tokens presented: %q, want rt-0 once", got)
-	}
+	f.refreshOnceOn(3, 20, func(tm *token.Manager, l *session.Loaded) (string, error) {
+		return tm.AccessToken(context.Background(), l)
+	})
 	if l := f.stored(); l.Tokens.RefreshToken != "rt-1" || l.Lease.Holder != "" {
 		t.Errorf("stored: refresh token %q, lease %+v", l.Tokens.RefreshToken, l.Lease)
 	}
@@ -338,35 +348,9 @@ func TestResourceTokens(t *testing.T) {
 func TestReplaceAccessToken(t *testing.T) {
 	f := newFixture(t, session.Lease{})
 	f.clock.Advance(-2 * time.Minute) // at-0 is fresh
-	var wg sync.WaitGroup
-	tokens := make(chan string, 30)
-	for range 3 {
-		tm, sm := f.replica()
-		for range 10 {
-			wg.Go(func() {
-				l, err := sm.LoadKey(context.Background(), f.key)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				at, err := tm.ReplaceAccessToken(context.Background(), l, "at-0")
-				if err != nil {
-					t.Error(err)
-				}
-				tokens <- at
-			})
-		}
-	}
-	wg.Wait()
-	close(tokens)
-	for at := range tokens {
-		if at != "at-1" {
-			t.Errorf("a caller got %q, want at-1", at)
-		}
-	}
-	if got := f.idp.presented(); !slices.Equal(got, []string{"rt-0"}) {
-		t.Errorf("refresh tokens presented: %q, want rt-0 once", got)
-	}
+	f.refreshOnceOn(3, 10, func(tm *token.Manager, l *session.Loaded) (string, error) {
+		return tm.ReplaceAccessToken(context.Background(), l, "at-0")
+	})
 	// A token other than the stale one is handed out as it is.
 	tm, sm := f.replica()
 	l, _ := sm.LoadKey(context.Background(), f.key)
