@@ -56,11 +56,6 @@ type Options struct {
 	// JWTAccessTokens sets strategies.access_token: jwt, so access tokens
 	// are JWTs signed with Hydra's keys instead of opaque strings.
 	JWTAccessTokens bool
-	// RotationGracePeriod is oauth2.grant.refresh_token.rotation_grace_period:
-	// how long a refresh token that was used stays usable. Zero keeps
-	// Hydra's default: a used refresh token is dead, and using it again
-	// revokes the whole token family.
-	RotationGracePeriod time.Duration
 }
 
 // Scope is the client's registered scope: the scopes it may ask for.
@@ -167,9 +162,6 @@ func Start(t testing.TB, opts Options) *OP {
 	}
 	if opts.JWTAccessTokens {
 		env["STRATEGIES_ACCESS_TOKEN"] = "jwt"
-	}
-	if opts.RotationGracePeriod > 0 {
-		env["OAUTH2_GRANT_REFRESH_TOKEN_ROTATION_GRACE_PERIOD"] = opts.RotationGracePeriod.String()
 	}
 	// --dev allows the http issuer on 127.0.0.1.
 	cmd := exec.Command(bin, "serve", "all", "--dev", "--sqa-opt-out")
