@@ -34,16 +34,17 @@ func TestReadyzAndCheckReportMissingCapabilities(t *testing.T) {
 			e := newEnv(t, func(c *config.Config) { c.OIDC.PAR = tc.par }, tc.op)
 			b := e.browser()
 			r := b.get("/readyz")
-			idp, _ := r.json(t)["checks"].(map[string]any)["idp"].(string)
+			code, checks := adminReadyz(t, e.gw)
+			idp := checks["idp"]
 			err := e.gw.Check(t.Context())
 			if tc.want == "" {
-				if r.StatusCode != http.StatusOK || idp != "ok" || err != nil {
-					t.Fatalf("readyz %s %q, check %v", r.Status, idp, err)
+				if r.StatusCode != http.StatusOK || code != http.StatusOK || idp != "ok" || err != nil {
+					t.Fatalf("readyz %s, admin %d %q, check %v", r.Status, code, idp, err)
 				}
 				return
 			}
-			if r.StatusCode != http.StatusServiceUnavailable || !strings.HasPrefix(idp, publicMismatch) {
-				t.Errorf("readyz: %s idp=%q", r.Status, idp)
+			if r.StatusCode != http.StatusServiceUnavailable || code != http.StatusServiceUnavailable || !strings.Contains(idp, tc.want) {
+				t.Errorf("readyz: %s, admin %d idp=%q, want %q", r.Status, code, idp, tc.want)
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("check: %v", err)

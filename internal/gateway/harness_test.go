@@ -444,3 +444,16 @@ func (e *env) eventually(what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// adminReadyz answers /readyz as the admin listener does, with every
+// check; the public listener's says only {"ready": …}.
+func adminReadyz(t testing.TB, gw http.Handler) (int, map[string]string) {
+	t.Helper()
+	w := httptest.NewRecorder()
+	server.Detailed(gw).ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	var body struct{ Checks map[string]string }
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body.Checks == nil {
+		t.Fatalf("admin /readyz: %d %s", w.Code, w.Body)
+	}
+	return w.Code, body.Checks
+}

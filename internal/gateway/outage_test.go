@@ -45,8 +45,11 @@ func TestStoreOutageIs503AndRecovers(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("the 503 took %v", d)
 	}
-	if r := b.get("/readyz"); r.StatusCode != http.StatusServiceUnavailable || r.json(t)["checks"].(map[string]any)["store"] == "ok" {
+	if r := b.get("/readyz"); r.StatusCode != http.StatusServiceUnavailable || r.json(t)["ready"] != false {
 		t.Errorf("readyz during the outage: %s %s", r.Status, r.body)
+	}
+	if code, checks := adminReadyz(t, e.gw); code != http.StatusServiceUnavailable || checks["store"] == "ok" {
+		t.Errorf("admin readyz during the outage: %d %v", code, checks)
 	}
 	if r := b.api("POST", "/auth/logout"); r.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("logout during the outage: %s", r.Status)

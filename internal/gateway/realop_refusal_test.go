@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -49,15 +48,8 @@ func TestRealOPRefusals(t *testing.T) {
 		if page.Status != http.StatusServiceUnavailable || page.URL.Path != "/auth/callback" {
 			t.Fatalf("login with a refused client: %d at %s", page.Status, page.URL)
 		}
-		r, err := http.Get(e.url + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Body.Close()
-		var ready struct{ Checks map[string]string }
-		json.NewDecoder(r.Body).Decode(&ready)
-		if !strings.Contains(ready.Checks["idp_client"], "invalid_client") {
-			t.Errorf("readyz idp_client = %q", ready.Checks["idp_client"])
+		if _, checks := adminReadyz(t, e.gw); !strings.Contains(checks["idp_client"], "invalid_client") {
+			t.Errorf("admin readyz idp_client = %q", checks["idp_client"])
 		}
 		if !strings.Contains(e.logs.String(), "the identity provider refuses this client") {
 			t.Error("no error line about the refused client")

@@ -17,9 +17,12 @@ const readyFor = time.Second
 // readiness is one check's answer.
 type readiness struct {
 	status int
-	body   map[string]any
-	// detailed is body with what the operator needs to fix a mismatch,
-	// for the admin listener (Detailed).
+	// body is the public answer: {"ready": …} and nothing else, so that
+	// whoever reaches the public listener learns neither the client's
+	// standing at the IdP, the upstream route names, nor a configuration
+	// key.
+	body map[string]any
+	// detailed adds every check, for the admin listener (Detailed).
 	detailed map[string]any
 	err      error // for the access log line
 }
@@ -51,8 +54,8 @@ func (c *readyCache) get(ctx context.Context, now func() time.Time, check func(c
 		select {
 		case <-busy:
 		case <-ctx.Done():
-			return &readiness{status: http.StatusServiceUnavailable,
-				body: map[string]any{"ready": false, "checks": map[string]string{}}, err: ctx.Err()}
+			return &readiness{status: http.StatusServiceUnavailable, body: map[string]any{"ready": false},
+				detailed: map[string]any{"ready": false, "checks": map[string]string{}}, err: ctx.Err()}
 		}
 		c.mu.Lock()
 	}
@@ -79,7 +82,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 		noteError(r, res.err)
 	}
 	body := res.body
-	if r.Context().Value(detailedKey{}) != nil && res.detailed != nil {
+	if r.Context().Value(detailedKey{}) != nil {
 		body = res.detailed
 	}
 	httperr.WriteJSON(w, res.status, body)
@@ -89,8 +92,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 type detailedKey struct{}
 
 // Detailed marks h's requests as the operator's (the admin listener): its
-// /readyz then names the configuration key and the provider's values that
-// do not match, which the public /readyz does not reveal.
+// /readyz then lists every check, naming the configuration key and the
+// provider's values that do not match; the public /readyz says only
+// whether moat is ready.
 func Detailed(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), detailedKey{}, true)))

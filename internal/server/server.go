@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -398,17 +397,16 @@ func (s *Server) checkReady(ctx context.Context) *readiness {
 	var noted error
 	checks := map[string]string{"idp": "ok", "store": "ok"}
 	ready := true
-	detail := "" // checks["idp"] on the admin listener only
 	if meta, err := s.idp.Discover(ctx); err != nil {
 		checks["idp"], ready = "discovery failed", false
 		if errors.Is(err, oidc.ErrIssuerMismatch) {
-			checks["idp"], detail = idpMismatch, err.Error()
+			checks["idp"] = err.Error()
 		}
 		noted = err
 	} else if m := s.idp.Mismatches(meta); len(m) > 0 {
-		// Every login would fail: not ready, and say why where it is safe.
-		checks["idp"], detail, ready = idpMismatch, strings.Join(m, "; "), false
-		noted = errors.New(detail)
+		// Every login would fail: not ready, and say why.
+		checks["idp"], ready = strings.Join(m, "; "), false
+		noted = errors.New(checks["idp"])
 	}
 	if err := s.sessions.Store().Ping(ctx); err != nil {
 		checks["store"], ready = "unreachable", false
@@ -435,18 +433,6 @@ func (s *Server) checkReady(ctx context.Context) *readiness {
 	if !ready {
 		status = http.StatusServiceUnavailable
 	}
-	res := &readiness{status: status, body: map[string]any{"ready": ready, "checks": checks}, err: noted}
-	res.detailed = res.body
-	if detail != "" {
-		dc := maps.Clone(checks)
-		dc["idp"] = detail
-		res.detailed = map[string]any{"ready": ready, "checks": dc}
-	}
-	return res
+	return &readiness{status: status, body: map[string]any{"ready": ready},
+		detailed: map[string]any{"ready": ready, "checks": checks}, err: noted}
 }
-
-// idpMismatch is the public /readyz's checks.idp when the configuration
-// asks what the provider's discovery document rules out: the key and the
-// provider's values are for the operator (admin listener, log, moat check),
-// not for whoever can reach the public listener.
-const idpMismatch = "the configuration does not match the provider's discovery document (see the log, moat check or the admin listener's /readyz)"
