@@ -156,6 +156,9 @@ func Start(t testing.TB, opts Options) *OP {
 		"LOG_LEVEL":                     "warn", // errors, e.g. of back-channel logout deliveries
 		"LOG_LEAK_SENSITIVE_VALUES":     "false",
 		"OAUTH2_EXPOSE_INTERNAL_ERRORS": "true",
+		// Hydra requires PKCE only of public clients by default; requiring
+		// it of every client makes each login prove moat sends it.
+		"OAUTH2_PKCE_ENFORCED": "true",
 	}
 	if opts.AccessTokenTTL > 0 {
 		env["TTL_ACCESS_TOKEN"] = opts.AccessTokenTTL.String()
