@@ -2,45 +2,24 @@ package pending
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"log/slog"
-	"net/url"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/backend"
 	"github.com/moat-bff/moat/internal/session/memory"
+	"github.com/moat-bff/moat/internal/session/storetest"
 )
 
 type clock struct{ off atomic.Int64 }
 
 func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
 func (c *clock) Advance(d time.Duration) { c.off.Add(int64(d)) }
-
-func randomHex() string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func withParam(raw, k, v string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		panic(err)
-	}
-	q := u.Query()
-	q.Set(k, v)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
 
 // stores returns the four stores, Redis and PostgreSQL when their
 // MOAT_TEST_* variable is set, each under a name of its own.
@@ -56,18 +35,8 @@ func stores(t *testing.T) map[string]session.Store {
 		out[name] = s
 	}
 	open("bolt", "bolt://"+filepath.Join(t.TempDir(), "s.db"))
-	if u := os.Getenv("MOAT_TEST_REDIS_URL"); u != "" {
-		open("redis", withParam(u, "prefix", "moat-pending-"+randomHex()+":"))
-	}
-	if u := os.Getenv("MOAT_TEST_POSTGRES_URL"); u != "" {
-		schema := "moat_pending_" + randomHex()
-		t.Cleanup(func() {
-			if conn, err := pgx.Connect(ctx, u); err == nil {
-				conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-				conn.Close(ctx)
-			}
-		})
-		open("postgres", withParam(u, "schema", schema))
+	for name, u := range storetest.SharedURLs(t, "pending") {
+		open(name, u)
 	}
 	return out
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/redis/redistest"
+	"github.com/moat-bff/moat/internal/session/storetest"
 )
 
 // TestEndingIsSeenAtOnceOnEveryReplica is issue 14's acceptance test: three
@@ -26,7 +27,7 @@ func TestEndingIsSeenAtOnceOnEveryReplica(t *testing.T) {
 // TestEndingIsSeenAtOnceOnEveryReplicaCluster is the same on a three-primary
 // Redis Cluster that the test starts.
 func TestEndingIsSeenAtOnceOnEveryReplicaCluster(t *testing.T) {
-	endingIsSeenAtOnce(t, withParam(redistest.StartCluster(t), "prefix", "moat-test-"+randomHex(6)+":"))
+	endingIsSeenAtOnce(t, storetest.WithParam(redistest.StartCluster(t), "prefix", "moat-test-"+randomHex(6)+":"))
 }
 
 func endingIsSeenAtOnce(t *testing.T, store string) {

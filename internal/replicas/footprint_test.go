@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/backend"
+	"github.com/moat-bff/moat/internal/session/storetest"
 	"github.com/redis/rueidis"
 )
 
@@ -85,7 +86,7 @@ func BenchmarkStoreFootprint(b *testing.B) {
 		}
 		prefix := "moat-footprint-" + randomHex(6) + ":"
 		for range b.N {
-			write(b, withParam(base, "prefix", prefix))
+			write(b, storetest.WithParam(base, "prefix", prefix))
 		}
 		c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{strings.TrimPrefix(strings.Split(base, "/0")[0], "redis://")}, DisableCache: true})
 		if err != nil {
@@ -117,7 +118,7 @@ func BenchmarkStoreFootprint(b *testing.B) {
 		}
 		schema := "moat_footprint_" + randomHex(6)
 		for range b.N {
-			write(b, withParam(base, "schema", schema))
+			write(b, storetest.WithParam(base, "schema", schema))
 		}
 		conn, err := pgx.Connect(ctx, base)
 		if err != nil {

@@ -23,10 +23,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/moat-bff/moat/internal/oidc/oidctest"
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/backend"
+	"github.com/moat-bff/moat/internal/session/storetest"
 )
 
 var moatBinary string
@@ -51,13 +51,7 @@ func TestMain(m *testing.M) {
 // stores returns the shared stores to test against: each runs when its
 // MOAT_TEST_* variable is set.
 func stores(t *testing.T) map[string]string {
-	out := map[string]string{}
-	if u := os.Getenv("MOAT_TEST_POSTGRES_URL"); u != "" {
-		out["postgres"] = postgresSchema(t, u)
-	}
-	if u := os.Getenv("MOAT_TEST_REDIS_URL"); u != "" {
-		out["redis"] = withParam(u, "prefix", "moat-test-"+randomHex(6)+":")
-	}
+	out := storetest.SharedURLs(t, "replicas")
 	if len(out) == 0 {
 		t.Skip("set MOAT_TEST_POSTGRES_URL and/or MOAT_TEST_REDIS_URL to run the multi-replica tests")
 	}
@@ -68,31 +62,6 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func withParam(raw, k, v string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		panic(err)
-	}
-	q := u.Query()
-	q.Set(k, v)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-// postgresSchema gives the test a fresh schema, dropped at the end.
-func postgresSchema(t *testing.T, base string) string {
-	schema := "moat_replicas_" + randomHex(6)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if conn, err := pgx.Connect(ctx, base); err == nil {
-			conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-			conn.Close(ctx)
-		}
-	})
-	return withParam(base, "schema", schema)
 }
 
 type replica struct {

@@ -2,22 +2,18 @@ package token_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net/http/httptest"
-	"net/url"
-	"os"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/backend"
 	"github.com/moat-bff/moat/internal/session/memory"
+	"github.com/moat-bff/moat/internal/session/storetest"
 	"github.com/moat-bff/moat/internal/testclock"
 	"github.com/moat-bff/moat/internal/token"
 )
@@ -26,23 +22,6 @@ import (
 type skewed time.Duration
 
 func (s skewed) Now() time.Time { return time.Now().Add(time.Duration(s)) }
-
-func withParam(raw, k, v string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		panic(err)
-	}
-	q := u.Query()
-	q.Set(k, v)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-func randomHex() string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
 
 // sharedStores are the stores replicas share: memory always, Redis and
 // PostgreSQL when MOAT_TEST_REDIS_URL / MOAT_TEST_POSTGRES_URL are set.
@@ -59,18 +38,8 @@ func sharedStores(t *testing.T) map[string]func() session.Store {
 		}
 	}
 	out := map[string]func() session.Store{"memory": func() session.Store { return memory.New(memory.Options{}) }}
-	if u := os.Getenv("MOAT_TEST_REDIS_URL"); u != "" {
-		out["redis"] = open(withParam(u, "prefix", "moat-skew-"+randomHex()+":"))
-	}
-	if u := os.Getenv("MOAT_TEST_POSTGRES_URL"); u != "" {
-		schema := "moat_skew_" + randomHex()
-		t.Cleanup(func() {
-			if conn, err := pgx.Connect(ctx, u); err == nil {
-				conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE")
-				conn.Close(ctx)
-			}
-		})
-		out["postgres"] = open(withParam(u, "schema", schema))
+	for name, u := range storetest.SharedURLs(t, "skew") {
+		out[name] = open(u)
 	}
 	return out
 }
