@@ -146,23 +146,6 @@ func TestExpiryIsExact(t *testing.T) {
 	}
 }
 
-func TestNonPositiveTTLRejected(t *testing.T) {
-	s := New(Options{})
-	t.Cleanup(func() { s.Close() })
-	k := session.NewID().Key()
-	for _, ttl := range []time.Duration{0, -time.Second} {
-		if _, err := s.Set(t.Context(), k, session.Record{Data: []byte("x")}, ttl); err == nil {
-			t.Errorf("Set with ttl %v succeeded", ttl)
-		}
-		if _, err := s.CompareAndSwap(t.Context(), k, 0, session.Record{Data: []byte("x")}, ttl); err == nil {
-			t.Errorf("CompareAndSwap with ttl %v succeeded", ttl)
-		}
-	}
-	if s.Len() != 0 {
-		t.Fatalf("Len() = %d after rejected writes", s.Len())
-	}
-}
-
 // TestCloseStopsSweeper runs in a synctest bubble, which fails the test if
 // the sweeper goroutine is still alive when the test function returns.
 func TestCloseStopsSweeper(t *testing.T) {

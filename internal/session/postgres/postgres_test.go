@@ -480,23 +480,6 @@ func TestUnstorableText(t *testing.T) {
 	}
 }
 
-// TestNonPositiveTTLRejected mirrors the memory store's test.
-func TestNonPositiveTTLRejected(t *testing.T) {
-	s := openStore(t, freshSchema(t), Options{})
-	k := session.NewID().Key()
-	for _, ttl := range []time.Duration{0, -time.Second} {
-		if _, err := s.Set(t.Context(), k, session.Record{Data: []byte("x")}, ttl); err == nil {
-			t.Errorf("Set with ttl %v succeeded", ttl)
-		}
-		if _, err := s.CompareAndSwap(t.Context(), k, 0, session.Record{Data: []byte("x")}, ttl); err == nil {
-			t.Errorf("CompareAndSwap with ttl %v succeeded", ttl)
-		}
-	}
-	if _, err := s.Get(t.Context(), k); !errors.Is(err, session.ErrNotFound) {
-		t.Errorf("Get after rejected writes = %v, want ErrNotFound", err)
-	}
-}
-
 // TestClose checks that Close is idempotent and safe from many goroutines,
 // stops the background goroutine and makes every call ErrUnavailable.
 func TestClose(t *testing.T) {

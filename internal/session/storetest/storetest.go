@@ -76,6 +76,7 @@ func Run(t *testing.T, newStore func(t *testing.T) session.Store) {
 		{"ListBySubject", false, testListBySubject},
 		{"IndexFollowsWrites", false, testIndexFollowsWrites},
 		{"Ping", false, testPing},
+		{"NonPositiveTTL", false, testNonPositiveTTL},
 		{"CancelledContext", false, testCancelledContext},
 		{"TTLExpiry", true, testTTLExpiry},
 		{"TTLExtend", true, testTTLExtend},
@@ -930,6 +931,21 @@ func testPing(t *testing.T, h *harness) {
 	if err := h.s.Ping(t.Context()); err != nil {
 		t.Fatalf("Ping: %v", err)
 	}
+}
+
+// testNonPositiveTTL: a write with a TTL of zero or less is an error and
+// writes nothing; it is never a record that lives forever.
+func testNonPositiveTTL(t *testing.T, h *harness) {
+	k := h.key()
+	for _, ttl := range []time.Duration{0, -time.Second} {
+		if _, err := h.s.Set(t.Context(), k, session.Record{Data: []byte("x"), Subject: random("sub")}, ttl); err == nil {
+			t.Errorf("Set with ttl %v succeeded", ttl)
+		}
+		if _, err := h.s.CompareAndSwap(t.Context(), k, 0, session.Record{Data: []byte("x")}, ttl); err == nil {
+			t.Errorf("CompareAndSwap with ttl %v succeeded", ttl)
+		}
+	}
+	h.wantGone(t, k)
 }
 
 // testCancelledContext only requires that operations on a cancelled context
