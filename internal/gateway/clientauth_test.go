@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
@@ -145,15 +144,5 @@ func TestRealOPPrivateKeyJWT(t *testing.T) {
 	if r := e.api(t, ua, http.MethodPost, "/auth/logout"); r.Status != http.StatusOK {
 		t.Fatalf("logout: %d %s", r.Status, r.Body)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, active, err := e.op.Introspect(rt)
-		if err == nil && !active {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the refresh token is still active after logout (revocation with private_key_jwt): %v\n%s", err, e.op.Stderr())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	e.waitInactive(t, rt)
 }

@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
@@ -180,14 +179,5 @@ func realOPFAPI2(t *testing.T, method string) {
 	if r := e.api(t, ua, http.MethodPost, "/auth/logout"); r.Status != http.StatusOK {
 		t.Fatalf("logout: %d %s", r.Status, r.Body)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, active, err := e.op.Introspect(tok.RefreshToken); err == nil && !active {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the refresh token is still active after logout\n%s", e.op.Stderr())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	e.waitInactive(t, tok.RefreshToken)
 }

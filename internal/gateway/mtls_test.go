@@ -194,14 +194,5 @@ func TestRealOPMTLS(t *testing.T) {
 	if r := e.api(t, ua, http.MethodPost, "/auth/logout"); r.Status != http.StatusOK {
 		t.Fatalf("logout: %d %s", r.Status, r.Body)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, active, err := e.op.Introspect(rt); err == nil && !active {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the refresh token is still active after logout\n%s", e.op.Stderr())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	e.waitInactive(t, rt)
 }

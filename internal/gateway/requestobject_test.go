@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/oidc/oidctest"
@@ -164,16 +163,7 @@ func TestRealOPRequestObject(t *testing.T) {
 			if r := e.api(t, ua, http.MethodPost, "/auth/logout"); r.Status != http.StatusOK {
 				t.Fatalf("logout: %d %s", r.Status, r.Body)
 			}
-			deadline := time.Now().Add(5 * time.Second)
-			for {
-				if _, active, err := e.op.Introspect(rt); err == nil && !active {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("the refresh token is still active after logout\n%s", e.op.Stderr())
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+			e.waitInactive(t, rt)
 			if e.loggedIn(t, ua) {
 				t.Fatal("still logged in after logout")
 			}
