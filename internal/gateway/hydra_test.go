@@ -11,6 +11,7 @@ import (
 	"time"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
+	"github.com/go-jose/go-jose/v4"
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/csrf"
 	"github.com/moat-bff/moat/internal/hydraop"
@@ -341,4 +342,35 @@ func TestHydraJWTAccessTokensRefreshOnExpiry(t *testing.T) {
 		t.Fatal("moat did not refresh the expired access token")
 	}
 	verify(second.AccessToken)
+}
+
+// TestHydraKeyRotation: Hydra signs with a new key the moment an operator
+// creates it. A login right after must not fail for want of the key (moat
+// fetches the JWKS again for an ID token from the token endpoint, whatever
+// the refetch interval), and the logout token signed with it ends the
+// session.
+func TestHydraKeyRotation(t *testing.T) {
+	e := newHydraEnv(t, hydraop.Options{})
+	e.login(t, e.hy.UserAgent("heidi"))
+	kid, err := e.hy.RotateSigningKey(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ua := e.hy.UserAgent("ivan")
+	e.login(t, ua)
+	idt := e.tokens(t, ua).IDToken
+	jws, err := jose.ParseSigned(idt, []jose.SignatureAlgorithm{jose.RS256})
+	if err != nil || jws.Signatures[0].Header.KeyID != kid {
+		t.Fatalf("Hydra did not sign the new ID token with the new key %s (%v)", kid, err)
+	}
+	if _, err := ua.Browse(context.Background(), e.hy.Issuer+"/oauth2/sessions/logout"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e.loggedIn(t, ua) {
+		if time.Now().After(deadline) {
+			t.Fatal("the logout token signed with the new key did not end the session")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -303,6 +303,24 @@ func (op *OP) EndSession(ctx context.Context, sid string) error {
 	return op.adminJSON(ctx, http.MethodDelete, "/admin/oauth2/auth/sessions/login?sid="+url.QueryEscape(sid), nil, nil)
 }
 
+// RotateSigningKey adds a new key to the set Hydra signs ID tokens and
+// logout tokens with (POST /admin/keys/hydra.openid.id-token), as an
+// operator rotating keys would, and returns its kid. Hydra signs with it at
+// once: it publishes no key ahead of its use.
+func (op *OP) RotateSigningKey(ctx context.Context) (string, error) {
+	var set struct {
+		Keys []struct {
+			KID string `json:"kid"`
+		} `json:"keys"`
+	}
+	kid := "rotated-" + randHex(4)
+	err := op.adminJSON(ctx, http.MethodPost, "/admin/keys/hydra.openid.id-token", map[string]string{"alg": "RS256", "use": "sig", "kid": kid}, &set)
+	if err == nil && (len(set.Keys) != 1 || set.Keys[0].KID != kid) {
+		err = fmt.Errorf("hydra created %+v, not the key %s", set.Keys, kid)
+	}
+	return kid, err
+}
+
 // adminJSON calls the admin API with an optional JSON body and decodes a
 // JSON answer into out, when given.
 func (op *OP) adminJSON(ctx context.Context, method, path string, in, out any) error {

@@ -764,9 +764,11 @@ func (c *Client) verifyIDToken(ctx context.Context, p *provider, raw, accessToke
 		return nil, fmt.Errorf("%w: id_token: "+format, append([]any{ErrRejected}, args...)...)
 	}
 	vctx, keys := withKeyOutcome(ctx)
+	keys.received = c.cfg.Now() // from the token endpoint: a new kid is a rotation
 	idt, err := p.verifier.Verify(vctx, raw)
-	// The ID token came from the token endpoint over TLS: a kid the JWKS
-	// lacks is a key rotated since the last fetch. Try again (503).
+	// The ID token came from the token endpoint over TLS: a kid even a JWKS
+	// fetched since it arrived lacks is a key the IdP has yet to publish,
+	// or a JWKS that cannot be fetched. Try again (503).
 	if e := cmp.Or(keys.unavailable, keys.unknownKid); e != nil {
 		return nil, fmt.Errorf("%w: id_token: %w", ErrUnavailable, e)
 	}

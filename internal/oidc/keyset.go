@@ -51,7 +51,15 @@ type keySet struct {
 // it failed for want of keys: go-oidc flattens the KeySet's error to text.
 // unavailable: the JWKS could not be fetched. unknownKid: a JWKS fetched
 // within the refetch interval lacks the kid.
-type keyOutcome struct{ unavailable, unknownKid error }
+type keyOutcome struct {
+	unavailable, unknownKid error
+	// received, if set, is when the token came from the token endpoint:
+	// only the IdP can sign what it answers moat there, so an unknown kid
+	// is a key it rotated in, and the JWKS is fetched again unless a fetch
+	// began after the token arrived, whatever the interval (OIDC Core
+	// §10.1.1). Ory Hydra signs with a new key the moment it is created.
+	received time.Time
+}
 
 type keyOutcomeKey struct{}
 
@@ -74,13 +82,13 @@ func (k *keySet) VerifySignature(ctx context.Context, raw string) ([]byte, error
 	if payload, found, err := verifyWith(jws, kid, k.cached()); found {
 		return payload, err
 	}
-	fetchErr := k.refetch(ctx)
-	if payload, found, err := verifyWith(jws, kid, k.cached()); found {
-		return payload, err
-	}
 	o, _ := ctx.Value(keyOutcomeKey{}).(*keyOutcome)
 	if o == nil {
 		o = &keyOutcome{}
+	}
+	fetchErr := k.refetch(ctx, o.received)
+	if payload, found, err := verifyWith(jws, kid, k.cached()); found {
+		return payload, err
 	}
 	if errors.Is(fetchErr, errFetchedRecently) {
 		o.unknownKid = fmt.Errorf("no key %q in the provider's JWKS (%w, %s)", kid, fetchErr, k.every)
@@ -117,14 +125,21 @@ func (k *keySet) cached() []jose.JSONWebKey {
 	return k.keys
 }
 
-// refetch loads the JWKS unless it was tried less than k.every ago;
-// concurrent callers share one fetch. It returns nil only when this call
-// (or the one it joined) fetched the keys, errFetchedRecently when the
-// last try, within k.every, succeeded.
-func (k *keySet) refetch(ctx context.Context) error {
-	_, err, _ := k.group.Do("jwks", func() (any, error) {
+// refetch loads the JWKS unless it was tried less than k.every ago, or,
+// when received is set, unless it was tried after received; concurrent
+// callers of either kind share one fetch. It returns nil only when this
+// call (or the one it joined) fetched the keys, errFetchedRecently when
+// the last try, within k.every (after received), succeeded.
+func (k *keySet) refetch(ctx context.Context, received time.Time) error {
+	group := "jwks"
+	recent := func(fetched time.Time) bool { return k.now().Sub(fetched) < k.every }
+	if !received.IsZero() {
+		group = "jwks-after" // not joined to a call the interval stops
+		recent = func(fetched time.Time) bool { return fetched.After(received) }
+	}
+	_, err, _ := k.group.Do(group, func() (any, error) {
 		k.mu.Lock()
-		if !k.fetched.IsZero() && k.now().Sub(k.fetched) < k.every {
+		if !k.fetched.IsZero() && recent(k.fetched) {
 			last := k.lastErr
 			k.mu.Unlock()
 			if last != nil {
