@@ -140,9 +140,5 @@ func TestRealOPPrivateKeyJWT(t *testing.T) {
 	if e.tokens(t, ua).AccessToken == first.AccessToken {
 		t.Fatal("no refresh happened")
 	}
-	rt := e.tokens(t, ua).RefreshToken
-	if r := e.api(t, ua, http.MethodPost, "/auth/logout"); r.Status != http.StatusOK {
-		t.Fatalf("logout: %d %s", r.Status, r.Body)
-	}
-	e.waitInactive(t, rt)
+	e.logout(t, ua)
 }

@@ -176,8 +176,5 @@ func realOPFAPI2(t *testing.T, method string) {
 	if cnf, _ := in["cnf"].(map[string]any); cnf["x5t#S256"] != oidctest.CertThumbprint(leaf) {
 		t.Fatalf("the access token is not bound to moat's certificate: cnf %v", in["cnf"])
 	}
-	if r := e.api(t, ua, http.MethodPost, "/auth/logout"); r.Status != http.StatusOK {
-		t.Fatalf("logout: %d %s", r.Status, r.Body)
-	}
-	e.waitInactive(t, tok.RefreshToken)
+	e.logout(t, ua)
 }

@@ -187,12 +187,8 @@ func TestRealOPMTLS(t *testing.T) {
 	if r := e.api(t, ua, http.MethodGet, "/resource/api/x"); r.Status != http.StatusOK {
 		t.Fatalf("API call after expiry: %d %s\n%s", r.Status, r.Body, e.op.Stderr())
 	}
-	rt := e.tokens(t, ua).RefreshToken
 	if e.tokens(t, ua).AccessToken == first.AccessToken {
 		t.Fatal("no refresh happened")
 	}
-	if r := e.api(t, ua, http.MethodPost, "/auth/logout"); r.Status != http.StatusOK {
-		t.Fatalf("logout: %d %s", r.Status, r.Body)
-	}
-	e.waitInactive(t, rt)
+	e.logout(t, ua)
 }

@@ -343,6 +343,17 @@ func TestRealOPBackchannelLogout(t *testing.T) {
 	}
 }
 
+// logout logs ua out and fails t unless moat answers 200 and the real OP
+// then reports the session's refresh token inactive.
+func (e *realEnv) logout(t *testing.T, ua *realop.UserAgent) {
+	t.Helper()
+	rt := e.tokens(t, ua).RefreshToken
+	if r := e.api(t, ua, http.MethodPost, "/auth/logout"); r.Status != http.StatusOK {
+		t.Fatalf("logout: %d %s", r.Status, r.Body)
+	}
+	e.waitInactive(t, rt)
+}
+
 // waitInactive fails t unless the real OP reports the refresh token rt
 // inactive (RFC 7662) within 5 s: moat revokes it after logout without
 // making the browser wait.

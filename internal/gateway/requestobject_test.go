@@ -159,11 +159,7 @@ func TestRealOPRequestObject(t *testing.T) {
 			if r := e.api(t, ua, http.MethodGet, "/resource/api/x"); r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"sub":"alice"`) {
 				t.Fatalf("API call: %d %s\n%s", r.Status, r.Body, e.op.Stderr())
 			}
-			rt := e.tokens(t, ua).RefreshToken
-			if r := e.api(t, ua, http.MethodPost, "/auth/logout"); r.Status != http.StatusOK {
-				t.Fatalf("logout: %d %s", r.Status, r.Body)
-			}
-			e.waitInactive(t, rt)
+			e.logout(t, ua)
 			if e.loggedIn(t, ua) {
 				t.Fatal("still logged in after logout")
 			}
