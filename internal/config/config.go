@@ -213,6 +213,10 @@ type OIDC struct {
 	// Profile "fapi2" turns on and enforces the FAPI 2.0 Security Profile
 	// for the client side; see fapi.go.
 	Profile string `yaml:"profile"`
+	// DPoP binds each session's tokens to a key of its own (RFC 9449):
+	// the key is made at login, kept sealed in the session record, and
+	// signs a proof for every token request and every upstream call.
+	DPoP bool `yaml:"dpop"`
 }
 
 // Session configures the server-side session.

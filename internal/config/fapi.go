@@ -11,8 +11,8 @@ import (
 const ProfileFAPI2 = "fapi2"
 
 // fapi2SenderConstraint is the fix named whenever fapi2 lacks
-// sender-constrained tokens: moat has no DPoP yet, so mTLS it is.
-const fapi2SenderConstraint = "FAPI 2.0 §5.3.2 requires sender-constrained access tokens and moat does not implement DPoP yet, so they must be certificate-bound (RFC 8705): use client_auth_method: tls_client_auth or self_signed_tls_client_auth, or private_key_jwt together with oidc.client_cert_file so the TLS client certificate binds the tokens"
+// sender-constrained tokens: DPoP or mTLS (FAPI 2.0 §5.3.2.2, §5.3.3).
+const fapi2SenderConstraint = "FAPI 2.0 §5.3.2.2 requires sender-constrained access tokens: set oidc.dpop: true (DPoP, RFC 9449), or bind them to a TLS client certificate (RFC 8705) with client_auth_method: tls_client_auth or self_signed_tls_client_auth, or private_key_jwt together with oidc.client_cert_file"
 
 // validateProfile checks oidc.profile and, under fapi2, refuses every
 // setting that cannot meet the FAPI 2.0 Security Profile, naming its key.
@@ -34,8 +34,8 @@ func (c *Config) validateProfile(keys *clientauth.Keys, add func(key, format str
 	switch {
 	case o.ClientAuthMethod != AuthPrivateKeyJWT && !IsMTLS(o.ClientAuthMethod):
 		add("oidc.client_auth_method", "is %s, but oidc.profile: fapi2 allows only private_key_jwt, tls_client_auth or self_signed_tls_client_auth, never client_secret_* (FAPI 2.0 §5.3.2); %s", o.ClientAuthMethod, fapi2SenderConstraint)
-	case o.ClientAuthMethod == AuthPrivateKeyJWT && o.ClientCertFile == "":
-		add("oidc.client_cert_file", "is required with oidc.profile: fapi2 and client_auth_method: private_key_jwt: %s", fapi2SenderConstraint)
+	case o.ClientAuthMethod == AuthPrivateKeyJWT && o.ClientCertFile == "" && !o.DPoP:
+		add("oidc.dpop", "or oidc.client_cert_file is required with oidc.profile: fapi2 and client_auth_method: private_key_jwt: %s", fapi2SenderConstraint)
 	}
 	if !o.ClientSecret.IsZero() || o.ClientSecretFile != "" {
 		add("oidc.client_secret", "must not be set with oidc.profile: fapi2 (no client_secret_* client authentication, FAPI 2.0 §5.3.2); remove it, client_secret_file and MOAT_OIDC_CLIENT_SECRET")

@@ -51,6 +51,12 @@ func (c *Config) validateForwardAuth(add func(key, format string, args ...any)) 
 	if f.Listen == c.Admin.Listen {
 		add("forward_auth.listen", "must differ from admin.listen")
 	}
+	if c.OIDC.DPoP {
+		// RFC 9449 §7.1: a bound token goes with a proof for the exact
+		// URL it is sent to, signed per request, and its nonce challenges
+		// come back to the sender; the gateway sends, moat would not see.
+		add("forward_auth.listen", "cannot be used with oidc.dpop: the sessions' tokens are DPoP-bound, so each upstream request needs a proof signed for its URL and the upstream's nonce challenges answered, which only moat's own proxy does; route these APIs through moat (routes[]) or remove oidc.dpop")
+	}
 	if len(f.TrustedProxies) == 0 {
 		add("forward_auth.trusted_proxies", "is required: list the gateways' IPs or CIDRs (e.g. 127.0.0.1 or 10.0.0.0/8); nobody else may ask for tokens")
 	}

@@ -159,7 +159,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 		MaxIDTokenAge:    cfg.OIDC.MaxIDTokenAge.D(), ClockSkew: cfg.OIDC.ClockSkew.D(),
 		HTTPClient: idpClient, PAR: cfg.OIDC.PAR, OnClientRejected: m.ClientRejected,
 		AuthParams: cfg.OIDC.AuthParams, Resources: routeResources(cfg), RequestObjects: requestObjects,
-		Profile: cfg.OIDC.Profile, CertificateBound: cfg.OIDC.ClientCertFile != "",
+		Profile: cfg.OIDC.Profile, CertificateBound: cfg.OIDC.ClientCertFile != "", DPoP: cfg.OIDC.DPoP,
 		LegacyLogoutTokens: cfg.OIDC.InsecureLegacyLogoutTokens,
 	}, log)
 	// A store that pushes invalidations (Redis, PostgreSQL) makes the

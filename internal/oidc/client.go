@@ -24,6 +24,7 @@ import (
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
+	"github.com/moat-bff/moat/internal/dpop"
 	"github.com/moat-bff/moat/internal/secret"
 	"golang.org/x/oauth2"
 	"golang.org/x/sync/singleflight"
@@ -50,6 +51,10 @@ var (
 	// ErrRejected: the IdP's answer failed validation (ID token, iss
 	// parameter, token response). Nothing from it may be used.
 	ErrRejected = errors.New("oidc: response rejected")
+	// ErrNotBound: a token request carried a DPoP proof but the answer's
+	// token_type is not DPoP (RFC 9449 §5). Errors wrapping it also wrap
+	// ErrRejected.
+	ErrNotBound = errors.New("oidc: the access token is not DPoP-bound")
 )
 
 // Config configures a Client.
@@ -107,6 +112,10 @@ type Config struct {
 	// drafts of Back-Channel Logout 1.0 before its final version (2022),
 	// as Ory Hydra 2.x sends them: typ JWT, no exp (VerifyLogoutToken).
 	LegacyLogoutTokens bool
+	// DPoP: every session's tokens are bound to its own key (RFC 9449):
+	// logins and refreshes need the session's key, and the token endpoint
+	// must answer token_type DPoP.
+	DPoP bool
 }
 
 // PAR modes.
@@ -132,6 +141,8 @@ type Client struct {
 	rejMu     sync.Mutex
 	rejected  ClientRejection
 	rejLogged time.Time
+
+	nonces dpop.Nonces // the IdP's latest DPoP nonces (RFC 9449 §8)
 }
 
 // Metadata is the part of the provider's discovery document moat uses
@@ -152,6 +163,9 @@ type Metadata struct {
 	BackchannelLogoutSupported bool     `json:"backchannel_logout_supported"`
 	IDTokenSigningAlgs         []string `json:"id_token_signing_alg_values_supported"`
 	RequestObjectSigningAlgs   []string `json:"request_object_signing_alg_values_supported"`
+	// DPoPSigningAlgs are the proof algorithms the provider accepts
+	// (RFC 9449 §5.1); absent when it does not say.
+	DPoPSigningAlgs []string `json:"dpop_signing_alg_values_supported"`
 	// MTLSEndpointAliases are the endpoints to use with mTLS client
 	// authentication (RFC 8705 §5).
 	MTLSEndpointAliases map[string]string `json:"mtls_endpoint_aliases"`
@@ -352,6 +366,10 @@ type AuthRequest struct {
 	Nonce    string
 	Verifier string     // PKCE code_verifier (RFC 7636); sent as its S256 challenge
 	Extra    url.Values // prompt, max_age, acr_values ...
+	// DPoP is the login's key, with Config.DPoP: its thumbprint goes as
+	// dpop_jkt and the PAR request carries a proof (RFC 9449 §10), so the
+	// code can be redeemed only with this key.
+	DPoP *dpop.Key
 }
 
 // AuthCodeURL returns the authorization endpoint URL for req.
@@ -360,9 +378,15 @@ func (c *Client) AuthCodeURL(ctx context.Context, req AuthRequest) (string, erro
 	if err != nil {
 		return "", err
 	}
+	if err := c.needKey(req.DPoP); err != nil {
+		return "", err
+	}
 	opts := []oauth2.AuthCodeOption{
 		oauth2.S256ChallengeOption(req.Verifier),
 		oauth2.SetAuthURLParam("nonce", req.Nonce),
+	}
+	if req.DPoP != nil {
+		opts = append(opts, oauth2.SetAuthURLParam("dpop_jkt", req.DPoP.Thumbprint()))
 	}
 	for k, vs := range req.Extra {
 		for _, v := range vs {
@@ -395,7 +419,7 @@ func (c *Client) AuthCodeURL(ctx context.Context, req AuthRequest) (string, erro
 		return "", fmt.Errorf("%w: %s", ErrRejected, m[0])
 	}
 	if c.cfg.RequestObjects != nil {
-		return c.requestObjectURL(ctx, p, full, push)
+		return c.requestObjectURL(ctx, p, full, push, req.DPoP)
 	}
 	if !push {
 		return full, nil
@@ -404,7 +428,7 @@ func (c *Client) AuthCodeURL(ctx context.Context, req AuthRequest) (string, erro
 	if err != nil {
 		return "", err
 	}
-	return c.pushAuthorizationRequest(ctx, p, u, u.Query())
+	return c.pushAuthorizationRequest(ctx, p, u, u.Query(), req.DPoP)
 }
 
 // CheckIssuer applies RFC 9207 §2.4 to the authorization response query:
@@ -463,6 +487,8 @@ type Expect struct {
 	// ACRValues, when set, were requested: the acr claim must be one of
 	// them, or a step-up silently did not happen (OIDC Core 3.1.3.7 #12).
 	ACRValues []string
+	// DPoP is the login's key (AuthRequest.DPoP), with Config.DPoP.
+	DPoP *dpop.Key
 }
 
 // Exchange redeems an authorization code with client authentication and the
@@ -475,12 +501,15 @@ func (c *Client) Exchange(ctx context.Context, code string, want Expect) (Tokens
 		return Tokens{}, nil, err
 	}
 	nonce := want.Nonce
-	tok, err := p.oauth.Exchange(c.clientCtx(ctx), code, oauth2.VerifierOption(want.Verifier))
+	if err := c.needKey(want.DPoP); err != nil {
+		return Tokens{}, nil, err
+	}
+	tok, err := p.oauth.Exchange(c.signedCtx(ctx, want.DPoP, nil), code, oauth2.VerifierOption(want.Verifier))
 	if err != nil {
 		return Tokens{}, nil, c.classify("code exchange", err)
 	}
 	c.tokenEndpointOK()
-	t, err := checkTokenResponse(tok)
+	t, err := checkTokenResponse(tok, want.DPoP != nil)
 	if err != nil {
 		return Tokens{}, nil, err
 	}
@@ -536,30 +565,35 @@ func (c *Client) checkAuthContext(idt *gooidc.IDToken, want Expect) error {
 // and the next refresh validates again. Only a validated ID token naming
 // another subject (OIDC Core §12.2) fails the refresh: the new refresh
 // token is revoked and the error is ErrSubjectChanged.
-func (c *Client) Refresh(ctx context.Context, refreshToken, subject string) (Tokens, *Identity, error) {
-	return c.refresh(ctx, refreshToken, subject, "")
+//
+// key is the session's DPoP key (nil without Config.DPoP): the request
+// carries its proof and the new access token must be bound to it.
+func (c *Client) Refresh(ctx context.Context, refreshToken, subject string, key *dpop.Key) (Tokens, *Identity, error) {
+	return c.refresh(ctx, refreshToken, subject, "", key)
 }
 
 // RefreshResource redeems refreshToken for an access token restricted to
 // resource (RFC 8707 §2.2), which the login's authorization request named.
 // An IdP that refuses the resource (invalid_target) has a configuration
 // problem, not a dead grant: that is a 503 that keeps the session.
-func (c *Client) RefreshResource(ctx context.Context, refreshToken, subject, resource string) (Tokens, *Identity, error) {
-	return c.refresh(ctx, refreshToken, subject, resource)
+func (c *Client) RefreshResource(ctx context.Context, refreshToken, subject, resource string, key *dpop.Key) (Tokens, *Identity, error) {
+	return c.refresh(ctx, refreshToken, subject, resource, key)
 }
 
-func (c *Client) refresh(ctx context.Context, refreshToken, subject, resource string) (Tokens, *Identity, error) {
+func (c *Client) refresh(ctx context.Context, refreshToken, subject, resource string, key *dpop.Key) (Tokens, *Identity, error) {
 	p, err := c.provider(ctx)
 	if err != nil {
 		return Tokens{}, nil, err
 	}
-	cctx := c.clientCtx(ctx)
+	if err := c.needKey(key); err != nil {
+		return Tokens{}, nil, err
+	}
+	var extra url.Values
 	if resource != "" {
 		// x/oauth2 cannot add a parameter to a refresh: its HTTP client can.
-		cctx = c.clientCtxVia(ctx, func(base http.RoundTripper) http.RoundTripper {
-			return addForm{base, url.Values{"resource": {resource}}}
-		})
+		extra = url.Values{"resource": {resource}}
 	}
+	cctx := c.signedCtx(ctx, key, extra)
 	src := p.oauth.TokenSource(cctx, &oauth2.Token{RefreshToken: refreshToken})
 	tok, err := src.Token()
 	if err != nil {
@@ -570,7 +604,7 @@ func (c *Client) refresh(ctx context.Context, refreshToken, subject, resource st
 		return Tokens{}, nil, c.classify(op, err)
 	}
 	c.tokenEndpointOK()
-	t, err := checkTokenResponse(tok)
+	t, err := checkTokenResponse(tok, key != nil)
 	if err != nil {
 		return Tokens{}, nil, err
 	}
@@ -607,7 +641,8 @@ func (c *Client) refresh(ctx context.Context, refreshToken, subject, resource st
 
 // UserInfo calls the UserInfo endpoint with accessToken and returns its
 // claims, which are used only if their sub equals subject (OIDC Core §5.3.2).
-func (c *Client) UserInfo(ctx context.Context, accessToken, subject string) (map[string]any, error) {
+// A token bound to key (nil: a Bearer token) goes with a proof (RFC 9449 §7).
+func (c *Client) UserInfo(ctx context.Context, accessToken, subject string, key *dpop.Key) (map[string]any, error) {
 	p, err := c.provider(ctx)
 	if err != nil {
 		return nil, err
@@ -616,6 +651,9 @@ func (c *Client) UserInfo(ctx context.Context, accessToken, subject string) (map
 	var rec *statusRecorder
 	uctx := c.clientCtxVia(ctx, func(base http.RoundTripper) http.RoundTripper {
 		rec = &statusRecorder{next: base}
+		if key != nil {
+			return c.dpopTransport(rec, key, accessToken)
+		}
 		return rec
 	})
 	ui, err := p.op.UserInfo(uctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: accessToken, TokenType: "Bearer"}))
@@ -675,7 +713,7 @@ func (c *Client) Revoke(ctx context.Context, token, hint string) error {
 	if p.meta.RevocationEndpoint == "" {
 		return nil
 	}
-	resp, err := c.postForm(ctx, p.meta.RevocationEndpoint, url.Values{"token": {token}, "token_type_hint": {hint}})
+	resp, err := c.postForm(ctx, p.meta.RevocationEndpoint, url.Values{"token": {token}, "token_type_hint": {hint}}, nil)
 	if err != nil {
 		return fmt.Errorf("%w: revocation: %v", ErrUnavailable, err)
 	}
@@ -688,7 +726,9 @@ func (c *Client) Revoke(ctx context.Context, token, hint string) error {
 
 // postForm POSTs form to endpoint with client authentication (RFC 6749
 // §2.3.1), as the token endpoint gets it.
-func (c *Client) postForm(ctx context.Context, endpoint string, form url.Values) (*http.Response, error) {
+// A request with key carries its DPoP proof (the PAR request, RFC 9449
+// §10.1).
+func (c *Client) postForm(ctx context.Context, endpoint string, form url.Values, key *dpop.Key) (*http.Response, error) {
 	switch c.cfg.AuthMethod {
 	case "client_secret_post":
 		form.Set("client_id", c.cfg.ClientID)
@@ -707,7 +747,12 @@ func (c *Client) postForm(ctx context.Context, endpoint string, form url.Values)
 		// RFC 6749 §2.3.1: both parts form-urlencoded before Basic.
 		req.SetBasicAuth(url.QueryEscape(c.cfg.ClientID), url.QueryEscape(c.cfg.ClientSecret.Reveal()))
 	}
-	return c.cfg.HTTPClient.Do(req)
+	if key == nil {
+		return c.cfg.HTTPClient.Do(req)
+	}
+	hc := *c.cfg.HTTPClient
+	hc.Transport = c.dpopTransport(hc.Transport, key, "")
+	return hc.Do(req)
 }
 
 func (c *Client) clientCtx(ctx context.Context) context.Context {
@@ -727,12 +772,22 @@ func (c *Client) clientCtxVia(ctx context.Context, wrap func(base http.RoundTrip
 }
 
 // checkTokenResponse applies RFC 6749 §5.1 and OIDC Core 3.1.3.8: a
-// non-empty access token of type Bearer.
-func checkTokenResponse(tok *oauth2.Token) (Tokens, error) {
+// non-empty access token of type Bearer, or DPoP when the request carried
+// a proof (bound). An IdP that answers a DPoP request with a Bearer token
+// did not bind it (RFC 9449 §5): the answer is refused, never used as a
+// Bearer token instead.
+func checkTokenResponse(tok *oauth2.Token, bound bool) (Tokens, error) {
 	if tok.AccessToken == "" {
 		return Tokens{}, fmt.Errorf("%w: token response has no access_token", ErrRejected)
 	}
-	if !strings.EqualFold(tok.TokenType, "Bearer") {
+	want := "Bearer"
+	if bound {
+		want = "DPoP"
+	}
+	if !strings.EqualFold(tok.TokenType, want) {
+		if bound {
+			return Tokens{}, fmt.Errorf("%w: %w: token_type %q, not DPoP: the provider did not bind the access token to the DPoP key (RFC 9449 §5); enable DPoP for this client at the provider, or remove oidc.dpop", ErrRejected, ErrNotBound, truncate(errorCode(tok.TokenType), 40))
+		}
 		return Tokens{}, fmt.Errorf("%w: token_type %q is not Bearer", ErrRejected, tok.TokenType)
 	}
 	idt, _ := tok.Extra("id_token").(string)
@@ -743,7 +798,7 @@ func checkTokenResponse(tok *oauth2.Token) (Tokens, error) {
 	scope, _ := tok.Extra("scope").(string) // anything but a string is no scope: rules on it fail closed
 	return Tokens{
 		AccessToken:      tok.AccessToken,
-		TokenType:        "Bearer",
+		TokenType:        want,
 		RefreshToken:     tok.RefreshToken,
 		IDToken:          idt,
 		Expiry:           tok.Expiry,

@@ -266,23 +266,23 @@ func TestRefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	next, nid, err := c.Refresh(ctx, tok.RefreshToken, id.Subject)
+	next, nid, err := c.Refresh(ctx, tok.RefreshToken, id.Subject, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if next.AccessToken == tok.AccessToken || next.RefreshToken == tok.RefreshToken || nid == nil || nid.Subject != "alice" {
 		t.Errorf("refresh did not rotate: %v", next)
 	}
-	if _, _, err := c.Refresh(ctx, tok.RefreshToken, id.Subject); !errors.Is(err, oidc.ErrInvalidGrant) {
+	if _, _, err := c.Refresh(ctx, tok.RefreshToken, id.Subject, nil); !errors.Is(err, oidc.ErrInvalidGrant) {
 		t.Errorf("spent refresh token: err = %v, want ErrInvalidGrant", err)
 	}
 	p.Set(func(b *oidctest.Behavior) { b.RefreshError = "server_error" })
-	if _, _, err := c.Refresh(ctx, "rt-whatever", "alice"); !errors.Is(err, oidc.ErrUnavailable) {
+	if _, _, err := c.Refresh(ctx, "rt-whatever", "alice", nil); !errors.Is(err, oidc.ErrUnavailable) {
 		t.Errorf("5xx: err = %v, want ErrUnavailable", err)
 	}
 	p.Set(func(b *oidctest.Behavior) { b.RefreshError = "hang" })
 	start := time.Now()
-	if _, _, err := c.Refresh(ctx, "rt-whatever", "alice"); !errors.Is(err, oidc.ErrUnavailable) {
+	if _, _, err := c.Refresh(ctx, "rt-whatever", "alice", nil); !errors.Is(err, oidc.ErrUnavailable) {
 		t.Errorf("hang: err = %v, want ErrUnavailable", err)
 	}
 	if time.Since(start) > 5*time.Second {
@@ -297,12 +297,12 @@ func TestUserInfoSubjectMustMatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	claims, err := c.UserInfo(context.Background(), tok.AccessToken, "alice")
+	claims, err := c.UserInfo(context.Background(), tok.AccessToken, "alice", nil)
 	if err != nil || claims["email"] != "alice@example.com" {
 		t.Fatalf("userinfo = %v, %v", claims, err)
 	}
 	p.Set(func(b *oidctest.Behavior) { b.UserInfoSub = "mallory" })
-	if _, err := c.UserInfo(context.Background(), tok.AccessToken, "alice"); !errors.Is(err, oidc.ErrRejected) {
+	if _, err := c.UserInfo(context.Background(), tok.AccessToken, "alice", nil); !errors.Is(err, oidc.ErrRejected) {
 		t.Errorf("mismatched sub: err = %v", err)
 	}
 }
@@ -332,7 +332,7 @@ func TestRevokeAndEndSession(t *testing.T) {
 	if err := c.Revoke(context.Background(), tok.RefreshToken, "refresh_token"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := c.Refresh(context.Background(), tok.RefreshToken, "alice"); !errors.Is(err, oidc.ErrInvalidGrant) {
+	if _, _, err := c.Refresh(context.Background(), tok.RefreshToken, "alice", nil); !errors.Is(err, oidc.ErrInvalidGrant) {
 		t.Errorf("revoked refresh token still works: %v", err)
 	}
 	var auth string

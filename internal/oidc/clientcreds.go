@@ -25,7 +25,7 @@ func (c *Client) ClientCredentials(ctx context.Context, scopes []string) (Tokens
 		return Tokens{}, c.classify("client_credentials", err)
 	}
 	c.tokenEndpointOK()
-	return checkTokenResponse(tok)
+	return checkTokenResponse(tok, false)
 }
 
 // tokenRequest POSTs a token request without a user's grant: client

@@ -5,13 +5,15 @@ import (
 	"slices"
 
 	"github.com/moat-bff/moat/internal/clientauth"
+	"github.com/moat-bff/moat/internal/dpop"
 )
 
 // ProfileFAPI2 is the FAPI 2.0 Security Profile (final) for the client
 // side: PAR required, PKCE S256, private_key_jwt or mTLS client
-// authentication, mTLS certificate-bound access tokens (DPoP is not
-// implemented), the RFC 9207 iss parameter required, and only PS256,
-// ES256 or EdDSA signatures (FAPI 2.0 Security Profile §5.3.2, §5.4.1).
+// authentication, sender-constrained access tokens (DPoP or mTLS
+// certificate-bound, §5.3.2.2, §5.3.3), the RFC 9207 iss parameter
+// required, and only PS256, ES256 or EdDSA signatures (FAPI 2.0 Security
+// Profile §5.3.2, §5.4.1).
 const ProfileFAPI2 = "fapi2"
 
 // fapi2Algs are the only JWS algorithms FAPI 2.0 allows (§5.4.1).
@@ -44,8 +46,13 @@ func (c *Client) fapi2Mismatches(meta Metadata) []string {
 	if !slices.Contains(meta.TokenEndpointAuthMethods, c.cfg.AuthMethod) {
 		add("the provider's token_endpoint_auth_methods_supported %q lacks oidc.client_auth_method %s", meta.TokenEndpointAuthMethods, c.cfg.AuthMethod)
 	}
-	if c.certificateBound() && !meta.TLSClientCertBoundAccessTokens {
-		add("the provider's discovery document does not set tls_client_certificate_bound_access_tokens, so access tokens would not be bound to moat's TLS client certificate (RFC 8705 §3, FAPI 2.0 §5.3.2 sender-constraining; DPoP is not available in moat)")
+	switch {
+	case c.cfg.DPoP && !slices.Contains(meta.DPoPSigningAlgs, dpop.Algorithm):
+		// Under fapi2 the binding must be certain: a provider that does
+		// not say it takes ES256 proofs may hand out unbound tokens.
+		add("the provider's dpop_signing_alg_values_supported %q lacks ES256, so access tokens would not be bound to the session's DPoP key (RFC 9449 §5.1, FAPI 2.0 §5.3.2.2 sender-constraining)", meta.DPoPSigningAlgs)
+	case !c.cfg.DPoP && c.certificateBound() && !meta.TLSClientCertBoundAccessTokens:
+		add("the provider's discovery document does not set tls_client_certificate_bound_access_tokens, so access tokens would not be bound to moat's TLS client certificate (RFC 8705 §3, FAPI 2.0 §5.3.2.2 sender-constraining); or set oidc.dpop: true")
 	}
 	if !slices.ContainsFunc(meta.IDTokenSigningAlgs, func(a string) bool { return slices.Contains(fapi2Algs, a) }) {
 		add("the provider's id_token_signing_alg_values_supported %q has none of %q (FAPI 2.0 §5.4.1)", meta.IDTokenSigningAlgs, fapi2Algs)

@@ -112,13 +112,13 @@ func TestMTLSClientAuth(t *testing.T) {
 			if err != nil {
 				t.Fatalf("login: %v (provider: %q)", err, p.CertError())
 			}
-			if _, _, err := c.Refresh(context.Background(), tok.RefreshToken, id.Subject); err != nil {
+			if _, _, err := c.Refresh(context.Background(), tok.RefreshToken, id.Subject, nil); err != nil {
 				t.Fatalf("refresh: %v (provider: %q)", err, p.CertError())
 			}
 			if err := c.Revoke(context.Background(), tok.RefreshToken, "refresh_token"); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := c.UserInfo(context.Background(), tok.AccessToken, id.Subject); err != nil {
+			if _, err := c.UserInfo(context.Background(), tok.AccessToken, id.Subject, nil); err != nil {
 				t.Fatal(err)
 			}
 			n := 0

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+
+	"github.com/moat-bff/moat/internal/dpop"
 )
 
 // usePAR decides whether to push the authorization request (RFC 9126):
@@ -31,8 +33,11 @@ func (c *Client) usePAR(meta Metadata) (bool, error) {
 // authorization endpoint u that the browser follows: client_id and the
 // one-time request_uri only (§4), so state, nonce and the PKCE challenge
 // never appear in the browser's URL bar, history or the IdP's access logs.
-func (c *Client) pushAuthorizationRequest(ctx context.Context, p *provider, u *url.URL, form url.Values) (string, error) {
-	resp, err := c.postForm(ctx, p.meta.PAREndpoint, form)
+//
+// With a DPoP key the request carries a proof, which binds the code to the
+// key (RFC 9449 §10.1).
+func (c *Client) pushAuthorizationRequest(ctx context.Context, p *provider, u *url.URL, form url.Values, key *dpop.Key) (string, error) {
+	resp, err := c.postForm(ctx, p.meta.PAREndpoint, form, key)
 	if err != nil {
 		return "", fmt.Errorf("%w: pushed authorization request: %v", ErrUnavailable, err)
 	}
@@ -82,6 +87,9 @@ func (c *Client) Mismatches(meta Metadata) []string {
 		out = append(out, err.Error())
 	}
 	if m := idTokenAlgMismatch(meta); m != "" {
+		out = append(out, m)
+	}
+	if m := c.dpopMismatch(meta); m != "" {
 		out = append(out, m)
 	}
 	return append(out, c.fapi2Mismatches(meta)...)

@@ -47,7 +47,7 @@ func TestRefreshKeepsTheNewTokensWhenTheIDTokenFails(t *testing.T) {
 			}
 			tc.brk(p, clk)
 			ctx := context.Background()
-			next, nid, err := c.Refresh(ctx, tok.RefreshToken, id.Subject)
+			next, nid, err := c.Refresh(ctx, tok.RefreshToken, id.Subject, nil)
 			if err != nil {
 				t.Fatalf("refresh answered 200 but failed: %v", err)
 			}
@@ -62,7 +62,7 @@ func TestRefreshKeepsTheNewTokensWhenTheIDTokenFails(t *testing.T) {
 			}
 			p.Set(func(b *oidctest.Behavior) { b.Garbage = ""; b.MutateIDToken = nil })
 			clk.Advance(10 * time.Second) // past the JWKS refetch bound
-			_, again, err := c.Refresh(ctx, next.RefreshToken, id.Subject)
+			_, again, err := c.Refresh(ctx, next.RefreshToken, id.Subject, nil)
 			if err != nil || again == nil || again.Subject != "alice" {
 				t.Fatalf("the next refresh with the rotated token: %v, %v", again, err)
 			}
@@ -80,7 +80,7 @@ func TestRefreshWithAnotherSubjectRevokesTheNewToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Set(func(b *oidctest.Behavior) { b.MutateIDToken = func(c map[string]any) { c["sub"] = "mallory" } })
-	next, nid, err := c.Refresh(context.Background(), tok.RefreshToken, id.Subject)
+	next, nid, err := c.Refresh(context.Background(), tok.RefreshToken, id.Subject, nil)
 	if !errors.Is(err, oidc.ErrSubjectChanged) || nid != nil || next.AccessToken != "" {
 		t.Fatalf("refresh = %+v, %v, %v; want ErrSubjectChanged and nothing else", next, nid, err)
 	}
@@ -94,7 +94,7 @@ func TestRefreshWithAnotherSubjectRevokesTheNewToken(t *testing.T) {
 		t.Fatalf("revoked %q, want the new refresh token", revoked)
 	}
 	p.Set(func(b *oidctest.Behavior) { b.MutateIDToken = nil })
-	if _, _, err := c.Refresh(context.Background(), revoked, id.Subject); !errors.Is(err, oidc.ErrInvalidGrant) {
+	if _, _, err := c.Refresh(context.Background(), revoked, id.Subject, nil); !errors.Is(err, oidc.ErrInvalidGrant) {
 		t.Errorf("the revoked refresh token still works: %v", err)
 	}
 }
@@ -110,7 +110,7 @@ func TestRefreshWithAnotherSubjectRevokesAnUnrotatedToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Set(func(b *oidctest.Behavior) { b.MutateIDToken = func(c map[string]any) { c["sub"] = "mallory" } })
-	if _, _, err := c.Refresh(context.Background(), tok.RefreshToken, id.Subject); !errors.Is(err, oidc.ErrSubjectChanged) {
+	if _, _, err := c.Refresh(context.Background(), tok.RefreshToken, id.Subject, nil); !errors.Is(err, oidc.ErrSubjectChanged) {
 		t.Fatalf("refresh: %v, want ErrSubjectChanged", err)
 	}
 	revoked := false
@@ -121,7 +121,7 @@ func TestRefreshWithAnotherSubjectRevokesAnUnrotatedToken(t *testing.T) {
 		t.Error("the refresh token was not revoked")
 	}
 	p.Set(func(b *oidctest.Behavior) { b.MutateIDToken = nil })
-	if _, _, err := c.Refresh(context.Background(), tok.RefreshToken, id.Subject); !errors.Is(err, oidc.ErrInvalidGrant) {
+	if _, _, err := c.Refresh(context.Background(), tok.RefreshToken, id.Subject, nil); !errors.Is(err, oidc.ErrInvalidGrant) {
 		t.Errorf("the refresh token of the changed subject still works: %v", err)
 	}
 }
@@ -140,13 +140,13 @@ func TestUserInfoRefusals(t *testing.T) {
 		want   error
 	}{{401, oidc.ErrTokenNotAccepted}, {403, oidc.ErrTokenNotAccepted}, {500, oidc.ErrUnavailable}, {502, oidc.ErrUnavailable}, {404, oidc.ErrUnavailable}} {
 		p.Set(func(b *oidctest.Behavior) { b.UserInfoStatus = tc.status })
-		_, err := c.UserInfo(context.Background(), tok.AccessToken, id.Subject)
+		_, err := c.UserInfo(context.Background(), tok.AccessToken, id.Subject, nil)
 		if !errors.Is(err, tc.want) || tc.want == oidc.ErrTokenNotAccepted && errors.Is(err, oidc.ErrUnavailable) {
 			t.Errorf("%d: %v, want %v", tc.status, err, tc.want)
 		}
 	}
 	p.Set(func(b *oidctest.Behavior) { b.UserInfoStatus = 0 })
-	if _, err := c.UserInfo(context.Background(), "at-unknown", id.Subject); !errors.Is(err, oidc.ErrTokenNotAccepted) {
+	if _, err := c.UserInfo(context.Background(), "at-unknown", id.Subject, nil); !errors.Is(err, oidc.ErrTokenNotAccepted) {
 		t.Errorf("unknown access token: %v, want ErrTokenNotAccepted", err)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"slices"
 	"time"
+
+	"github.com/moat-bff/moat/internal/dpop"
 )
 
 // RequestObjectSigner signs authorization requests (clientauth.Keys).
@@ -38,7 +40,7 @@ func (c *Client) requestObjectsSupported(meta Metadata) error {
 // client_id and request_uri; without, it travels by value with client_id,
 // and response_type and scope duplicated outside as OIDC Core §6.1 asks
 // (RFC 9101 §5 lets the provider use only the request object's values).
-func (c *Client) requestObjectURL(ctx context.Context, p *provider, full string, push bool) (string, error) {
+func (c *Client) requestObjectURL(ctx context.Context, p *provider, full string, push bool, key *dpop.Key) (string, error) {
 	if err := c.requestObjectsSupported(p.meta); err != nil {
 		return "", err
 	}
@@ -52,7 +54,7 @@ func (c *Client) requestObjectURL(ctx context.Context, p *provider, full string,
 		return "", err
 	}
 	if push {
-		return c.pushAuthorizationRequest(ctx, p, u, url.Values{"request": {jar}})
+		return c.pushAuthorizationRequest(ctx, p, u, url.Values{"request": {jar}}, key)
 	}
 	u.RawQuery = url.Values{
 		"client_id":     {c.cfg.ClientID},

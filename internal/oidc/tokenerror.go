@@ -57,6 +57,11 @@ func ClassifyTokenError(status int, code string) TokenErrorKind {
 		return TargetRefused
 	case "server_error", "temporarily_unavailable", "slow_down", "authorization_pending":
 		return Transient
+	case "use_dpop_nonce", "invalid_dpop_proof":
+		// RFC 9449 §8, §5: about moat's proof (a nonce asked for again
+		// after the one retry, a clock or key the IdP refuses), not the
+		// grant: nobody is logged out for it.
+		return Transient
 	}
 	switch {
 	case status >= 500:

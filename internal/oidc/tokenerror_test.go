@@ -80,7 +80,7 @@ func TestRefreshErrorsFromTheProvider(t *testing.T) {
 			b.RefreshErrorStatus, b.RefreshErrorCode, b.RefreshErrorBody = tc.status, tc.code, "<html>nope</html>"
 		})
 		before := rejected.Load()
-		_, _, err := c.Refresh(ctx, "rt-any", "alice")
+		_, _, err := c.Refresh(ctx, "rt-any", "alice", nil)
 		grant, client, unavail := errors.Is(err, oidc.ErrInvalidGrant), errors.Is(err, oidc.ErrClientRejected), errors.Is(err, oidc.ErrUnavailable)
 		var ok bool
 		switch tc.want {
@@ -96,11 +96,11 @@ func TestRefreshErrorsFromTheProvider(t *testing.T) {
 		}
 	}
 	p.Set(func(b *oidctest.Behavior) { b.RefreshErrorStatus = 0; b.RefreshError = "hang" })
-	if _, _, err := c.Refresh(ctx, "rt-any", "alice"); !errors.Is(err, oidc.ErrUnavailable) || errors.Is(err, oidc.ErrInvalidGrant) {
+	if _, _, err := c.Refresh(ctx, "rt-any", "alice", nil); !errors.Is(err, oidc.ErrUnavailable) || errors.Is(err, oidc.ErrInvalidGrant) {
 		t.Errorf("timeout: %v, want ErrUnavailable", err)
 	}
 	p.Close()
-	if _, _, err := c.Refresh(ctx, "rt-any", "alice"); !errors.Is(err, oidc.ErrUnavailable) || errors.Is(err, oidc.ErrInvalidGrant) {
+	if _, _, err := c.Refresh(ctx, "rt-any", "alice", nil); !errors.Is(err, oidc.ErrUnavailable) || errors.Is(err, oidc.ErrInvalidGrant) {
 		t.Errorf("connection refused: %v, want ErrUnavailable", err)
 	}
 }
@@ -142,7 +142,7 @@ func TestClientRejectionIsReportedAndLoggedOncePerMinute(t *testing.T) {
 		t.Fatal("rejected before any call")
 	}
 	for range 5 {
-		if _, _, err := c.Refresh(ctx, "rt-any", "alice"); !errors.Is(err, oidc.ErrClientRejected) {
+		if _, _, err := c.Refresh(ctx, "rt-any", "alice", nil); !errors.Is(err, oidc.ErrClientRejected) {
 			t.Fatalf("wrong secret: %v, want ErrClientRejected", err)
 		}
 	}
@@ -159,8 +159,8 @@ func TestClientRejectionIsReportedAndLoggedOncePerMinute(t *testing.T) {
 	mu.Lock()
 	now = now.Add(61 * time.Second)
 	mu.Unlock()
-	c.Refresh(ctx, "rt-any", "alice")
-	c.Refresh(ctx, "rt-any", "alice")
+	c.Refresh(ctx, "rt-any", "alice", nil)
+	c.Refresh(ctx, "rt-any", "alice", nil)
 	if n := strings.Count(logs.String(), `"level":"ERROR"`); n != 2 {
 		t.Errorf("%d error lines after a minute, want 2", n)
 	}
@@ -172,12 +172,12 @@ func TestClientRejectionIsReportedAndLoggedOncePerMinute(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Set(func(b *oidctest.Behavior) { b.RefreshErrorStatus, b.RefreshErrorCode = 401, "invalid_client" })
-	good.Refresh(ctx, tok.RefreshToken, id.Subject)
+	good.Refresh(ctx, tok.RefreshToken, id.Subject, nil)
 	if _, ok := good.ClientRejected(); !ok {
 		t.Fatal("not reported")
 	}
 	p.Set(func(b *oidctest.Behavior) { b.RefreshErrorStatus = 0 })
-	if _, _, err := good.Refresh(ctx, tok.RefreshToken, id.Subject); err != nil {
+	if _, _, err := good.Refresh(ctx, tok.RefreshToken, id.Subject, nil); err != nil {
 		t.Fatal(err)
 	}
 	if rej, ok := good.ClientRejected(); ok {

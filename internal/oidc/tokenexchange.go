@@ -68,7 +68,7 @@ func (c *Client) TokenExchange(ctx context.Context, subjectToken string, req Exc
 	if it, _ := tok.Extra("issued_token_type").(string); it != TokenTypeAccessToken {
 		return Tokens{}, fmt.Errorf("%w: token exchange issued_token_type %q, want %s (RFC 8693 §2.2.1)", ErrRejected, truncate(errorCode(it), 80), TokenTypeAccessToken)
 	}
-	t, err := checkTokenResponse(tok)
+	t, err := checkTokenResponse(tok, false)
 	if err != nil {
 		return Tokens{}, err
 	}

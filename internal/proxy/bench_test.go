@@ -31,7 +31,7 @@ func BenchmarkForwardBrowserHeaders(b *testing.B) {
 		for pb.Next() {
 			r := httptest.NewRequest(http.MethodGet, "/api/items", nil)
 			r.Header = chromiumHeaders.Clone()
-			r = r.WithContext(WithToken(r.Context(), "token"))
+			r = r.WithContext(WithToken(r.Context(), "token", nil))
 			w := httptest.NewRecorder()
 			h.ServeHTTP(w, r)
 			if w.Code != http.StatusOK {

@@ -53,7 +53,7 @@ func TestForwardHeadersAllowList(t *testing.T) {
 	}
 	for _, prefix := range []string{"/api/", "/app/"} {
 		for _, spell := range []func(string) string{http.CanonicalHeaderKey, func(s string) string { return s }} {
-			r := httptest.NewRequest(http.MethodPost, prefix+"x", nil).WithContext(WithToken(t.Context(), "tok"))
+			r := httptest.NewRequest(http.MethodPost, prefix+"x", nil).WithContext(WithToken(t.Context(), "tok", nil))
 			for k, v := range allowed {
 				r.Header.Set(k, v)
 			}

@@ -82,11 +82,11 @@ func TestCallerHeldState(t *testing.T) {
 	defer table.CloseIdleConnections()
 	_, h, _ := table.Match("/api/x")
 
-	if SetToken(context.Background(), "t0") {
+	if SetToken(context.Background(), "t0", nil) {
 		t.Fatal("SetToken found a State in a context without one")
 	}
 	ctx := &stateCtx{Context: context.Background()}
-	if !SetToken(ctx, "t1") {
+	if !SetToken(ctx, "t1", nil) {
 		t.Fatal("SetToken did not find the caller's State")
 	}
 	r := httptest.NewRequest(http.MethodGet, "/api/x", nil).WithContext(ctx)
@@ -95,14 +95,14 @@ func TestCallerHeldState(t *testing.T) {
 	if w.Code != http.StatusOK || ctx.st.code != http.StatusOK {
 		t.Fatalf("forward: %d, state saw %d", w.Code, ctx.st.code)
 	}
-	if SetToken(ctx, "t2") {
+	if SetToken(ctx, "t2", nil) {
 		t.Error("SetToken reused a State a forward has claimed")
 	}
 	// A second forward with the same context gets a State of its own,
 	// with the token.
 	w = httptest.NewRecorder()
 	h.ServeHTTP(w, r)
-	r = httptest.NewRequest(http.MethodGet, "/api/x", nil).WithContext(WithToken(context.Background(), "t3"))
+	r = httptest.NewRequest(http.MethodGet, "/api/x", nil).WithContext(WithToken(context.Background(), "t3", nil))
 	h.ServeHTTP(httptest.NewRecorder(), r)
 	if want := []string{"Bearer t1", "Bearer t1", "Bearer t3"}; !slices.Equal(got, want) || w.Code != http.StatusOK {
 		t.Errorf("upstream saw %q (second forward %d), want %q", got, w.Code, want)

@@ -56,6 +56,7 @@ var neverForward = map[string]string{
 	"x-user-id": "an identity claim", "x-email": "an identity claim", "x-auth-user": "an identity claim",
 	"x-goog-iap-jwt-assertion": "an identity claim", "cf-access-jwt-assertion": "an identity claim",
 	"x-csrf": "moat's own CSRF header",
+	"dpop":   "moat signs the proofs of its DPoP-bound tokens (RFC 9449); the browser never controls one",
 }
 
 // neverForwardPrefixes extend neverForward to header families.

@@ -26,6 +26,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/moat-bff/moat/internal/dpop"
 	"github.com/moat-bff/moat/internal/httperr"
 	"github.com/moat-bff/moat/internal/policy"
 	"golang.org/x/text/unicode/norm"
@@ -142,6 +143,7 @@ func New(routes []Route, o Options) *Table {
 	}
 	t := &Table{}
 	pool := &BufferPool{}
+	nonces := &dpop.Nonces{} // the upstreams' latest DPoP nonces, by origin
 	for _, r := range routes {
 		if r.Name == "" {
 			r.Name = r.Prefix
@@ -152,6 +154,7 @@ func New(routes []Route, o Options) *Table {
 		if o.WrapTransport != nil {
 			rt = o.WrapTransport(rt)
 		}
+		rt = &dpop.Transport{Base: rt, Sender: c.dpopSender, Nonces: nonces, MaxReplay: maxReplay}
 		c.handler = &httputil.ReverseProxy{
 			Rewrite:        c.rewrite,
 			Transport:      rt,
@@ -192,21 +195,23 @@ func (t *Table) CloseIdleConnections() {
 	}
 }
 
-// WithToken returns a context carrying the access token to forward. The
-// route fills in the rest of the forward's state in the same context value,
-// so that the token costs no request copy of its own.
-func WithToken(ctx context.Context, accessToken string) context.Context {
-	return context.WithValue(ctx, stateKey{}, &State{token: accessToken})
+// WithToken returns a context carrying the access token to forward, and
+// the DPoP key it is bound to (nil: a Bearer token). The route fills in
+// the rest of the forward's state in the same context value, so that the
+// token costs no request copy of its own.
+func WithToken(ctx context.Context, accessToken string, key *dpop.Key) context.Context {
+	return context.WithValue(ctx, stateKey{}, &State{token: accessToken, key: key})
 }
 
-// SetToken sets the access token to forward on the unused State that ctx
-// already holds, and reports whether it had one; if not, use WithToken.
-func SetToken(ctx context.Context, accessToken string) bool {
+// SetToken sets the access token to forward (and its DPoP key, nil for a
+// Bearer token) on the unused State that ctx already holds, and reports
+// whether it had one; if not, use WithToken.
+func SetToken(ctx context.Context, accessToken string, key *dpop.Key) bool {
 	st, ok := ctx.Value(stateKey{}).(*State)
 	if !ok || st.started.Load() {
 		return false
 	}
-	st.token = accessToken
+	st.token, st.key = accessToken, key
 	return true
 }
 
@@ -253,7 +258,7 @@ func (c *compiled) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// another forward made with the same context: start afresh.
 		next := &State{}
 		if fw != nil {
-			next.token = fw.token
+			next.token, next.key = fw.token, fw.key
 		}
 		next.started.Store(true)
 		fw = next
@@ -290,6 +295,7 @@ func (c *compiled) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // then the state costs no context and no request copy at all.
 type State struct {
 	token   string
+	key     *dpop.Key // the token's DPoP key; nil: a Bearer token
 	started atomic.Bool // claimed by the ServeHTTP that uses it
 	target  url.URL
 	code    int
@@ -448,11 +454,28 @@ func (c *compiled) rewrite(pr *httputil.ProxyRequest) {
 			delete(pr.Out.Header, name)
 		}
 	}
-	if fw.token != "" && c.TokenType != "none" {
+	if fw.token != "" && c.TokenType != "none" && fw.key == nil {
 		// Only the server puts a token in the state, after authorizing this
-		// route: token: optional_user routes carry one when logged in.
+		// route: token: optional_user routes carry one when logged in. A
+		// DPoP-bound token is never sent as Bearer: the transport sends it
+		// with its proof (dpopSender).
 		pr.Out.Header["Authorization"] = []string{"Bearer " + fw.token}
 	}
+}
+
+// maxReplay is the largest request body held in memory so that a request
+// with a DPoP-bound token can be sent again when its upstream asks for a
+// new nonce (RFC 9449 §9); a larger one gets 503 dpop_nonce instead, and
+// the browser's retry carries the nonce.
+const maxReplay = 64 << 10
+
+// dpopSender names the DPoP key and token of a forwarded request: those
+// the server put in its state, when the token is bound to a key.
+func (c *compiled) dpopSender(r *http.Request) (*dpop.Key, string) {
+	if fw, ok := r.Context().Value(stateKey{}).(*State); ok && fw.key != nil && fw.token != "" && c.TokenType != "none" {
+		return fw.key, fw.token
+	}
+	return nil, ""
 }
 
 // Allows reports whether the route forwards method.
@@ -481,6 +504,7 @@ func modifyResponse(allowSetCookie, allowClearSiteData bool) func(*http.Response
 		// Header keys of a parsed response are canonical: index them
 		// directly rather than through Get, Del and Set.
 		delete(h, "Set-Cookie2")
+		delete(h, "Dpop-Nonce") // moat's, for its next proof (RFC 9449 §9)
 		if !allowClearSiteData {
 			delete(h, "Clear-Site-Data") // it would delete moat's session cookie
 		}
@@ -517,6 +541,16 @@ func errorHandler(log *slog.Logger, route string) func(http.ResponseWriter, *htt
 		if errors.As(err, &mbe) {
 			setOutcome(r, http.StatusRequestEntityTooLarge)
 			httperr.Write(w, tooLarge(err))
+			return
+		}
+		if errors.Is(err, dpop.ErrNonceNotReplayed) {
+			// The upstream wants a proof with its new nonce, which is now
+			// remembered, and this body could not be sent twice: the
+			// browser's retry goes through.
+			setOutcome(r, http.StatusServiceUnavailable)
+			e := httperr.New(http.StatusServiceUnavailable, "dpop_nonce", "the upstream API asked for a new DPoP nonce; retry the request", err)
+			e.Header = http.Header{"Retry-After": {"0"}}
+			httperr.Write(w, e)
 			return
 		}
 		status, code, msg := http.StatusBadGateway, "bad_gateway", "the upstream API could not be reached"

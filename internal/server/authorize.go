@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moat-bff/moat/internal/config"
+	"github.com/moat-bff/moat/internal/dpop"
 	"github.com/moat-bff/moat/internal/httperr"
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/proxy"
@@ -199,12 +200,27 @@ func (s *Server) limitIP(r *http.Request) error {
 	return nil
 }
 
-// withToken puts the access token where the proxy finds it: in the proxy
-// state observe's context holds (no request copy), or in a context of its
-// own.
-func withToken(ctx context.Context, at string) context.Context {
-	if !proxy.SetToken(ctx, at) {
-		ctx = proxy.WithToken(ctx, at)
+// withToken puts the access token (and its DPoP key, nil for a Bearer
+// token) where the proxy finds it: in the proxy state observe's context
+// holds (no request copy), or in a context of its own.
+func withToken(ctx context.Context, at string, key *dpop.Key) context.Context {
+	if !proxy.SetToken(ctx, at, key) {
+		ctx = proxy.WithToken(ctx, at, key)
 	}
 	return ctx
+}
+
+// boundKey returns the DPoP key the token authorizeRoute gave for rt is
+// bound to, or nil for a Bearer token: the session's own and resource
+// tokens are bound to the session's key (oidc.dpop); client-credentials
+// and exchanged tokens are Bearer tokens.
+func (s *Server) boundKey(l *session.Loaded, rt *proxy.Route) (*dpop.Key, error) {
+	if l == nil || rt.Exchange != nil {
+		return nil, nil
+	}
+	key, err := l.DPoPKey()
+	if err != nil {
+		return nil, httperr.Unavailable(err)
+	}
+	return key, nil
 }

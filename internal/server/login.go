@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moat-bff/moat/internal/dpop"
 	"github.com/moat-bff/moat/internal/httperr"
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/pending"
@@ -44,6 +45,10 @@ type loginTx struct {
 	// cookie is SameSite=Strict, so the IdP's cross-site redirect to the
 	// callback does not carry it.
 	Old session.Key `json:"o,omitempty"`
+	// DPoP is the new session's DPoP key (oidc.dpop), made here because
+	// the authorization request names it (dpop_jkt, a PAR proof) and the
+	// code exchange must prove it (RFC 9449 §10); the session keeps it.
+	DPoP []byte `json:"d,omitempty"`
 }
 
 func loginKey(state string) session.Key { return session.KeyOf("login", []byte(state)) }
@@ -68,12 +73,22 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 		binding = randomString()
 	}
 	state, nonce, verifier := randomString(), randomString(), oauth2.GenerateVerifier()
-	authURL, err := s.idp.AuthCodeURL(r.Context(), oidc.AuthRequest{State: state, Nonce: nonce, Verifier: verifier, Extra: extra})
+	var dpopKey *dpop.Key
+	var keyBytes []byte
+	if s.cfg.OIDC.DPoP {
+		if dpopKey, err = dpop.NewKey(); err == nil {
+			keyBytes, err = dpopKey.MarshalBinary()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	authURL, err := s.idp.AuthCodeURL(r.Context(), oidc.AuthRequest{State: state, Nonce: nonce, Verifier: verifier, Extra: extra, DPoP: dpopKey})
 	if err != nil {
 		return navError(http.StatusServiceUnavailable, "The sign-in service is unavailable. Please try again in a moment.", err)
 	}
 	tx := loginTx{Nonce: nonce, Verifier: verifier, ReturnTo: returnTo, Binding: bindingHash(binding),
-		Issuer: s.cfg.OIDC.Issuer, Created: s.sessions.Now(), MaxAge: maxAge, ACR: acr}
+		Issuer: s.cfg.OIDC.Issuer, Created: s.sessions.Now(), MaxAge: maxAge, ACR: acr, DPoP: keyBytes}
 	if old, err := s.sessions.Load(r.Context(), r); err == nil {
 		tx.Old = old.Key
 	}
@@ -172,7 +187,13 @@ func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request) (string, er
 	if code == "" {
 		return "state", navError(http.StatusBadRequest, "This sign-in link is incomplete. Please sign in again.", errors.New("callback without code"))
 	}
-	tok, id, err := s.idp.Exchange(r.Context(), code, oidc.Expect{Verifier: tx.Verifier, Nonce: tx.Nonce, MaxAge: tx.MaxAge, ACRValues: tx.ACR})
+	var key *dpop.Key
+	if len(tx.DPoP) > 0 {
+		if key, err = dpop.ParseKey(tx.DPoP); err != nil {
+			return "state", navError(http.StatusBadRequest, "This sign-in cannot be completed. Please sign in again.", err)
+		}
+	}
+	tok, id, err := s.idp.Exchange(r.Context(), code, oidc.Expect{Verifier: tx.Verifier, Nonce: tx.Nonce, MaxAge: tx.MaxAge, ACRValues: tx.ACR, DPoP: key})
 	switch {
 	case errors.Is(err, oidc.ErrUnavailable):
 		return "unavailable", navError(http.StatusServiceUnavailable, "The sign-in service is unavailable. Please try again in a moment.", err)
@@ -199,6 +220,7 @@ func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request) (string, er
 		Tokens: session.Tokens{AccessToken: tok.AccessToken, TokenType: tok.TokenType, RefreshToken: tok.RefreshToken,
 			IDToken: tok.IDToken, Expiry: tok.Expiry, Obtained: now, Scope: tok.Scope},
 		UserAgent: truncate(r.UserAgent(), 256), RemoteIP: info(r).ip,
+		DPoP: tx.DPoP,
 	})
 	if err != nil {
 		return "unavailable", navError(http.StatusServiceUnavailable, "Sign-in is unavailable. Please try again in a moment.", err)

@@ -227,7 +227,11 @@ func (s *Server) proxied(rt *proxy.Route, h http.Handler) http.Handler {
 			defer release() // the proxy returns once the socket has closed
 		}
 		if at != "" {
-			ctx := withToken(r.Context(), at)
+			key, err := s.boundKey(l, rt)
+			if err != nil {
+				return err
+			}
+			ctx := withToken(r.Context(), at, key)
 			if l != nil && rt.WebSocket && proxy.IsUpgrade(r) {
 				// A socket outlives the request that opened it: close it when
 				// its session ends (logout, back-channel logout, revocation,

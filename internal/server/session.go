@@ -50,7 +50,11 @@ func (s *Server) userInfo(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	claims, err := s.idp.UserInfo(r.Context(), at, l.Subject)
+	key, err := l.DPoPKey()
+	if err != nil {
+		return httperr.Unavailable(err)
+	}
+	claims, err := s.idp.UserInfo(r.Context(), at, l.Subject, key)
 	switch {
 	case errors.Is(err, oidc.ErrTokenNotAccepted):
 		// The session stays valid (a 401 would send the SPA to a login that

@@ -33,6 +33,7 @@ type Loaded struct {
 	Session
 
 	memo *claimsMemo // shared by the copies the cache hands out
+	key  *keyMemo    // likewise
 }
 
 // Manager moves sessions between the cookie, the codec and the store. It is
@@ -355,6 +356,7 @@ func (m *Manager) open(key Key, rec Record) (*Loaded, error) {
 		return nil, fmt.Errorf("decoding session: %w", err)
 	}
 	l.memo = &claimsMemo{raw: l.Claims}
+	l.key = &keyMemo{raw: l.DPoP}
 	return l, nil
 }
 
@@ -372,6 +374,7 @@ func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, s Session) 
 	s.Frontend = m.frontend
 	id := NewID()
 	l := &Loaded{Key: m.Key(id), Session: s}
+	l.key = &keyMemo{raw: l.DPoP}
 	v, err := m.store.Set(ctx, l.Key, m.record(l), l.Deadline(m.idle).Sub(now))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)

@@ -125,6 +125,12 @@ type Session struct {
 
 	// Lease marks a refresh in progress on some replica; see package token.
 	Lease Lease `json:"lease,omitzero"`
+
+	// DPoP is the session's DPoP private key (dpop.Key.MarshalBinary, 32
+	// bytes) when oidc.dpop is on: every token of the session is bound to
+	// it (RFC 9449). It is sealed with the rest, so it travels between
+	// replicas with the session and never leaves moat.
+	DPoP []byte `json:"dpop,omitempty"`
 }
 
 // Tokens are the OAuth tokens of a session. They never leave moat except

@@ -15,6 +15,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/moat-bff/moat/internal/dpop"
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/session"
 	"golang.org/x/sync/singleflight"
@@ -25,11 +26,13 @@ import (
 var ErrSessionEnded = errors.New("token: session ended")
 
 // Refresher redeems refresh tokens; *oidc.Client implements it.
+// key is the session's DPoP key (nil without oidc.dpop): the request
+// carries its proof and the new tokens must be bound to it (RFC 9449 §5).
 type Refresher interface {
-	Refresh(ctx context.Context, refreshToken, subject string) (oidc.Tokens, *oidc.Identity, error)
+	Refresh(ctx context.Context, refreshToken, subject string, key *dpop.Key) (oidc.Tokens, *oidc.Identity, error)
 	// RefreshResource redeems one for a token restricted to resource
 	// (RFC 8707 §2.2).
-	RefreshResource(ctx context.Context, refreshToken, subject, resource string) (oidc.Tokens, *oidc.Identity, error)
+	RefreshResource(ctx context.Context, refreshToken, subject, resource string, key *dpop.Key) (oidc.Tokens, *oidc.Identity, error)
 }
 
 // Options configures a Manager.
@@ -196,11 +199,14 @@ func (m *Manager) refresh(ctx context.Context, key session.Key, resource, stale 
 func (m *Manager) redeem(ctx context.Context, l *session.Loaded, holder, resource string) (*session.Loaded, error) {
 	var tok oidc.Tokens
 	var id *oidc.Identity
-	var err error
-	if resource == "" {
-		tok, id, err = m.o.Refresher.Refresh(ctx, l.Tokens.RefreshToken, l.Subject)
-	} else {
-		tok, id, err = m.o.Refresher.RefreshResource(ctx, l.Tokens.RefreshToken, l.Subject, resource)
+	key, err := l.DPoPKey()
+	switch {
+	case err != nil:
+		err = fmt.Errorf("%w: the session's DPoP key: %v", oidc.ErrUnavailable, err)
+	case resource == "":
+		tok, id, err = m.o.Refresher.Refresh(ctx, l.Tokens.RefreshToken, l.Subject, key)
+	default:
+		tok, id, err = m.o.Refresher.RefreshResource(ctx, l.Tokens.RefreshToken, l.Subject, resource, key)
 	}
 	switch {
 	case errors.Is(err, oidc.ErrInvalidGrant):

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moat-bff/moat/internal/dpop"
 	"github.com/moat-bff/moat/internal/logtest"
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/session"
@@ -32,7 +33,7 @@ type idp struct {
 	during func()
 }
 
-func (p *idp) Refresh(ctx context.Context, refreshToken, subject string) (oidc.Tokens, *oidc.Identity, error) {
+func (p *idp) Refresh(ctx context.Context, refreshToken, subject string, _ *dpop.Key) (oidc.Tokens, *oidc.Identity, error) {
 	p.mu.Lock()
 	p.seen = append(p.seen, refreshToken)
 	n, err, during := len(p.seen), p.err, p.during
@@ -48,8 +49,8 @@ func (p *idp) Refresh(ctx context.Context, refreshToken, subject string) (oidc.T
 }
 
 // RefreshResource answers like Refresh, with the resource in the token.
-func (p *idp) RefreshResource(ctx context.Context, refreshToken, subject, resource string) (oidc.Tokens, *oidc.Identity, error) {
-	t, id, err := p.Refresh(ctx, refreshToken, subject)
+func (p *idp) RefreshResource(ctx context.Context, refreshToken, subject, resource string, key *dpop.Key) (oidc.Tokens, *oidc.Identity, error) {
+	t, id, err := p.Refresh(ctx, refreshToken, subject, key)
 	t.AccessToken += "@" + resource
 	return t, id, err
 }
