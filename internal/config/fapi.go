@@ -35,7 +35,7 @@ func (c *Config) validateProfile(keys *clientauth.Keys, add func(key, format str
 	case o.ClientAuthMethod != AuthPrivateKeyJWT && !IsMTLS(o.ClientAuthMethod):
 		add("oidc.client_auth_method", "is %s, but oidc.profile: fapi2 allows only private_key_jwt, tls_client_auth or self_signed_tls_client_auth, never client_secret_* (FAPI 2.0 §5.3.2); %s", o.ClientAuthMethod, fapi2SenderConstraint)
 	case o.ClientAuthMethod == AuthPrivateKeyJWT && o.ClientCertFile == "" && !o.DPoP:
-		add("oidc.dpop", "or oidc.client_cert_file is required with oidc.profile: fapi2 and client_auth_method: private_key_jwt: %s", fapi2SenderConstraint)
+		add("oidc.dpop", "is off and oidc.client_cert_file is empty, so under oidc.profile: fapi2 with client_auth_method: private_key_jwt the access tokens would not be sender-constrained: %s", fapi2SenderConstraint)
 	}
 	if !o.ClientSecret.IsZero() || o.ClientSecretFile != "" {
 		add("oidc.client_secret", "must not be set with oidc.profile: fapi2 (no client_secret_* client authentication, FAPI 2.0 §5.3.2); remove it, client_secret_file and MOAT_OIDC_CLIENT_SECRET")

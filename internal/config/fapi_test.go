@@ -51,7 +51,7 @@ func clientFiles(t *testing.T) (certFile, keyFile, rs256File string) {
 // makes PAR required by default.
 func TestFAPI2Config(t *testing.T) {
 	cert, key, rs256 := clientFiles(t)
-	const senderConstraint = "use client_auth_method: tls_client_auth or self_signed_tls_client_auth, or private_key_jwt together with oidc.client_cert_file"
+	const senderConstraint = "set oidc.dpop: true (DPoP, RFC 9449), or bind them to a TLS client certificate (RFC 8705) with client_auth_method: tls_client_auth or self_signed_tls_client_auth, or private_key_jwt together with oidc.client_cert_file"
 	for _, tc := range []struct {
 		name string
 		o    config.OIDC
@@ -64,7 +64,10 @@ func TestFAPI2Config(t *testing.T) {
 		{"client secret", config.OIDC{ClientSecret: "s"}, "oidc.client_auth_method: is client_secret_basic, but oidc.profile: fapi2 allows only private_key_jwt, tls_client_auth or self_signed_tls_client_auth"},
 		{"client_secret_post", config.OIDC{ClientSecret: "s", ClientAuthMethod: config.AuthSecretPost}, senderConstraint},
 		{"a secret left over", config.OIDC{ClientSecret: "s", ClientAuthMethod: config.AuthSelfSignedTLS, ClientCertFile: cert, ClientKeyFile: key}, "oidc.client_secret: must not be set with oidc.profile: fapi2"},
-		{"private_key_jwt alone: no sender-constraining", config.OIDC{ClientAuthMethod: config.AuthPrivateKeyJWT, ClientKeyFile: key}, "oidc.client_cert_file: is required with oidc.profile: fapi2 and client_auth_method: private_key_jwt: FAPI 2.0 §5.3.2 requires sender-constrained access tokens and moat does not implement DPoP yet"},
+		{"private_key_jwt alone: no sender-constraining", config.OIDC{ClientAuthMethod: config.AuthPrivateKeyJWT, ClientKeyFile: key}, "oidc.dpop: is off and oidc.client_cert_file is empty, so under oidc.profile: fapi2 with client_auth_method: private_key_jwt the access tokens would not be sender-constrained: FAPI 2.0 §5.3.2.2 requires sender-constrained access tokens: " + senderConstraint},
+		{"private_key_jwt with DPoP", config.OIDC{ClientAuthMethod: config.AuthPrivateKeyJWT, ClientKeyFile: key, DPoP: true}, ""},
+		{"mTLS with DPoP", config.OIDC{ClientAuthMethod: config.AuthSelfSignedTLS, ClientCertFile: cert, ClientKeyFile: key, DPoP: true}, ""},
+		{"DPoP does not allow a client secret", config.OIDC{ClientSecret: "s", ClientAuthMethod: config.AuthSecretBasic, DPoP: true}, "oidc.client_auth_method: is client_secret_basic, but oidc.profile: fapi2 allows only private_key_jwt"},
 		{"PAR off", config.OIDC{ClientAuthMethod: config.AuthSelfSignedTLS, ClientCertFile: cert, ClientKeyFile: key, PAR: "off"}, "oidc.par: is off, but oidc.profile: fapi2 requires pushed authorization requests"},
 		{"PAR auto", config.OIDC{ClientAuthMethod: config.AuthSelfSignedTLS, ClientCertFile: cert, ClientKeyFile: key, PAR: "auto"}, "oidc.par: is auto"},
 		{"RS256 client key", config.OIDC{ClientAuthMethod: config.AuthPrivateKeyJWT, ClientCertFile: cert, ClientKeyFile: rs256}, `oidc.client_key_file: its first key (kid "old") signs with RS256, but oidc.profile: fapi2 allows only PS256, ES256 or EdDSA`},

@@ -95,7 +95,7 @@ func (t *Transport) send(r *http.Request, key *Key, token, nonce string) (*http.
 		return nil, err
 	}
 	out := r.Clone(r.Context())
-	out.Header[Header] = []string{proof}
+	out.Header["Dpop"] = []string{proof} // canonical: Header as http.CanonicalHeaderKey spells it
 	if token != "" {
 		out.Header["Authorization"] = []string{"DPoP " + token}
 	}

@@ -40,6 +40,9 @@ var tokenErrorCases = []struct {
 	{403, "unauthorized_client", oidc.ClientRejected},
 	{400, "invalid_target", oidc.TargetRefused}, // RFC 8707 §2, RFC 8693 §2.2.2: configuration, not the grant
 	{401, "invalid_target", oidc.TargetRefused},
+	{400, "use_dpop_nonce", oidc.Transient},     // RFC 9449 §8: asked again after the one retry; not the grant
+	{400, "invalid_dpop_proof", oidc.Transient}, // RFC 9449 §5: moat's proof refused (clock, key): not the grant
+	{401, "invalid_dpop_proof", oidc.Transient},
 	{500, "", oidc.Transient},
 	{500, "server_error", oidc.Transient},
 	{502, "", oidc.Transient},
