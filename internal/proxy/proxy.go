@@ -295,7 +295,7 @@ func (c *compiled) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // then the state costs no context and no request copy at all.
 type State struct {
 	token   string
-	key     *dpop.Key // the token's DPoP key; nil: a Bearer token
+	key     *dpop.Key   // the token's DPoP key; nil: a Bearer token
 	started atomic.Bool // claimed by the ServeHTTP that uses it
 	target  url.URL
 	code    int
