@@ -21,7 +21,7 @@ func TestClientKeyFileReadOnce(t *testing.T) {
 	for _, tc := range []struct {
 		name, src, want string
 	}{
-		{"ES256 key", keyFile, "oidc.client_cert_file: is required with oidc.profile: fapi2"},
+		{"ES256 key", keyFile, "oidc.dpop: is off and oidc.client_cert_file is empty, so under oidc.profile: fapi2"},
 		{"RS256 key", rs256, `oidc.client_key_file: its first key (kid "old") signs with RS256`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -24,9 +24,15 @@ func TestForwardAuthConfig(t *testing.T) {
 		{"reserved identity header", "forward_auth:\n  listen: 127.0.0.1:4003\n  trusted_proxies: [127.0.0.1]\n  identity_headers: {authorization: sub, x-moat-error: sub, \"X Bad\": sub, X-Empty: \"\"}\n",
 			[]string{"forward_auth.identity_headers.authorization:", "forward_auth.identity_headers.x-moat-error:", "forward_auth.identity_headers.X Bad:", "forward_auth.identity_headers.X-Empty:"}},
 		{"route under /_moat/", "routes:\n  - prefix: /_moat/x/\n    upstream: https://api.internal/x/\n", []string{"routes[0].prefix:"}},
+		// RFC 9449 §7.1: a bound token needs a proof per upstream request,
+		// which only moat's own proxy signs.
+		{"with oidc.dpop", "forward_auth:\n  listen: 127.0.0.1:4003\n  trusted_proxies: [127.0.0.1]\n", []string{"forward_auth.listen: cannot be used with oidc.dpop"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			body := good
+			if strings.HasSuffix(c.name, "oidc.dpop") {
+				body = strings.Replace(body, "oidc:\n", "oidc:\n  dpop: true\n", 1)
+			}
 			if strings.HasPrefix(c.yaml, "routes:") {
 				body = strings.Replace(good, "routes:\n", c.yaml, 1) // the new route comes first
 			} else {

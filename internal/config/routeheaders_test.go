@@ -20,7 +20,7 @@ func TestForwardHeadersRefuseWhatMustNeverPass(t *testing.T) {
 		"X-Remote-User", "X-Webauth-User", "X-WEBAUTH-EMAIL", "X-Auth-Request-User", "X-Auth-Request-Access-Token",
 		"X-Amzn-Oidc-Data", "X-Amzn-Oidc-Identity", "X-MS-CLIENT-PRINCIPAL", "X-MS-CLIENT-PRINCIPAL-NAME",
 		"X-MS-TOKEN-AAD-ACCESS-TOKEN", "X-Goog-Authenticated-User-Email", "X-Goog-IAP-JWT-Assertion",
-		"Cf-Access-Authenticated-User-Email", "X-Pomerium-Jwt-Assertion", "X-CSRF", "Expect",
+		"Cf-Access-Authenticated-User-Email", "X-Pomerium-Jwt-Assertion", "X-CSRF", "Expect", "DPoP",
 		"bad header", "", "X-Ok\r\nX-Injected",
 	}
 	allowed := []string{"X-Tenant", "Idempotency-Key", "Prefer", "X-App-Version"}

@@ -17,7 +17,6 @@ import (
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/csrf"
 	"github.com/moat-bff/moat/internal/dpop"
-	"github.com/moat-bff/moat/internal/dpop/dpoptest"
 	"github.com/moat-bff/moat/internal/dpop/dpopverify"
 	"github.com/moat-bff/moat/internal/gateway"
 	"github.com/moat-bff/moat/internal/oidc/oidctest"
@@ -44,13 +43,13 @@ type dpopSeen struct {
 	proof                    string
 }
 
-func newDPoPUpstream(t *testing.T, as func() *dpoptest.AS) *dpopUpstream {
+func newDPoPUpstream(t *testing.T, op *oidctest.Provider) *dpopUpstream {
 	u := &dpopUpstream{nonces: dpopverify.NewNonces(0, nil)}
 	v, err := dpopverify.New(dpopverify.Options{Nonces: u.nonces})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := &dpopverify.Resource{Verifier: v, Binding: func(ctx context.Context, tok string) (string, error) { return as().Binding(ctx, tok) }}
+	rs := &dpopverify.Resource{Verifier: v, Binding: op.DPoPBinding}
 	inner := rs.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, _ := dpopverify.FromContext(r.Context())
 		w.Header().Set("Content-Type", "application/json")
@@ -89,16 +88,14 @@ func (u *dpopUpstream) take() []dpopSeen {
 	return out
 }
 
-// newDPoPEnv is moat with oidc.dpop, its OP's token endpoint behind a DPoP
-// authorization server (dpoptest) and a route /dpop/ to a DPoP resource
-// server, on store.
-func newDPoPEnv(t *testing.T, store session.Store, mods ...any) (*env, *dpoptest.AS, *dpopUpstream) {
-	var as *dpoptest.AS
-	rs := newDPoPUpstream(t, func() *dpoptest.AS { return as })
+// newDPoPEnv is moat with oidc.dpop at an OP that requires proofs and
+// nonces, with a route /dpop/ to a DPoP resource server, on store.
+func newDPoPEnv(t *testing.T, store session.Store, mods ...any) (*env, *dpopUpstream) {
+	var rs *dpopUpstream
 	e := newEnv(t, append([]any{
 		func(p *oidctest.Provider) {
-			as = dpoptest.New(t, p.Issuer, true)
-			p.Set(func(b *oidctest.Behavior) { b.MutateDiscovery = as.Point })
+			p.Set(func(b *oidctest.Behavior) { b.DPoPRequired, b.DPoPRequireNonce = true, true })
+			rs = newDPoPUpstream(t, p)
 		},
 		func(c *config.Config) {
 			c.OIDC.DPoP = true
@@ -106,7 +103,7 @@ func newDPoPEnv(t *testing.T, store session.Store, mods ...any) (*env, *dpoptest
 		},
 		func(o *gateway.Options) { o.Store = store },
 	}, mods...)...)
-	return e, as, rs
+	return e, rs
 }
 
 // sessionKey returns the DPoP key sealed in the browser's session.
@@ -138,18 +135,16 @@ func (e *env) sessionKey(b *browser) *dpop.Key {
 // neither controls a proof nor sees a nonce.
 func TestDPoPProxy(t *testing.T) {
 	store := memory.New(memory.Options{})
-	e, as, rs := newDPoPEnv(t, store)
+	e, rs := newDPoPEnv(t, store)
 	b := e.browser()
 	if r := b.login("/"); r.StatusCode != http.StatusFound || b.sessionCookie() == nil {
-		t.Fatalf("login: %s %s", r.Status, r.body)
+		t.Fatalf("login: %s %s (provider: %s)", r.Status, r.body, e.op.DPoPError())
 	}
 	key := e.sessionKey(b)
-	for _, s := range as.Seen() {
-		if s.Refused == "" && s.JKT != key.Thumbprint() {
-			t.Errorf("the code exchange was proven by key %s, not the session's %s", s.JKT, key.Thumbprint())
-		}
-	}
 	at := e.accessToken(b.sessionCookie())
+	if jkt := e.op.AccessTokenJKT(at); jkt != key.Thumbprint() {
+		t.Fatalf("the session's token is bound to %q, not its key %s", jkt, key.Thumbprint())
+	}
 
 	// The first call meets the upstream's nonce: refused once, retried.
 	r := b.send(http.MethodGet, "/dpop/items/7?page=2", nil, csrf.HeaderName, csrf.HeaderValue,
@@ -247,16 +242,11 @@ func TestDPoPProxy(t *testing.T) {
 
 	// A refresh is proven by the same key, and the new token is bound.
 	e.expireAccessToken(b.sessionCookie())
-	as.Seen()
 	if r := b.api(http.MethodGet, "/dpop/after-refresh"); r.StatusCode != http.StatusOK {
 		t.Fatalf("after refresh: %s %s", r.Status, r.body)
 	}
-	var refreshed bool
-	for _, s := range as.Seen() {
-		refreshed = refreshed || s.Path == "/token" && s.JKT == key.Thumbprint()
-	}
-	if !refreshed || e.accessToken(b.sessionCookie()) == at {
-		t.Fatal("no refresh proven by the session's key")
+	if next := e.accessToken(b.sessionCookie()); next == at || e.op.AccessTokenJKT(next) != key.Thumbprint() {
+		t.Fatal("the refreshed token is not bound to the session's key")
 	}
 
 	// The private key is in no log line, header or body moat wrote.
@@ -273,8 +263,7 @@ func TestDPoPProxy(t *testing.T) {
 // with a Bearer token fails the login; no session is created and the
 // token is never used.
 func TestDPoPLoginRefusesBearer(t *testing.T) {
-	e, as, rs := newDPoPEnv(t, memory.New(memory.Options{}))
-	as.SetMode(dpoptest.Bearer)
+	e, rs := newDPoPEnv(t, memory.New(memory.Options{}), func(b *oidctest.Behavior) { b.DPoPDowngrade = true })
 	b := e.browser()
 	r := b.login("/")
 	if r.StatusCode != http.StatusBadRequest || b.sessionCookie() != nil {
@@ -292,12 +281,12 @@ func TestDPoPLoginRefusesBearer(t *testing.T) {
 // fails with 503 and keeps the session; the old bound token is not
 // replaced and the Bearer one never reaches the upstream.
 func TestDPoPRefreshRefusesBearer(t *testing.T) {
-	e, as, rs := newDPoPEnv(t, memory.New(memory.Options{}))
+	e, rs := newDPoPEnv(t, memory.New(memory.Options{}))
 	b := e.browser()
 	b.login("/")
 	at := e.accessToken(b.sessionCookie())
 	e.expireAccessToken(b.sessionCookie())
-	as.SetMode(dpoptest.Bearer)
+	e.op.Set(func(b *oidctest.Behavior) { b.DPoPDowngrade = true })
 	r := b.api(http.MethodGet, "/dpop/x")
 	if r.StatusCode != http.StatusServiceUnavailable || b.sessionCookie() == nil {
 		t.Fatalf("refresh answered Bearer: %s %s, want 503 with the session kept", r.Status, r.body)

@@ -2,32 +2,65 @@ package oidc_test
 
 import (
 	"context"
+	"crypto"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"github.com/moat-bff/moat/internal/dpop"
-	"github.com/moat-bff/moat/internal/dpop/dpoptest"
-	"github.com/moat-bff/moat/internal/dpop/dpopverify"
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/oidc/oidctest"
 	"golang.org/x/oauth2"
 )
 
-// newDPoPClient is a client with oidc.dpop whose provider's token and PAR
-// endpoints are behind as, a DPoP authorization server (dpoptest).
-func newDPoPClient(t *testing.T, p *oidctest.Provider, nonces bool, mod func(*oidc.Config)) (*oidc.Client, *dpoptest.AS) {
+// newDPoPClient is a client with oidc.dpop at a provider that requires
+// DPoP proofs at its token and PAR endpoints, and its nonces when nonces.
+func newDPoPClient(t *testing.T, p *oidctest.Provider, nonces bool, mod func(*oidc.Config)) *oidc.Client {
 	t.Helper()
-	as := dpoptest.New(t, p.Issuer, nonces)
-	p.Set(func(b *oidctest.Behavior) { b.MutateDiscovery = as.Point })
+	p.Set(func(b *oidctest.Behavior) { b.DPoPRequired, b.DPoPRequireNonce = true, nonces })
 	return newClient(t, p, func(c *oidc.Config) {
 		c.DPoP = true
 		if mod != nil {
 			mod(c)
 		}
-	}), as
+	})
+}
+
+// proofSeen is what a token or PAR request carried: its endpoint and its
+// proof's key and nonce ("" without a proof).
+type proofSeen struct{ path, jkt, nonce string }
+
+// proofsSince returns the proofs of the token and PAR requests p received
+// after the first n requests, read from the proofs (already checked by p).
+func proofsSince(t *testing.T, p *oidctest.Provider, n int) []proofSeen {
+	t.Helper()
+	var out []proofSeen
+	for _, r := range p.Requests()[n:] {
+		if r.Path != "/token" && r.Path != "/par" {
+			continue
+		}
+		s := proofSeen{path: r.Path}
+		if r.DPoP != "" {
+			jws, err := jose.ParseSigned(r.DPoP, []jose.SignatureAlgorithm{jose.ES256})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var c struct {
+				Nonce string `json:"nonce"`
+			}
+			json.Unmarshal(jws.UnsafePayloadWithoutVerification(), &c)
+			tp, _ := jws.Signatures[0].Protected.JSONWebKey.Thumbprint(crypto.SHA256)
+			s.jkt, s.nonce = base64.RawURLEncoding.EncodeToString(tp), c.Nonce
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 func dpopLogin(t *testing.T, c *oidc.Client, key *dpop.Key) (oidc.Tokens, *oidc.Identity, error) {
@@ -46,58 +79,58 @@ func TestDPoPTokenRequests(t *testing.T) {
 		t.Run(map[bool]string{false: "front channel", true: "PAR"}[par], func(t *testing.T) {
 			p := oidctest.New(t, redirect)
 			p.Set(func(b *oidctest.Behavior) { b.PAR = par })
-			c, as := newDPoPClient(t, p, true, nil)
+			c := newDPoPClient(t, p, true, nil)
 			key, _ := dpop.NewKey()
+			jkt := key.Thumbprint()
 			verifier := oauth2.GenerateVerifier()
 			u, err := c.AuthCodeURL(context.Background(), oidc.AuthRequest{State: "st", Nonce: "n-1", Verifier: verifier, DPoP: key})
 			if err != nil {
 				t.Fatal(err)
 			}
-			var want []dpoptest.Seen
+			nonce := p.DPoPNonce()
+			var want []proofSeen
 			if par {
 				// RFC 9449 §10.1: the PAR request carries a proof; the first
 				// is refused for its missing nonce, the retry carries it.
-				want = append(want, dpoptest.Seen{Path: "/par", Refused: "use_dpop_nonce"}, dpoptest.Seen{Path: "/par", Nonce: as.Nonces.Current(), JKT: key.Thumbprint()})
+				want = append(want, proofSeen{"/par", jkt, ""}, proofSeen{"/par", jkt, nonce})
 				if strings.Contains(u, "dpop_jkt") {
 					t.Errorf("the pushed request leaked into the URL: %s", u)
 				}
-				if got := p.Requests(); !slices0(got, "/par", "dpop_jkt", key.Thumbprint()) {
-					t.Errorf("the pushed request did not name dpop_jkt %s", key.Thumbprint())
+				if !slices0(p.Requests(), "/par", "dpop_jkt", jkt) {
+					t.Errorf("the pushed request did not name dpop_jkt %s", jkt)
 				}
-			} else if !strings.Contains(u, "dpop_jkt="+key.Thumbprint()) {
+			} else if !strings.Contains(u, "dpop_jkt="+jkt) {
 				t.Errorf("authorization URL lacks dpop_jkt (RFC 9449 §10): %s", u)
 			}
 			q := followAuth(t, u)
 			tok, id, err := c.Exchange(context.Background(), q.Get("code"), oidc.Expect{Verifier: verifier, Nonce: "n-1", DPoP: key})
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("%v (provider: %s)", err, p.DPoPError())
 			}
-			if tok.TokenType != "DPoP" {
-				t.Errorf("token type %q, want DPoP", tok.TokenType)
+			if tok.TokenType != "DPoP" || p.AccessTokenJKT(tok.AccessToken) != jkt {
+				t.Errorf("token type %q bound to %q, want DPoP bound to %s", tok.TokenType, p.AccessTokenJKT(tok.AccessToken), jkt)
 			}
 			if !par {
-				want = append(want, dpoptest.Seen{Path: "/token", Refused: "use_dpop_nonce"})
+				want = append(want, proofSeen{"/token", jkt, ""})
 			}
-			want = append(want, dpoptest.Seen{Path: "/token", Nonce: as.Nonces.Current(), JKT: key.Thumbprint()})
+			want = append(want, proofSeen{"/token", jkt, nonce})
 			// The nonce is remembered: the refresh needs no retry.
 			tok, _, err = c.Refresh(context.Background(), tok.RefreshToken, id.Subject, key)
 			if err != nil {
 				t.Fatal(err)
 			}
-			want = append(want, dpoptest.Seen{Path: "/token", Nonce: as.Nonces.Current(), JKT: key.Thumbprint()})
+			want = append(want, proofSeen{"/token", jkt, nonce})
 			// A new nonce: the refresh is refused once and retried with it.
-			as.Nonces.Rotate()
-			as.Nonces.Rotate()
+			p.RotateDPoPNonce()
 			next, _, err := c.Refresh(context.Background(), tok.RefreshToken, id.Subject, key)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if next.TokenType != "DPoP" {
-				t.Errorf("refreshed token type %q, want DPoP", next.TokenType)
+			if next.TokenType != "DPoP" || p.AccessTokenJKT(next.AccessToken) != jkt {
+				t.Errorf("refreshed token type %q bound to %q, want DPoP bound to %s", next.TokenType, p.AccessTokenJKT(next.AccessToken), jkt)
 			}
-			want = append(want, dpoptest.Seen{Path: "/token", Refused: "use_dpop_nonce"}, dpoptest.Seen{Path: "/token", Nonce: as.Nonces.Current(), JKT: key.Thumbprint()})
-			got := as.Seen()
-			if !equalSeen(got, want) {
+			want = append(want, proofSeen{"/token", jkt, nonce}, proofSeen{"/token", jkt, p.DPoPNonce()})
+			if got := proofsSince(t, p, 0); !slices.Equal(got, want) {
 				t.Fatalf("proofs:\n got %+v\nwant %+v", got, want)
 			}
 		})
@@ -130,24 +163,12 @@ func slices0(reqs []oidctest.Request, path, param, value string) bool {
 	return false
 }
 
-func equalSeen(a, b []dpoptest.Seen) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // TestDPoPRefusals: what must fail, fails, and nothing is downgraded.
 func TestDPoPRefusals(t *testing.T) {
 	t.Run("Bearer answer to a DPoP login", func(t *testing.T) {
 		p := oidctest.New(t, redirect)
-		c, as := newDPoPClient(t, p, false, nil)
-		as.SetMode(dpoptest.Bearer)
+		c := newDPoPClient(t, p, false, nil)
+		p.Set(func(b *oidctest.Behavior) { b.DPoPDowngrade = true })
 		key, _ := dpop.NewKey()
 		tok, id, err := dpopLogin(t, c, key)
 		if !errors.Is(err, oidc.ErrNotBound) || !errors.Is(err, oidc.ErrRejected) || errors.Is(err, oidc.ErrUnavailable) {
@@ -163,13 +184,13 @@ func TestDPoPRefusals(t *testing.T) {
 	t.Run("Bearer answer to a DPoP refresh", func(t *testing.T) {
 		p := oidctest.New(t, redirect)
 		p.Set(func(b *oidctest.Behavior) { b.RotateRefreshTokens = false }) // one refresh token for both tries
-		c, as := newDPoPClient(t, p, false, func(c *oidc.Config) { c.Resources = []string{"https://api.example"} })
+		c := newDPoPClient(t, p, false, func(c *oidc.Config) { c.Resources = []string{"https://api.example"} })
 		key, _ := dpop.NewKey()
 		tok, id, err := dpopLogin(t, c, key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		as.SetMode(dpoptest.Bearer)
+		p.Set(func(b *oidctest.Behavior) { b.DPoPDowngrade = true })
 		next, nid, err := c.Refresh(context.Background(), tok.RefreshToken, id.Subject, key)
 		if !errors.Is(err, oidc.ErrNotBound) || errors.Is(err, oidc.ErrInvalidGrant) {
 			t.Fatalf("err = %v, want ErrNotBound, not a dead grant", err)
@@ -183,46 +204,51 @@ func TestDPoPRefusals(t *testing.T) {
 	})
 	t.Run("use_dpop_nonce again after the retry", func(t *testing.T) {
 		p := oidctest.New(t, redirect)
-		c, as := newDPoPClient(t, p, true, nil)
+		// A provider whose nonce has changed again by each request.
+		c := newDPoPClient(t, p, true, func(c *oidc.Config) {
+			c.HTTPClient = &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if r.URL.Path == "/token" && r.Header.Get("DPoP") != "" {
+					p.RotateDPoPNonce()
+				}
+				return http.DefaultTransport.RoundTrip(r)
+			})}
+		})
 		key, _ := dpop.NewKey()
-		tok, id, err := dpopLogin(t, c, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		as.Seen()
-		as.SetMode(dpoptest.AlwaysNonce)
-		_, _, err = c.Refresh(context.Background(), tok.RefreshToken, id.Subject, key)
+		q := authorize(t, c, oidc.AuthRequest{State: "st", Nonce: "n-1", Verifier: "v-0123456789012345678901234567890123456789012", DPoP: key})
+		n := len(p.Requests())
+		_, _, err := c.Exchange(context.Background(), q.Get("code"), oidc.Expect{Verifier: "v-0123456789012345678901234567890123456789012", Nonce: "n-1", DPoP: key})
 		if !errors.Is(err, oidc.ErrUnavailable) || errors.Is(err, oidc.ErrInvalidGrant) {
-			t.Fatalf("err = %v, want a transient error that keeps the session", err)
+			t.Fatalf("err = %v, want a transient error", err)
 		}
-		if n := len(as.Seen()); n != 2 {
-			t.Fatalf("%d token requests, want 2: one retry, no loop", n)
+		if got := proofsSince(t, p, n); len(got) != 2 {
+			t.Fatalf("%d token requests (%+v), want 2: one retry, no loop", len(got), got)
+		}
+		if _, _, err := c.Refresh(context.Background(), "rt-any", "alice", key); !errors.Is(err, oidc.ErrUnavailable) || errors.Is(err, oidc.ErrInvalidGrant) {
+			t.Fatalf("refresh: err = %v, want a transient error that keeps the session", err)
 		}
 	})
 	t.Run("no key with oidc.dpop", func(t *testing.T) {
 		p := oidctest.New(t, redirect)
-		c, as := newDPoPClient(t, p, false, nil)
+		c := newDPoPClient(t, p, false, nil)
 		if _, err := c.AuthCodeURL(context.Background(), oidc.AuthRequest{State: "s", Nonce: "n", Verifier: oauth2.GenerateVerifier()}); err == nil {
 			t.Error("login started without a DPoP key")
 		}
 		if _, _, err := c.Refresh(context.Background(), "rt", "alice", nil); err == nil {
 			t.Error("refresh sent without a DPoP key")
 		}
-		if got := as.Seen(); len(got) != 0 {
+		if got := proofsSince(t, p, 0); len(got) != 0 {
 			t.Errorf("requests reached the token endpoint: %+v", got)
 		}
 	})
 	t.Run("Bearer login without oidc.dpop sends no proof", func(t *testing.T) {
 		p := oidctest.New(t, redirect)
-		as := dpoptest.New(t, p.Issuer, false)
-		p.Set(func(b *oidctest.Behavior) { b.MutateDiscovery = as.Point })
 		c := newClient(t, p, nil)
 		tok, _, err := login(t, c, "n-1")
-		if err == nil || tok.AccessToken != "" {
-			t.Fatalf("the DPoP server took a request without a proof: %v", err)
+		if err != nil || tok.TokenType != "Bearer" {
+			t.Fatalf("login: %v, token type %q", err, tok.TokenType)
 		}
-		if got := as.Seen(); len(got) != 1 || got[0].Refused != "invalid_dpop_proof" {
-			t.Fatalf("proofs %+v, want one refused for lacking a proof", got)
+		if got := proofsSince(t, p, 0); len(got) != 1 || got[0].jkt != "" {
+			t.Fatalf("token requests %+v, want one without a proof", got)
 		}
 	})
 }
@@ -230,35 +256,20 @@ func TestDPoPRefusals(t *testing.T) {
 // TestDPoPUserInfo: a bound token goes to UserInfo with a proof for it.
 func TestDPoPUserInfo(t *testing.T) {
 	p := oidctest.New(t, redirect)
-	var got http.Header
-	c, _ := newDPoPClient(t, p, false, func(c *oidc.Config) {
-		// The fake OP's UserInfo knows Bearer tokens only: the header
-		// moat sent is kept, and the OP is asked the old way.
-		c.HTTPClient = &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			if strings.HasSuffix(r.URL.Path, "/userinfo") {
-				got = r.Header.Clone()
-				r = r.Clone(r.Context())
-				r.Header.Set("Authorization", "Bearer "+strings.TrimPrefix(r.Header.Get("Authorization"), "DPoP "))
-			}
-			return http.DefaultTransport.RoundTrip(r)
-		})}
-	})
+	c := newDPoPClient(t, p, false, nil)
 	key, _ := dpop.NewKey()
 	tok, id, err := dpopLogin(t, c, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.UserInfo(context.Background(), tok.AccessToken, id.Subject, key); err != nil {
-		t.Fatal(err)
+	claims, err := c.UserInfo(context.Background(), tok.AccessToken, id.Subject, key)
+	if err != nil || claims["sub"] != id.Subject {
+		t.Fatalf("userinfo with the bound token: %v (provider: %s)", err, p.DPoPError())
 	}
-	v, _ := dpopverify.New(dpopverify.Options{})
-	md, _ := c.Discover(context.Background())
-	if got.Get("Authorization") != "DPoP "+tok.AccessToken {
-		t.Fatalf("Authorization %q, want the DPoP scheme", got.Get("Authorization"))
-	}
-	pr, err := v.Verify(got.Values("DPoP"), dpopverify.Request{Method: "GET", URL: md.UserinfoEndpoint, AccessToken: tok.AccessToken})
-	if err != nil || pr.JKT != key.Thumbprint() {
-		t.Fatalf("userinfo proof: %v", err)
+	// The provider refuses the bound token as a Bearer token (RFC 9449
+	// §7.2): what a UserInfo call without the key would send.
+	if _, err := c.UserInfo(context.Background(), tok.AccessToken, id.Subject, nil); !errors.Is(err, oidc.ErrTokenNotAccepted) {
+		t.Fatalf("userinfo as Bearer: %v, want ErrTokenNotAccepted", err)
 	}
 }
 
@@ -289,6 +300,8 @@ func TestDPoPDiscovery(t *testing.T) {
 				b.MutateDiscovery = func(d map[string]any) {
 					if tc.algs != nil {
 						d["dpop_signing_alg_values_supported"] = tc.algs
+					} else {
+						delete(d, "dpop_signing_alg_values_supported")
 					}
 					d["token_endpoint_auth_methods_supported"] = []string{"client_secret_basic"}
 					d["id_token_signing_alg_values_supported"] = []string{"ES256", "RS256"}
