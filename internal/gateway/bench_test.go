@@ -41,6 +41,14 @@ func BenchmarkProxyHotPath(b *testing.B) {
 	br := e.browser()
 	br.login("/")
 	cookie := br.sessionCookie()
+	// The same route on a moat with oidc.dpop: each request signs a proof.
+	ed := newEnv(b, func(c *config.Config) {
+		c.OIDC.DPoP = true
+		c.Routes = append(c.Routes, config.Route{Prefix: "/bench/", Upstream: api.URL + "/"})
+		unlimited(c)
+	}, func(b *oidctest.Behavior) { b.DPoPRequired = true })
+	bd := ed.browser()
+	bd.login("/")
 
 	target, _ := url.Parse(api.URL)
 	bare := &httputil.ReverseProxy{
@@ -51,13 +59,13 @@ func BenchmarkProxyHotPath(b *testing.B) {
 		Transport:  &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, ForceAttemptHTTP2: true},
 		BufferPool: &benchBufferPool{}, // as moat does: a fair, strong reference
 	}
-	run := func(b *testing.B, h http.Handler, path string, withSession bool) {
+	run := func(b *testing.B, h http.Handler, path string, cookie *http.Cookie) {
 		b.ReportAllocs()
 		b.SetParallelism(16) // 32 concurrent requests on 2 cores
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				req := httptest.NewRequest("GET", path, nil)
-				if withSession {
+				if cookie != nil {
 					req.AddCookie(cookie)
 					req.Header.Set(csrf.HeaderName, csrf.HeaderValue)
 				}
@@ -69,11 +77,12 @@ func BenchmarkProxyHotPath(b *testing.B) {
 			}
 		})
 	}
-	b.Run("bare", func(b *testing.B) { run(b, bare, "/bench/item", false) })
-	b.Run("moat", func(b *testing.B) { run(b, e.gw, "/bench/item", true) })
-	b.Run("moat+rules", func(b *testing.B) { run(b, e.gw, "/rules/item", true) })   // routes[].require: two rules
-	b.Run("moat+resource", func(b *testing.B) { run(b, e.gw, "/res/item", true) })  // routes[].resource: the cached RFC 8707 token
-	b.Run("moat+exchange", func(b *testing.B) { run(b, e.gw, "/xchg/item", true) }) // routes[].token_exchange, cached
+	b.Run("bare", func(b *testing.B) { run(b, bare, "/bench/item", nil) })
+	b.Run("moat", func(b *testing.B) { run(b, e.gw, "/bench/item", cookie) })
+	b.Run("moat+rules", func(b *testing.B) { run(b, e.gw, "/rules/item", cookie) })   // routes[].require: two rules
+	b.Run("moat+resource", func(b *testing.B) { run(b, e.gw, "/res/item", cookie) })  // routes[].resource: the cached RFC 8707 token
+	b.Run("moat+exchange", func(b *testing.B) { run(b, e.gw, "/xchg/item", cookie) }) // routes[].token_exchange, cached
+	b.Run("moat+dpop", func(b *testing.B) { run(b, ed.gw, "/bench/item", bd.sessionCookie()) }) // oidc.dpop: a proof per request
 }
 
 // unlimited lifts the rate limits: a benchmark is one client and one

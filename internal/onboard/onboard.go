@@ -193,6 +193,9 @@ func configuredCapabilities(m oidc.Metadata, cfg *config.Config) []string {
 			w = append(w, fmt.Sprintf("routes[%d].token_exchange: the provider's grant_types_supported %v lacks %s (RFC 8693), so every call of this route will likely get 503; enable token exchange for this client at the provider, or remove token_exchange", i, gt, oidc.GrantTokenExchange))
 		}
 	}
+	if cfg.OIDC.DPoP && len(m.DPoPSigningAlgs) == 0 && cfg.OIDC.Profile != config.ProfileFAPI2 {
+		w = append(w, "oidc.dpop: the provider's discovery document has no dpop_signing_alg_values_supported, so it may not support DPoP (RFC 9449 §5.1); if it answers with Bearer tokens every login fails (\"not DPoP\"); enable DPoP with ES256 for this client at the provider, or remove oidc.dpop")
+	}
 	if acr := cfg.OIDC.ACRValues; len(acr) > 0 {
 		if len(m.ACRValuesSupported) == 0 {
 			w = append(w, fmt.Sprintf("oidc.acr_values: the provider's discovery document has no acr_values_supported, so it may ignore acr_values %v; a step-up login then returns another acr, which the routes that require one refuse", acr))
