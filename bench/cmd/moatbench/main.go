@@ -66,6 +66,7 @@ type options struct {
 	moatEnv     []string
 	hold        bool
 	nginx       string
+	dpop        bool
 }
 
 func main() {
@@ -81,6 +82,7 @@ func main() {
 	flag.StringVar(&o.postgresURL, "postgres", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL for the postgres store (a random schema is used and dropped)")
 	flag.StringVar(&o.oauth2Proxy, "oauth2-proxy", "", "path to an oauth2-proxy binary to include as a target (optional)")
 	flag.StringVar(&o.logLevel, "moat-log-level", "info", "moat's log.level (info writes the access log line of every request, as in production)")
+	flag.BoolVar(&o.dpop, "dpop", false, "also run, for each store, a moat with oidc.dpop: true (a DPoP proof signed per proxied request)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binaries, configs, logs)")
 	flag.StringVar(&o.baseline, "baseline-bin", "", "another moat binary (e.g. built from an earlier commit) to run too, for before/after figures from one run")
 	flag.StringVar(&o.baseStore, "baseline-store", "memory", "the store of the -baseline-bin moat")
@@ -179,22 +181,28 @@ func (h *harness) run(ctx context.Context) error {
 
 	moat := filepath.Join(h.dir, "moat")
 	if h.o.baseline != "" {
-		t, err := h.startMoat(ctx, h.o.baseline, h.o.baseStore, upstream)
+		t, err := h.startMoat(ctx, h.o.baseline, h.o.baseStore, upstream, false)
 		if err != nil {
 			return fmt.Errorf("baseline moat: %w", err)
 		}
 		t.name = "moat " + h.o.baseStore + " (baseline)"
 		h.targets = append(h.targets, t)
 	}
+	dpopModes := []bool{false}
+	if h.o.dpop {
+		dpopModes = append(dpopModes, true)
+	}
 	for _, store := range h.o.stores {
-		t, err := h.startMoat(ctx, moat, store, upstream)
-		if errors.Is(err, errSkipped) {
-			continue
+		for _, dpop := range dpopModes {
+			t, err := h.startMoat(ctx, moat, store, upstream, dpop)
+			if errors.Is(err, errSkipped) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("moat with the %s store: %w", store, err)
+			}
+			h.targets = append(h.targets, t)
 		}
-		if err != nil {
-			return fmt.Errorf("moat with the %s store: %w", store, err)
-		}
-		h.targets = append(h.targets, t)
 	}
 	if h.o.nginx != "" {
 		t, err := h.startNginxAlone(ctx, upstream)
@@ -320,8 +328,9 @@ func freePort() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// startMoat runs the moat binary with store, logs in and returns the target.
-func (h *harness) startMoat(ctx context.Context, bin, store, upstream string) (*target, error) {
+// startMoat runs the moat binary with store (and oidc.dpop), logs in and
+// returns the target.
+func (h *harness) startMoat(ctx context.Context, bin, store, upstream string, dpop bool) (*target, error) {
 	spec := "memory"
 	switch store {
 	case "memory":
@@ -357,7 +366,12 @@ func (h *harness) startMoat(ctx context.Context, bin, store, upstream string) (*
 	if bin == h.o.baseline {
 		env = nil
 	}
-	cmd, logPath, err := h.startMoatProcess(ctx, bin, name, addr, moatYAML(addr, base, op, spec, upstream, "", h.o.logLevel), op, env)
+	cfg := moatYAML(addr, base, op, spec, upstream, "", h.o.logLevel)
+	if dpop {
+		cfg = strings.Replace(cfg, "  timeout: 5s\n", "  timeout: 5s\n  dpop: true\n", 1)
+		name += "-dpop"
+	}
+	cmd, logPath, err := h.startMoatProcess(ctx, bin, name, addr, cfg, op, env)
 	if err != nil {
 		return nil, err
 	}
@@ -370,7 +384,11 @@ func (h *harness) startMoat(ctx context.Context, bin, store, upstream string) (*
 		return nil, fmt.Errorf("login set no session cookie (log: %s)", logPath)
 	}
 	logf("moat with the %s store on %s, logged in", store, addr)
-	return &target{name: "moat " + store, url: base + "/api/item", pid: cmd.Process.Pid,
+	label := "moat " + store
+	if dpop {
+		label += " + dpop"
+	}
+	return &target{name: label, url: base + "/api/item", pid: cmd.Process.Pid,
 		headers: []string{"Cookie: " + cookie, "X-CSRF: 1"}}, nil
 }
 
