@@ -79,9 +79,9 @@ func BenchmarkProxyHotPath(b *testing.B) {
 	}
 	b.Run("bare", func(b *testing.B) { run(b, bare, "/bench/item", nil) })
 	b.Run("moat", func(b *testing.B) { run(b, e.gw, "/bench/item", cookie) })
-	b.Run("moat+rules", func(b *testing.B) { run(b, e.gw, "/rules/item", cookie) })   // routes[].require: two rules
-	b.Run("moat+resource", func(b *testing.B) { run(b, e.gw, "/res/item", cookie) })  // routes[].resource: the cached RFC 8707 token
-	b.Run("moat+exchange", func(b *testing.B) { run(b, e.gw, "/xchg/item", cookie) }) // routes[].token_exchange, cached
+	b.Run("moat+rules", func(b *testing.B) { run(b, e.gw, "/rules/item", cookie) })             // routes[].require: two rules
+	b.Run("moat+resource", func(b *testing.B) { run(b, e.gw, "/res/item", cookie) })            // routes[].resource: the cached RFC 8707 token
+	b.Run("moat+exchange", func(b *testing.B) { run(b, e.gw, "/xchg/item", cookie) })           // routes[].token_exchange, cached
 	b.Run("moat+dpop", func(b *testing.B) { run(b, ed.gw, "/bench/item", bd.sessionCookie()) }) // oidc.dpop: a proof per request
 }
 
