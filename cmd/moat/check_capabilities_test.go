@@ -42,7 +42,7 @@ func TestCheckReportsCapabilitiesDiscoveryLacks(t *testing.T) {
 		{name: "client auth method not supported", oidc: `client_auth_method: client_secret_post`,
 			mutate: func(d map[string]any) { d["token_endpoint_auth_methods_supported"] = []string{"client_secret_basic"} },
 			warn:   []string{"oidc.client_auth_method: client_secret_post is not in the provider's token_endpoint_auth_methods_supported [client_secret_basic]"}},
-		{name: "DPoP, ES256 offered", oidc: `dpop: true`},
+		{name: "DPoP, ES256 offered", oidc: `dpop: true`, behavior: func(b *oidctest.Behavior) { b.DPoP = true }},
 		{name: "DPoP, proof algorithms not named", oidc: `dpop: true`,
 			mutate: func(d map[string]any) { delete(d, "dpop_signing_alg_values_supported") },
 			warn:   []string{"oidc.dpop: the provider's discovery document has no dpop_signing_alg_values_supported"}},

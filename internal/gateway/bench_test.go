@@ -46,7 +46,7 @@ func BenchmarkProxyHotPath(b *testing.B) {
 		c.OIDC.DPoP = true
 		c.Routes = append(c.Routes, config.Route{Prefix: "/bench/", Upstream: api.URL + "/"})
 		unlimited(c)
-	}, func(b *oidctest.Behavior) { b.DPoPRequired = true })
+	}, func(b *oidctest.Behavior) { b.DPoP, b.DPoPRequired = true, true })
 	bd := ed.browser()
 	bd.login("/")
 

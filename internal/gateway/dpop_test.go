@@ -94,7 +94,7 @@ func newDPoPEnv(t *testing.T, store session.Store, mods ...any) (*env, *dpopUpst
 	var rs *dpopUpstream
 	e := newEnv(t, append([]any{
 		func(p *oidctest.Provider) {
-			p.Set(func(b *oidctest.Behavior) { b.DPoPRequired, b.DPoPRequireNonce = true, true })
+			p.Set(func(b *oidctest.Behavior) { b.DPoP, b.DPoPRequired, b.DPoPRequireNonce = true, true, true })
 			rs = newDPoPUpstream(t, p)
 		},
 		func(c *config.Config) {

@@ -23,7 +23,7 @@ import (
 // DPoP proofs at its token and PAR endpoints, and its nonces when nonces.
 func newDPoPClient(t *testing.T, p *oidctest.Provider, nonces bool, mod func(*oidc.Config)) *oidc.Client {
 	t.Helper()
-	p.Set(func(b *oidctest.Behavior) { b.DPoPRequired, b.DPoPRequireNonce = true, nonces })
+	p.Set(func(b *oidctest.Behavior) { b.DPoP, b.DPoPRequired, b.DPoPRequireNonce = true, true, nonces })
 	return newClient(t, p, func(c *oidc.Config) {
 		c.DPoP = true
 		if mod != nil {
