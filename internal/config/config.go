@@ -44,6 +44,14 @@ type Config struct {
 	SPA     SPA     `yaml:"spa"`
 
 	ForwardAuth ForwardAuth `yaml:"forward_auth"`
+
+	// Frontends lets one moat serve several SPAs, each at its own origin
+	// with its own OIDC client, routes and browser policies; the keys of a
+	// Frontend are then set there, not here. See frontends.go.
+	Frontends []Frontend `yaml:"frontends"`
+	// Name is the frontend a view serves (Views): frontends[].name, or ""
+	// without frontends.
+	Name string `yaml:"-"`
 }
 
 // Server configures the browser-facing HTTP server.
@@ -446,6 +454,12 @@ func (c *Config) Resolve(env Env) error {
 	v, err := resolveSecret(env, "oidc.client_secret", "MOAT_OIDC_CLIENT_SECRET", c.OIDC.ClientSecretFile, one(c.OIDC.ClientSecret), false)
 	errs = append(errs, err)
 	c.OIDC.ClientSecret = first(v)
+	for i := range c.Frontends {
+		o := &c.Frontends[i].OIDC
+		v, err := resolveSecret(env, fmt.Sprintf("frontends[%d].oidc.client_secret", i), "", o.ClientSecretFile, one(o.ClientSecret), false)
+		errs = append(errs, err)
+		o.ClientSecret = first(v)
+	}
 	v, err = resolveSecret(env, "admin.token", "MOAT_ADMIN_TOKEN", c.Admin.TokenFile, one(c.Admin.Token), false)
 	errs = append(errs, err)
 	c.Admin.Token = first(v)
@@ -473,7 +487,7 @@ func resolveSecret(env Env, key, envVar, file string, inline []secret.String, mu
 		}
 		return splitSecrets(strings.Split(s, sep))
 	}
-	if v, ok := env(envVar); ok && v != "" {
+	if v, ok := env(envVar); envVar != "" && ok && v != "" {
 		from = append(from, envVar)
 		out = split(v, ",")
 	}
@@ -515,19 +529,15 @@ func (c *Config) SetDefaults() {
 		}
 	}
 	def(&c.Listen, "127.0.0.1:4001")
-	def(&c.OIDC.ClientAuthMethod, AuthSecretBasic)
-	def(&c.OIDC.ClientAssertionAudience, AssertionAudIssuer)
-	if c.OIDC.Profile == ProfileFAPI2 {
-		def(&c.OIDC.PAR, "required")
+	if len(c.Frontends) == 0 {
+		c.setFrontendDefaults()
 	}
-	def(&c.OIDC.PAR, "auto")
-	if len(c.OIDC.Scopes) == 0 {
-		c.OIDC.Scopes = []string{"openid", "profile", "email", "offline_access"}
+	for i, v := range c.Views() {
+		if len(c.Frontends) > 0 {
+			v.setFrontendDefaults()
+			c.Frontends[i] = v.frontend()
+		}
 	}
-	defDur(&c.OIDC.Timeout, 10*time.Second)
-	defDur(&c.OIDC.RefreshSkew, 30*time.Second)
-	defDur(&c.OIDC.MaxIDTokenAge, 10*time.Minute)
-	defDur(&c.OIDC.ClockSkew, time.Minute)
 	def(&c.Session.Store, "memory")
 	defDur(&c.Session.IdleTimeout, time.Hour)
 	defDur(&c.Session.AbsoluteTimeout, 12*time.Hour)
@@ -535,18 +545,6 @@ func (c *Config) SetDefaults() {
 	defDur(&c.Session.CacheTTL, 500*time.Millisecond)
 	if c.Session.CacheSize == 0 {
 		c.Session.CacheSize = 20_000
-	}
-	for i := range c.Routes {
-		r := &c.Routes[i]
-		def(&r.Token, TokenUser)
-		def(&r.Name, r.Prefix)
-		defDur(&r.Timeout, 30*time.Second)
-		if len(r.Methods) == 0 {
-			r.Methods = slices.Clone(DefaultMethods)
-		}
-		if r.MaxBodyBytes == 0 {
-			r.MaxBodyBytes = 10 << 20
-		}
 	}
 	defDur(&c.Server.ReadHeaderTimeout, 10*time.Second)
 	defDur(&c.Server.ReadTimeout, time.Minute)
@@ -578,11 +576,50 @@ func (c *Config) SetDefaults() {
 		c.Limits.MaxKeys = 100_000
 	}
 	c.Limits.setDefaults()
+	def(&c.Log.Level, "info")
+}
+
+// setFrontendDefaults fills the unset keys of c's frontend (Frontend).
+func (c *Config) setFrontendDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	defDur := func(d *Duration, v time.Duration) {
+		if *d == 0 {
+			*d = Duration(v)
+		}
+	}
+	def(&c.OIDC.ClientAuthMethod, AuthSecretBasic)
+	def(&c.OIDC.ClientAssertionAudience, AssertionAudIssuer)
+	if c.OIDC.Profile == ProfileFAPI2 {
+		def(&c.OIDC.PAR, "required")
+	}
+	def(&c.OIDC.PAR, "auto")
+	if len(c.OIDC.Scopes) == 0 {
+		c.OIDC.Scopes = []string{"openid", "profile", "email", "offline_access"}
+	}
+	defDur(&c.OIDC.Timeout, 10*time.Second)
+	defDur(&c.OIDC.RefreshSkew, 30*time.Second)
+	defDur(&c.OIDC.MaxIDTokenAge, 10*time.Minute)
+	defDur(&c.OIDC.ClockSkew, time.Minute)
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		def(&r.Token, TokenUser)
+		def(&r.Name, r.Prefix)
+		defDur(&r.Timeout, 30*time.Second)
+		if len(r.Methods) == 0 {
+			r.Methods = slices.Clone(DefaultMethods)
+		}
+		if r.MaxBodyBytes == 0 {
+			r.MaxBodyBytes = 10 << 20
+		}
+	}
 	if c.SPA.Dir != "" {
 		def(&c.SPA.CSP, DefaultCSP)
 	}
 	def(&c.CSRF.Mode, CSRFHeader)
-	def(&c.Log.Level, "info")
 }
 
 // Duration is a time.Duration written as "90s", "15m" or "12h".

@@ -24,6 +24,13 @@ var reservedPrefixes = []string{"/auth/", "/healthz", "/readyz", "/metrics", For
 // Validate checks the whole tree and returns every problem, joined, each
 // naming its key and how to fix it. It changes nothing.
 func (c *Config) Validate() error {
+	if len(c.Frontends) > 0 {
+		return c.validateFrontends(c.validate())
+	}
+	return c.validate()
+}
+
+func (c *Config) validate() error {
 	var errs []error
 	add := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
@@ -51,7 +58,11 @@ func (c *Config) Validate() error {
 		add("oidc.client_id", "is required: the client ID registered at the IdP")
 	}
 	if o.ClientSecret.IsZero() && o.ClientAuthMethod != AuthPrivateKeyJWT && !IsMTLS(o.ClientAuthMethod) {
-		add("oidc.client_secret", "is required: moat is a confidential client; set it, client_secret_file, or MOAT_OIDC_CLIENT_SECRET (or use client_auth_method: private_key_jwt or tls_client_auth)")
+		env := ", or MOAT_OIDC_CLIENT_SECRET"
+		if c.Name != "" {
+			env = "" // the variable is the top-level key's only
+		}
+		add("oidc.client_secret", "is required: moat is a confidential client; set it or client_secret_file%s (or use client_auth_method: private_key_jwt or tls_client_auth)", env)
 	}
 	if !slices.Contains([]string{AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthTLSClient, AuthSelfSignedTLS}, o.ClientAuthMethod) {
 		add("oidc.client_auth_method", "%q is not supported; use %s, %s, %s, %s or %s", o.ClientAuthMethod, AuthSecretBasic, AuthSecretPost, AuthPrivateKeyJWT, AuthTLSClient, AuthSelfSignedTLS)
@@ -280,8 +291,17 @@ func (c *Config) Warnings() []string {
 }
 
 // IsLoopback reports whether moat is published on a loopback host only
-// (development and tests), where plain http and generated keys are allowed.
+// (development and tests), where plain http and generated keys are allowed:
+// with frontends, every one of them.
 func (c *Config) IsLoopback() bool {
+	if len(c.Frontends) > 0 {
+		for _, v := range c.Views() {
+			if !v.IsLoopback() {
+				return false
+			}
+		}
+		return true
+	}
 	u, err := url.Parse(c.PublicURL)
 	return err == nil && IsLoopbackHost(u.Hostname())
 }
