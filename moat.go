@@ -89,7 +89,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Gateway{g, cfg.PublicURL}, nil
+	return &Gateway{g, cfg.Views()[0].PublicURL}, nil
 }
 
 // ServeHTTP implements http.Handler.

@@ -239,7 +239,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("forward_auth listen: %w", err)
 		}
 	}
-	log.Info("moat listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "version", version(),
+	var urls []string
+	for _, v := range cfg.Views() {
+		urls = append(urls, v.PublicURL)
+	}
+	log.Info("moat listening", "addr", ln.Addr().String(), "public_url", strings.Join(urls, " "), "version", version(),
 		"tracing", telemetry.Enabled(os.Getenv))
 
 	hup := make(chan os.Signal, 1)
@@ -355,7 +359,11 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return reportProblems(stderr, path, err)
 	}
 	defer gw.Close()
-	cctx, cancel := context.WithTimeout(ctx, cfg.OIDC.Timeout.D())
+	timeout := time.Duration(0)
+	for _, v := range cfg.Views() {
+		timeout = max(timeout, v.OIDC.Timeout.D())
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := gw.Check(cctx); err != nil {
 		fmt.Fprintf(stderr, "moat: %s has problems:\n", path)
@@ -364,15 +372,21 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return errReported
 	}
-	if meta, ok := gw.IdP.Cached(); ok {
-		for _, w := range onboard.Quirks(meta, cfg) {
-			fmt.Fprintf(stdout, "warning: idp: %s\n", w)
+	for _, fe := range gw.Frontends() {
+		v, of := fe.Config, ""
+		if v.Name != "" {
+			of = fmt.Sprintf(" (frontend %s)", v.Name)
 		}
+		if meta, ok := fe.IdP.Cached(); ok {
+			for _, w := range onboard.Quirks(meta, v) {
+				fmt.Fprintf(stdout, "warning: idp%s: %s\n", of, w)
+			}
+		}
+		fmt.Fprintf(stdout, "register at the IdP for client %s%s:\n", v.OIDC.ClientID, of)
+		fmt.Fprintf(stdout, "  redirect URI:                  %s\n", v.RedirectURI())
+		fmt.Fprintf(stdout, "  post-logout redirect URI:      %s\n", v.PostLogoutRedirect())
+		fmt.Fprintf(stdout, "  back-channel logout URI:       %s\n", config.MustURL(v.PublicURL).JoinPath("/auth/backchannel-logout"))
 	}
-	fmt.Fprintf(stdout, "register at the IdP for client %s:\n", cfg.OIDC.ClientID)
-	fmt.Fprintf(stdout, "  redirect URI:                  %s\n", cfg.RedirectURI())
-	fmt.Fprintf(stdout, "  post-logout redirect URI:      %s\n", cfg.PostLogoutRedirect())
-	fmt.Fprintf(stdout, "  back-channel logout URI:       %s\n", config.MustURL(cfg.PublicURL).JoinPath("/auth/backchannel-logout"))
 	fmt.Fprintf(stdout, "%s: OK\n", path)
 	return nil
 }

@@ -22,17 +22,24 @@ import (
 
 // Handler serves /admin/sessions.
 type Handler struct {
-	sessions *session.Manager
-	revoker  *revoke.Queue
-	token    secret.String
-	log      *slog.Logger
-	mux      *http.ServeMux
+	frontends []Frontend
+	token     secret.String
+	log       *slog.Logger
+	mux       *http.ServeMux
 }
 
-// New returns the admin handler. Every request must carry
+// Frontend is one frontend's sessions (session.Manager.Frontend) and the
+// queue that revokes its refresh tokens at its IdP.
+type Frontend struct {
+	Sessions *session.Manager
+	Revoker  *revoke.Queue
+}
+
+// New returns the admin handler for the frontends moat serves (one without
+// frontends in the configuration). Every request must carry
 // "Authorization: Bearer <token>".
-func New(sessions *session.Manager, revoker *revoke.Queue, token secret.String, log *slog.Logger) *Handler {
-	h := &Handler{sessions: sessions, revoker: revoker, token: token, log: log, mux: http.NewServeMux()}
+func New(frontends []Frontend, token secret.String, log *slog.Logger) *Handler {
+	h := &Handler{frontends: frontends, token: token, log: log, mux: http.NewServeMux()}
 	h.mux.HandleFunc("GET /admin/sessions", h.list)
 	h.mux.HandleFunc("DELETE /admin/sessions", h.revokeSubject)
 	h.mux.HandleFunc("DELETE /admin/sessions/{id}", h.revokeOne)
@@ -67,9 +74,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Session is one session as the admin API shows it; never a token.
 type Session struct {
-	ID        string    `json:"id"` // the store key: a hash, not the cookie value
-	Subject   string    `json:"sub"`
-	SID       string    `json:"sid,omitempty"`
+	ID      string `json:"id"` // the store key: a hash, not the cookie value
+	Subject string `json:"sub"`
+	SID     string `json:"sid,omitempty"`
+	// Frontend is the frontend's name; absent without frontends.
+	Frontend  string    `json:"frontend,omitempty"`
 	Created   time.Time `json:"created"`
 	LastSeen  time.Time `json:"lastSeen"`
 	ExpiresAt time.Time `json:"expiresAt"`
@@ -77,35 +86,47 @@ type Session struct {
 	IP        string    `json:"ip,omitempty"`
 }
 
-// subjectSessions reads the sub query parameter and that user's sessions,
-// answering the error itself when it returns false.
-func (h *Handler) subjectSessions(w http.ResponseWriter, r *http.Request) (string, map[session.Key]session.Record, bool) {
+// sessionsOf is one frontend's live sessions of a subject.
+type sessionsOf struct {
+	Frontend
+	recs map[session.Key]session.Record
+}
+
+// subjectSessions reads the sub query parameter and that user's sessions
+// at every frontend, answering the error itself when it returns false.
+func (h *Handler) subjectSessions(w http.ResponseWriter, r *http.Request) (string, []sessionsOf, bool) {
 	sub := r.URL.Query().Get("sub")
 	if sub == "" {
 		httperr.Write(w, httperr.New(http.StatusBadRequest, "bad_request", "the sub query parameter is required", nil))
 		return "", nil, false
 	}
-	recs, err := h.sessions.Store().ListBySubject(r.Context(), sub)
-	if err != nil {
-		httperr.Write(w, httperr.Unavailable(err))
-		return "", nil, false
+	var out []sessionsOf
+	for _, fe := range h.frontends {
+		recs, err := fe.Sessions.ListBySubject(r.Context(), sub)
+		if err != nil {
+			httperr.Write(w, httperr.Unavailable(err))
+			return "", nil, false
+		}
+		out = append(out, sessionsOf{fe, recs})
 	}
-	return sub, recs, true
+	return sub, out, true
 }
 
 func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
-	_, recs, ok := h.subjectSessions(w, r)
+	_, all, ok := h.subjectSessions(w, r)
 	if !ok {
 		return
 	}
 	out := []Session{}
-	for key, rec := range recs {
-		l, err := h.sessions.Decode(key, rec)
-		if err != nil {
-			continue
+	for _, fe := range all {
+		for key, rec := range fe.recs {
+			l, err := fe.Sessions.Decode(key, rec)
+			if err != nil {
+				continue
+			}
+			out = append(out, Session{ID: string(key), Subject: l.Subject, SID: l.SID, Frontend: l.Frontend, Created: l.CreatedAt, LastSeen: l.LastSeen,
+				ExpiresAt: l.Deadline(fe.Sessions.IdleTimeout()), UserAgent: l.UserAgent, IP: l.RemoteIP})
 		}
-		out = append(out, Session{ID: string(key), Subject: l.Subject, SID: l.SID, Created: l.CreatedAt, LastSeen: l.LastSeen,
-			ExpiresAt: l.Deadline(h.sessions.IdleTimeout()), UserAgent: l.UserAgent, IP: l.RemoteIP})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
 	httperr.WriteJSON(w, http.StatusOK, map[string]any{"sessions": out})
@@ -113,7 +134,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) revokeOne(w http.ResponseWriter, r *http.Request) {
 	key := session.Key(r.PathValue("id"))
-	l, err := h.sessions.LoadKey(r.Context(), key)
+	l, err := h.frontends[0].Sessions.LoadKey(r.Context(), key) // by key: any frontend's
 	if errors.Is(err, session.ErrNoSession) {
 		httperr.Write(w, httperr.New(http.StatusNotFound, "not_found", "no such session", nil))
 		return
@@ -122,45 +143,63 @@ func (h *Handler) revokeOne(w http.ResponseWriter, r *http.Request) {
 		httperr.Write(w, httperr.Unavailable(err))
 		return
 	}
-	if err := h.end(r, l); err != nil {
+	fe, ok := h.frontendOf(l)
+	if !ok {
+		httperr.Write(w, httperr.New(http.StatusNotFound, "not_found", "no such session", nil))
+		return
+	}
+	if err := h.end(r, fe, l); err != nil {
 		httperr.Write(w, httperr.Unavailable(err))
 		return
 	}
 	httperr.WriteJSON(w, http.StatusOK, map[string]int{"revoked": 1})
 }
 
+// frontendOf returns the frontend l was created at; none for a frontend
+// no longer configured.
+func (h *Handler) frontendOf(l *session.Loaded) (Frontend, bool) {
+	for _, fe := range h.frontends {
+		if fe.Sessions.FrontendName() == l.Frontend {
+			return fe, true
+		}
+	}
+	return Frontend{}, false
+}
+
 func (h *Handler) revokeSubject(w http.ResponseWriter, r *http.Request) {
-	sub, recs, ok := h.subjectSessions(w, r)
+	sub, all, ok := h.subjectSessions(w, r)
 	if !ok {
 		return
 	}
 	n := 0
-	for key, rec := range recs {
-		l, err := h.sessions.Decode(key, rec)
-		if err != nil {
-			l = &session.Loaded{Key: key, Session: session.Session{Subject: sub}}
+	for _, fe := range all {
+		for key, rec := range fe.recs {
+			l, err := fe.Sessions.Decode(key, rec)
+			if err != nil {
+				l = &session.Loaded{Key: key, Session: session.Session{Subject: sub}}
+			}
+			if err := h.end(r, fe.Frontend, l); err != nil {
+				httperr.Write(w, httperr.Unavailable(err))
+				return
+			}
+			n++
 		}
-		if err := h.end(r, l); err != nil {
-			httperr.Write(w, httperr.Unavailable(err))
-			return
+		// Sessions created while we listed are caught by the index sweep.
+		if swept, err := fe.Sessions.DeleteBy(r.Context(), sub, ""); err == nil {
+			for _, k := range swept {
+				h.log.Info("session revoked by admin", "audit", true, "event", "admin_revoke", "sub", sub, "session", k.Short())
+			}
+			n += len(swept)
 		}
-		n++
-	}
-	// Sessions created while we listed are caught by the index sweep.
-	if swept, err := h.sessions.DeleteBy(r.Context(), sub, ""); err == nil {
-		for _, k := range swept {
-			h.log.Info("session revoked by admin", "audit", true, "event", "admin_revoke", "sub", sub, "session", k.Short())
-		}
-		n += len(swept)
 	}
 	httperr.WriteJSON(w, http.StatusOK, map[string]int{"revoked": n})
 }
 
-func (h *Handler) end(r *http.Request, l *session.Loaded) error {
-	if err := h.sessions.Delete(r.Context(), nil, l.Key); err != nil {
+func (h *Handler) end(r *http.Request, fe Frontend, l *session.Loaded) error {
+	if err := fe.Sessions.Delete(r.Context(), nil, l.Key); err != nil {
 		return err
 	}
-	h.revoker.Add(revoke.Job{Token: l.Tokens.RefreshToken, Subject: l.Subject, Session: l.Key.Short()})
-	h.log.Info("session revoked by admin", "audit", true, "event", "admin_revoke", "sub", l.Subject, "session", l.Key.Short())
+	fe.Revoker.Add(revoke.Job{Token: l.Tokens.RefreshToken, Subject: l.Subject, Session: l.Key.Short()})
+	h.log.Info("session revoked by admin", "audit", true, "event", "admin_revoke", "sub", l.Subject, "session", l.Key.Short(), "frontend", l.Frontend)
 	return nil
 }

@@ -26,6 +26,8 @@ import (
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/exchange"
 	"github.com/moat-bff/moat/internal/forwardauth"
+	"github.com/moat-bff/moat/internal/frontend"
+	"github.com/moat-bff/moat/internal/httperr"
 	"github.com/moat-bff/moat/internal/metrics"
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/pending"
@@ -47,10 +49,12 @@ import (
 // the IdP client, metrics) live as long as the Gateway.
 type Gateway struct {
 	Sessions *session.Manager
-	Tokens   *token.Manager
-	IdP      *oidc.Client
-	Revoker  *revoke.Queue
-	Admin    *admin.Handler // nil unless admin.listen is set
+	// Tokens, IdP and Revoker are the first frontend's (the only one
+	// without frontends in the configuration); Frontends lists them all.
+	Tokens  *token.Manager
+	IdP     *oidc.Client
+	Revoker *revoke.Queue
+	Admin   *admin.Handler // nil unless admin.listen is set
 	// ForwardAuth serves forward_auth.listen; nil unless it is set. It
 	// must never be served on the main listener.
 	ForwardAuth http.Handler
@@ -68,19 +72,56 @@ type Gateway struct {
 	handlers  []registration
 	sockets   *server.Sockets // open WebSockets per session, across reloads
 	fa        *forwardauth.Handler
-	clients   *clienttoken.Cache // client-credentials tokens, kept across reloads
-	exchanges *exchange.Cache    // RFC 8693 exchanged tokens, kept across reloads
+	apps      []*app // by frontend, kept across reloads
+}
+
+// app is one frontend's stateful part, kept across reloads: its OIDC
+// client and everything that talks to it.
+type app struct {
+	sessions  *session.Manager // the frontend's view (session.Manager.Frontend)
+	idp       *oidc.Client
+	tokens    *token.Manager
+	revoker   *revoke.Queue
+	clients   *clienttoken.Cache // client-credentials tokens
+	exchanges *exchange.Cache    // RFC 8693 exchanged tokens
 	// clientJWKS is the public JWK set of the client keys (private_key_jwt,
 	// request objects); nil when there are none.
 	clientJWKS []byte
 }
 
+// Frontend is one frontend as the moat command sees it.
+type Frontend struct {
+	Config *config.Config // its view (config.Config.Views)
+	IdP    *oidc.Client
+}
+
 // served is the part a reload replaces.
 type served struct {
 	cfg    *config.Config
-	srv    *server.Server
-	routes *proxy.Table
-	authz  http.Handler // the forward-auth decision; nil when off
+	srvs   []*server.Server   // by frontend
+	routes []*proxy.Table     // by frontend
+	sel    *frontend.Selector // nil with one frontend
+	authz  http.Handler       // the forward-auth decision; nil when off
+}
+
+// ServeHTTP hands r to its frontend's server. A request for a host no
+// frontend serves gets 421 (RFC 9110 §15.5.20), except the health checks,
+// which a load balancer or kubelet sends to an address, not a frontend's
+// host: the first frontend answers them.
+func (s *served) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.sel == nil {
+		s.srvs[0].ServeHTTP(w, r)
+		return
+	}
+	i, ok := s.sel.Select(r.Host)
+	if !ok {
+		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
+			httperr.Write(w, httperr.New(http.StatusMisdirectedRequest, "unknown_host",
+				"no frontend is served at this host; use the host of a frontend's public_url", nil))
+			return
+		}
+	}
+	s.srvs[i].ServeHTTP(w, r)
 }
 
 type registration struct {
@@ -130,38 +171,6 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 		store.Close()
 		return nil, err
 	}
-	var idp *oidc.Client
-	clientKeys, err := loadClientKeys(cfg)
-	if err != nil {
-		store.Close()
-		return nil, err
-	}
-	idpClient, err := idpHTTPClient(cfg, func(rt http.RoundTripper) http.RoundTripper {
-		rt = telemetry.IdPTransport(rt, m, o.Tracing, func(r *http.Request) string { return idp.EndpointName(r.URL) })
-		if cfg.OIDC.ClientAuthMethod == config.AuthPrivateKeyJWT {
-			rt = &clientauth.Transport{Base: rt, Keys: clientKeys, ClientID: cfg.OIDC.ClientID, Audience: assertionAudience(cfg), Now: o.Now}
-		}
-		return rt
-	})
-	if err != nil {
-		store.Close()
-		return nil, err
-	}
-	var requestObjects oidc.RequestObjectSigner
-	if cfg.OIDC.RequestObject {
-		requestObjects = clientKeys
-	}
-	idp = oidc.New(oidc.Config{
-		Issuer: cfg.OIDC.Issuer, ClientID: cfg.OIDC.ClientID, ClientSecret: cfg.OIDC.ClientSecret,
-		AuthMethod: cfg.OIDC.ClientAuthMethod, Scopes: cfg.OIDC.Scopes,
-		RedirectURL:      config.MustURL(cfg.PublicURL).JoinPath("/auth/callback").String(),
-		TrustedAudiences: cfg.OIDC.TrustedAudiences,
-		MaxIDTokenAge:    cfg.OIDC.MaxIDTokenAge.D(), ClockSkew: cfg.OIDC.ClockSkew.D(),
-		HTTPClient: idpClient, PAR: cfg.OIDC.PAR, OnClientRejected: m.ClientRejected,
-		AuthParams: cfg.OIDC.AuthParams, Resources: routeResources(cfg), RequestObjects: requestObjects,
-		Profile: cfg.OIDC.Profile, CertificateBound: cfg.OIDC.ClientCertFile != "", DPoP: cfg.OIDC.DPoP,
-		LegacyLogoutTokens: cfg.OIDC.InsecureLegacyLogoutTokens,
-	}, log)
 	// A store that pushes invalidations (Redis, PostgreSQL) makes the
 	// session cache coherent across replicas; the watch ends with Close.
 	watchCtx, stopWatch := context.WithCancel(context.Background())
@@ -171,17 +180,25 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 		CacheTTL: cfg.Session.CacheTTL.D(), CacheSize: cfg.Session.CacheSize, KeysPending: keysPending,
 		WatchContext: watchCtx, Invalidator: inv,
 	})
-	tokens := token.NewManager(token.Options{
-		Sessions: sessions, Refresher: idp, Skew: cfg.OIDC.RefreshSkew.D(),
-		LeaseTTL: cfg.OIDC.Timeout.D() + 5*time.Second, Logger: log, OnRefresh: m.Refresh,
-	})
-	g := &Gateway{sockets: server.NewSockets(), Sessions: sessions, Tokens: tokens, IdP: idp, Metrics: m, log: log, tracing: o.Tracing, store: store, stopWatch: stopWatch,
-		Revoker: revoke.Start(idp, log, revoke.Options{}), clients: clienttoken.New(idp, cfg.OIDC.RefreshSkew.D(), o.Now),
-		exchanges: exchange.New(exchange.Options{Source: idp, Skew: cfg.OIDC.RefreshSkew.D(), Now: o.Now})}
-	g.pending = newPending(cfg, sessions, m)
-	if clientKeys != nil {
-		g.clientJWKS, _ = json.Marshal(clientKeys.Public()) // public keys always marshal
+	g := &Gateway{sockets: server.NewSockets(), Sessions: sessions, Metrics: m, log: log, tracing: o.Tracing, store: store, stopWatch: stopWatch}
+	views := cfg.Views()
+	for i, v := range views {
+		a, err := g.newApp(v, o)
+		if err != nil {
+			for _, a := range g.apps {
+				a.revoker.Stop()
+			}
+			stopWatch()
+			store.Close()
+			if len(cfg.Frontends) > 0 {
+				err = fmt.Errorf("frontends[%d].%w", i, err)
+			}
+			return nil, err
+		}
+		g.apps = append(g.apps, a)
 	}
+	g.IdP, g.Tokens, g.Revoker = g.apps[0].idp, g.apps[0].tokens, g.apps[0].revoker
+	g.pending = newPending(cfg, sessions, m)
 	if cfg.ForwardAuth.Listen != "" {
 		g.fa = forwardauth.New(cfg.ForwardAuth, log)
 		g.fa.SetNext(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -191,42 +208,145 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 	}
 	cur, err := g.build(cfg)
 	if err != nil {
-		g.Revoker.Stop()
-		stopWatch()
-		store.Close()
+		g.Close()
 		return nil, err
 	}
 	g.current.Store(cur)
 	g.handler = o.Tracing.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		g.current.Load().srv.ServeHTTP(w, r)
+		g.current.Load().ServeHTTP(w, r)
 	}))
 	if cfg.Admin.Listen != "" {
-		g.Admin = admin.New(sessions, g.Revoker, cfg.Admin.Token, log)
+		fes := make([]admin.Frontend, len(g.apps))
+		for i, a := range g.apps {
+			fes[i] = admin.Frontend{Sessions: a.sessions, Revoker: a.revoker}
+		}
+		g.Admin = admin.New(fes, cfg.Admin.Token, log)
 		g.Admin.Mux().Handle("GET /metrics", promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{}))
 		g.Admin.Mux().Handle("GET /healthz", g)
 		g.Admin.Mux().Handle("GET /readyz", server.Detailed(g))
 	}
 	// Try discovery now so a misconfigured issuer shows in the first log
 	// lines; failure is not fatal.
-	dctx, cancel := context.WithTimeout(ctx, cfg.OIDC.Timeout.D())
-	defer cancel()
-	if _, err := idp.Discover(dctx); errors.Is(err, oidc.ErrIssuerMismatch) {
-		log.Error("oidc.issuer does not match the IdP's discovery document; no login can succeed", "error", err)
-	} else if err != nil {
-		log.Warn("identity provider not reachable yet; retrying on demand", "error", err)
+	for i, a := range g.apps {
+		dctx, cancel := context.WithTimeout(ctx, views[i].OIDC.Timeout.D())
+		_, err := a.idp.Discover(dctx)
+		cancel()
+		if errors.Is(err, oidc.ErrIssuerMismatch) {
+			log.Error("oidc.issuer does not match the IdP's discovery document; no login can succeed", "error", err, frontendAttr(views[i]))
+		} else if err != nil {
+			log.Warn("identity provider not reachable yet; retrying on demand", "error", err, frontendAttr(views[i]))
+		}
 	}
 	return g, nil
 }
 
-// build makes the reloadable part from cfg: the route table and the HTTP
-// server with its CSRF, CORS and rate-limit settings, plus every handler
-// registered so far.
+// frontendAttr names a view's frontend in a log line; nothing without
+// frontends.
+func frontendAttr(v *config.Config) slog.Attr {
+	if v.Name == "" {
+		return slog.Attr{}
+	}
+	return slog.String("frontend", v.Name)
+}
+
+// newApp builds the stateful part of the frontend v (a view).
+func (g *Gateway) newApp(v *config.Config, o Options) (*app, error) {
+	m := g.Metrics
+	var idp *oidc.Client
+	clientKeys, err := loadClientKeys(v)
+	if err != nil {
+		return nil, err
+	}
+	idpClient, err := idpHTTPClient(v, func(rt http.RoundTripper) http.RoundTripper {
+		rt = telemetry.IdPTransport(rt, m, o.Tracing, func(r *http.Request) string { return idp.EndpointName(r.URL) })
+		if v.OIDC.ClientAuthMethod == config.AuthPrivateKeyJWT {
+			rt = &clientauth.Transport{Base: rt, Keys: clientKeys, ClientID: v.OIDC.ClientID, Audience: assertionAudience(v), Now: o.Now}
+		}
+		return rt
+	})
+	if err != nil {
+		return nil, err
+	}
+	var requestObjects oidc.RequestObjectSigner
+	if v.OIDC.RequestObject {
+		requestObjects = clientKeys
+	}
+	idp = oidc.New(oidc.Config{
+		Issuer: v.OIDC.Issuer, ClientID: v.OIDC.ClientID, ClientSecret: v.OIDC.ClientSecret,
+		AuthMethod: v.OIDC.ClientAuthMethod, Scopes: v.OIDC.Scopes,
+		RedirectURL:      v.RedirectURI(),
+		TrustedAudiences: v.OIDC.TrustedAudiences,
+		MaxIDTokenAge:    v.OIDC.MaxIDTokenAge.D(), ClockSkew: v.OIDC.ClockSkew.D(),
+		HTTPClient: idpClient, PAR: v.OIDC.PAR, OnClientRejected: m.ClientRejected,
+		AuthParams: v.OIDC.AuthParams, Resources: routeResources(v), RequestObjects: requestObjects,
+		Profile: v.OIDC.Profile, CertificateBound: v.OIDC.ClientCertFile != "", DPoP: v.OIDC.DPoP,
+		LegacyLogoutTokens: v.OIDC.InsecureLegacyLogoutTokens,
+	}, g.log)
+	sessions := g.Sessions.Frontend(v.Name)
+	a := &app{sessions: sessions, idp: idp,
+		tokens: token.NewManager(token.Options{
+			Sessions: sessions, Refresher: idp, Skew: v.OIDC.RefreshSkew.D(),
+			LeaseTTL: v.OIDC.Timeout.D() + 5*time.Second, Logger: g.log, OnRefresh: m.Refresh,
+		}),
+		revoker:   revoke.Start(idp, g.log, revoke.Options{}),
+		clients:   clienttoken.New(idp, v.OIDC.RefreshSkew.D(), o.Now),
+		exchanges: exchange.New(exchange.Options{Source: idp, Skew: v.OIDC.RefreshSkew.D(), Now: o.Now}),
+	}
+	if clientKeys != nil {
+		a.clientJWKS, _ = json.Marshal(clientKeys.Public()) // public keys always marshal
+	}
+	return a, nil
+}
+
+// Frontends lists the frontends served: one without frontends in the
+// configuration.
+func (g *Gateway) Frontends() []Frontend {
+	views := g.Config().Views()
+	out := make([]Frontend, len(views))
+	for i, v := range views {
+		out[i] = Frontend{Config: v, IdP: g.apps[i].idp}
+	}
+	return out
+}
+
+// build makes the reloadable part from cfg: for each frontend, the route
+// table and the HTTP server with its CSRF, CORS and rate-limit settings,
+// plus every handler registered so far; and the selector between them.
 func (g *Gateway) build(cfg *config.Config) (*served, error) {
+	cur := &served{cfg: cfg}
+	views := cfg.Views()
+	var urls []string
+	for i, v := range views {
+		srv, table, err := g.buildFrontend(v, g.apps[i])
+		if err != nil {
+			if len(cfg.Frontends) > 0 {
+				err = fmt.Errorf("frontends[%d].%w", i, err)
+			}
+			return nil, err
+		}
+		cur.srvs, cur.routes = append(cur.srvs, srv), append(cur.routes, table)
+		urls = append(urls, v.PublicURL)
+	}
+	if len(cfg.Frontends) > 0 {
+		sel, err := frontend.New(urls)
+		if err != nil {
+			return nil, err
+		}
+		cur.sel = sel
+	}
+	if g.fa != nil {
+		cur.authz = cur.srvs[0].Authorizer(g.fa.Allow)
+	}
+	return cur, nil
+}
+
+// buildFrontend makes one frontend's route table and server from its view.
+func (g *Gateway) buildFrontend(cfg *config.Config, a *app) (*server.Server, *proxy.Table, error) {
 	var routes []proxy.Route
 	for i, r := range cfg.Routes {
 		tlsCfg, err := upstreamTLS(r)
 		if err != nil {
-			return nil, fmt.Errorf("routes[%d]: %w", i, err)
+			return nil, nil, fmt.Errorf("routes[%d]: %w", i, err)
 		}
 		rules := make([]policy.Rule, len(r.Require))
 		for j, q := range r.Require {
@@ -234,7 +354,7 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 		}
 		require, err := policy.New(rules, strings.TrimSuffix(cfg.PublicURL, "/")+"/auth/login")
 		if err != nil {
-			return nil, fmt.Errorf("routes[%d].require: %w", i, err)
+			return nil, nil, fmt.Errorf("routes[%d].require: %w", i, err)
 		}
 		var xchg *proxy.Exchange
 		if x := r.TokenExchange; x != nil {
@@ -258,10 +378,10 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 			server.NoteUpstream(r, code)
 		},
 	})
-	srv, err := server.New(server.Deps{Config: cfg, Logger: g.log, Sessions: g.Sessions, Tokens: g.Tokens, IdP: g.IdP,
-		Routes: table, Revoker: g.Revoker, Metrics: m, ClientTokens: g.clients, Exchanges: g.exchanges, Pending: g.pending, ClientJWKS: g.clientJWKS, Sockets: g.sockets})
+	srv, err := server.New(server.Deps{Config: cfg, Logger: g.log, Sessions: a.sessions, Tokens: a.tokens, IdP: a.idp,
+		Routes: table, Revoker: a.revoker, Metrics: m, ClientTokens: a.clients, Exchanges: a.exchanges, Pending: g.pending, ClientJWKS: a.clientJWKS, Sockets: g.sockets})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if cfg.SPA.Dir != "" {
 		srv.HandlePublic("/", spa.Handler(os.DirFS(cfg.SPA.Dir), cfg.SPA.CSP))
@@ -276,11 +396,7 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 			srv.Handle(reg.pattern, reg.h)
 		}
 	}
-	cur := &served{cfg: cfg, srv: srv, routes: table}
-	if g.fa != nil {
-		cur.authz = srv.Authorizer(g.fa.Allow)
-	}
-	return cur, nil
+	return srv, table, nil
 }
 
 // ServeHTTP serves the main listener, with a trace span per request.
@@ -299,15 +415,17 @@ func (g *Gateway) register(reg registration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.handlers = append(g.handlers, reg)
-	if reg.public {
-		g.current.Load().srv.HandlePublic(reg.pattern, reg.h)
-	} else {
-		g.current.Load().srv.Handle(reg.pattern, reg.h)
+	for _, srv := range g.current.Load().srvs {
+		if reg.public {
+			srv.HandlePublic(reg.pattern, reg.h)
+		} else {
+			srv.Handle(reg.pattern, reg.h)
+		}
 	}
 }
 
-// Routes returns the current route table.
-func (g *Gateway) Routes() *proxy.Table { return g.current.Load().routes }
+// Routes returns the current route table of the first frontend.
+func (g *Gateway) Routes() *proxy.Table { return g.current.Load().routes[0] }
 
 // Config returns the configuration in force.
 func (g *Gateway) Config() *config.Config { return g.current.Load().cfg }
@@ -339,8 +457,8 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) error {
 	}
 	g.Sessions.SetCodec(codec, keysPending)
 	g.current.Store(next)
-	old.routes.CloseIdleConnections()
-	g.log.Info("configuration reloaded", "routes", len(cfg.Routes))
+	old.closeIdle()
+	g.log.Info("configuration reloaded", "frontends", len(cfg.Views()))
 	return nil
 }
 
@@ -358,7 +476,14 @@ var keptAcrossReload = []string{"rate_limit.pending_logins"}
 func restartOnly(a, b *config.Config) []string {
 	var keys []string
 	for _, k := range config.Diff(a, b) {
-		below := func(r string) bool { return k == r || strings.HasPrefix(k, r+".") || strings.HasPrefix(k, r+"[") }
+		// A frontend's keys reload as the same keys at the top level do.
+		in := k
+		if rest, ok := strings.CutPrefix(k, "frontends["); ok {
+			if _, key, ok := strings.Cut(rest, "]."); ok {
+				in = key
+			}
+		}
+		below := func(r string) bool { return in == r || strings.HasPrefix(in, r+".") || strings.HasPrefix(in, r+"[") }
 		if slices.ContainsFunc(keptAcrossReload, below) || !slices.ContainsFunc(reloadable, below) {
 			keys = append(keys, k)
 		}
@@ -389,12 +514,22 @@ func checkKeys(ctx context.Context, cfg *config.Config, store session.Store, cod
 	return false, nil
 }
 
+func (s *served) closeIdle() {
+	for _, t := range s.routes {
+		t.CloseIdleConnections()
+	}
+}
+
 // Close stops background work and releases the session store and idle
 // upstream connections.
 func (g *Gateway) Close() error {
-	g.Revoker.Stop()
+	for _, a := range g.apps {
+		a.revoker.Stop()
+	}
 	g.stopWatch()
-	g.current.Load().routes.CloseIdleConnections()
+	if cur := g.current.Load(); cur != nil {
+		cur.closeIdle()
+	}
 	return g.store.Close()
 }
 
@@ -585,17 +720,23 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 
 func (b *limitedBody) Close() error { return b.c.Close() }
 
-// Check reaches the IdP's discovery document and the session store, and
-// returns every problem, each naming its configuration key.
+// Check reaches each frontend's IdP discovery document and the session
+// store, and returns every problem, each naming its configuration key.
 func (g *Gateway) Check(ctx context.Context) error {
 	var errs []error
-	if meta, err := g.IdP.Discover(ctx); errors.Is(err, oidc.ErrIssuerMismatch) {
-		errs = append(errs, fmt.Errorf("oidc.issuer: %w", err))
-	} else if err != nil {
-		errs = append(errs, fmt.Errorf("oidc.issuer: discovery failed (check the URL and that the IdP is reachable): %w", err))
-	} else {
-		for _, m := range g.IdP.Mismatches(meta) {
-			errs = append(errs, errors.New(m))
+	for i, fe := range g.Frontends() {
+		key := ""
+		if fe.Config.Name != "" {
+			key = fmt.Sprintf("frontends[%d].", i)
+		}
+		if meta, err := fe.IdP.Discover(ctx); errors.Is(err, oidc.ErrIssuerMismatch) {
+			errs = append(errs, fmt.Errorf("%soidc.issuer: %w", key, err))
+		} else if err != nil {
+			errs = append(errs, fmt.Errorf("%soidc.issuer: discovery failed (check the URL and that the IdP is reachable): %w", key, err))
+		} else {
+			for _, m := range fe.IdP.Mismatches(meta) {
+				errs = append(errs, errors.New(key+m))
+			}
 		}
 	}
 	if err := g.store.Ping(ctx); err != nil {

@@ -152,7 +152,7 @@ func (s *Server) exchangedToken(w http.ResponseWriter, r *http.Request, l *sessi
 		at, err = s.tokens.ReplaceAccessToken(r.Context(), l, at)
 		switch {
 		case errors.Is(err, token.ErrSessionEnded):
-			session.ClearCookie(w)
+			s.sessions.ClearCookie(w)
 			return "", httperr.Unauthenticated(err)
 		case err != nil:
 			return "", httperr.Unavailable(err)

@@ -46,7 +46,7 @@ func (s *Server) backchannelLogout(w http.ResponseWriter, r *http.Request) error
 	if ttl < time.Minute {
 		ttl = time.Minute
 	}
-	jti := session.KeyOf("jti", []byte(lt.Issuer+"\x00"+lt.JTI))
+	jti := s.key("jti", []byte(lt.Issuer+"\x00"+lt.JTI))
 	if _, err := s.sessions.Store().CompareAndSwap(r.Context(), jti, 0, session.Record{}, ttl); errors.Is(err, session.ErrConflict) {
 		s.log.Warn("back-channel logout token replayed", "audit", true, "event", "backchannel_rejected", "sub", lt.Subject)
 		s.metrics.Backchannel("replayed")

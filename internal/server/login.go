@@ -51,7 +51,7 @@ type loginTx struct {
 	DPoP []byte `json:"d,omitempty"`
 }
 
-func loginKey(state string) session.Key { return session.KeyOf("login", []byte(state)) }
+func (s *Server) loginKey(state string) session.Key { return s.key("login", []byte(state)) }
 
 func bindingHash(v string) string { return string(session.KeyOf("binding", []byte(v))) }
 
@@ -92,7 +92,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	if old, err := s.sessions.Load(r.Context(), r); err == nil {
 		tx.Old = old.Key
 	}
-	key := loginKey(state)
+	key := s.loginKey(state)
 	data, err := s.sessions.Seal(key, tx)
 	if err != nil {
 		return err
@@ -148,7 +148,7 @@ func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request) (string, er
 	if state == "" {
 		return "state", navError(http.StatusBadRequest, "This sign-in link is incomplete. Please sign in again.", errors.New("callback without state"))
 	}
-	rec, err := s.sessions.Store().Take(r.Context(), loginKey(state))
+	rec, err := s.sessions.Store().Take(r.Context(), s.loginKey(state))
 	if errors.Is(err, session.ErrNotFound) {
 		// Unknown, expired or already used: the back button, a reload, or a
 		// forged request. A browser that is logged in goes home; others
@@ -162,9 +162,9 @@ func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request) (string, er
 	if err != nil {
 		return "unavailable", navError(http.StatusServiceUnavailable, "Sign-in is unavailable. Please try again in a moment.", err)
 	}
-	s.pending.Done(loginKey(state))
+	s.pending.Done(s.loginKey(state))
 	var tx loginTx
-	if err := s.sessions.Open(loginKey(state), rec.Data, &tx); err != nil {
+	if err := s.sessions.Open(s.loginKey(state), rec.Data, &tx); err != nil {
 		return "state", navError(http.StatusBadRequest, "This sign-in cannot be completed. Please sign in again.", err)
 	}
 	c, err := r.Cookie(loginCookie)

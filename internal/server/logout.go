@@ -50,7 +50,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		// passed the CSRF check: a cross-site link to GET /auth/logout must
 		// not be able to delete anyone's cookie.
 		if r.Method == http.MethodPost {
-			session.ClearCookie(w)
+			s.sessions.ClearCookie(w)
 		}
 	default:
 		noteError(r, err)
@@ -79,13 +79,13 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 
 const endSessionTTL = 2 * time.Minute
 
-func endSessionKey(handle string) session.Key { return session.KeyOf("endsession", []byte(handle)) }
+func (s *Server) endSessionKey(handle string) session.Key { return s.key("endsession", []byte(handle)) }
 
 // parkEndSession stores the end-session URL, sealed, under a fresh one-time
 // handle in the shared store (the navigation may land on another replica).
 func (s *Server) parkEndSession(r *http.Request, target string) (string, error) {
 	handle := randomString()
-	key := endSessionKey(handle)
+	key := s.endSessionKey(handle)
 	data, err := s.sessions.Seal(key, target)
 	if err != nil {
 		return "", err
@@ -99,7 +99,7 @@ func (s *Server) parkEndSession(r *http.Request, target string) (string, error) 
 func (s *Server) continueLogout(w http.ResponseWriter, r *http.Request) {
 	target := s.landing
 	if h := r.URL.Query().Get("h"); h != "" {
-		key := endSessionKey(h)
+		key := s.endSessionKey(h)
 		if rec, err := s.sessions.Store().Take(r.Context(), key); err == nil {
 			var u string
 			if err := s.sessions.Open(key, rec.Data, &u); err == nil {

@@ -154,6 +154,16 @@ func New(d Deps) (*Server, error) {
 	return s, nil
 }
 
+// key derives a store key in domain for this server's frontend: a login
+// transaction, end-session handle or logout token of one frontend names
+// nothing at another. Without frontends the domain is unchanged.
+func (s *Server) key(domain string, v []byte) session.Key {
+	if name := s.sessions.FrontendName(); name != "" {
+		domain += "/" + name
+	}
+	return session.KeyOf(domain, v)
+}
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
@@ -329,7 +339,7 @@ func (s *Server) sessionTokenFor(w http.ResponseWriter, r *http.Request, resourc
 	at, err := s.tokens.AccessTokenFor(r.Context(), l, resource)
 	switch {
 	case errors.Is(err, token.ErrSessionEnded):
-		session.ClearCookie(w)
+		s.sessions.ClearCookie(w)
 		return nil, "", httperr.Unauthenticated(err)
 	case err != nil:
 		return nil, "", httperr.Unavailable(err)
