@@ -157,3 +157,21 @@ func TestFrontendKeysRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestFrontendsWarn(t *testing.T) {
+	body := strings.Replace(twoFrontends, `upstream: "https://api.internal/shop/"`, `upstream: "http://api.internal/shop/"`+"\n        insecure_http: true", 1)
+	cfg, err := loadFrontends(t, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"frontends[0].routes[0].insecure_http is set", "frontends[1].csrf.mode is fetch-metadata"}
+	got := strings.Join(cfg.Warnings(), "\n")
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("warnings lack %q:\n%s", w, got)
+		}
+	}
+	if strings.Count(got, "\n") != len(want)-1 {
+		t.Errorf("warnings: %s", got)
+	}
+}

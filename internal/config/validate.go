@@ -256,8 +256,23 @@ func (c *Config) validate() error {
 }
 
 // Warnings lists the relaxations of a secure default that c makes; moat
-// logs each at startup.
+// logs each at startup. A frontend's are named frontends[i].key.
 func (c *Config) Warnings() []string {
+	w := c.warnings()
+	for i, v := range c.Views() {
+		if v.Name == "" {
+			break // no frontends: c's own are all there are
+		}
+		for _, s := range v.warnings() {
+			if key, _, _ := strings.Cut(s, " "); isAppKey(key) {
+				w = append(w, fmt.Sprintf("frontends[%d].%s", i, s))
+			}
+		}
+	}
+	return w
+}
+
+func (c *Config) warnings() []string {
 	var w []string
 	for i, r := range c.Routes {
 		if r.InsecureHTTP {
