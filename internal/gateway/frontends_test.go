@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -70,8 +72,12 @@ func newTwoFrontends(t *testing.T) *twoFrontends {
 			io.WriteString(w, `{}`)
 		}))
 		t.Cleanup(up.Close)
+		spa := t.TempDir()
+		if err := os.WriteFile(filepath.Join(spa, "index.html"), []byte("<!doctype html><title>app "+name+"</title>"), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		cfg.Frontends = append(cfg.Frontends, config.Frontend{
-			Name: name, PublicURL: f.urls[name],
+			Name: name, PublicURL: f.urls[name], SPA: config.SPA{Dir: spa},
 			OIDC: config.OIDC{Issuer: op.Issuer, ClientID: op.ClientID, ClientSecret: secret.String(op.ClientSecret),
 				Timeout: config.Duration(2 * time.Second)},
 			Routes: []config.Route{{Prefix: "/api/", Upstream: up.URL + "/"}},
