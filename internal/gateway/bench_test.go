@@ -13,6 +13,7 @@ import (
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/csrf"
 	"github.com/moat-bff/moat/internal/oidc/oidctest"
+	"github.com/moat-bff/moat/internal/session"
 )
 
 // BenchmarkProxyHotPath compares moat's proxied request (cookie → session
@@ -49,6 +50,19 @@ func BenchmarkProxyHotPath(b *testing.B) {
 	}, func(b *oidctest.Behavior) { b.DPoP, b.DPoPRequired = true, true })
 	bd := ed.browser()
 	bd.login("/")
+	// The same route on a moat with two frontends, selected by Host.
+	multi := newEnv(b, func(c *config.Config) {
+		c.Routes = []config.Route{{Prefix: "/bench/", Upstream: api.URL + "/"}}
+		unlimited(c)
+		c.Frontends = []config.Frontend{
+			{Name: "app", PublicURL: c.PublicURL, OIDC: c.OIDC, Routes: c.Routes},
+			{Name: "other", PublicURL: strings.Replace(c.PublicURL, "127.0.0.1", "localhost", 1), OIDC: c.OIDC, Routes: c.Routes},
+		}
+		c.PublicURL, c.OIDC, c.Routes, c.CORS = "", config.OIDC{}, nil, config.CORS{}
+	})
+	mbr := multi.browser()
+	mbr.login("/")
+	multiCookie := mbr.cookies[session.CookieName+"-app"]
 
 	target, _ := url.Parse(api.URL)
 	bare := &httputil.ReverseProxy{
@@ -59,12 +73,14 @@ func BenchmarkProxyHotPath(b *testing.B) {
 		Transport:  &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, ForceAttemptHTTP2: true},
 		BufferPool: &benchBufferPool{}, // as moat does: a fair, strong reference
 	}
+	host := strings.TrimPrefix(e.url, "http://")
 	run := func(b *testing.B, h http.Handler, path string, cookie *http.Cookie) {
 		b.ReportAllocs()
 		b.SetParallelism(16) // 32 concurrent requests on 2 cores
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				req := httptest.NewRequest("GET", path, nil)
+				req.Host = host // the frontend's
 				if cookie != nil {
 					req.AddCookie(cookie)
 					req.Header.Set(csrf.HeaderName, csrf.HeaderValue)
@@ -83,6 +99,10 @@ func BenchmarkProxyHotPath(b *testing.B) {
 	b.Run("moat+resource", func(b *testing.B) { run(b, e.gw, "/res/item", cookie) })            // routes[].resource: the cached RFC 8707 token
 	b.Run("moat+exchange", func(b *testing.B) { run(b, e.gw, "/xchg/item", cookie) })           // routes[].token_exchange, cached
 	b.Run("moat+dpop", func(b *testing.B) { run(b, ed.gw, "/bench/item", bd.sessionCookie()) }) // oidc.dpop: a proof per request
+	b.Run("moat+frontends", func(b *testing.B) {                                                // two frontends: the Host selects one
+		host = strings.TrimPrefix(multi.url, "http://")
+		run(b, multi.gw, "/bench/item", multiCookie)
+	})
 }
 
 // unlimited lifts the rate limits: a benchmark is one client and one

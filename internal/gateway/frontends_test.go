@@ -252,6 +252,35 @@ func TestFrontendsIsolated(t *testing.T) {
 	}
 }
 
+// TestFrontendsLoginTransactions: a login started at a and finished at b's
+// callback (the browser-binding cookie carried over, a's code and state)
+// finds no transaction at b: its keys are b's own.
+func TestFrontendsLoginTransactions(t *testing.T) {
+	f := newTwoFrontends(t)
+	user := agent{}
+	resp, _ := f.do(user, "GET", f.urls["a"]+"/auth/login", nil)
+	resp, _ = f.do(user, "GET", resp.Header.Get("Location"), nil) // a's OP approves
+	callback, _ := url.Parse(resp.Header.Get("Location"))
+	if callback.Host != "localhost:"+f.port {
+		t.Fatalf("a's OP redirected to %s", callback)
+	}
+	user["127.0.0.1"] = user["localhost"] // the binding cookie too
+	callback.Host = "127.0.0.1:" + f.port
+	resp, body := f.do(user, "GET", callback.String(), nil)
+	if resp.StatusCode == http.StatusFound && strings.HasSuffix(resp.Header.Get("Location"), "/") {
+		t.Fatalf("b's callback with a's transaction: %s %s", resp.Status, body)
+	}
+	if _, ok := user["127.0.0.1"][session.CookieName+"-b"]; ok {
+		t.Fatal("b created a session from a's login")
+	}
+	if !strings.Contains(f.logs.String(), `"reason":"state"`) {
+		t.Errorf("b's callback failed, but not for want of the transaction:\n%s", f.logs)
+	}
+	if f.ops["b"].Grants("authorization_code") != 0 {
+		t.Error("b redeemed a code")
+	}
+}
+
 // TestFrontendsUnknownHost: a request for no frontend's host is a 421 with
 // a JSON body; health checks are answered whatever the host.
 func TestFrontendsUnknownHost(t *testing.T) {
