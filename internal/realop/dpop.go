@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/moat-bff/moat/internal/dpop/dpopverify"
 )
@@ -50,23 +49,7 @@ func (op *OP) jwtBinding(ctx context.Context, token string) (string, error) {
 	if err := op.getJSON(ctx, doc.JWKSURI, &set); err != nil {
 		return "", err
 	}
-	tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256, jose.PS256, jose.ES256, jose.EdDSA})
-	if err != nil {
-		return "", err
-	}
-	var c struct {
-		jwt.Claims
-		Cnf struct {
-			JKT string `json:"jkt"`
-		} `json:"cnf"`
-	}
-	if err := tok.Claims(set, &c); err != nil {
-		return "", err
-	}
-	if err := c.ValidateWithLeeway(jwt.Expected{Issuer: op.Issuer, Time: time.Now()}, 0); err != nil {
-		return "", err
-	}
-	return c.Cnf.JKT, nil
+	return dpopverify.JWTBinding(token, set, op.Issuer, time.Now())
 }
 
 func (op *OP) getJSON(ctx context.Context, url string, v any) error {

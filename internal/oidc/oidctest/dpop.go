@@ -3,13 +3,11 @@ package oidctest
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/moat-bff/moat/internal/dpop/dpopverify"
 )
@@ -155,23 +153,7 @@ func (p *Provider) DPoPBinding(_ context.Context, token string) (string, error) 
 	if g == nil || g.revoked {
 		return "", errors.New("access token not active")
 	}
-	tok, err := jwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
-	if err != nil {
-		return "", fmt.Errorf("access token is not a JWT: %w", err)
-	}
-	var c struct {
-		jwt.Claims
-		Cnf struct {
-			JKT string `json:"jkt"`
-		} `json:"cnf"`
-	}
-	if err := tok.Claims(set, &c); err != nil {
-		return "", err
-	}
-	if err := c.ValidateWithLeeway(jwt.Expected{Issuer: p.Issuer, Time: time.Now()}, 0); err != nil {
-		return "", err
-	}
-	return c.Cnf.JKT, nil
+	return dpopverify.JWTBinding(token, set, p.Issuer, time.Now())
 }
 
 // DPoPUpstream returns a resource server that lets through, to next, only
