@@ -201,6 +201,27 @@ routes:
 	}
 }
 
+// TestScopeRuleNotRequestedWarns: a scope rule naming a scope moat never
+// asks for is likely a typo or a missing oidc.scopes entry, but an IdP may
+// grant it unasked: a warning naming the key, not an error.
+func TestScopeRuleNotRequestedWarns(t *testing.T) {
+	body := `
+public_url: "https://app.example.com"
+oidc: {issuer: "https://idp.example.com", client_id: "c", client_secret: "x", scopes: [openid, orders:read]}
+session: {store: "bolt:///var/lib/moat/s.db", keys: ["` + session.NewKey() + `"]}
+routes:
+  - {prefix: "/api/", upstream: "https://api.internal/", require: [{scope: [orders:read, openid]}, {scope: [orders:write]}]}
+`
+	cfg, err := Load(writeConfig(t, body), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := cfg.Warnings()
+	if len(w) != 1 || !strings.HasPrefix(w[0], `routes[0].require[1].scope: "orders:write" is not in oidc.scopes`) {
+		t.Errorf("warnings = %v", w)
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(goodYAML))
 	f.Add([]byte("routes: [{prefix: 1}]\n"))

@@ -255,8 +255,10 @@ func (c *Config) validate() error {
 	return errors.Join(errs...)
 }
 
-// Warnings lists the relaxations of a secure default that c makes; moat
-// logs each at startup. A frontend's are named frontends[i].key.
+// Warnings lists the relaxations of a secure default that c makes, and
+// settings that are valid but likely wrong (a scope rule on a scope moat
+// never asks for); moat logs each at startup and moat check prints them.
+// A frontend's are named frontends[i].key.
 func (c *Config) Warnings() []string {
 	w := c.warnings()
 	for i, v := range c.Views() {
@@ -283,6 +285,13 @@ func (c *Config) warnings() []string {
 		}
 		if r.InsecureAllowSetCookie {
 			w = append(w, fmt.Sprintf("routes[%d].insecure_allow_set_cookie is set: %s may set cookies on moat's origin, which script may read", i, r.Upstream))
+		}
+		for j, q := range r.Require {
+			for _, s := range q.Scope {
+				if !slices.Contains(c.OIDC.Scopes, s) {
+					w = append(w, fmt.Sprintf("routes[%d].require[%d].scope: %q is not in oidc.scopes: moat never asks for it, so the rule holds only for an IdP that grants it unasked (as Keycloak's default client scopes are); add it to oidc.scopes", i, j, s))
+				}
+			}
 		}
 	}
 	if c.OIDC.InsecureLegacyLogoutTokens {

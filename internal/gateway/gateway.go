@@ -145,7 +145,7 @@ type Options struct {
 // IdP to be up: discovery is retried until it succeeds, and /readyz says so.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (*Gateway, error) {
 	for _, w := range cfg.Warnings() {
-		log.Warn("insecure setting: " + w)
+		log.Warn("configuration: " + w)
 	}
 	if o.Tracing == nil {
 		o.Tracing = telemetry.NewTracing(noop.NewTracerProvider())
