@@ -1,45 +1,27 @@
 package config_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/moat-bff/moat/internal/config"
+	"github.com/moat-bff/moat/internal/oidc/oidctest"
 )
 
 // clientFiles writes a new ES256 key with its self-signed client
-// certificate (PEM) and a JWK set holding an RSA key marked RS256.
+// certificate (PEM, oidctest.WriteClientCert) and a JWK set holding an RSA
+// key marked RS256.
 func clientFiles(t *testing.T) (certFile, keyFile, rs256File string) {
 	t.Helper()
-	dir := t.TempDir()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "moat"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
-	certFile, keyFile, rs256File = filepath.Join(dir, "c.crt"), filepath.Join(dir, "c.key"), filepath.Join(dir, "rs256.json")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+	certFile, keyFile, _ = oidctest.WriteClientCert(t)
+	rs256File = filepath.Join(t.TempDir(), "rs256.json")
 	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
 	set, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: rk, KeyID: "old", Algorithm: "RS256", Use: "sig"}}})
 	os.WriteFile(rs256File, set, 0o600)

@@ -56,7 +56,7 @@ func fapi2Env(t *testing.T, certFile, keyFile string, behave func(*oidctest.Beha
 // bound to the certificate (RFC 8705 §3) and accepted by an upstream that
 // enforces the binding, and logout revokes the grant.
 func TestFAPI2Login(t *testing.T) {
-	certFile, keyFile, _ := clientCertFiles(t)
+	certFile, keyFile, _ := oidctest.WriteClientCert(t)
 	var op *oidctest.Provider
 	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		at, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -112,7 +112,7 @@ func TestFAPI2Login(t *testing.T) {
 // meet FAPI 2.0 makes /readyz not ready and moat check fail, naming
 // oidc.profile, and logins are refused before the browser is sent there.
 func TestFAPI2DiscoveryNotReady(t *testing.T) {
-	certFile, keyFile, _ := clientCertFiles(t)
+	certFile, keyFile, _ := oidctest.WriteClientCert(t)
 	e, op := fapi2Env(t, certFile, keyFile, func(b *oidctest.Behavior) {
 		b.MutateDiscovery = func(doc map[string]any) { doc["id_token_signing_alg_values_supported"] = []string{"RS256"} }
 	})
@@ -147,7 +147,7 @@ func TestRealOPFAPI2(t *testing.T) {
 }
 
 func realOPFAPI2(t *testing.T, method string) {
-	certFile, keyFile, leaf := clientCertFiles(t)
+	certFile, keyFile, leaf := oidctest.WriteClientCert(t)
 	ks, err := clientauth.Load(keyFile)
 	if err != nil {
 		t.Fatal(err)

@@ -379,7 +379,7 @@ func TestUpstreamTLS(t *testing.T) {
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen.Add(1); io.WriteString(w, "ok") })
 	plain := httptest.NewTLSServer(handler)
 	defer plain.Close()
-	certPath, keyPath, cert := clientCertFiles(t)
+	certPath, keyPath, cert := oidctest.WriteClientCert(t)
 	mtls := httptest.NewUnstartedServer(handler)
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)

@@ -1,23 +1,14 @@
 package gateway_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
@@ -26,29 +17,6 @@ import (
 	"github.com/moat-bff/moat/internal/realop"
 )
 
-// clientCertFiles writes a self-signed TLS client certificate and its key
-// as PEM files.
-func clientCertFiles(t *testing.T) (certFile, keyFile string, leaf *x509.Certificate) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "moat-client"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ = x509.ParseCertificate(der)
-	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
-	return certFile, keyFile, leaf
-}
-
 // TestMTLSLogin: with client_auth_method self_signed_tls_client_auth moat
 // presents oidc.client_cert_file to an https IdP that asks for it, and
 // every client-authenticated call (PAR, code exchange, revocation at
@@ -56,8 +24,8 @@ func clientCertFiles(t *testing.T) (certFile, keyFile string, leaf *x509.Certifi
 // secret; a certificate the IdP does not know fails the login.
 func TestMTLSLogin(t *testing.T) {
 	for _, known := range []bool{true, false} {
-		certFile, keyFile, leaf := clientCertFiles(t)
-		_, _, other := clientCertFiles(t)
+		certFile, keyFile, leaf := oidctest.WriteClientCert(t)
+		_, _, other := oidctest.WriteClientCert(t)
 		var op *oidctest.Provider
 		e := newEnv(t, func(c *config.Config) {
 			op = oidctest.NewTLS(t, c.PublicURL+"/auth/callback")
@@ -117,7 +85,7 @@ func TestMTLSLogin(t *testing.T) {
 // (routes[].client_cert_file and client_key_file), and refuses the token
 // on a route that does not.
 func TestMTLSBoundTokens(t *testing.T) {
-	certFile, keyFile, leaf := clientCertFiles(t)
+	certFile, keyFile, leaf := oidctest.WriteClientCert(t)
 	var op *oidctest.Provider
 	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		at, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -160,7 +128,7 @@ func TestMTLSBoundTokens(t *testing.T) {
 // the provider confirms, UserInfo (which the provider answers only to the
 // bound certificate), a refresh, and logout with the refresh token revoked.
 func TestRealOPMTLS(t *testing.T) {
-	certFile, keyFile, leaf := clientCertFiles(t)
+	certFile, keyFile, leaf := oidctest.WriteClientCert(t)
 	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: leaf.PublicKey, Certificates: []*x509.Certificate{leaf}, Use: "sig"}}})
 	e := newRealEnv(t, realop.Options{TLS: true, ClientAuthMethod: config.AuthSelfSignedTLS, ClientJWKS: jwks}, func(c *config.Config) {
 		c.OIDC.ClientSecret = ""

@@ -17,7 +17,7 @@ import (
 // self-signed certificate cert and certificate-bound tokens.
 func fapi2Provider(t *testing.T) (*oidctest.Provider, *oidc.Client, func(mutate func(map[string]any)) *oidc.Client) {
 	t.Helper()
-	self := newCert(t, "moat-fapi2", nil, false)
+	self := oidctest.NewClientCert(t, "moat-fapi2", nil, false)
 	p := oidctest.NewTLS(t, redirect)
 	p.RotateKeyES256()
 	p.UseSelfSignedClientCert(self.Leaf)
@@ -97,7 +97,7 @@ func TestFAPI2RequiresIss(t *testing.T) {
 // lists RS256 too.
 func TestFAPI2RefusesRS256IDToken(t *testing.T) {
 	p := oidctest.NewTLS(t, redirect) // signs with RS256; discovery lists RS256
-	self := newCert(t, "moat-fapi2", nil, false)
+	self := oidctest.NewClientCert(t, "moat-fapi2", nil, false)
 	p.UseSelfSignedClientCert(self.Leaf)
 	p.Set(func(b *oidctest.Behavior) {
 		b.PAR, b.AdvertiseIss = true, true

@@ -2,13 +2,8 @@ package oidc_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
 	"net/http"
 	"net/url"
 	"strings"
@@ -18,34 +13,6 @@ import (
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/oidc/oidctest"
 )
-
-// newCert issues a client certificate for cn, signed by parent (self-signed
-// when parent is nil); it returns the TLS pair and the certificate.
-func newCert(t *testing.T, cn string, parent *tls.Certificate, isCA bool) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn, Organization: []string{"moat tests"}},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if isCA {
-		tmpl.IsCA, tmpl.BasicConstraintsValid, tmpl.KeyUsage = true, true, x509.KeyUsageCertSign
-	}
-	signer, signerKey := tmpl, any(key)
-	if parent != nil {
-		signer, signerKey = parent.Leaf, parent.PrivateKey
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
-}
 
 func mtlsClient(p *oidctest.Provider, cert *tls.Certificate) *http.Client {
 	cfg := &tls.Config{RootCAs: p.RootCAs()}
@@ -61,10 +28,10 @@ func mtlsClient(p *oidctest.Provider, cert *tls.Certificate) *http.Client {
 // certificate, and no secret; a certificate the provider does not know is
 // refused there.
 func TestMTLSClientAuth(t *testing.T) {
-	ca := newCert(t, "moat test CA", nil, true)
-	issued := newCert(t, "moat-client", &ca, false)
-	self := newCert(t, "moat-self", nil, false)
-	stranger := newCert(t, "moat-self", nil, false)
+	ca := oidctest.NewClientCert(t, "moat test CA", nil, true)
+	issued := oidctest.NewClientCert(t, "moat-client", &ca, false)
+	self := oidctest.NewClientCert(t, "moat-self", nil, false)
+	stranger := oidctest.NewClientCert(t, "moat-self", nil, false)
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Leaf)
 	for _, tc := range []struct {
