@@ -52,7 +52,8 @@ func (e *realEnv) noteSecret(vs ...string) {
 }
 
 // newRealEnv starts the provider and moat. Each mod is a
-// func(*config.Config), or a publicHost naming the host browsers use for
+// func(*config.Config), a func(*realEnv, *config.Config) (which sees the
+// running provider), or a publicHost naming the host browsers use for
 // moat (127.0.0.1 when none).
 func newRealEnv(t *testing.T, opts realop.Options, mods ...any) *realEnv {
 	t.Helper()
@@ -127,6 +128,8 @@ func (e *realEnv) startMoat(t *testing.T, ln net.Listener, p provider, introspec
 		switch m := m.(type) {
 		case func(*config.Config):
 			m(e.cfg)
+		case func(*realEnv, *config.Config):
+			m(e, e.cfg)
 		case publicHost:
 		default:
 			t.Fatalf("newRealEnv: unknown mod %T", m)
