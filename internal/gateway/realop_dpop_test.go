@@ -62,9 +62,6 @@ func realOPDPoP(t *testing.T, opts realop.Options, fapi2 bool) {
 	}
 	ua := e.op.UserAgent("alice")
 	e.login(t, ua)
-	if ui := e.api(t, ua, http.MethodGet, "/auth/userinfo"); ui.Status != http.StatusOK || !strings.Contains(string(ui.Body), "alice@example.test") {
-		t.Fatalf("userinfo with a DPoP-bound token: %d %s\n%s", ui.Status, ui.Body, e.op.Stderr())
-	}
 
 	call := func(what string) realop.Seen {
 		t.Helper()
@@ -98,6 +95,9 @@ func realOPDPoP(t *testing.T, opts realop.Options, fapi2 bool) {
 		}
 	} else if len(up.Refused()) != 0 {
 		t.Fatalf("upstream refused %v", up.Refused())
+	}
+	if ui := e.api(t, ua, http.MethodGet, "/auth/userinfo"); ui.Status != http.StatusOK || !strings.Contains(string(ui.Body), "alice@example.test") {
+		t.Fatalf("userinfo with a DPoP-bound token: %d %s\n%s", ui.Status, ui.Body, e.op.Stderr())
 	}
 	before := e.tokens(t, ua)
 	e.expire(t, ua)
