@@ -72,15 +72,6 @@ func (e *hydraEnv) active(t *testing.T, token string) bool {
 // URI does not answer 200 or 204.
 const backchannelFailed = "Unable to execute OpenID Connect Back-Channel Logout Request"
 
-func (e *hydraEnv) lastBearer() string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if len(e.bearer) == 0 {
-		return ""
-	}
-	return e.bearer[len(e.bearer)-1]
-}
-
 // TestHydraFullFlow runs moat's life cycle against Ory Hydra: login (code
 // with PKCE; Hydra has no PAR), profile claims from the consent app, an API
 // call whose Bearer the upstream verifies at Hydra, a refresh (Hydra
@@ -134,28 +125,9 @@ func TestHydraFullFlow(t *testing.T) {
 		t.Fatal("the refresh token used (or its access token) is still active at Hydra")
 	}
 
-	req, _ := http.NewRequest(http.MethodPost, e.url+"/auth/logout", nil)
-	req.Header.Set(csrf.HeaderName, csrf.HeaderValue)
-	out, err := ua.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var body struct{ LogoutURL string }
-	if err := json.Unmarshal(out.Body, &body); err != nil || out.Status != http.StatusOK {
-		t.Fatalf("logout: %d %s", out.Status, out.Body)
-	}
-	page, err := ua.Browse(context.Background(), body.LogoutURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if page.URL.String() != e.url+"/logged-out" {
-		t.Fatalf("logout ended at %s (%d) %.300s, want the post_logout_redirect_uri", page.URL, page.Status, page.Body)
-	}
+	e.logoutThroughProvider(t, ua)
 	if !hopsContain(ua.Hops, e.hy.Issuer, "/oauth2/sessions/logout") || !hopsContain(ua.Hops, e.hy.App, "/logout") {
 		t.Fatalf("logout did not pass Hydra's end_session_endpoint and logout app: %v", ua.Hops)
-	}
-	if e.loggedIn(t, ua) {
-		t.Fatal("checksession says logged in after logout")
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for e.active(t, second.RefreshToken) {
@@ -186,12 +158,8 @@ func TestHydraBackchannelLogout(t *testing.T) {
 	}
 	waitLoggedOut := func(ua *realop.UserAgent) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for e.loggedIn(t, ua) {
-			if time.Now().After(deadline) {
-				t.Fatalf("moat's session of %s survived the back-channel logout", ua.Login)
-			}
-			time.Sleep(20 * time.Millisecond)
+		if !e.loggedOutWithin(t, ua, 5*time.Second) {
+			t.Fatalf("moat's session of %s survived the back-channel logout", ua.Login)
 		}
 	}
 
@@ -366,11 +334,7 @@ func TestHydraKeyRotation(t *testing.T) {
 	if _, err := ua.Browse(context.Background(), e.hy.Issuer+"/oauth2/sessions/logout"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for e.loggedIn(t, ua) {
-		if time.Now().After(deadline) {
-			t.Fatal("the logout token signed with the new key did not end the session")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !e.loggedOutWithin(t, ua, 5*time.Second) {
+		t.Fatal("the logout token signed with the new key did not end the session")
 	}
 }

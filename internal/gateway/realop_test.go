@@ -264,10 +264,7 @@ func TestRealOPFullFlow(t *testing.T) {
 	if r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"sub":"alice"`) {
 		t.Fatalf("API call: %d %s", r.Status, r.Body)
 	}
-	e.mu.Lock()
-	got := e.bearer[len(e.bearer)-1]
-	e.mu.Unlock()
-	if got != "Bearer "+first.AccessToken {
+	if got := e.lastBearer(); got != "Bearer "+first.AccessToken {
 		t.Fatalf("upstream got %.20q, want the session's access token", got)
 	}
 
@@ -280,33 +277,11 @@ func TestRealOPFullFlow(t *testing.T) {
 	if second.AccessToken == first.AccessToken {
 		t.Fatal("the access token was not refreshed")
 	}
-	e.mu.Lock()
-	got = e.bearer[len(e.bearer)-1]
-	e.mu.Unlock()
-	if got != "Bearer "+second.AccessToken {
+	if e.lastBearer() != "Bearer "+second.AccessToken {
 		t.Fatal("the upstream did not get the refreshed access token")
 	}
 
-	req, _ := http.NewRequest(http.MethodPost, e.url+"/auth/logout", nil)
-	req.Header.Set(csrf.HeaderName, csrf.HeaderValue)
-	out, err := ua.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var body struct{ LogoutURL string }
-	if err := json.Unmarshal(out.Body, &body); err != nil || out.Status != http.StatusOK {
-		t.Fatalf("logout: %d %s", out.Status, out.Body)
-	}
-	page, err := ua.Browse(context.Background(), body.LogoutURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if page.URL.String() != e.url+"/logged-out" {
-		t.Fatalf("logout ended at %s (%d) %.300s, want the post_logout_redirect_uri", page.URL, page.Status, page.Body)
-	}
-	if e.loggedIn(t, ua) {
-		t.Fatal("checksession says logged in after logout")
-	}
+	e.logoutThroughProvider(t, ua)
 	e.waitInactive(t, second.RefreshToken)
 	// A new login must show the provider's sign-in form again.
 	e.login(t, ua)
@@ -331,12 +306,8 @@ func TestRealOPBackchannelLogout(t *testing.T) {
 	if page.URL.Host != strings.TrimPrefix(e.op.Issuer, "http://") {
 		t.Fatalf("end session ended at %s", page.URL)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for e.loggedIn(t, ua) {
-		if time.Now().After(deadline) {
-			t.Fatalf("moat's session survived the back-channel logout; provider stderr: %s", e.op.Stderr())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !e.loggedOutWithin(t, ua, 5*time.Second) {
+		t.Fatalf("moat's session survived the back-channel logout; provider stderr: %s", e.op.Stderr())
 	}
 	if !e.loggedIn(t, other) {
 		t.Fatal("another user's session ended too")
@@ -373,6 +344,57 @@ func (e *realEnv) waitInactive(t *testing.T, rt string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// logoutThroughProvider signs out through moat (POST /auth/logout) and
+// follows the logout URL through the provider: it must end at the
+// post-logout URI, with moat's session gone.
+func (e *realEnv) logoutThroughProvider(t *testing.T, ua *realop.UserAgent) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, e.url+"/auth/logout", nil)
+	req.Header.Set(csrf.HeaderName, csrf.HeaderValue)
+	out, err := ua.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct{ LogoutURL string }
+	if err := json.Unmarshal(out.Body, &body); err != nil || out.Status != http.StatusOK {
+		t.Fatalf("logout: %d %s", out.Status, out.Body)
+	}
+	page, err := ua.Browse(context.Background(), body.LogoutURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.URL.String() != e.url+"/logged-out" {
+		t.Fatalf("logout ended at %s (%d) %.300s, want the post_logout_redirect_uri", page.URL, page.Status, page.Body)
+	}
+	if e.loggedIn(t, ua) {
+		t.Fatal("checksession says logged in after logout")
+	}
+}
+
+// loggedOutWithin polls /auth/checksession until ua's session has ended
+// (the provider's back-channel logout is asynchronous) or d has passed.
+func (e *realEnv) loggedOutWithin(t *testing.T, ua *realop.UserAgent, d time.Duration) bool {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for e.loggedIn(t, ua) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
+// lastBearer is the Authorization header of the upstream's last request.
+func (e *realEnv) lastBearer() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.bearer) == 0 {
+		return ""
+	}
+	return e.bearer[len(e.bearer)-1]
 }
 
 // loggedIn asks /auth/checksession.
