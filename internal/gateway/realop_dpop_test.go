@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/moat-bff/moat/internal/config"
 	"github.com/moat-bff/moat/internal/csrf"
@@ -111,30 +110,8 @@ func realOPDPoP(t *testing.T, opts realop.Options, fapi2 bool) {
 	}
 
 	cookie := e.sessionCookie(ua)
-	req, _ := http.NewRequest(http.MethodPost, e.url+"/auth/logout", nil)
-	req.Header.Set(csrf.HeaderName, csrf.HeaderValue)
-	out, err := ua.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var body struct{ LogoutURL string }
-	if err := json.Unmarshal(out.Body, &body); err != nil || out.Status != http.StatusOK {
-		t.Fatalf("logout: %d %s", out.Status, out.Body)
-	}
-	page, err := ua.Browse(context.Background(), body.LogoutURL)
-	if err != nil || page.URL.String() != e.url+"/logged-out" {
-		t.Fatalf("end session ended at %v (%v)", page, err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, active, err := e.op.Introspect(after.RefreshToken); err == nil && !active {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the refresh token is still active after logout\n%s", e.op.Stderr())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	e.logoutThroughProvider(t, ua)
+	e.waitInactive(t, after.RefreshToken)
 	// The cookie a thief kept from before the logout opens nothing.
 	replay, _ := http.NewRequest(http.MethodGet, e.url+"/resource/api/orders", nil)
 	replay.Header.Set(csrf.HeaderName, csrf.HeaderValue)
