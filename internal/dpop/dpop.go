@@ -54,12 +54,19 @@ func NewKey() (*Key, error) {
 }
 
 func newKey(priv *ecdsa.PrivateKey) (*Key, error) {
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: priv},
-		(&jose.SignerOptions{EmbedJWK: true}).WithType(proofType))
+	pub := &jose.JSONWebKey{Key: &priv.PublicKey}
+	jwk, err := pub.MarshalJSON()
 	if err != nil {
 		return nil, fmt.Errorf("dpop key: %w", err)
 	}
-	tp, err := (&jose.JSONWebKey{Key: &priv.PublicKey}).Thumbprint(crypto.SHA256)
+	// The public JWK is the same in every proof: marshalled once here, not
+	// per proof (go-jose's EmbedJWK would).
+	opts := (&jose.SignerOptions{}).WithType(proofType).WithHeader("jwk", json.RawMessage(jwk))
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: priv}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("dpop key: %w", err)
+	}
+	tp, err := pub.Thumbprint(crypto.SHA256)
 	if err != nil {
 		return nil, fmt.Errorf("dpop key: %w", err)
 	}
