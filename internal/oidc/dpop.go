@@ -11,11 +11,16 @@ import (
 	"github.com/moat-bff/moat/internal/dpop"
 )
 
+// ErrNoDPoPKey: Config.DPoP is on and a login or refresh came without the
+// session's DPoP key, as for a session from before oidc.dpop was turned
+// on. No request is sent: its tokens would come back unbound.
+var ErrNoDPoPKey = errors.New("oidc: oidc.dpop is on but the session has no DPoP key")
+
 // needKey refuses a login or refresh without its DPoP key when
 // Config.DPoP is on, so no request goes out unbound by mistake.
 func (c *Client) needKey(key *dpop.Key) error {
 	if c.cfg.DPoP && key == nil {
-		return errors.New("oidc: oidc.dpop is on but this session has no DPoP key")
+		return ErrNoDPoPKey
 	}
 	return nil
 }

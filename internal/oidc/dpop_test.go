@@ -233,8 +233,8 @@ func TestDPoPRefusals(t *testing.T) {
 		if _, err := c.AuthCodeURL(context.Background(), oidc.AuthRequest{State: "s", Nonce: "n", Verifier: oauth2.GenerateVerifier()}); err == nil {
 			t.Error("login started without a DPoP key")
 		}
-		if _, _, err := c.Refresh(context.Background(), "rt", "alice", nil); err == nil {
-			t.Error("refresh sent without a DPoP key")
+		if _, _, err := c.Refresh(context.Background(), "rt", "alice", nil); !errors.Is(err, oidc.ErrNoDPoPKey) {
+			t.Errorf("refresh without a DPoP key: %v, want ErrNoDPoPKey", err)
 		}
 		if got := proofsSince(t, p, 0); len(got) != 0 {
 			t.Errorf("requests reached the token endpoint: %+v", got)

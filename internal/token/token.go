@@ -215,6 +215,12 @@ func (m *Manager) redeem(ctx context.Context, l *session.Loaded, holder, resourc
 		m.o.OnRefresh("invalid_grant")
 		m.end(ctx, l, "refresh token refused", "error", err)
 		return nil, ErrSessionEnded
+	case errors.Is(err, oidc.ErrNoDPoPKey):
+		// A session from before oidc.dpop was turned on: its refresh
+		// would bring unbound tokens. A new login binds them.
+		m.o.OnRefresh("invalid_grant")
+		m.end(ctx, l, "the session has no DPoP key (it predates oidc.dpop)")
+		return nil, ErrSessionEnded
 	case errors.Is(err, oidc.ErrSubjectChanged):
 		m.o.OnRefresh("invalid_grant")
 		m.end(ctx, l, "refreshed ID token names another subject", "error", err)

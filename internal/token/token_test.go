@@ -245,6 +245,7 @@ func TestRefreshOutcomes(t *testing.T) {
 		{name: "transient", err: fmt.Errorf("%w: 502", oidc.ErrUnavailable), audit: "refresh_failed"},
 		{name: "client rejected", err: fmt.Errorf("%w: %w: invalid_client", oidc.ErrClientRejected, oidc.ErrUnavailable)},
 		{name: "no refresh token", noRefresh: true, ended: true, audit: "session_ended"},
+		{name: "no DPoP key", err: oidc.ErrNoDPoPKey, ended: true, audit: "session_ended"}, // a session from before oidc.dpop
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
