@@ -368,6 +368,7 @@ func (h *harness) startMoat(ctx context.Context, bin, store, upstream string, dp
 	}
 	cfg := moatYAML(addr, base, op, spec, upstream, "", h.o.logLevel)
 	if dpop {
+		op.Set(func(b *oidctest.Behavior) { b.DPoP = true }) // binds the tokens moat asks for with a proof
 		cfg = strings.Replace(cfg, "  timeout: 5s\n", "  timeout: 5s\n  dpop: true\n", 1)
 		name += "-dpop"
 	}
