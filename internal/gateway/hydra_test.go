@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -228,11 +229,13 @@ func TestHydraLogoutTokensNeedLegacyOption(t *testing.T) {
 // TestHydraConcurrentCallsRefreshOnce: Hydra treats a second use of a
 // refresh token as theft and revokes the whole family, so API calls that
 // find the access token expired at the same moment must share one refresh.
-// Each call succeeds, and the session goes on refreshing afterwards.
+// Each call succeeds, and the session goes on refreshing afterwards; a
+// reuse (made here by hand) would have revoked the grant and ended it.
 func TestHydraConcurrentCallsRefreshOnce(t *testing.T) {
 	e := newHydraEnv(t, hydraop.Options{})
 	ua := e.hy.UserAgent("frank")
 	e.login(t, ua)
+	var spent string // a refresh token moat has used
 	for round := range 2 {
 		before := e.tokens(t, ua)
 		e.expire(t, ua)
@@ -258,6 +261,33 @@ func TestHydraConcurrentCallsRefreshOnce(t *testing.T) {
 		if after.RefreshToken == before.RefreshToken || !e.active(t, after.RefreshToken) {
 			t.Fatalf("round %d: the session's refresh token was not rotated once, or Hydra revoked the new one", round)
 		}
+		spent = before.RefreshToken
+	}
+	// What a second refresh with a spent token would have done: Hydra
+	// refuses it and revokes the whole family, the session's current
+	// refresh token too. moat's next refresh then finds a dead grant and
+	// ends the session cleanly.
+	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {spent}}
+	req, _ := http.NewRequest(http.MethodPost, e.hy.Issuer+"/oauth2/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(e.hy.ClientID), url.QueryEscape(e.hy.ClientSecret))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest && resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("Hydra accepted a spent refresh token: %s", resp.Status)
+	}
+	if e.active(t, e.tokens(t, ua).RefreshToken) {
+		t.Fatal("Hydra did not revoke the token family after the reuse")
+	}
+	e.expire(t, ua)
+	if r := e.api(t, ua, http.MethodGet, "/resource/api/orders"); r.Status != http.StatusUnauthorized {
+		t.Fatalf("API call on a revoked grant: %d %s, want 401", r.Status, r.Body)
+	}
+	if e.loggedIn(t, ua) {
+		t.Fatal("the session outlived its revoked grant")
 	}
 }
 
