@@ -68,9 +68,15 @@ func TestProviderDPoP(t *testing.T) {
 			tokenURL := op.Issuer + "/token"
 
 			// oidc-provider says only invalid_grant; "DPoP proof JWT not
-			// provided" goes to its log.
-			if st, _, body := op.dpopPost(t, "/token", form, ""); st != 400 || body["error"] != "invalid_grant" || !strings.Contains(op.Stderr(), "DPoP proof JWT not provided") {
+			// provided" goes to its log, which may come after the answer.
+			if st, _, body := op.dpopPost(t, "/token", form, ""); st != 400 || body["error"] != "invalid_grant" {
 				t.Fatalf("without a proof: %d %v", st, body)
+			}
+			for deadline := time.Now().Add(5 * time.Second); !strings.Contains(op.Stderr(), "DPoP proof JWT not provided"); {
+				if time.Now().After(deadline) {
+					t.Fatal("the provider did not log why it refused the request without a proof")
+				}
+				time.Sleep(20 * time.Millisecond)
 			}
 			nonce := ""
 			if tc.nonce {
