@@ -298,3 +298,36 @@ func TestDPoPRefreshRefusesBearer(t *testing.T) {
 		t.Fatal("the unbound token replaced the session's")
 	}
 }
+
+// TestDPoPLeavesOtherTokensBearer: with oidc.dpop, the tokens moat obtains
+// without the session's key stay Bearer tokens and go upstream as such,
+// with no proof: client-credentials tokens (token: client) and exchanged
+// tokens (token_exchange), while the session's own token on the same moat
+// goes with its proof. (An IdP that requires a proof on every token request
+// refuses those two grants: 503, see docs/security.md.)
+func TestDPoPLeavesOtherTokensBearer(t *testing.T) {
+	e, rs := newDPoPEnv(t, memory.New(memory.Options{}),
+		func(b *oidctest.Behavior) { b.ExchangeTargets, b.DPoPRequired = []string{"api-a"}, false },
+		func(c *config.Config) {
+			up := c.Routes[0].Upstream // the harness upstream's /api/
+			c.Routes = append(c.Routes,
+				config.Route{Prefix: "/client/", Upstream: up, Token: config.TokenClient},
+				config.Route{Prefix: "/xchg/", Upstream: up, TokenExchange: &config.TokenExchange{Audience: "api-a"}})
+		})
+	b := e.browser()
+	b.login("/")
+	for _, path := range []string{"/client/x", "/xchg/x"} {
+		if r := b.api(http.MethodGet, path); r.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %s %s", path, r.Status, r.body)
+		}
+		reqs := e.upstream.requests()
+		last := reqs[len(reqs)-1]
+		at, ok := strings.CutPrefix(last.Header.Get("Authorization"), "Bearer ")
+		if !ok || last.Header.Get("DPoP") != "" || e.op.AccessTokenJKT(at) != "" {
+			t.Errorf("%s: Authorization %q, DPoP %q: want an unbound Bearer token without a proof", path, last.Header.Get("Authorization"), last.Header.Get("DPoP"))
+		}
+	}
+	if r := b.api(http.MethodGet, "/dpop/x"); r.StatusCode != http.StatusOK || len(rs.take()) == 0 {
+		t.Fatalf("the session's route: %s", r.Status)
+	}
+}

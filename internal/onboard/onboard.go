@@ -193,6 +193,13 @@ func configuredCapabilities(m oidc.Metadata, cfg *config.Config) []string {
 			w = append(w, fmt.Sprintf("routes[%d].token_exchange: the provider's grant_types_supported %v lacks %s (RFC 8693), so every call of this route will likely get 503; enable token exchange for this client at the provider, or remove token_exchange", i, gt, oidc.GrantTokenExchange))
 		}
 	}
+	if cfg.OIDC.DPoP {
+		for i, r := range cfg.Routes {
+			if r.TokenExchange != nil || r.Token == config.TokenClient || r.Token == config.TokenUserOrClient {
+				w = append(w, fmt.Sprintf("routes[%d]: with oidc.dpop, client-credentials and token-exchange requests still carry no DPoP proof and their tokens stay Bearer; a provider that requires a proof on every token request of this client refuses them, and this route answers 503", i))
+			}
+		}
+	}
 	if cfg.OIDC.DPoP && len(m.DPoPSigningAlgs) == 0 && cfg.OIDC.Profile != config.ProfileFAPI2 {
 		w = append(w, "oidc.dpop: the provider's discovery document has no dpop_signing_alg_values_supported, so it may not support DPoP (RFC 9449 §5.1); if it answers with Bearer tokens every login fails (\"not DPoP\"); enable DPoP with ES256 for this client at the provider, or remove oidc.dpop")
 	}

@@ -101,6 +101,16 @@ func TestQuirks(t *testing.T) {
 		}(), cfgWith(func(c *config.Config) {
 			c.Routes = append(c.Routes, config.Route{Prefix: "/x/", Token: config.TokenUser, TokenExchange: &config.TokenExchange{Audience: "api"}})
 		}), nil},
+		{"DPoP with Bearer-only routes", func() oidc.Metadata {
+			m := full("https://idp.example.com")
+			m.DPoPSigningAlgs = []string{"ES256"}
+			return m
+		}(), cfgWith(func(c *config.Config) {
+			c.OIDC.DPoP = true
+			c.Routes = append(c.Routes, config.Route{Prefix: "/c/", Token: config.TokenClient}, config.Route{Prefix: "/u/", Token: config.TokenUser})
+		}), []string{"routes[1]: with oidc.dpop, client-credentials and token-exchange requests still carry no DPoP proof"}},
+		{"DPoP with proof algorithms not named", full("https://idp.example.com"), cfgWith(func(c *config.Config) { c.OIDC.DPoP = true }),
+			[]string{"oidc.dpop: the provider's discovery document has no dpop_signing_alg_values_supported"}},
 		{"mTLS with mtls_endpoint_aliases", func() oidc.Metadata {
 			m := full("https://idp.example.com")
 			m.TokenEndpointAuthMethods = []string{"tls_client_auth"}
