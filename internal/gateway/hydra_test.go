@@ -137,6 +137,15 @@ func TestHydraFullFlow(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// Hydra also sends moat a logout token for the session it has just
+	// ended (moat's is gone already: 200 all the same).
+	deadline = time.Now().Add(5 * time.Second)
+	for len(backchannelLogLines(e.logs.String())) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("Hydra sent no back-channel logout token after the RP-initiated logout")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	// Hydra's session ended too: the next login shows the sign-in form.
 	e.login(t, ua)
 	if got := e.hy.SignIns(); !slices.Equal(got, []string{"alice", "alice"}) {
@@ -145,6 +154,18 @@ func TestHydraFullFlow(t *testing.T) {
 	if strings.Contains(e.hy.Log(), backchannelFailed) {
 		t.Fatal("Hydra could not deliver its logout token to moat")
 	}
+}
+
+// backchannelLogLines are moat's audit lines for back-channel logouts it
+// carried out.
+func backchannelLogLines(log string) []string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, `"event":"backchannel_logout"`) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // TestHydraBackchannelLogout ends a user's session at Hydra, not through
@@ -193,6 +214,11 @@ func TestHydraBackchannelLogout(t *testing.T) {
 
 	if !e.loggedIn(t, carol) {
 		t.Fatal("another user's session ended too")
+	}
+	// Hydra's logout tokens name the session (sid), not the user (sub).
+	lines := backchannelLogLines(e.logs.String())
+	if len(lines) != 2 || !strings.Contains(lines[0], `"sub":""`) || !strings.Contains(lines[0], `"sid_given":true`) {
+		t.Fatalf("moat's back-channel logout lines %q, want two for a sid without sub", lines)
 	}
 	if strings.Contains(e.hy.Log(), backchannelFailed) {
 		t.Fatal("Hydra could not deliver a logout token to moat")
