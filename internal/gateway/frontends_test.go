@@ -250,6 +250,16 @@ func TestFrontendsIsolated(t *testing.T) {
 	} else {
 		<-f.subs["b"]
 	}
+	// Metrics: the frontend label says where each login and logout was.
+	metric := &env{t: t, gw: f.gw}
+	for _, name := range []string{"a", "b"} {
+		if n := metric.labeledMetric("moat_logins_completed_total", "frontend", name); n != 1 {
+			t.Errorf("moat_logins_completed_total{frontend=%q} = %v, want 1", name, n)
+		}
+	}
+	if n := metric.labeledMetric("moat_backchannel_logouts_total", "frontend", "a"); n != 1 {
+		t.Errorf("moat_backchannel_logouts_total{frontend=\"a\"} = %v, want 1", n)
+	}
 }
 
 // TestFrontendsLoginTransactions: a login started at a and finished at b's

@@ -151,6 +151,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, o Options) (
 		o.Tracing = telemetry.NewTracing(noop.NewTracerProvider())
 	}
 	m := metrics.New()
+	if len(cfg.Frontends) > 0 {
+		m = metrics.NewFrontends()
+	}
 	codec, err := newCodec(cfg)
 	if err != nil {
 		return nil, err
@@ -369,7 +372,7 @@ func (g *Gateway) buildFrontend(cfg *config.Config, a *app) (*server.Server, *pr
 			ForwardHeaders: r.ForwardHeaders, AllowClearSiteData: r.InsecureAllowClearSiteData,
 		})
 	}
-	m := g.Metrics
+	m := g.Metrics.Frontend(cfg.Name)
 	table := proxy.New(routes, proxy.Options{
 		Logger:        g.log,
 		WrapTransport: g.tracing.Transport,

@@ -15,14 +15,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-// Metrics holds moat's collectors.
+// Metrics holds moat's collectors. With several frontends (NewFrontends),
+// Frontend returns a view whose request, upstream, login and back-channel
+// metrics carry a frontend label.
 type Metrics struct {
+	*core
+	frontend string // the frontend label's value; "" without frontends
+}
+
+type core struct {
+	// labelled: the per-frontend metrics have a frontend label (NewFrontends).
+	labelled        bool
 	requests        *prometheus.CounterVec
 	requestDuration *prometheus.HistogramVec
 	upstream        *prometheus.CounterVec
 	upstreamDur     *prometheus.HistogramVec
-	loginsStarted   prometheus.Counter
-	loginsCompleted prometheus.Counter
+	loginsStarted   *prometheus.CounterVec
+	loginsCompleted *prometheus.CounterVec
 	loginsFailed    *prometheus.CounterVec
 	refreshes       *prometheus.CounterVec
 	backchannel     *prometheus.CounterVec
@@ -41,13 +50,13 @@ type Metrics struct {
 }
 
 type requestLabels struct {
-	route, method string
-	code          int
+	frontend, route, method string
+	code                    int
 }
 
 type upstreamLabels struct {
-	route string
-	code  int
+	frontend, route string
+	code            int
 }
 
 type children struct {
@@ -71,28 +80,43 @@ var buckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1
 
 // New registers moat's metrics, and the Go runtime and process collectors,
 // on a fresh registry.
-func New() *Metrics {
+func New() *Metrics { return newMetrics(false) }
+
+// NewFrontends is New for a moat with several frontends: requests,
+// upstream calls, logins and back-channel logouts are also labelled by
+// frontend (its configured name, so the values are bounded), through the
+// views Frontend returns.
+func NewFrontends() *Metrics { return newMetrics(true) }
+
+func newMetrics(labelled bool) *Metrics {
 	reg := prometheus.NewRegistry()
-	m := &Metrics{
-		reg: reg,
+	// fe appends the frontend label to a per-frontend metric's labels.
+	fe := func(labels ...string) []string {
+		if labelled {
+			return append(labels, "frontend")
+		}
+		return labels
+	}
+	m := &Metrics{core: &core{
+		reg: reg, labelled: labelled,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_http_requests_total",
-			Help: "Requests served, by route, method and status code."}, []string{"route", "method", "code"}),
+			Help: "Requests served, by route, method and status code."}, fe("route", "method", "code")),
 		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "moat_http_request_duration_seconds",
-			Help: "Time to serve a request, by route.", Buckets: buckets}, []string{"route"}),
+			Help: "Time to serve a request, by route.", Buckets: buckets}, fe("route")),
 		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_upstream_requests_total",
-			Help: "Proxied requests by route and upstream status code (502/504 when the upstream failed)."}, []string{"route", "code"}),
+			Help: "Proxied requests by route and upstream status code (502/504 when the upstream failed)."}, fe("route", "code")),
 		upstreamDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "moat_upstream_duration_seconds",
-			Help: "Time from forwarding a request to the end of the upstream's response, by route.", Buckets: buckets}, []string{"route"}),
-		loginsStarted: prometheus.NewCounter(prometheus.CounterOpts{Name: "moat_logins_started_total",
-			Help: "Logins started (redirects to the IdP)."}),
-		loginsCompleted: prometheus.NewCounter(prometheus.CounterOpts{Name: "moat_logins_completed_total",
-			Help: "Logins completed with a new session."}),
+			Help: "Time from forwarding a request to the end of the upstream's response, by route.", Buckets: buckets}, fe("route")),
+		loginsStarted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_logins_started_total",
+			Help: "Logins started (redirects to the IdP)."}, fe()),
+		loginsCompleted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_logins_completed_total",
+			Help: "Logins completed with a new session."}, fe()),
 		loginsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_logins_failed_total",
-			Help: "Logins that failed, by reason: state, binding, issuer, idp_error, rejected, unavailable."}, []string{"reason"}),
+			Help: "Logins that failed, by reason: state, binding, issuer, idp_error, rejected, unavailable."}, fe("reason")),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_token_refreshes_total",
 			Help: "Access-token refreshes at the IdP, by outcome: ok, invalid_grant (the IdP refused the grant: the session ended), client_rejected, transient."}, []string{"outcome"}),
 		backchannel: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_backchannel_logouts_total",
-			Help: "Back-channel logout requests, by result: ok, rejected, replayed."}, []string{"result"}),
+			Help: "Back-channel logout requests, by result: ok, rejected, replayed."}, fe("result")),
 		storeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "moat_store_operation_duration_seconds",
 			Help: "Session store operation latency, by operation.", Buckets: buckets}, []string{"op"}),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_store_errors_total",
@@ -103,11 +127,40 @@ func New() *Metrics {
 			Help: "Requests refused with 429, by limit: ip, session, login."}, []string{"scope"}),
 		clientRejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "moat_idp_client_rejected_total",
 			Help: "Token endpoint answers refusing moat's client (invalid_client, unauthorized_client): a deployment problem."}),
+	}}
+	if !labelled {
+		m.startCounters() // exported as 0 from the start, as plain counters are
 	}
 	reg.MustRegister(m.clientRejected, m.requests, m.requestDuration, m.upstream, m.upstreamDur, m.loginsStarted, m.loginsCompleted,
 		m.loginsFailed, m.refreshes, m.backchannel, m.storeDuration, m.storeErrors, m.idpDuration, m.rateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// Frontend returns the view of m for the frontend named name, whose
+// per-frontend metrics carry frontend="name". Without NewFrontends it is m.
+func (m *Metrics) Frontend(name string) *Metrics {
+	if m == nil || !m.labelled {
+		return m
+	}
+	v := &Metrics{core: m.core, frontend: name}
+	v.startCounters()
+	return v
+}
+
+// startCounters creates the login counters of m's frontend, so that they
+// are scraped as 0 before the first login.
+func (m *Metrics) startCounters() {
+	m.loginsStarted.WithLabelValues(m.values()...)
+	m.loginsCompleted.WithLabelValues(m.values()...)
+}
+
+// values returns vals with m's frontend label appended when there is one.
+func (m *Metrics) values(vals ...string) []string {
+	if m.labelled {
+		return append(vals, m.frontend)
+	}
+	return vals
 }
 
 // Registry returns the registry to serve with promhttp.
@@ -132,12 +185,12 @@ func (m *Metrics) Request(route, method string, code int, d time.Duration) {
 	if !cacheable(method) {
 		method = "OTHER"
 	}
-	key := requestLabels{route, method, code}
+	key := requestLabels{m.frontend, route, method, code}
 	c, ok := m.requestChildren.Load(key)
 	if !ok {
 		c, _ = m.requestChildren.LoadOrStore(key, &children{
-			count:    m.requests.WithLabelValues(route, method, strconv.Itoa(code)),
-			duration: m.requestDuration.WithLabelValues(route),
+			count:    m.requests.WithLabelValues(m.values(route, method, strconv.Itoa(code))...),
+			duration: m.requestDuration.WithLabelValues(m.values(route)...),
 		})
 	}
 	ch := c.(*children)
@@ -150,12 +203,12 @@ func (m *Metrics) Upstream(route string, code int, d time.Duration) {
 	if m == nil {
 		return
 	}
-	key := upstreamLabels{route, code}
+	key := upstreamLabels{m.frontend, route, code}
 	c, ok := m.upstreamChildren.Load(key)
 	if !ok {
 		c, _ = m.upstreamChildren.LoadOrStore(key, &children{
-			count:    m.upstream.WithLabelValues(route, strconv.Itoa(code)),
-			duration: m.upstreamDur.WithLabelValues(route),
+			count:    m.upstream.WithLabelValues(m.values(route, strconv.Itoa(code))...),
+			duration: m.upstreamDur.WithLabelValues(m.values(route)...),
 		})
 	}
 	ch := c.(*children)
@@ -166,21 +219,21 @@ func (m *Metrics) Upstream(route string, code int, d time.Duration) {
 // LoginStarted counts a redirect to the IdP.
 func (m *Metrics) LoginStarted() {
 	if m != nil {
-		m.loginsStarted.Inc()
+		m.loginsStarted.WithLabelValues(m.values()...).Inc()
 	}
 }
 
 // LoginCompleted counts a new session.
 func (m *Metrics) LoginCompleted() {
 	if m != nil {
-		m.loginsCompleted.Inc()
+		m.loginsCompleted.WithLabelValues(m.values()...).Inc()
 	}
 }
 
 // LoginFailed counts a failed callback by reason.
 func (m *Metrics) LoginFailed(reason string) {
 	if m != nil {
-		m.loginsFailed.WithLabelValues(reason).Inc()
+		m.loginsFailed.WithLabelValues(m.values(reason)...).Inc()
 	}
 }
 
@@ -201,7 +254,7 @@ func (m *Metrics) ClientRejected() {
 // Backchannel counts a back-channel logout request by result.
 func (m *Metrics) Backchannel(result string) {
 	if m != nil {
-		m.backchannel.WithLabelValues(result).Inc()
+		m.backchannel.WithLabelValues(m.values(result)...).Inc()
 	}
 }
 
