@@ -57,6 +57,9 @@ func newTwoFrontends(t *testing.T) *twoFrontends {
 		Session: config.Session{Keys: []secret.String{secret.String(session.NewKey())}},
 		Limits:  config.Limits{Login: config.Limit{Rate: 1e4, Burst: 1e4}},
 		Admin:   config.Admin{Listen: "127.0.0.1:0", Token: secret.String(adminToken)},
+		// Only its address is configured: the test serves ForwardAuth itself.
+		ForwardAuth: config.ForwardAuth{Listen: "127.0.0.1:1", TrustedProxies: []string{"127.0.0.1"},
+			IdentityHeaders: map[string]string{"X-Moat-Subject": "sub"}},
 	}
 	for _, name := range []string{"a", "b"} {
 		op := oidctest.New(t, f.urls[name]+"/auth/callback")
@@ -288,6 +291,45 @@ func TestFrontendsLoginTransactions(t *testing.T) {
 	}
 	if f.ops["b"].Grants("authorization_code") != 0 {
 		t.Error("b redeemed a code")
+	}
+}
+
+// TestFrontendsForwardAuth: forward-auth decides with the frontend the
+// original request's host (X-Forwarded-Host) names: a's session grants a's
+// route with a's token, and nothing at b's host; an unknown host is 421.
+func TestFrontendsForwardAuth(t *testing.T) {
+	f := newTwoFrontends(t)
+	fa := httptest.NewServer(f.gw.ForwardAuth)
+	t.Cleanup(fa.Close)
+	user := agent{}
+	f.login(user, "a")
+	cookie := user["localhost"][session.CookieName+"-a"]
+	check := func(host, cookieName string) *http.Response {
+		req, _ := http.NewRequest("GET", fa.URL+"/_moat/forward-auth", nil)
+		req.Header.Set("X-Original-Method", "GET")
+		req.Header.Set("X-Original-URI", "/api/x")
+		req.Header.Set("X-Forwarded-Host", host)
+		req.Header.Set("X-CSRF", "1")
+		req.AddCookie(&http.Cookie{Name: cookieName, Value: cookie})
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	r := check("localhost:"+f.port, session.CookieName+"-a")
+	at := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if sub, ok := f.ops["a"].ValidAccessToken(at); r.StatusCode != http.StatusOK || !ok || sub != "alice" {
+		t.Fatalf("a's session at a: %s, a token of a's OP: %v", r.Status, ok)
+	}
+	for _, name := range []string{session.CookieName + "-a", session.CookieName + "-b"} {
+		if r := check("127.0.0.1:"+f.port, name); r.StatusCode != http.StatusUnauthorized || r.Header.Get("Authorization") != "" {
+			t.Errorf("a's session ID as %s at b's host: %s, a token: %v", name, r.Status, r.Header.Get("Authorization") != "")
+		}
+	}
+	if r := check("evil.example", session.CookieName+"-a"); r.StatusCode != http.StatusMisdirectedRequest || r.Header.Get("Authorization") != "" {
+		t.Errorf("unknown host: %s", r.Status)
 	}
 }
 

@@ -101,7 +101,7 @@ type served struct {
 	srvs   []*server.Server   // by frontend
 	routes []*proxy.Table     // by frontend
 	sel    *frontend.Selector // nil with one frontend
-	authz  http.Handler       // the forward-auth decision; nil when off
+	authz  http.Handler       // the forward-auth decision, by frontend; nil when off
 }
 
 // ServeHTTP hands r to its frontend's server. A request for a host no
@@ -109,19 +109,26 @@ type served struct {
 // which a load balancer or kubelet sends to an address, not a frontend's
 // host: the first frontend answers them.
 func (s *served) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.sel == nil {
-		s.srvs[0].ServeHTTP(w, r)
+	i, ok := s.pick(r)
+	if !ok && r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
+		misdirected(w)
 		return
 	}
-	i, ok := s.sel.Select(r.Host)
-	if !ok {
-		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
-			httperr.Write(w, httperr.New(http.StatusMisdirectedRequest, "unknown_host",
-				"no frontend is served at this host; use the host of a frontend's public_url", nil))
-			return
-		}
-	}
 	s.srvs[i].ServeHTTP(w, r)
+}
+
+// pick returns the index of r's frontend by its Host: always the one
+// without frontends.
+func (s *served) pick(r *http.Request) (int, bool) {
+	if s.sel == nil {
+		return 0, true
+	}
+	return s.sel.Select(r.Host)
+}
+
+func misdirected(w http.ResponseWriter) {
+	httperr.Write(w, httperr.New(http.StatusMisdirectedRequest, "unknown_host",
+		"no frontend is served at this host; use the host of a frontend's public_url", nil))
 }
 
 type registration struct {
@@ -338,7 +345,20 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 		cur.sel = sel
 	}
 	if g.fa != nil {
-		cur.authz = cur.srvs[0].Authorizer(g.fa.Allow)
+		// The original request's Host (X-Forwarded-Host from the gateway)
+		// picks the frontend that decides.
+		authz := make([]http.Handler, len(cur.srvs))
+		for i, srv := range cur.srvs {
+			authz[i] = srv.Authorizer(g.fa.Allow)
+		}
+		cur.authz = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			i, ok := cur.pick(r)
+			if !ok {
+				misdirected(w)
+				return
+			}
+			authz[i].ServeHTTP(w, r)
+		})
 	}
 	return cur, nil
 }
