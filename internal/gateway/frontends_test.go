@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -395,4 +396,46 @@ func TestFrontendsAdmin(t *testing.T) {
 	}
 	e := &env{t: t, op: f.ops["a"], logs: f.logs}
 	e.scanLogs()
+}
+
+// TestFrontendsReload: SIGHUP reloads a frontend's routes like the top
+// level's; a change to a frontend's OIDC client needs a restart and is
+// named by its path.
+func TestFrontendsReload(t *testing.T) {
+	f := newTwoFrontends(t)
+	user := agent{}
+	f.login(user, "b")
+	ctx := context.Background()
+	clone := func() *config.Config {
+		c := *f.gw.Config()
+		c.Frontends = slices.Clone(c.Frontends)
+		for i := range c.Frontends {
+			c.Frontends[i].Routes = slices.Clone(c.Frontends[i].Routes)
+		}
+		return &c
+	}
+	next := clone()
+	next.Frontends[1].Routes[0].Prefix = "/v2/"
+	next.SetDefaults()
+	if err := next.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.gw.Reload(ctx, next); err != nil {
+		t.Fatalf("reloading b's routes: %v", err)
+	}
+	resp, _ := f.do(user, "GET", f.urls["b"]+"/v2/x", http.Header{csrf.HeaderName: {csrf.HeaderValue}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("b's reloaded route: %s", resp.Status)
+	}
+	<-f.subs["b"]
+	hitsA := f.hits["a"].Load()
+	f.do(user, "GET", f.urls["a"]+"/v2/x", http.Header{csrf.HeaderName: {csrf.HeaderValue}}) // a's SPA answers it
+	if f.hits["a"].Load() != hitsA {
+		t.Error("a proxies b's new route")
+	}
+	bad := clone()
+	bad.Frontends[0].OIDC.ClientID = "other"
+	if err := f.gw.Reload(ctx, bad); err == nil || !strings.Contains(err.Error(), "frontends[0].oidc.client_id cannot change without a restart") {
+		t.Errorf("reloading a's client_id: %v", err)
+	}
 }
