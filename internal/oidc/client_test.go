@@ -48,6 +48,13 @@ func authorize(t *testing.T, c *oidc.Client, req oidc.AuthRequest) url.Values {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return followAuth(t, u)
+}
+
+// followAuth runs the front channel from an authorization URL and returns
+// the authorization response's query.
+func followAuth(t *testing.T, u string) url.Values {
+	t.Helper()
 	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := noFollow.Get(u)
 	if err != nil {

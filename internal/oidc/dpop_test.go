@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -96,7 +95,7 @@ func TestDPoPTokenRequests(t *testing.T) {
 				if strings.Contains(u, "dpop_jkt") {
 					t.Errorf("the pushed request leaked into the URL: %s", u)
 				}
-				if !slices0(p.Requests(), "/par", "dpop_jkt", jkt) {
+				if !pushed(p.Requests(), "/par", "dpop_jkt", jkt) {
 					t.Errorf("the pushed request did not name dpop_jkt %s", jkt)
 				}
 			} else if !strings.Contains(u, "dpop_jkt="+jkt) {
@@ -137,24 +136,8 @@ func TestDPoPTokenRequests(t *testing.T) {
 	}
 }
 
-// followAuth runs the front channel from an authorization URL and returns
-// the authorization response's query.
-func followAuth(t *testing.T, u string) url.Values {
-	t.Helper()
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noFollow.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil || resp.StatusCode != http.StatusFound {
-		t.Fatalf("authorize: %s %v", resp.Status, err)
-	}
-	return loc.Query()
-}
-
-func slices0(reqs []oidctest.Request, path, param, value string) bool {
+// pushed reports whether some request to path carried param=value.
+func pushed(reqs []oidctest.Request, path, param, value string) bool {
 	for _, r := range reqs {
 		if strings.HasSuffix(r.Path, path) && r.Form.Get(param) == value {
 			return true
