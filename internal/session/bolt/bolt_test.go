@@ -177,22 +177,7 @@ func TestSweepRemovesExpiredRecordsAndIndexEntries(t *testing.T) {
 	s := openTemp(t, Options{Now: clock.Now, SweepInterval: time.Millisecond})
 	ctx := t.Context()
 
-	keep := session.NewID().Key()
-	for _, w := range []struct {
-		key session.Key
-		rec session.Record
-		ttl time.Duration
-	}{
-		{session.NewID().Key(), session.Record{Data: []byte("1"), Subject: "alice", SID: "a1"}, time.Minute},
-		{session.NewID().Key(), session.Record{Data: []byte("2"), Subject: "alice", SID: "a2"}, time.Minute},
-		{session.NewID().Key(), session.Record{Data: []byte("3"), Subject: "bob", SID: "b1"}, time.Minute},
-		{session.NewID().Key(), session.Record{Data: []byte("login")}, time.Minute},
-		{keep, session.Record{Data: []byte("4"), Subject: "bob", SID: "b2"}, time.Hour},
-	} {
-		if _, err := s.Set(ctx, w.key, w.rec, w.ttl); err != nil {
-			t.Fatal(err)
-		}
-	}
+	keep := storetest.SweepFixture(t, s)
 
 	// Many sweeps run while the clock stands still: nothing goes.
 	time.Sleep(20 * time.Millisecond)
