@@ -221,3 +221,37 @@ func TestCheckIsReadOnlyOnRedis(t *testing.T) {
 		t.Fatalf("moat check wrote keys under %s: %q", prefix, line)
 	}
 }
+
+// moat check with frontends checks each frontend's IdP and prints, per
+// frontend, what to register; a frontend whose discovery fails is named.
+func TestCheckFrontends(t *testing.T) {
+	opA := oidctest.New(t, "http://localhost:4001/auth/callback")
+	opB := oidctest.New(t, "http://127.0.0.1:4001/auth/callback")
+	config := func(issuerB string) string {
+		return writeFile(t, fmt.Sprintf(`
+frontends:
+  - name: shop
+    public_url: "http://localhost:4001"
+    oidc: {issuer: %q, client_id: "shop-bff", client_secret: "s"}
+  - name: staff
+    public_url: "http://127.0.0.1:4001"
+    oidc: {issuer: %q, client_id: "staff-bff", client_secret: "s", post_logout_redirect_url: "http://127.0.0.1:4001/bye"}
+`, opA.Issuer, issuerB))
+	}
+	out, stderr, err := runCLI("check", "--config", config(opB.Issuer))
+	if err != nil {
+		t.Fatalf("%v\n%s%s", err, out, stderr)
+	}
+	for _, want := range []string{
+		"register at the IdP for client shop-bff (frontend shop):\n  redirect URI:                  http://localhost:4001/auth/callback\n",
+		"register at the IdP for client staff-bff (frontend staff):\n  redirect URI:                  http://127.0.0.1:4001/auth/callback\n  post-logout redirect URI:      http://127.0.0.1:4001/bye\n  back-channel logout URI:       http://127.0.0.1:4001/auth/backchannel-logout\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check output lacks %q:\n%s", want, out)
+		}
+	}
+	_, stderr, err = runCLI("check", "--config", config("http://127.0.0.1:1"))
+	if err == nil || !strings.Contains(stderr, "frontends[1].oidc.issuer: discovery failed") || strings.Contains(stderr, "frontends[0]") {
+		t.Errorf("a frontend's unreachable IdP: %v\n%s", err, stderr)
+	}
+}
