@@ -1,9 +1,10 @@
 // Package oidctest is an in-process OpenID Provider for tests. It implements
 // discovery, JWKS, an auto-approving authorization endpoint, the token
 // endpoint (code with PKCE, refresh with rotation), UserInfo, revocation and
-// end-session, records every request, and misbehaves on demand: wrong ID
-// token claims, foreign keys, alg none, a wrong iss parameter, failing or
-// slow refreshes.
+// end-session, DPoP (RFC 9449) when Behavior.DPoP is set, records every
+// request, and misbehaves on demand: wrong ID token claims, foreign keys,
+// alg none, a wrong iss parameter, failing or slow refreshes, tokens not
+// bound to the DPoP key.
 package oidctest
 
 import (
