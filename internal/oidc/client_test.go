@@ -8,13 +8,13 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/oidc/oidctest"
 	"github.com/moat-bff/moat/internal/secret"
+	"github.com/moat-bff/moat/internal/testclock"
 	"golang.org/x/oauth2"
 )
 
@@ -190,7 +190,7 @@ func TestTrustedExtraAudienceWithAZP(t *testing.T) {
 // further fetch for that token.
 func TestKeyRotationRefetchesJWKS(t *testing.T) {
 	p := oidctest.New(t, redirect)
-	clk := &testClock{now: time.Now()}
+	clk := testclock.New(time.Now())
 	c := newClient(t, p, func(c *oidc.Config) { c.Now = clk.Now })
 	if _, _, err := login(t, c, "n-1"); err != nil {
 		t.Fatal(err)
@@ -214,15 +214,6 @@ func TestKeyRotationRefetchesJWKS(t *testing.T) {
 		t.Errorf("a logout token refetched the JWKS within the interval: %d fetches", n)
 	}
 }
-
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-
-func (c *testClock) Advance(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.now = c.now.Add(d) }
 
 func jwksFetches(p *oidctest.Provider) int {
 	n := 0

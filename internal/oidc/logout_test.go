@@ -11,6 +11,7 @@ import (
 
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/oidc/oidctest"
+	"github.com/moat-bff/moat/internal/testclock"
 )
 
 // FuzzVerifyLogoutToken feeds the back-channel logout token validator
@@ -47,7 +48,7 @@ func FuzzVerifyLogoutToken(f *testing.F) {
 // an outage (503) only while the JWKS cannot be fetched.
 func TestUnknownKidRefetchesJWKSAtMostOncePerInterval(t *testing.T) {
 	p := oidctest.New(t, redirect)
-	clk := &testClock{now: time.Now()}
+	clk := testclock.New(time.Now())
 	c := newClient(t, p, func(c *oidc.Config) { c.Now = clk.Now })
 	ctx := context.Background()
 	if _, err := c.VerifyLogoutToken(ctx, p.LogoutToken("alice", "", nil)); err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/moat-bff/moat/internal/oidc"
 	"github.com/moat-bff/moat/internal/oidc/oidctest"
+	"github.com/moat-bff/moat/internal/testclock"
 )
 
 // Once the token endpoint answered 200, the rotated refresh token is never
@@ -18,19 +19,19 @@ import (
 func TestRefreshKeepsTheNewTokensWhenTheIDTokenFails(t *testing.T) {
 	cases := []struct {
 		name string
-		brk  func(p *oidctest.Provider, clk *testClock)
+		brk  func(p *oidctest.Provider, clk *testclock.Clock)
 	}{
-		{"JWKS down at a key rotation", func(p *oidctest.Provider, clk *testClock) {
+		{"JWKS down at a key rotation", func(p *oidctest.Provider, clk *testclock.Clock) {
 			p.RotateKey()
 			p.Set(func(b *oidctest.Behavior) { b.Garbage = "/jwks" })
 			clk.Advance(10 * time.Second)
 		}},
-		{"wrong at_hash", func(p *oidctest.Provider, _ *testClock) {
+		{"wrong at_hash", func(p *oidctest.Provider, _ *testclock.Clock) {
 			p.Set(func(b *oidctest.Behavior) {
 				b.MutateIDToken = func(c map[string]any) { c["at_hash"] = "AAAAAAAAAAAAAAAAAAAAAA" }
 			})
 		}},
-		{"iat too old", func(p *oidctest.Provider, _ *testClock) {
+		{"iat too old", func(p *oidctest.Provider, _ *testclock.Clock) {
 			p.Set(func(b *oidctest.Behavior) {
 				b.MutateIDToken = func(c map[string]any) { c["iat"] = time.Now().Add(-24 * time.Hour).Unix() }
 			})
@@ -39,7 +40,7 @@ func TestRefreshKeepsTheNewTokensWhenTheIDTokenFails(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p := oidctest.New(t, redirect)
-			clk := &testClock{now: time.Now()}
+			clk := testclock.New(time.Now())
 			c := newClient(t, p, func(c *oidc.Config) { c.Now = clk.Now })
 			tok, id, err := login(t, c, "n-1")
 			if err != nil {
