@@ -49,6 +49,9 @@ type (
 	RateLimits        = config.Limits
 	RateLimit         = config.Limit
 	SPAConfig         = config.SPA
+	// FrontendConfig is one of Config.Frontends: several SPAs on one moat
+	// (docs/authorization.md, "Many frontends").
+	FrontendConfig = config.Frontend
 	// Requirement is one condition on the user's claims, for Route.Require
 	// and Gateway.Require (docs/authorization.md).
 	Requirement = config.Requirement
