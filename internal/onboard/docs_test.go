@@ -13,7 +13,9 @@ import (
 
 var (
 	yamlBlock = regexp.MustCompile("(?s)```yaml\n(.*?)```")
-	fileKey   = regexp.MustCompile(`(client_secret_file|keys_file): "([^"]+)"`)
+	// fileKey finds a key naming a file or directory, quoted or not, in
+	// block or flow style: client_secret_file: "/run/x", {dir: /srv/shop}.
+	fileKey = regexp.MustCompile(`\b(\w+_file|dir): *("[^"\n]*"|[^\s,}#]+)`)
 )
 
 // TestDocsConfigsLoad loads every moat configuration shown in docs/
@@ -47,16 +49,8 @@ func TestDocsConfigsLoad(t *testing.T) {
 			}
 			dir := t.TempDir()
 			body = fileKey.ReplaceAllStringFunc(body, func(s string) string {
-				kv := fileKey.FindStringSubmatch(s)
-				content := "client-secret"
-				if kv[1] == "keys_file" {
-					content = session.NewKey()
-				}
-				p := filepath.Join(dir, kv[1])
-				if err := os.WriteFile(p, []byte(content+"\n"), 0o600); err != nil {
-					t.Fatal(err)
-				}
-				return kv[1] + ": " + p
+				key := fileKey.FindStringSubmatch(s)[1]
+				return key + ": " + docFile(t, dir, key)
 			})
 			if !strings.Contains(body, "public_url:") {
 				body = "public_url: \"https://app.example.com\"\n" + body
@@ -83,4 +77,35 @@ func TestDocsConfigsLoad(t *testing.T) {
 	if n < 18 {
 		t.Fatalf("found %d configurations in the docs, want at least 18", n)
 	}
+}
+
+// docFile makes, under dir, what a config's file key names: a file holding a
+// valid value for the key, or a SPA directory with an index.html, so that a
+// doc may show its real deployment paths (/run/secrets/..., /srv/shop).
+func docFile(t *testing.T, dir, key string) string {
+	t.Helper()
+	content := map[string]string{
+		"client_secret_file": "client-secret",
+		"keys_file":          session.NewKey(),
+		"token_file":         session.NewKey(), // admin.token: at least 32 characters
+	}
+	p, err := os.MkdirTemp(dir, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key == "dir" { // spa.dir
+		if err := os.WriteFile(filepath.Join(p, "index.html"), []byte("<!doctype html>\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	c, ok := content[key]
+	if !ok {
+		t.Fatalf("a doc shows %s: teach docFile what such a file holds", key)
+	}
+	p = filepath.Join(p, key)
+	if err := os.WriteFile(p, []byte(c+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
