@@ -17,10 +17,12 @@ type Invalidator interface {
 	// changed or deleted to drop, and calls flush when anything may have
 	// changed unseen (the invalidation channel was lost and is back).
 	Watch(ctx context.Context, drop func(Key), flush func())
-	// Sync returns nil once every change the store had completed when Sync
-	// was called has been delivered to drop or flush. An error means the
-	// invalidation channel is down: the cache must not be trusted.
-	Sync(ctx context.Context) error
+	// Sync returns nil once every change the store had completed by since
+	// has been delivered to drop or flush: a round trip that started after
+	// since has come back (since is time.Now() for "every change so far").
+	// An error means the invalidation channel is down: the cache must not
+	// be trusted.
+	Sync(ctx context.Context, since time.Time) error
 	// Synced is when the latest Sync round trip that succeeded started
 	// (zero if none): every change the store had completed by then has
 	// been delivered.
@@ -28,34 +30,40 @@ type Invalidator interface {
 }
 
 // Coalesce shares one round trip among concurrent callers of a Sync: a
-// caller joins the next round, which starts after it joined (so its round
-// trip was sent after the caller's call began) and at most one round runs
-// at a time. A store's Sync is typically Coalesce.Do around one PING or
-// SELECT 1 on its invalidation connection.
+// caller joins the round on the wire if it started after the caller's
+// since, else the next round, which starts after it joined; at most one
+// round runs at a time. A store's Sync is typically Coalesce.Do around one
+// PING or SELECT 1 on its invalidation connection.
 type Coalesce struct {
 	mu      sync.Mutex
 	running bool
+	current *round // the round on the wire, or just finished
 	next    *round
 	synced  atomic.Pointer[time.Time] // start of the latest round that succeeded
 }
 
 type round struct {
-	done chan struct{}
-	err  error
+	done  chan struct{}
+	err   error
+	start time.Time // before its round trip was sent; set under mu
 }
 
-// Do runs trip, or waits for a round started after this call, and returns
-// its error.
-func (c *Coalesce) Do(ctx context.Context, trip func(context.Context) error) error {
+// Do runs trip, or waits for a round that started after since, and
+// returns its error. A caller whose since is a window before its request
+// waits only for the rest of the round on the wire, not for a whole
+// round after it: under load, rounds take as long as requests do.
+func (c *Coalesce) Do(ctx context.Context, since time.Time, trip func(context.Context) error) error {
 	c.mu.Lock()
-	r := c.next
-	if r == nil {
-		r = &round{done: make(chan struct{})}
-		c.next = r
-	}
-	if !c.running {
-		c.running = true
-		go c.run(context.WithoutCancel(ctx), trip)
+	r := c.current
+	if r == nil || !r.start.After(since) {
+		if r = c.next; r == nil {
+			r = &round{done: make(chan struct{})}
+			c.next = r
+		}
+		if !c.running {
+			c.running = true
+			go c.run(context.WithoutCancel(ctx), trip)
+		}
 	}
 	c.mu.Unlock()
 	select {
@@ -76,10 +84,11 @@ func (c *Coalesce) run(ctx context.Context, trip func(context.Context) error) {
 			return
 		}
 		c.next = nil
+		r.start = time.Now() // before the round trip is sent
+		c.current = r
 		c.mu.Unlock()
-		start := time.Now() // before the round trip is sent
 		if r.err = trip(ctx); r.err == nil {
-			c.synced.Store(&start) // rounds run one at a time: it only grows
+			c.synced.Store(&r.start) // rounds run one at a time: it only grows
 		}
 		close(r.done)
 	}

@@ -15,7 +15,7 @@ import (
 )
 
 // TestCoalesce: a caller is answered only by a round trip that started
-// after it called (one already on the wire may have been sent before the
+// after its since (one already on the wire may have been sent before the
 // logout it must see), and concurrent callers share round trips.
 func TestCoalesce(t *testing.T) {
 	var c session.Coalesce
@@ -32,7 +32,7 @@ func TestCoalesce(t *testing.T) {
 
 	// A starts round 1.
 	aDone := make(chan struct{})
-	go func() { c.Do(ctx, trip); close(aDone) }()
+	go func() { c.Do(ctx, time.Now(), trip); close(aDone) }()
 	if n := <-inTrip; n != 1 {
 		t.Fatalf("first round = %d", n)
 	}
@@ -41,7 +41,7 @@ func TestCoalesce(t *testing.T) {
 	var bRound atomic.Int64
 	for range 2 {
 		wg.Go(func() {
-			c.Do(ctx, trip)
+			c.Do(ctx, time.Now(), trip)
 			bRound.Store(started.Load())
 		})
 	}
@@ -63,6 +63,32 @@ func TestCoalesce(t *testing.T) {
 	}
 	if n := started.Load(); n != 2 {
 		t.Fatalf("%d round trips for three callers in two waves, want 2", n)
+	}
+
+	// A caller that accepts any round started after its since joins the
+	// round on the wire when it started after since, and no more rounds
+	// run.
+	before := time.Now()
+	dDone := make(chan struct{})
+	go func() { c.Do(ctx, time.Now(), trip); close(dDone) }()
+	if n := <-inTrip; n != 3 {
+		t.Fatalf("third round = %d", n)
+	}
+	eDone := make(chan error)
+	go func() { eDone <- c.Do(ctx, before, trip) }()
+	time.Sleep(50 * time.Millisecond) // E has joined
+	release <- struct{}{}             // round 3 ends
+	<-dDone
+	select {
+	case err := <-eDone:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case n := <-inTrip:
+		t.Fatalf("round %d started for a caller that round 3, started after its since, answers", n)
+	}
+	if n := started.Load(); n != 3 {
+		t.Fatalf("%d round trips, want 3", n)
 	}
 }
 
@@ -112,7 +138,7 @@ func TestCoalesceSynced(t *testing.T) {
 	ctx := t.Context()
 	for range 3 {
 		before := time.Now()
-		if err := c.Do(ctx, trip); err != nil {
+		if err := c.Do(ctx, time.Now(), trip); err != nil {
 			t.Fatal(err)
 		}
 		if got := c.Synced(); got.Before(before) || got.After(*sent.Load()) {
@@ -121,7 +147,7 @@ func TestCoalesceSynced(t *testing.T) {
 	}
 	last := c.Synced()
 	fail.Store(true)
-	if err := c.Do(ctx, trip); err == nil {
+	if err := c.Do(ctx, time.Now(), trip); err == nil {
 		t.Fatal("a failed round reported success")
 	}
 	if got := c.Synced(); !got.Equal(last) {

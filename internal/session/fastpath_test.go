@@ -79,8 +79,8 @@ type lazyInv struct {
 
 func (l *lazyInv) Watch(_ context.Context, drop func(session.Key), _ func()) { l.drop = drop }
 
-func (l *lazyInv) Sync(ctx context.Context) error {
-	return l.sync.Do(ctx, func(context.Context) error {
+func (l *lazyInv) Sync(ctx context.Context, since time.Time) error {
+	return l.sync.Do(ctx, since, func(context.Context) error {
 		l.trips.Add(1)
 		if l.down.Load() {
 			return errors.New("invalidation channel down")

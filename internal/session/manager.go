@@ -175,7 +175,7 @@ func (m *Manager) heartbeat(ctx context.Context) {
 			return
 		case now := <-t.C:
 			if now.UnixNano()-m.active.Load() < int64(time.Second) {
-				_ = m.inv.Sync(ctx) // a failure is Sync's callers' to see
+				_ = m.inv.Sync(ctx, time.Now()) // a failure is Sync's callers' to see
 			}
 		}
 	}
@@ -197,7 +197,9 @@ func (m *Manager) coherent(ctx context.Context) bool {
 	if now.Sub(m.inv.Synced()) < m.window {
 		return true
 	}
-	return m.inv.Sync(ctx) == nil
+	// The same rule: a round trip that started within the window, which
+	// may be the one on the wire.
+	return m.inv.Sync(ctx, now.Add(-m.window)) == nil
 }
 
 // fence is called after a write that other replicas must see at once,

@@ -120,8 +120,8 @@ func (s *Store) roundTripListen(ctx context.Context) error {
 
 // Sync implements session.Invalidator: one SELECT 1, shared by concurrent
 // callers, on the listening connection.
-func (s *Store) Sync(ctx context.Context) error {
-	return s.watch.sync.Do(ctx, s.roundTripListen)
+func (s *Store) Sync(ctx context.Context, since time.Time) error {
+	return s.watch.sync.Do(ctx, since, s.roundTripListen)
 }
 
 // Synced implements session.Invalidator.

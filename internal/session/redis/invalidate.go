@@ -144,8 +144,8 @@ var errNotWatching = errors.New("redis store: no invalidation connection")
 
 // Sync implements session.Invalidator: one PING per tracking connection,
 // shared by concurrent callers.
-func (s *Store) Sync(ctx context.Context) error {
-	return s.watch.sync.Do(ctx, func(ctx context.Context) error {
+func (s *Store) Sync(ctx context.Context, since time.Time) error {
+	return s.watch.sync.Do(ctx, since, func(ctx context.Context) error {
 		s.watch.mu.Lock()
 		conns := s.watch.conns
 		s.watch.mu.Unlock()

@@ -40,7 +40,9 @@ func (c *counting) Watch(ctx context.Context, drop func(session.Key), flush func
 	c.inv.Watch(ctx, drop, flush)
 }
 
-func (c *counting) Sync(ctx context.Context) error { return c.inv.Sync(ctx) }
+func (c *counting) Sync(ctx context.Context, since time.Time) error {
+	return c.inv.Sync(ctx, since)
+}
 
 func (c *counting) Synced() time.Time { return c.inv.Synced() }
 
@@ -75,7 +77,7 @@ func RunCoherentCache(t *testing.T, open func(t *testing.T) session.Store, relay
 			CacheTTL: time.Minute, CacheSize: 1000, WatchContext: t.Context(), SyncWindow: append(window, 0)[0]})
 		// Until the invalidation channel is up the cache is bypassed.
 		deadline := time.Now().Add(10 * time.Second)
-		for inv.Sync(t.Context()) != nil {
+		for inv.Sync(t.Context(), time.Now()) != nil {
 			if time.Now().After(deadline) {
 				t.Fatal("the invalidation channel did not come up within 10s")
 			}
@@ -97,7 +99,7 @@ func RunCoherentCache(t *testing.T, open func(t *testing.T) session.Store, relay
 	// first copy: Sync waits for it.
 	warm := func(t *testing.T, m *session.Manager, c *counting, l *session.Loaded) {
 		t.Helper()
-		if err := c.Sync(ctx); err != nil {
+		if err := c.Sync(ctx, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := m.LoadKey(ctx, l.Key); err != nil {
@@ -202,7 +204,7 @@ func RunCoherentCache(t *testing.T, open func(t *testing.T) session.Store, relay
 			relay.Unmute()
 			relay.Cut() // replies were lost: every connection starts over
 			deadline := time.Now().Add(10 * time.Second)
-			for inv.Sync(ctx) != nil {
+			for inv.Sync(ctx, time.Now()) != nil {
 				if time.Now().After(deadline) {
 					t.Fatalf("round %d: the invalidation channel did not come back within 10s", round)
 				}
@@ -235,7 +237,7 @@ func RunCoherentCache(t *testing.T, open func(t *testing.T) session.Store, relay
 			relay.Accept()
 			// It recovers by itself: the cache serves again.
 			deadline := time.Now().Add(10 * time.Second)
-			for inv.Sync(ctx) != nil {
+			for inv.Sync(ctx, time.Now()) != nil {
 				if time.Now().After(deadline) {
 					t.Fatalf("round %d: the invalidation channel did not come back within 10s", round)
 				}
