@@ -3,7 +3,9 @@ package session_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http/httptest"
 	"sync"
 	"sync/atomic"
@@ -100,8 +102,13 @@ func (l *lazyInv) Sync(ctx context.Context, since time.Time) error {
 func (l *lazyInv) Synced() time.Time { return l.sync.Synced() }
 
 // replicas returns n managers on one bus, each caching for a minute, with
-// the given sync window.
+// the given sync window, whose round trips take a millisecond.
 func replicas(t *testing.T, n int, window time.Duration) (*bus, []*session.Manager, []*lazyInv) {
+	return slowReplicas(t, n, window, time.Millisecond)
+}
+
+// slowReplicas is replicas with round trips that take delay.
+func slowReplicas(t *testing.T, n int, window, delay time.Duration) (*bus, []*session.Manager, []*lazyInv) {
 	mem := memory.New(memory.Options{})
 	t.Cleanup(func() { mem.Close() })
 	b := &bus{Store: mem}
@@ -109,7 +116,7 @@ func replicas(t *testing.T, n int, window time.Duration) (*bus, []*session.Manag
 	var ms []*session.Manager
 	var invs []*lazyInv
 	for range n {
-		inv := &lazyInv{delay: time.Millisecond}
+		inv := &lazyInv{delay: delay}
 		b.subs = append(b.subs, inv)
 		ms = append(ms, session.NewManager(session.ManagerOptions{Store: b, Codec: c,
 			IdleTimeout: time.Hour, AbsoluteTimeout: 2 * time.Hour, Logger: slog.New(slog.DiscardHandler),
@@ -220,10 +227,23 @@ func TestWritesAreFenced(t *testing.T) {
 // session from their caches as fast as they can, an ending or a change on
 // the third is seen by every load on the others that starts after it
 // returned: never the ended session, never the old version. Removing the
-// fence from Delete, DeleteBy or Save makes it fail.
+// fence from Delete, DeleteBy or Save makes it fail. With round trips
+// slower than the window (a loaded replica), the heartbeat cannot keep one
+// recent and loads wait for one: joining one that started before the
+// window makes it fail too.
 func TestNoReplicaServesAWriteItMissed(t *testing.T) {
 	const window = 20 * time.Millisecond
-	_, ms, _ := replicas(t, 3, window)
+	for _, delay := range []time.Duration{time.Millisecond, 5 * window} {
+		t.Run(fmt.Sprintf("round trip %v", delay), func(t *testing.T) {
+			_, ms, _ := slowReplicas(t, 3, window, delay)
+			// Slow round trips: loads start at random points of a round,
+			// not just as one ends.
+			noReplicaServesAWriteItMissed(t, ms, window, delay)
+		})
+	}
+}
+
+func noReplicaServesAWriteItMissed(t *testing.T, ms []*session.Manager, window, delay time.Duration) {
 	ctx := t.Context()
 	ends := map[string]func(m *session.Manager, l *session.Loaded) error{
 		"logout":        func(m *session.Manager, l *session.Loaded) error { return m.Delete(ctx, nil, l.Key) },
@@ -265,6 +285,9 @@ func TestNoReplicaServesAWriteItMissed(t *testing.T) {
 						was := ended.Load()
 						want := after.Load()
 						got, err := ms[i].LoadKey(ctx, l.Key)
+						if delay > window {
+							time.Sleep(rand.N(delay))
+						}
 						if !was {
 							continue
 						}
@@ -279,7 +302,7 @@ func TestNoReplicaServesAWriteItMissed(t *testing.T) {
 					}
 				})
 			}
-			time.Sleep(3 * window) // the others serve from their caches
+			time.Sleep(3*window + 3*delay) // the others serve from their caches
 			c := *l
 			if err := end(ms[0], &c); err != nil {
 				t.Fatal(err)
@@ -288,7 +311,7 @@ func TestNoReplicaServesAWriteItMissed(t *testing.T) {
 				after.Store(c.Version)
 			}
 			ended.Store(true)
-			time.Sleep(2 * window)
+			time.Sleep(2*window + 3*delay) // loads that started after it have ended
 			close(stop)
 			wg.Wait()
 			if t.Failed() {
