@@ -80,7 +80,7 @@ var (
 		`^moat (check|serve) --config /etc/moat/`:              "the same commands with the systemd paths",
 		`^set -a; \. /etc/moat/moat\.env; set \+a; moat`:       "the same check with the systemd paths",
 		`^(GOMAXPROCS=1 )?go run \./bench/cmd/moatbench`:       "moatbench needs wrk and runs for minutes (a measurement, not a test); TestDocsFlagsExist checks its flags",
-		`^go build -o /tmp/moat-same \./cmd/moat`:              "builds moatbench's baseline binary (go build ./cmd/moat is walked by TestDocsWalk)",
+		`^go build -o /tmp/moat-(same|main) \./cmd/moat`:       "builds moatbench's baseline binary (go build ./cmd/moat is walked by TestDocsWalk)",
 		`^mkdir /tmp/moat-prev-src && git archive`:             "checks out an older commit for a moatbench baseline by hand",
 		`^\(cd /tmp/moat-prev-src && go build`:                 "builds moatbench's baseline binary (go build ./cmd/moat is walked by TestDocsWalk)",
 		`^git worktree add /tmp/base `:                         "checks out and builds an older commit for a moatbench baseline by hand",
