@@ -264,6 +264,30 @@ func TestFrontendsIsolated(t *testing.T) {
 	if n := metric.labeledMetric("moat_backchannel_logouts_total", "frontend", "a"); n != 1 {
 		t.Errorf("moat_backchannel_logouts_total{frontend=\"a\"} = %v, want 1", n)
 	}
+	// Each frontend's client called its own issuer's token endpoint: its
+	// IdP latency is labelled with its name.
+	mfs, err := f.gw.Metrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenCalls := map[string]uint64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "moat_idp_request_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["endpoint"] == "token" {
+				tokenCalls[labels["frontend"]] += m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	if tokenCalls["a"] == 0 || tokenCalls["b"] == 0 || len(tokenCalls) != 2 {
+		t.Errorf("IdP token calls by frontend label: %v, want a and b", tokenCalls)
+	}
 }
 
 // TestFrontendsLoginTransactions: a login started at a and finished at b's

@@ -261,7 +261,7 @@ func frontendAttr(v *config.Config) slog.Attr {
 
 // newApp builds the stateful part of the frontend v (a view).
 func (g *Gateway) newApp(v *config.Config, o Options) (*app, error) {
-	m := g.Metrics
+	m := g.Metrics.Frontend(v.Name)
 	var idp *oidc.Client
 	clientKeys, err := loadClientKeys(v)
 	if err != nil {

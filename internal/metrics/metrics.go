@@ -16,8 +16,8 @@ import (
 )
 
 // Metrics holds moat's collectors. With several frontends (NewFrontends),
-// Frontend returns a view whose request, upstream, login and back-channel
-// metrics carry a frontend label.
+// Frontend returns a view whose request, upstream, login, back-channel,
+// refresh and IdP metrics carry a frontend label.
 type Metrics struct {
 	*core
 	frontend string // the frontend label's value; "" without frontends
@@ -39,7 +39,7 @@ type core struct {
 	storeErrors     *prometheus.CounterVec
 	idpDuration     *prometheus.HistogramVec
 	rateLimited     *prometheus.CounterVec
-	clientRejected  prometheus.Counter
+	clientRejected  *prometheus.CounterVec
 	reg             *prometheus.Registry
 
 	// The children of the per-request vectors, by label values: resolving
@@ -83,9 +83,10 @@ var buckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1
 func New() *Metrics { return newMetrics(false) }
 
 // NewFrontends is New for a moat with several frontends: requests,
-// upstream calls, logins and back-channel logouts are also labelled by
-// frontend (its configured name, so the values are bounded), through the
-// views Frontend returns.
+// upstream calls, logins, back-channel logouts, refreshes and IdP calls
+// (each frontend has its own client, possibly at its own issuer) are also
+// labelled by frontend (its configured name, so the values are bounded),
+// through the views Frontend returns.
 func NewFrontends() *Metrics { return newMetrics(true) }
 
 func newMetrics(labelled bool) *Metrics {
@@ -114,7 +115,7 @@ func newMetrics(labelled bool) *Metrics {
 		loginsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_logins_failed_total",
 			Help: "Logins that failed, by reason: state, binding, issuer, idp_error, rejected, unavailable."}, fe("reason")),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_token_refreshes_total",
-			Help: "Access-token refreshes at the IdP, by outcome: ok, invalid_grant (the IdP refused the grant: the session ended), client_rejected, transient."}, []string{"outcome"}),
+			Help: "Access-token refreshes at the IdP, by outcome: ok, invalid_grant (the IdP refused the grant: the session ended), client_rejected, transient."}, fe("outcome")),
 		backchannel: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_backchannel_logouts_total",
 			Help: "Back-channel logout requests, by result: ok, rejected, replayed."}, fe("result")),
 		storeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "moat_store_operation_duration_seconds",
@@ -122,11 +123,11 @@ func newMetrics(labelled bool) *Metrics {
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_store_errors_total",
 			Help: "Session store operations that failed (not counting not-found and conflicts), by operation."}, []string{"op"}),
 		idpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "moat_idp_request_duration_seconds",
-			Help: "Latency of calls to the IdP, by endpoint: discovery, jwks, token, userinfo, revocation, other.", Buckets: buckets}, []string{"endpoint"}),
+			Help: "Latency of calls to the IdP, by endpoint: discovery, jwks, token, userinfo, revocation, other.", Buckets: buckets}, fe("endpoint")),
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_rate_limited_total",
 			Help: "Requests refused with 429, by limit: ip, session, login."}, []string{"scope"}),
-		clientRejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "moat_idp_client_rejected_total",
-			Help: "Token endpoint answers refusing moat's client (invalid_client, unauthorized_client): a deployment problem."}),
+		clientRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "moat_idp_client_rejected_total",
+			Help: "Token endpoint answers refusing moat's client (invalid_client, unauthorized_client): a deployment problem."}, fe()),
 	}}
 	if !labelled {
 		m.startCounters() // exported as 0 from the start, as plain counters are
@@ -148,11 +149,12 @@ func (m *Metrics) Frontend(name string) *Metrics {
 	return v
 }
 
-// startCounters creates the login counters of m's frontend, so that they
-// are scraped as 0 before the first login.
+// startCounters creates the label-less counters of m's frontend, so that
+// they are scraped as 0 before the first event.
 func (m *Metrics) startCounters() {
 	m.loginsStarted.WithLabelValues(m.values()...)
 	m.loginsCompleted.WithLabelValues(m.values()...)
+	m.clientRejected.WithLabelValues(m.values()...)
 }
 
 // values returns vals with m's frontend label appended when there is one.
@@ -240,14 +242,14 @@ func (m *Metrics) LoginFailed(reason string) {
 // Refresh counts a refresh attempt by outcome.
 func (m *Metrics) Refresh(outcome string) {
 	if m != nil {
-		m.refreshes.WithLabelValues(outcome).Inc()
+		m.refreshes.WithLabelValues(m.values(outcome)...).Inc()
 	}
 }
 
 // ClientRejected counts a token endpoint refusal of moat's client.
 func (m *Metrics) ClientRejected() {
 	if m != nil {
-		m.clientRejected.Inc()
+		m.clientRejected.WithLabelValues(m.values()...).Inc()
 	}
 }
 
@@ -286,6 +288,6 @@ func (m *Metrics) StoreOp(op string, d time.Duration, err error, expected ...err
 // IdP records a call to the IdP.
 func (m *Metrics) IdP(endpoint string, d time.Duration) {
 	if m != nil {
-		m.idpDuration.WithLabelValues(endpoint).Observe(d.Seconds())
+		m.idpDuration.WithLabelValues(m.values(endpoint)...).Observe(d.Seconds())
 	}
 }
