@@ -44,7 +44,9 @@ type twoFrontends struct {
 
 const adminToken = "frontends-test-admin-token-0123456789"
 
-func newTwoFrontends(t *testing.T) *twoFrontends {
+// newTwoFrontends starts moat with frontends a and b; setup, if given,
+// adjusts each one's OP before moat first reads its discovery document.
+func newTwoFrontends(t *testing.T, setup ...func(name string, op *oidctest.Provider)) *twoFrontends {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +67,9 @@ func newTwoFrontends(t *testing.T) *twoFrontends {
 	for _, name := range []string{"a", "b"} {
 		op := oidctest.New(t, f.urls[name]+"/auth/callback")
 		op.ClientID = "client-" + name // before any request reaches the OP
+		for _, s := range setup {
+			s(name, op)
+		}
 		f.ops[name], f.hits[name], f.subs[name] = op, &atomic.Int32{}, make(chan string, 16)
 		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			f.hits[name].Add(1)
@@ -385,6 +390,68 @@ func TestFrontendsUnknownHost(t *testing.T) {
 	}
 	if f.ops["a"].Grants("authorization_code") != 0 || f.ops["b"].Grants("authorization_code") != 0 {
 		t.Error("a misdirected request reached an OP")
+	}
+}
+
+// TestFrontendsReadiness: a frontend's host gets that frontend's
+// readiness; a /readyz sent to an address (a load balancer's) or to the
+// admin listener covers every frontend, and the admin one says which is
+// not ready and why.
+func TestFrontendsReadiness(t *testing.T) {
+	f := newTwoFrontends(t, func(name string, op *oidctest.Provider) {
+		if name == "b" {
+			op.Set(func(b *oidctest.Behavior) {
+				b.MutateDiscovery = func(doc map[string]any) { doc["response_types_supported"] = []string{"id_token"} }
+			})
+		}
+	})
+	get := func(host string) (int, string) {
+		req, _ := http.NewRequest("GET", f.urls["a"]+"/readyz", nil)
+		req.Host = host
+		resp, err := f.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(body))
+	}
+	for _, c := range []struct {
+		host string
+		code int
+	}{
+		{"localhost:" + f.port, http.StatusOK},                 // a
+		{"127.0.0.1:" + f.port, http.StatusServiceUnavailable}, // b
+		{"10.0.0.1:" + f.port, http.StatusServiceUnavailable},  // an address: both
+	} {
+		code, body := get(c.host)
+		want := `{"ready":true}`
+		if c.code != http.StatusOK {
+			want = `{"ready":false}`
+		}
+		if code != c.code || body != want {
+			t.Errorf("Host %s: /readyz %d %s, want %d %s", c.host, code, body, c.code, want)
+		}
+	}
+	rec := httptest.NewRecorder()
+	f.gw.Admin.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	var admin struct {
+		Ready     bool
+		Frontends map[string]struct {
+			Ready  bool
+			Checks map[string]string
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &admin); err != nil {
+		t.Fatalf("admin /readyz: %v: %s", err, rec.Body)
+	}
+	a, b := admin.Frontends["a"], admin.Frontends["b"]
+	if rec.Code != http.StatusServiceUnavailable || admin.Ready || !a.Ready || b.Ready ||
+		a.Checks["idp"] != "ok" || !strings.Contains(b.Checks["idp"], "response_types_supported") {
+		t.Errorf("admin /readyz: %d %s", rec.Code, rec.Body)
+	}
+	if !strings.Contains(f.logs.String(), "frontend b: ") {
+		t.Errorf("the access log does not say which frontend is not ready:\n%s", f.logs)
 	}
 }
 

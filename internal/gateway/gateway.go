@@ -107,14 +107,48 @@ type served struct {
 // ServeHTTP hands r to its frontend's server. A request for a host no
 // frontend serves gets 421 (RFC 9110 §15.5.20), except the health checks,
 // which a load balancer or kubelet sends to an address, not a frontend's
-// host: the first frontend answers them.
+// host: the first frontend answers them, and its /readyz then covers every
+// frontend, as does the admin listener's.
 func (s *served) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	i, ok := s.pick(r)
-	if !ok && r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
+	if s.sel != nil && r.URL.Path == "/readyz" && (!ok || server.IsDetailed(r)) {
+		i, ok, r = 0, true, server.WithReadiness(r, s.readiness)
+	}
+	if !ok && r.URL.Path != "/healthz" {
 		misdirected(w)
 		return
 	}
 	s.srvs[i].ServeHTTP(w, r)
+}
+
+// readiness is every frontend's: ready when all are, each one's checks
+// under its name. A replica that cannot log users in at one frontend is
+// not ready, as it would not be with that frontend alone.
+func (s *served) readiness(ctx context.Context) (bool, map[string]any, error) {
+	type result struct {
+		ok     bool
+		checks map[string]any
+		err    error
+	}
+	results := make([]result, len(s.srvs))
+	var wg sync.WaitGroup
+	for i, srv := range s.srvs {
+		wg.Go(func() {
+			ok, checks, err := srv.Readiness(ctx)
+			results[i] = result{ok, checks, err}
+		})
+	}
+	wg.Wait()
+	all, per, errs := true, make(map[string]any, len(results)), []error(nil)
+	for i, res := range results {
+		name := s.cfg.Frontends[i].Name
+		all = all && res.ok
+		per[name] = res.checks
+		if res.err != nil {
+			errs = append(errs, fmt.Errorf("frontend %s: %w", name, res.err))
+		}
+	}
+	return all, map[string]any{"ready": all, "frontends": per}, errors.Join(errs...)
 }
 
 // pick returns the index of r's frontend by its Host: always the one

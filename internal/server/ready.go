@@ -17,12 +17,10 @@ const readyFor = time.Second
 // readiness is one check's answer.
 type readiness struct {
 	status int
-	// body is the public answer: {"ready": …} and nothing else, so that
-	// whoever reaches the public listener learns neither the client's
-	// standing at the IdP, the upstream route names, nor a configuration
-	// key.
-	body map[string]any
-	// detailed adds every check, for the admin listener (Detailed).
+	// detailed holds every check, for the admin listener (Detailed). The
+	// public answer is {"ready": …} and nothing else, so that whoever
+	// reaches the public listener learns neither the client's standing at
+	// the IdP, the upstream route names, nor a configuration key.
 	detailed map[string]any
 	err      error // for the access log line
 }
@@ -54,7 +52,7 @@ func (c *readyCache) get(ctx context.Context, now func() time.Time, check func(c
 		select {
 		case <-busy:
 		case <-ctx.Done():
-			return &readiness{status: http.StatusServiceUnavailable, body: map[string]any{"ready": false},
+			return &readiness{status: http.StatusServiceUnavailable,
 				detailed: map[string]any{"ready": false, "checks": map[string]string{}}, err: ctx.Err()}
 		}
 		c.mu.Lock()
@@ -75,19 +73,48 @@ func (c *readyCache) get(ctx context.Context, now func() time.Time, check func(c
 	return r
 }
 
-// readyz answers the cached readiness (see checkReady).
+// readyz answers the cached readiness (see checkReady), or the one
+// WithReadiness put on the request.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
-	res := s.ready.get(r.Context(), s.sessions.Now, s.checkReady)
-	if res.err != nil {
-		noteError(r, res.err)
+	ready := s.Readiness
+	if f, ok := r.Context().Value(readinessKey{}).(func(context.Context) (bool, map[string]any, error)); ok {
+		ready = f
 	}
-	body := res.body
+	ok, detailed, err := ready(r.Context())
+	if err != nil {
+		noteError(r, err)
+	}
+	body := map[string]any{"ready": ok}
 	if r.Context().Value(detailedKey{}) != nil {
-		body = res.detailed
+		body = detailed
 	}
-	httperr.WriteJSON(w, res.status, body)
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+	}
+	httperr.WriteJSON(w, status, body)
 	return nil
 }
+
+// Readiness returns this frontend's readiness, at most a second old:
+// whether it is ready, every check (the admin listener's body), and the
+// error that made it not ready, for the log.
+func (s *Server) Readiness(ctx context.Context) (bool, map[string]any, error) {
+	res := s.ready.get(ctx, s.sessions.Now, s.checkReady)
+	return res.status == http.StatusOK, res.detailed, res.err
+}
+
+type readinessKey struct{}
+
+// WithReadiness makes the /readyz of r answer with ready instead of the
+// serving frontend's own checks: with several frontends, a /readyz sent to
+// an address (a load balancer's, the admin listener's) covers them all.
+func WithReadiness(r *http.Request, ready func(context.Context) (bool, map[string]any, error)) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), readinessKey{}, ready))
+}
+
+// IsDetailed reports whether r came through Detailed (the admin listener).
+func IsDetailed(r *http.Request) bool { return r.Context().Value(detailedKey{}) != nil }
 
 type detailedKey struct{}
 

@@ -447,6 +447,6 @@ func (s *Server) checkReady(ctx context.Context) *readiness {
 	if !ready {
 		status = http.StatusServiceUnavailable
 	}
-	return &readiness{status: status, body: map[string]any{"ready": ready},
+	return &readiness{status: status,
 		detailed: map[string]any{"ready": ready, "checks": checks}, err: noted}
 }
