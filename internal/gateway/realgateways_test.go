@@ -34,17 +34,18 @@ func docsBlock(t *testing.T, name string) string {
 	return string(m[1])
 }
 
-// replaceAll replaces each old with new in s, failing if one is absent
-// (the docs changed shape and the test would run something else).
+// replaceAll replaces each old with new in s in one pass, so a new
+// address is never rewritten by a later pair (moat on 127.0.0.1:40039
+// must not become the forward-auth port plus "9"), failing if an old is
+// absent (the docs changed shape and the test would run something else).
 func replaceAll(t *testing.T, s string, pairs ...string) string {
 	t.Helper()
 	for i := 0; i+1 < len(pairs); i += 2 {
 		if !strings.Contains(s, pairs[i]) {
 			t.Fatalf("the docs block no longer contains %q", pairs[i])
 		}
-		s = strings.ReplaceAll(s, pairs[i], pairs[i+1])
 	}
-	return s
+	return strings.NewReplacer(pairs...).Replace(s)
 }
 
 func freePort(t *testing.T) string {
