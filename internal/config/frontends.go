@@ -95,15 +95,80 @@ func (c *Config) validateFrontends(shared error) error {
 			errs = append(errs, fmt.Errorf("%s.name: %q is also frontends[%d].name", key, v.Name, j))
 		}
 		names[v.Name] = i
-		for _, e := range flatten(v.validate()) {
+		for _, e := range flatten(v.validate(true)) {
 			if isAppKey(keyOf(e)) {
 				errs = append(errs, errors.New(key+"."+e.Error()))
 			}
 		}
 		urls = append(urls, v.PublicURL)
 	}
-	if _, err := frontend.New(urls); err != nil && !slices.ContainsFunc(errs, func(e error) bool { return strings.HasSuffix(keyOf(e), ".public_url") }) {
+	if slices.ContainsFunc(errs, func(e error) bool { return strings.HasSuffix(keyOf(e), ".public_url") }) {
+		return errors.Join(errs...)
+	}
+	if _, err := frontend.New(urls); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, shadowed(c.Views())...)...)
+}
+
+// shadowed returns an error for each frontend mounted at a path where
+// another frontend of its origin, mounted higher up, serves moat's own
+// endpoints or a route: the deeper frontend would take those requests.
+func shadowed(views []*Config) []error {
+	type mount struct {
+		hosts  []string
+		prefix string
+	}
+	mounts := make([]mount, len(views))
+	for i, v := range views {
+		u := MustURL(v.PublicURL)
+		p, _ := frontend.Prefix(u)
+		mounts[i] = mount{frontend.Hosts(u), p}
+	}
+	overlap := func(a, b string) bool { return frontend.Under(a, b) || frontend.Under(b, a) }
+	var errs []error
+	for i, b := range mounts {
+		for j, a := range mounts {
+			if i == j || len(a.prefix) >= len(b.prefix) || !frontend.Under(b.prefix, a.prefix) ||
+				!slices.ContainsFunc(a.hosts, func(h string) bool { return slices.Contains(b.hosts, h) }) {
+				continue
+			}
+			rel := b.prefix[len(a.prefix):]
+			for _, r := range reservedPrefixes {
+				if overlap(rel, strings.TrimSuffix(r, "/")) {
+					errs = append(errs, fmt.Errorf("frontends[%d].public_url: path %s would take frontends[%d]'s %s, which moat serves itself; choose another path", i, b.prefix, j, a.prefix+r))
+				}
+			}
+			for k, rt := range views[j].Routes {
+				if overlap(rel, strings.TrimSuffix(rt.Prefix, "/")) {
+					errs = append(errs, fmt.Errorf("frontends[%d].public_url: path %s overlaps frontends[%d].routes[%d].prefix %s; one frontend would take the other's requests: choose another path or route prefix", i, b.prefix, j, k, rt.Prefix))
+				}
+			}
+		}
+	}
+	return errs
+}
+
+// sharedOrigins warns of frontends mounted at paths of one origin: the
+// browser's same-origin policy does not separate paths, so each SPA's
+// scripts can call the other's API with the other's cookie (which is
+// __Host- and so Path=/). Only separate origins isolate them from each
+// other's script; moat still never accepts one's cookie for the other.
+func sharedOrigins(views []*Config) []string {
+	var w []string
+	seen := map[string]int{}
+	for i, v := range views {
+		if v.Name == "" {
+			break
+		}
+		u := MustURL(v.PublicURL)
+		hosts := frontend.Hosts(u) // the last one has the port
+		origin := strings.ToLower(u.Scheme) + "://" + hosts[len(hosts)-1]
+		if j, ok := seen[origin]; ok {
+			w = append(w, fmt.Sprintf("frontends[%d].public_url shares the origin %s with frontends[%d]: browsers do not isolate paths, so either SPA's scripts can call the other's routes as its user; give each SPA its own host where one must not reach the other", i, origin, j))
+			continue
+		}
+		seen[origin] = i
+	}
+	return w
 }

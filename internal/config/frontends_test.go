@@ -100,6 +100,11 @@ func TestFrontendsErrors(t *testing.T) {
 		{"not a list", "frontends: {name: a}\n", []string{"frontends: expected a list"}},
 		{"secret twice", swap(`client_secret_file: "%s"`, `client_secret_file: "%s"`+"\n      client_secret: x"), []string{"frontends[1].oidc.client_secret: given in frontends[1].oidc.client_secret and frontends[1].oidc.client_secret_file"}},
 		{"http off loopback", swap("https://shop.example.com", "http://shop.example.com"), []string{"frontends[0].public_url: "}},
+		{"same host and path", swap("https://admin.example.com\"", "https://shop.example.com/\""), []string{"frontends[1].public_url: shop.example.com is also frontends[0]'s host and path"}},
+		{"path with dots", swap("https://admin.example.com\"", "https://admin.example.com/a/../b\""), []string{`frontends[1].public_url: path "/a/../b"`}},
+		{"path over moat's own", swap("https://admin.example.com\"", "https://shop.example.com/auth\""), []string{"frontends[1].public_url: path /auth would take frontends[0]'s /auth/, which moat serves itself"}},
+		{"path over a route", swap("https://admin.example.com\"", "https://shop.example.com/api/admin\""), []string{"frontends[1].public_url: path /api/admin overlaps frontends[0].routes[0].prefix /api/"}},
+		{"route under a path", swap("https://admin.example.com\"", "https://shop.example.com/api\""), []string{"frontends[1].public_url: path /api overlaps frontends[0].routes[0].prefix /api/"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := loadFrontends(t, tc.body)
@@ -155,6 +160,34 @@ func TestFrontendKeysRoundTrip(t *testing.T) {
 		if _, ok := structFields(reflect.TypeFor[Config]())[k]; !ok {
 			t.Errorf("frontend key %s is not a top-level key", k)
 		}
+	}
+}
+
+// TestFrontendsMounted: frontends may share an origin at distinct paths;
+// each one's redirect_uri and landing pages carry its path.
+func TestFrontendsMounted(t *testing.T) {
+	body := strings.Replace(twoFrontends, "https://admin.example.com\"", "https://shop.example.com/admin/\"", 1)
+	body = strings.Replace(body, "frontend_url: \"https://admin.example.com/app/\"", "", 1)
+	cfg, err := loadFrontends(t, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := cfg.Views()[1]
+	if admin.RedirectURI() != "https://shop.example.com/admin/auth/callback" || admin.PostLogoutRedirect() != "https://shop.example.com/admin/" {
+		t.Errorf("redirect_uri %s, post-logout %s", admin.RedirectURI(), admin.PostLogoutRedirect())
+	}
+	if w := strings.Join(cfg.Warnings(), "\n"); !strings.Contains(w, "frontends[1].public_url shares the origin https://shop.example.com:443 with frontends[0]") {
+		t.Errorf("warnings: %s", w)
+	}
+	// A root frontend's route that the mount does not touch is fine.
+	for _, prefix := range []string{"/adminx/", "/ad/"} {
+		if _, err := loadFrontends(t, strings.Replace(body, `prefix: "/api/"`, `prefix: "`+prefix+`"`, 1)); err != nil {
+			t.Errorf("route %s beside /admin: %v", prefix, err)
+		}
+	}
+	top := strings.Replace(twoFrontends, "frontends:", "public_url: \"https://a.example.com/x\"\nfrontends:", 1)
+	if _, err := loadFrontends(t, top); err == nil || !strings.Contains(err.Error(), "public_url: is a frontend's key") {
+		t.Errorf("top-level public_url beside frontends: %v", err)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moat-bff/moat/internal/frontend"
 	"github.com/moat-bff/moat/internal/session"
 	"github.com/moat-bff/moat/internal/session/backend"
 )
@@ -25,12 +26,14 @@ var reservedPrefixes = []string{"/auth/", "/healthz", "/readyz", "/metrics", For
 // naming its key and how to fix it. It changes nothing.
 func (c *Config) Validate() error {
 	if len(c.Frontends) > 0 {
-		return c.validateFrontends(c.validate())
+		return c.validateFrontends(c.validate(false))
 	}
-	return c.validate()
+	return c.validate(false)
 }
 
-func (c *Config) validate() error {
+// validate checks c; mounted is true for a frontend's view, whose
+// public_url may have a path (frontends sharing an origin).
+func (c *Config) validate(mounted bool) error {
 	var errs []error
 	add := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
@@ -41,8 +44,10 @@ func (c *Config) validate() error {
 	}
 	if u, err := checkURL(c.PublicURL); err != nil {
 		add("public_url", "%v", err)
-	} else if u.Path != "" && u.Path != "/" {
-		add("public_url", "must be an origin without a path (the session cookie is __Host-, which needs Path=/), e.g. https://app.example.com")
+	} else if !mounted && u.Path != "" && u.Path != "/" {
+		add("public_url", "must be an origin without a path (the session cookie is __Host-, which needs Path=/), e.g. https://app.example.com; to serve several SPAs at paths of one origin, give each a frontends[].public_url with its path")
+	} else if _, err := frontend.Prefix(u); err != nil {
+		add("public_url", "%v", err)
 	}
 	if c.FrontendURL != "" {
 		if _, err := checkURL(c.FrontendURL); err != nil {
@@ -271,7 +276,7 @@ func (c *Config) Warnings() []string {
 			}
 		}
 	}
-	return w
+	return append(w, sharedOrigins(c.Views())...)
 }
 
 func (c *Config) warnings() []string {

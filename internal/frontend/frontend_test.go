@@ -1,6 +1,8 @@
 package frontend
 
 import (
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -33,7 +35,8 @@ func TestSelect(t *testing.T) {
 		{"evil.example.com", -1},
 		{"app.example.com@evil", -1},
 	} {
-		got, ok := s.Select(tc.host)
+		m, ok := s.Select(tc.host, "/")
+		got := m.Index
 		if !ok {
 			got = -1
 		}
@@ -64,31 +67,106 @@ func TestOverlap(t *testing.T) {
 	}
 }
 
-func FuzzSelect(f *testing.F) {
-	s, _ := New([]string{"https://app.example.com", "http://localhost:4001"})
-	for _, h := range []string{"app.example.com", "LOCALHOST:4001", "[::1]", ""} {
-		f.Add(h)
+// TestSelectPrefix: frontends that share a host are told apart by the
+// longest prefix of the path that ends at a segment boundary.
+func TestSelectPrefix(t *testing.T) {
+	s, err := New([]string{"https://app.example.com/admin", "https://app.example.com", "https://app.example.com/admin/audit/", "http://localhost:4001/shop"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	f.Fuzz(func(t *testing.T, host string) {
-		i, ok := s.Select(host)
-		if ok && strings.ToLower(host) != []string{"app.example.com", "localhost:4001"}[i] && strings.ToLower(host) != "app.example.com:443" {
-			t.Fatalf("Select(%q) = %d", host, i)
+	if !s.Prefixed() {
+		t.Fatal("Prefixed() = false")
+	}
+	for _, tc := range []struct {
+		host, path string
+		want       int // -1: none
+		prefix     string
+	}{
+		{"app.example.com", "/", 1, ""},
+		{"app.example.com", "/api/items", 1, ""},
+		{"app.example.com", "/admin", 0, "/admin"},
+		{"app.example.com", "/admin/", 0, "/admin"},
+		{"app.example.com", "/admin/api/users", 0, "/admin"},
+		{"APP.example.com:443", "/admin/auth/login", 0, "/admin"},
+		{"app.example.com", "/administrator", 1, ""},
+		{"app.example.com", "/Admin/x", 1, ""},
+		{"app.example.com", "/admin/audit", 2, "/admin/audit"},
+		{"app.example.com", "/admin/audit/log", 2, "/admin/audit"},
+		{"app.example.com", "/admin/auditor", 0, "/admin"},
+		{"localhost:4001", "/shop/cart", 3, "/shop"},
+		{"localhost:4001", "/shop", 3, "/shop"},
+		{"localhost:4001", "/", -1, ""},
+		{"localhost:4001", "/shopping", -1, ""},
+		{"localhost:4001", "", -1, ""},
+		{"evil.example.com", "/admin", -1, ""},
+	} {
+		m, ok := s.Select(tc.host, tc.path)
+		if !ok {
+			m.Index = -1
+		}
+		if m.Index != tc.want || m.Prefix != tc.prefix {
+			t.Errorf("Select(%q, %q) = %+v, want %d %q", tc.host, tc.path, m, tc.want, tc.prefix)
+		}
+	}
+	if s, _ := New([]string{"https://a.example.com", "https://b.example.com/"}); s.Prefixed() {
+		t.Error("Prefixed() = true without a path")
+	}
+}
+
+func TestCanonical(t *testing.T) {
+	for p, want := range map[string]bool{
+		"/": true, "/a": true, "/a/": true, "/a/b.c/": true, "/.well-known/x": true,
+		"": false, "a": false, "//": false, "//a": false, "/a//b": false, "/a/./b": false,
+		"/a/../b": false, "/..": false, "/a/..": false, "/a/.": false,
+	} {
+		if got := Canonical(p); got != want {
+			t.Errorf("Canonical(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
+
+func FuzzSelect(f *testing.F) {
+	urls := []string{"https://app.example.com", "http://localhost:4001", "https://app.example.com/admin", "https://app.example.com/admin/x"}
+	s, _ := New(urls)
+	for _, h := range []string{"app.example.com", "LOCALHOST:4001", "[::1]", ""} {
+		f.Add(h, "/admin/x/y")
+	}
+	f.Fuzz(func(t *testing.T, host, p string) {
+		m, ok := s.Select(host, p)
+		if !ok {
+			return
+		}
+		u, _ := url.Parse(urls[m.Index])
+		if !slices.Contains(Hosts(u), strings.ToLower(host)) || !Under(p, m.Prefix) || m.Prefix != strings.TrimSuffix(u.Path, "/") {
+			t.Fatalf("Select(%q, %q) = %+v", host, p, m)
+		}
+		for i, raw := range urls { // no longer prefix of the same host matches
+			v, _ := url.Parse(raw)
+			if longer := v.Path; slices.Contains(Hosts(v), strings.ToLower(host)) && len(longer) > len(m.Prefix) && Under(p, longer) {
+				t.Fatalf("Select(%q, %q) = %+v, but frontends[%d] at %s is longer", host, p, m, i, longer)
+			}
 		}
 	})
 }
 
 // BenchmarkSelect is the selector's cost on every request of a moat with
-// frontends: one map lookup, and a lower-casing copy for a Host in
-// capitals.
+// frontends: one map lookup, a lower-casing copy for a Host in capitals,
+// and a prefix comparison per frontend mounted at that host.
 //
 //	go test -run '^$' -bench Select -benchmem ./internal/frontend/
 func BenchmarkSelect(b *testing.B) {
-	s, _ := New([]string{"https://shop.example.com", "https://staff.example.com", "http://localhost:4001"})
-	for _, host := range []string{"staff.example.com", "Staff.Example.com", "unknown.example.com"} {
-		b.Run(host, func(b *testing.B) {
+	s, _ := New([]string{"https://shop.example.com", "https://staff.example.com", "http://localhost:4001", "https://shop.example.com/admin"})
+	for _, tc := range []struct{ host, path string }{
+		{"staff.example.com", "/api/items"},
+		{"Staff.Example.com", "/api/items"},
+		{"unknown.example.com", "/api/items"},
+		{"shop.example.com", "/admin/api/items"}, // mounted: the longer prefix first
+		{"shop.example.com", "/api/items"},       // the root, after /admin
+	} {
+		b.Run(tc.host+tc.path, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				s.Select(host)
+				s.Select(tc.host, tc.path)
 			}
 		})
 	}

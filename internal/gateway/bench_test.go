@@ -63,6 +63,23 @@ func BenchmarkProxyHotPath(b *testing.B) {
 	mbr := multi.browser()
 	mbr.login("/")
 	multiCookie := mbr.cookies[session.CookieName+"-app"]
+	// The same again with the frontend mounted at /m of its origin.
+	mounted := newEnv(b, func(c *config.Config) {
+		c.Routes = []config.Route{{Prefix: "/bench/", Upstream: api.URL + "/"}}
+		unlimited(c)
+		c.Frontends = []config.Frontend{
+			{Name: "app", PublicURL: c.PublicURL + "/m", OIDC: c.OIDC, Routes: c.Routes},
+			{Name: "other", PublicURL: strings.Replace(c.PublicURL, "127.0.0.1", "localhost", 1), OIDC: c.OIDC, Routes: c.Routes},
+		}
+		c.PublicURL, c.OIDC, c.Routes, c.CORS = "", config.OIDC{}, nil, config.CORS{}
+	}, func(p *oidctest.Provider) { p.RedirectURI = strings.Replace(p.RedirectURI, "/auth/", "/m/auth/", 1) })
+	mtb := mounted.browser()
+	r := mtb.get("/m/auth/login")
+	r = mtb.get(mtb.get(r.Header.Get("Location")).Header.Get("Location"))
+	mountedCookie := mtb.cookies[session.CookieName+"-app"]
+	if r.StatusCode != http.StatusFound || mountedCookie == nil {
+		b.Fatalf("login at /m: %s %s", r.Status, r.body)
+	}
 
 	target, _ := url.Parse(api.URL)
 	bare := &httputil.ReverseProxy{
@@ -102,6 +119,10 @@ func BenchmarkProxyHotPath(b *testing.B) {
 	b.Run("moat+frontends", func(b *testing.B) {                                                // two frontends: the Host selects one
 		host = strings.TrimPrefix(multi.url, "http://")
 		run(b, multi.gw, "/bench/item", multiCookie)
+	})
+	b.Run("moat+mounted", func(b *testing.B) { // two frontends: the Host and the path /m select one
+		host = strings.TrimPrefix(mounted.url, "http://")
+		run(b, mounted.gw, "/m/bench/item", mountedCookie)
 	})
 }
 

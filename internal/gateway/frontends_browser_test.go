@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -13,14 +14,27 @@ import (
 	"github.com/moat-bff/moat/internal/session"
 )
 
-// TestFrontendsInChromium: frontend a at http://localhost:PORT and b at
-// http://127.0.0.1:PORT on one moat listener, each with its own OP. One
-// Chromium logs in at both and sees each frontend's own session (its own
-// issuer) and API; another Chromium profile given a's session ID as b's
-// cookie on b's host gets no session and no upstream call.
+// TestFrontendsInChromium: two frontends on one moat listener, each with
+// its own OP: a at http://localhost:PORT and b at http://127.0.0.1:PORT,
+// or both on localhost:PORT, b mounted at /admin. One Chromium logs in at
+// both and sees each frontend's own session (its own issuer) and API;
+// another Chromium profile given a's session ID as b's cookie gets no
+// session and no upstream call.
 func TestFrontendsInChromium(t *testing.T) {
 	browsertest.Require(t)
-	f := newTwoFrontends(t)
+	for _, tc := range []struct {
+		layout string
+		at     func(port string) (string, string)
+	}{
+		{"hosts", byHost},
+		{"paths", func(port string) (string, string) { a, _ := byHost(port); return a, a + "/admin" }},
+	} {
+		t.Run(tc.layout, func(t *testing.T) { frontendsInChromium(t, newFrontendsAt(t, tc.at)) })
+	}
+}
+
+func frontendsInChromium(t *testing.T, f *twoFrontends) {
+	mount := func(name string) string { u, _ := url.Parse(f.urls[name]); return u.Path }
 	browser := browsertest.Start(t, 90*time.Second)
 	user := browser.Tab(t, 60*time.Second)
 
@@ -52,11 +66,11 @@ func TestFrontendsInChromium(t *testing.T) {
 		if title := eval(ctx, "document.title"); title != "app "+name {
 			t.Fatalf("%s serves the SPA %q", name, title)
 		}
-		return eval(ctx, `fetch('/api/x', {credentials: 'include', headers: {'X-CSRF': '1'}}).then(r => String(r.status))`)
+		return eval(ctx, `fetch('`+mount(name)+`/api/x', {credentials: 'include', headers: {'X-CSRF': '1'}}).then(r => String(r.status))`)
 	}
 
 	for _, name := range []string{"a", "b"} {
-		if err := chromedp.Do(user, chromedp.Navigate(f.urls[name]+"/auth/login?returnTo=/auth/checksession")); err != nil {
+		if err := chromedp.Do(user, chromedp.Navigate(f.urls[name]+"/auth/login?returnTo="+mount(name)+"/auth/checksession")); err != nil {
 			t.Fatal(err)
 		}
 		var loc string
@@ -81,20 +95,31 @@ func TestFrontendsInChromium(t *testing.T) {
 		}
 	}
 
-	// Each host holds exactly its own frontend's session cookie.
+	// Each origin holds exactly the session cookies of its frontends.
 	values := map[string]string{}
 	for _, name := range []string{"a", "b"} {
 		res, err := chromedp.Call(user, network.GetCookies, network.GetCookiesParams{URLs: []string{f.urls[name] + "/"}})
 		if err != nil {
 			t.Fatal(err)
 		}
+		want := map[string]bool{session.CookieName + "-" + name: true}
+		if mount("a") != mount("b") {
+			want[session.CookieName+"-a"], want[session.CookieName+"-b"] = true, true // one origin, Path=/
+		}
 		for _, c := range res.Cookies {
-			if strings.HasPrefix(c.Name, session.CookieName) {
-				if c.Name != session.CookieName+"-"+name || values[name] != "" {
-					t.Errorf("%s's host holds session cookie %s", name, c.Name)
-				}
+			if !strings.HasPrefix(c.Name, session.CookieName) {
+				continue
+			}
+			if !want[c.Name] {
+				t.Errorf("%s's origin holds session cookie %s", name, c.Name)
+			}
+			delete(want, c.Name)
+			if c.Name == session.CookieName+"-"+name {
 				values[name] = c.Value
 			}
+		}
+		if len(want) != 0 {
+			t.Errorf("%s's origin lacks %v", name, want)
 		}
 	}
 	if values["a"] == "" || values["b"] == "" || values["a"] == values["b"] {

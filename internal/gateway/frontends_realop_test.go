@@ -20,17 +20,28 @@ import (
 
 // TestRealOPFrontends: one real oidc-provider with two clients, one moat
 // serving frontend a (client a) at http://localhost:PORT and b (client b)
-// at http://127.0.0.1:PORT. bob signs in at both, in two browsers; ending
-// his provider session in the first sends client a's logout token to a,
-// which ends a's session only: b's session of the same sub lives.
+// at http://127.0.0.1:PORT, or at http://localhost:PORT/admin. bob signs
+// in at both, in two browsers; ending his provider session in the first
+// sends client a's logout token to a, which ends a's session only: b's
+// session of the same sub lives.
 func TestRealOPFrontends(t *testing.T) {
 	realop.Require(t)
+	for layout, b := range map[string]func(port string) string{
+		"hosts": func(port string) string { return "http://127.0.0.1:" + port },
+		"paths": func(port string) string { return "http://localhost:" + port + "/admin" },
+	} {
+		t.Run(layout, func(t *testing.T) { realOPFrontends(t, b) })
+	}
+}
+
+// realOPFrontends runs TestRealOPFrontends with b's public_url at bAt.
+func realOPFrontends(t *testing.T, bAt func(port string) string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	urls := map[string]string{"a": "http://localhost:" + port, "b": "http://127.0.0.1:" + port}
+	urls := map[string]string{"a": "http://localhost:" + port, "b": bAt(port)}
 	var clients []realop.Client
 	for _, name := range []string{"a", "b"} {
 		clients = append(clients, realop.Client{ID: "client-" + name, Secret: "secret-" + name + "-" + session.NewKey()[:16],

@@ -47,14 +47,24 @@ const adminToken = "frontends-test-admin-token-0123456789"
 // newTwoFrontends starts moat with frontends a and b; setup, if given,
 // adjusts each one's OP before moat first reads its discovery document.
 func newTwoFrontends(t *testing.T, setup ...func(name string, op *oidctest.Provider)) *twoFrontends {
+	return newFrontendsAt(t, byHost, setup...)
+}
+
+// byHost puts a at localhost and b at 127.0.0.1, on moat's port.
+func byHost(port string) (a, b string) { return "http://localhost:" + port, "http://127.0.0.1:" + port }
+
+// newFrontendsAt is newTwoFrontends with a's and b's public_url made
+// from moat's port.
+func newFrontendsAt(t *testing.T, at func(port string) (a, b string), setup ...func(name string, op *oidctest.Provider)) *twoFrontends {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	a, b := at(port)
 	f := &twoFrontends{t: t, port: port, ops: map[string]*oidctest.Provider{}, hits: map[string]*atomic.Int32{},
 		subs: map[string]chan string{}, logs: &logtest.Buffer{}, clock: &clock{},
-		urls: map[string]string{"a": "http://localhost:" + port, "b": "http://127.0.0.1:" + port}}
+		urls: map[string]string{"a": a, "b": b}}
 	cfg := &config.Config{
 		Listen:  ln.Addr().String(),
 		Session: config.Session{Keys: []secret.String{secret.String(session.NewKey())}},
@@ -150,7 +160,9 @@ func (f *twoFrontends) do(a agent, method, rawURL string, header http.Header) (*
 	return resp, body
 }
 
-func (f *twoFrontends) login(a agent, name string) {
+// login logs a in at frontend name and returns where the callback sent
+// the browser.
+func (f *twoFrontends) login(a agent, name string) string {
 	f.t.Helper()
 	u := f.urls[name] + "/auth/login"
 	for range 3 { // moat → OP → moat's callback
@@ -160,6 +172,7 @@ func (f *twoFrontends) login(a agent, name string) {
 		}
 		u = resp.Header.Get("Location")
 	}
+	return u
 }
 
 func (f *twoFrontends) session(a agent, name string) map[string]any {

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -104,21 +105,25 @@ type served struct {
 	authz  http.Handler       // the forward-auth decision, by frontend; nil when off
 }
 
-// ServeHTTP hands r to its frontend's server. A request for a host no
-// frontend serves gets 421 (RFC 9110 §15.5.20), except the health checks,
-// which a load balancer or kubelet sends to an address, not a frontend's
-// host: the first frontend answers them, and its /readyz then covers every
-// frontend, as does the admin listener's.
+// ServeHTTP hands r to its frontend's server, without the path prefix the
+// frontend is mounted at. A request for a host no frontend serves gets 421
+// (RFC 9110 §15.5.20), except the health checks, which a load balancer or
+// kubelet sends to an address, not a frontend's host: the first frontend
+// answers them, and its /readyz then covers every frontend, as does the
+// admin listener's.
 func (s *served) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	i, ok := s.pick(r)
-	if s.sel != nil && r.URL.Path == "/readyz" && (!ok || server.IsDetailed(r)) {
-		i, ok, r = 0, true, server.WithReadiness(r, s.readiness)
+	i, fr, refusal := s.pick(r)
+	if s.sel != nil && r.URL.Path == "/readyz" && (refusal != nil || server.IsDetailed(fr)) {
+		i, fr, refusal = 0, server.WithReadiness(r, s.readiness), nil
 	}
-	if !ok && r.URL.Path != "/healthz" {
-		misdirected(w)
+	if refusal != nil && r.URL.Path != "/healthz" {
+		refusal.ServeHTTP(w, r)
 		return
 	}
-	s.srvs[i].ServeHTTP(w, r)
+	if fr == nil {
+		fr = r
+	}
+	s.srvs[i].ServeHTTP(w, fr)
 }
 
 // readiness is every frontend's: ready when all are, each one's checks
@@ -151,18 +156,54 @@ func (s *served) readiness(ctx context.Context) (bool, map[string]any, error) {
 	return all, map[string]any{"ready": all, "frontends": per}, errors.Join(errs...)
 }
 
-// pick returns the index of r's frontend by its Host: always the one
-// without frontends.
-func (s *served) pick(r *http.Request) (int, bool) {
+// pick returns the index of r's frontend, by its Host and then by the
+// longest path prefix, and r as that frontend sees it: without the prefix.
+// A request no frontend takes gets the refusal handler instead.
+func (s *served) pick(r *http.Request) (int, *http.Request, http.Handler) {
 	if s.sel == nil {
-		return 0, true
+		return 0, r, nil
 	}
-	return s.sel.Select(r.Host)
+	if s.sel.Prefixed() && !frontend.Canonical(r.URL.Path) {
+		// Browsers resolve dot segments before they send (RFC 3986
+		// §5.2.4); a prefix means nothing in a path a server would clean
+		// into another frontend's.
+		return 0, nil, refuse(http.StatusBadRequest, "bad_path", "the path has empty or dot segments; send it resolved, as browsers do")
+	}
+	m, ok := s.sel.Select(r.Host, r.URL.Path)
+	switch {
+	case !ok && s.sel.Serves(r.Host):
+		return 0, nil, refuse(http.StatusNotFound, "not_found", "no frontend is mounted at this path; use the path of a frontend's public_url")
+	case !ok:
+		return 0, nil, refuse(http.StatusMisdirectedRequest, "unknown_host", "no frontend is served at this host; use the host of a frontend's public_url")
+	case m.Prefix == "":
+		return m.Index, r, nil
+	case r.URL.Path == m.Prefix:
+		// The SPA's relative URLs resolve against the directory.
+		target := m.Prefix + "/"
+		if r.URL.RawQuery != "" {
+			target += "?" + r.URL.RawQuery
+		}
+		return 0, nil, http.RedirectHandler(target, http.StatusPermanentRedirect)
+	}
+	rawRest, ok := strings.CutPrefix(r.URL.RawPath, m.Prefix)
+	if r.URL.RawPath != "" && !ok {
+		return 0, nil, refuse(http.StatusBadRequest, "bad_path", "the path escapes characters of the frontend's prefix; send the prefix as its public_url spells it")
+	}
+	fr := new(http.Request)
+	*fr = *r
+	fr.URL = new(url.URL)
+	*fr.URL = *r.URL
+	fr.URL.Path = r.URL.Path[len(m.Prefix):]
+	if r.URL.RawPath != "" {
+		fr.URL.RawPath = rawRest
+	}
+	return m.Index, fr, nil
 }
 
-func misdirected(w http.ResponseWriter) {
-	httperr.Write(w, httperr.New(http.StatusMisdirectedRequest, "unknown_host",
-		"no frontend is served at this host; use the host of a frontend's public_url", nil))
+func refuse(status int, code, msg string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		httperr.Write(w, httperr.New(status, code, msg, nil))
+	})
 }
 
 type registration struct {
@@ -386,12 +427,12 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 			authz[i] = srv.Authorizer(g.fa.Allow)
 		}
 		cur.authz = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			i, ok := cur.pick(r)
-			if !ok {
-				misdirected(w)
+			i, fr, refusal := cur.pick(r)
+			if refusal != nil {
+				refusal.ServeHTTP(w, r)
 				return
 			}
-			authz[i].ServeHTTP(w, r)
+			authz[i].ServeHTTP(w, fr)
 		})
 	}
 	return cur, nil

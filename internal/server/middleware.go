@@ -159,7 +159,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		attrs := append(buf[:0],
 			slog.String("request_id", ri.id),
 			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
+			slog.String("path", s.mount+r.URL.Path),
 			slog.String("client_ip", ri.ip),
 			slog.Int("status", status),
 			slog.Int64("bytes", sw.bytes),
@@ -224,7 +224,7 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			s.log.Error("panic serving request", "path", r.URL.Path, "panic", fmt.Sprint(v))
+			s.log.Error("panic serving request", "path", s.mount+r.URL.Path, "panic", fmt.Sprint(v))
 			httperr.Write(w, errors.New("panic"))
 		}()
 		next.ServeHTTP(w, r)

@@ -82,7 +82,8 @@ type Server struct {
 	probed  time.Time
 	ready   readyCache
 
-	public   *url.URL // moat's origin
+	public   *url.URL // moat's origin, and the path of a mounted frontend
+	mount    string   // that path ("" at the root), which the gateway strips
 	frontend *url.URL // the SPA's landing page; nil when moat serves it
 	landing  string   // where the browser goes after login/logout by default
 }
@@ -98,7 +99,7 @@ func New(d Deps) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, log: d.Logger, sessions: d.Sessions, tokens: d.Tokens, idp: d.IdP, routes: d.Routes, revoker: d.Revoker, metrics: d.Metrics, clientTokens: d.ClientTokens, exchanges: d.Exchanges,
-		csrf: policy, mux: http.NewServeMux(), public: public, landing: "/",
+		csrf: policy, mux: http.NewServeMux(), public: public, mount: strings.TrimSuffix(public.EscapedPath(), "/"),
 		limits: newLimits(cfg, d.Sessions.Now), pending: d.Pending, sockets: d.Sockets,
 	}
 	if s.sockets == nil {
@@ -113,6 +114,7 @@ func New(d Deps) (*Server, error) {
 	if h, ok := d.Logger.Handler().(*logbuf.Handler); ok {
 		s.access = h
 	}
+	s.landing = s.mount + "/"
 	if cfg.FrontendURL != "" {
 		s.frontend = config.MustURL(cfg.FrontendURL)
 		s.landing = s.frontend.String()

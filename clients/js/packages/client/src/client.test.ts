@@ -108,6 +108,20 @@ describe("login", () => {
     expect(() => c.loginUrl({ maxAge: -1 })).toThrow(RangeError);
     expect(() => c.loginUrl({ maxAge: 1.5 })).toThrow(RangeError);
   });
+
+  it("works below a frontend's mount path (baseUrl /staff)", async () => {
+    const moat = fakeMoat({ "/staff/api/x": () => json(200, {}) });
+    const c = new MoatClient({
+      baseUrl: "/staff/",
+      fetch: moat.fetch,
+      channel: false,
+      navigator: { assign: () => {}, href: () => "https://app.example.com/staff/orders?x=1" },
+    });
+    clients.push(c);
+    expect(c.loginUrl()).toBe("/staff/auth/login?returnTo=%2Fstaff%2Forders%3Fx%3D1");
+    await c.fetch("/api/x");
+    expect(moat.calls.map((x) => x.url)).toEqual(["/staff/api/x"]);
+  });
 });
 
 describe("logout", () => {

@@ -33,7 +33,10 @@ export interface Navigator {
 }
 
 export interface MoatClientOptions {
-  /** moat's origin, e.g. "http://localhost:4001"; "" (default) when moat serves the SPA or a dev proxy forwards to it. */
+  /**
+   * moat's origin, e.g. "http://localhost:4001"; "" (default) when moat serves the SPA or a dev proxy forwards to it;
+   * the frontend's path, e.g. "/staff", when moat mounts several frontends at paths of one origin.
+   */
   baseUrl?: string;
   /** Send X-CSRF: 1 (moat's default csrf.mode: header). Default true. */
   csrfHeader?: boolean;
