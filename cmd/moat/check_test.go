@@ -254,4 +254,20 @@ frontends:
 	if err == nil || !strings.Contains(stderr, "frontends[1].oidc.issuer: discovery failed") || strings.Contains(stderr, "frontends[0]") {
 		t.Errorf("a frontend's unreachable IdP: %v\n%s", err, stderr)
 	}
+
+	// staff mounted at /staff of shop's origin: its URIs carry the path,
+	// and the shared origin is warned about.
+	mounted := strings.ReplaceAll(readFile(t, config(opB.Issuer)), "http://127.0.0.1:4001", "http://localhost:4001/staff")
+	out, stderr, err = runCLI("check", "--config", writeFile(t, mounted))
+	if err != nil {
+		t.Fatalf("%v\n%s%s", err, out, stderr)
+	}
+	for _, want := range []string{
+		"warning: frontends[1].public_url shares the origin http://localhost:4001 with frontends[0]",
+		"register at the IdP for client staff-bff (frontend staff):\n  redirect URI:                  http://localhost:4001/staff/auth/callback\n  post-logout redirect URI:      http://localhost:4001/staff/bye\n  back-channel logout URI:       http://localhost:4001/staff/auth/backchannel-logout\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check output lacks %q:\n%s", want, out)
+		}
+	}
 }

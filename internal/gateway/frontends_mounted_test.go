@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moat-bff/moat/internal/csrf"
 	"github.com/moat-bff/moat/internal/session"
@@ -21,7 +23,7 @@ func mounted(port string) (string, string) {
 // (under /admin), lands on /admin/, and its API calls carry its issuer's
 // token; a at the root keeps the rest, /administrator included. Each
 // session cookie, though the browser sends both to both, authenticates
-// only its own frontend, and a logout at one leaves the other.
+// only its own frontend, and a back-channel logout at b leaves a.
 func TestFrontendsMounted(t *testing.T) {
 	f := newFrontendsAt(t, mounted)
 	user := agent{}
@@ -94,16 +96,29 @@ func TestFrontendsMounted(t *testing.T) {
 		t.Error("a refused path reached an upstream")
 	}
 
-	// Logout at b ends b's session only.
-	resp, body := f.do(user, "POST", f.urls["b"]+"/auth/logout", http.Header{csrf.HeaderName: {csrf.HeaderValue}})
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("logout at b: %s %s", resp.Status, body)
+	// A back-channel logout at b's mounted endpoint ends b's session only.
+	resp, err := f.client.PostForm(f.urls["b"]+"/auth/backchannel-logout", url.Values{"logout_token": {f.ops["b"].LogoutToken("alice", "", nil)}})
+	if err != nil {
+		t.Fatal(err)
 	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("back-channel logout at b: %s", resp.Status)
+	}
+	f.clock.Advance(time.Second) // past session.cache_ttl: the store decides
 	if s := f.session(user, "b"); s["loggedIn"] != false {
-		t.Errorf("b's session survived its logout: %v", s)
+		t.Errorf("b's session survived its back-channel logout: %v", s)
 	}
 	if s := f.session(user, "a"); s["loggedIn"] != true {
-		t.Errorf("a's session ended with b's logout: %v", s)
+		t.Fatalf("a's session ended with b's back-channel logout: %v", s)
+	}
+	// A logout at a, at the root, ends a's and lands on a's page.
+	resp, body := f.do(user, "POST", f.urls["a"]+"/auth/logout", http.Header{csrf.HeaderName: {csrf.HeaderValue}})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("logout at a: %s %s", resp.Status, body)
+	}
+	if s := f.session(user, "a"); s["loggedIn"] != false {
+		t.Errorf("a's session survived its logout: %v", s)
 	}
 }
 
