@@ -12,7 +12,9 @@ import (
 )
 
 var (
-	yamlBlock = regexp.MustCompile("(?s)```yaml\n(.*?)```")
+	// A block may be indented (inside a list item): its indentation is
+	// taken off every line.
+	yamlBlock = regexp.MustCompile("(?sm)^( *)```yaml\n(.*?)^ *```")
 	// fileKey finds a key naming a file or directory, quoted or not, in
 	// block or flow style: client_secret_file: "/run/x", {dir: /srv/shop}.
 	fileKey = regexp.MustCompile(`\b(\w+_file|dir): *("[^"\n]*"|[^\s,}#]+)`)
@@ -24,7 +26,7 @@ var (
 // values moat accepts. README.md's configurations are run by cmd/moat's
 // docs walk.
 func TestDocsConfigsLoad(t *testing.T) {
-	moatBlock := regexp.MustCompile(`(?m)^(oidc|routes|session|forward_auth|public_url|listen):`)
+	moatBlock := regexp.MustCompile(`(?m)^(oidc|routes|session|forward_auth|public_url|listen|frontends):`)
 	n := 0
 	for _, doc := range []string{"providers.md", "migrate.md", "authorization.md", "gateways.md", "operations.md"} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "docs", doc))
@@ -33,7 +35,7 @@ func TestDocsConfigsLoad(t *testing.T) {
 		}
 		inDoc := 0
 		for _, m := range yamlBlock.FindAllStringSubmatch(string(b), -1) {
-			body := m[1]
+			body := strings.ReplaceAll("\n"+m[2], "\n"+m[1], "\n")[1:]
 			if !moatBlock.MatchString(body) {
 				continue // another program's configuration (Dex, Kubernetes, Envoy, alert rules)
 			}
@@ -67,7 +69,7 @@ func TestDocsConfigsLoad(t *testing.T) {
 				t.Fatal(err)
 			}
 			if _, err := config.Load(path, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
-				t.Errorf("%s: a configuration does not load:\n%s\n%v", doc, m[1], err)
+				t.Errorf("%s: a configuration does not load:\n%s\n%v", doc, m[2], err)
 			}
 		}
 		if inDoc == 0 {
