@@ -84,7 +84,8 @@ func (c *Config) validateFrontends(shared error) error {
 	}
 	names := map[string]int{}
 	var urls []string
-	for i, v := range c.Views() {
+	views := c.Views()
+	for i, v := range views {
 		key := fmt.Sprintf("frontends[%d]", i)
 		switch j, dup := names[v.Name]; {
 		case v.Name == "":
@@ -108,7 +109,7 @@ func (c *Config) validateFrontends(shared error) error {
 	if _, err := frontend.New(urls); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(append(errs, shadowed(c.Views())...)...)
+	return errors.Join(append(errs, shadowed(views)...)...)
 }
 
 // shadowed returns an error for each frontend mounted at a path where

@@ -266,7 +266,8 @@ func (c *Config) validate(mounted bool) error {
 // A frontend's are named frontends[i].key.
 func (c *Config) Warnings() []string {
 	w := c.warnings()
-	for i, v := range c.Views() {
+	views := c.Views()
+	for i, v := range views {
 		if v.Name == "" {
 			break // no frontends: c's own are all there are
 		}
@@ -276,7 +277,7 @@ func (c *Config) Warnings() []string {
 			}
 		}
 	}
-	return append(w, sharedOrigins(c.Views())...)
+	return append(w, sharedOrigins(views)...)
 }
 
 func (c *Config) warnings() []string {

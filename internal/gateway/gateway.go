@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -98,11 +97,12 @@ type Frontend struct {
 
 // served is the part a reload replaces.
 type served struct {
-	cfg    *config.Config
-	srvs   []*server.Server   // by frontend
-	routes []*proxy.Table     // by frontend
-	sel    *frontend.Selector // nil with one frontend
-	authz  http.Handler       // the forward-auth decision, by frontend; nil when off
+	cfg     *config.Config
+	srvs    []*server.Server   // by frontend
+	mounted []http.Handler     // srvs below the path of their public_url
+	routes  []*proxy.Table     // by frontend
+	sel     *frontend.Selector // nil with one frontend
+	authz   http.Handler       // the forward-auth decision, by frontend; nil when off
 }
 
 // ServeHTTP hands r to its frontend's server, without the path prefix the
@@ -112,18 +112,17 @@ type served struct {
 // answers them, and its /readyz then covers every frontend, as does the
 // admin listener's.
 func (s *served) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	i, fr, refusal := s.pick(r)
-	if s.sel != nil && r.URL.Path == "/readyz" && (refusal != nil || server.IsDetailed(fr)) {
-		i, fr, refusal = 0, server.WithReadiness(r, s.readiness), nil
-	}
-	if refusal != nil && r.URL.Path != "/healthz" {
+	i, refusal := s.pick(r)
+	switch {
+	case s.sel != nil && r.URL.Path == "/readyz" && (refusal != nil || server.IsDetailed(r)):
+		s.srvs[0].ServeHTTP(w, server.WithReadiness(r, s.readiness))
+	case refusal != nil && r.URL.Path == "/healthz":
+		s.srvs[0].ServeHTTP(w, r)
+	case refusal != nil:
 		refusal.ServeHTTP(w, r)
-		return
+	default:
+		s.mounted[i].ServeHTTP(w, r)
 	}
-	if fr == nil {
-		fr = r
-	}
-	s.srvs[i].ServeHTTP(w, fr)
 }
 
 // readiness is every frontend's: ready when all are, each one's checks
@@ -157,47 +156,45 @@ func (s *served) readiness(ctx context.Context) (bool, map[string]any, error) {
 }
 
 // pick returns the index of r's frontend, by its Host and then by the
-// longest path prefix, and r as that frontend sees it: without the prefix.
-// A request no frontend takes gets the refusal handler instead.
-func (s *served) pick(r *http.Request) (int, *http.Request, http.Handler) {
+// longest path prefix, or the refusal for a request no frontend takes.
+func (s *served) pick(r *http.Request) (int, http.Handler) {
 	if s.sel == nil {
-		return 0, r, nil
+		return 0, nil
 	}
 	if s.sel.Prefixed() && !frontend.Canonical(r.URL.Path) {
 		// Browsers resolve dot segments before they send (RFC 3986
 		// §5.2.4); a prefix means nothing in a path a server would clean
 		// into another frontend's.
-		return 0, nil, refuse(http.StatusBadRequest, "bad_path", "the path has empty or dot segments; send it resolved, as browsers do")
+		return 0, refuse(http.StatusBadRequest, "bad_path", "the path has empty or dot segments; send it resolved, as browsers do")
 	}
 	m, ok := s.sel.Select(r.Host, r.URL.Path)
 	switch {
 	case !ok && s.sel.Serves(r.Host):
-		return 0, nil, refuse(http.StatusNotFound, "not_found", "no frontend is mounted at this path; use the path of a frontend's public_url")
+		return 0, refuse(http.StatusNotFound, "not_found", "no frontend is mounted at this path; use the path of a frontend's public_url")
 	case !ok:
-		return 0, nil, refuse(http.StatusMisdirectedRequest, "unknown_host", "no frontend is served at this host; use the host of a frontend's public_url")
+		return 0, refuse(http.StatusMisdirectedRequest, "unknown_host", "no frontend is served at this host; use the host of a frontend's public_url")
 	case m.Prefix == "":
-		return m.Index, r, nil
+		return m.Index, nil
 	case r.URL.Path == m.Prefix:
 		// The SPA's relative URLs resolve against the directory.
 		target := m.Prefix + "/"
 		if r.URL.RawQuery != "" {
 			target += "?" + r.URL.RawQuery
 		}
-		return 0, nil, http.RedirectHandler(target, http.StatusPermanentRedirect)
+		return 0, http.RedirectHandler(target, http.StatusPermanentRedirect)
+	case r.URL.RawPath != "" && !strings.HasPrefix(r.URL.RawPath, m.Prefix):
+		// http.StripPrefix would answer a bare 404.
+		return 0, refuse(http.StatusBadRequest, "bad_path", "the path escapes characters of the frontend's prefix; send the prefix as its public_url spells it")
 	}
-	rawRest, ok := strings.CutPrefix(r.URL.RawPath, m.Prefix)
-	if r.URL.RawPath != "" && !ok {
-		return 0, nil, refuse(http.StatusBadRequest, "bad_path", "the path escapes characters of the frontend's prefix; send the prefix as its public_url spells it")
+	return m.Index, nil
+}
+
+// below serves h at prefix, which h does not see (frontend.Match.Prefix).
+func below(prefix string, h http.Handler) http.Handler {
+	if prefix == "" {
+		return h
 	}
-	fr := new(http.Request)
-	*fr = *r
-	fr.URL = new(url.URL)
-	*fr.URL = *r.URL
-	fr.URL.Path = r.URL.Path[len(m.Prefix):]
-	if r.URL.RawPath != "" {
-		fr.URL.RawPath = rawRest
-	}
-	return m.Index, fr, nil
+	return http.StripPrefix(prefix, h)
 }
 
 func refuse(status int, code, msg string) http.Handler {
@@ -400,7 +397,7 @@ func (g *Gateway) Frontends() []Frontend {
 func (g *Gateway) build(cfg *config.Config) (*served, error) {
 	cur := &served{cfg: cfg}
 	views := cfg.Views()
-	var urls []string
+	var urls, prefixes []string
 	for i, v := range views {
 		srv, table, err := g.buildFrontend(v, g.apps[i])
 		if err != nil {
@@ -411,6 +408,9 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 		}
 		cur.srvs, cur.routes = append(cur.srvs, srv), append(cur.routes, table)
 		urls = append(urls, v.PublicURL)
+		prefix, _ := frontend.Prefix(config.MustURL(v.PublicURL)) // validated
+		prefixes = append(prefixes, prefix)
+		cur.mounted = append(cur.mounted, below(prefix, srv))
 	}
 	if len(cfg.Frontends) > 0 {
 		sel, err := frontend.New(urls)
@@ -424,15 +424,15 @@ func (g *Gateway) build(cfg *config.Config) (*served, error) {
 		// picks the frontend that decides.
 		authz := make([]http.Handler, len(cur.srvs))
 		for i, srv := range cur.srvs {
-			authz[i] = srv.Authorizer(g.fa.Allow)
+			authz[i] = below(prefixes[i], srv.Authorizer(g.fa.Allow))
 		}
 		cur.authz = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			i, fr, refusal := cur.pick(r)
+			i, refusal := cur.pick(r)
 			if refusal != nil {
 				refusal.ServeHTTP(w, r)
 				return
 			}
-			authz[i].ServeHTTP(w, fr)
+			authz[i].ServeHTTP(w, r)
 		})
 	}
 	return cur, nil
