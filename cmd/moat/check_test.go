@@ -228,7 +228,7 @@ func TestCheckFrontends(t *testing.T) {
 	opA := oidctest.New(t, "http://localhost:4001/auth/callback")
 	opB := oidctest.New(t, "http://127.0.0.1:4001/auth/callback")
 	config := func(issuerB string) string {
-		return writeFile(t, fmt.Sprintf(`
+		return fmt.Sprintf(`
 frontends:
   - name: shop
     public_url: "http://localhost:4001"
@@ -236,38 +236,34 @@ frontends:
   - name: staff
     public_url: "http://127.0.0.1:4001"
     oidc: {issuer: %q, client_id: "staff-bff", client_secret: "s", post_logout_redirect_url: "http://127.0.0.1:4001/bye"}
-`, opA.Issuer, issuerB))
+`, opA.Issuer, issuerB)
 	}
-	out, stderr, err := runCLI("check", "--config", config(opB.Issuer))
-	if err != nil {
-		t.Fatalf("%v\n%s%s", err, out, stderr)
-	}
-	for _, want := range []string{
-		"register at the IdP for client shop-bff (frontend shop):\n  redirect URI:                  http://localhost:4001/auth/callback\n",
-		"register at the IdP for client staff-bff (frontend staff):\n  redirect URI:                  http://127.0.0.1:4001/auth/callback\n  post-logout redirect URI:      http://127.0.0.1:4001/bye\n  back-channel logout URI:       http://127.0.0.1:4001/auth/backchannel-logout\n",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("check output lacks %q:\n%s", want, out)
+	// checked runs moat check on body and wants each of wants in its output.
+	checked := func(body string, wants ...string) {
+		t.Helper()
+		out, stderr, err := runCLI("check", "--config", writeFile(t, body))
+		if err != nil {
+			t.Fatalf("%v\n%s%s", err, out, stderr)
+		}
+		for _, want := range wants {
+			if !strings.Contains(out, want) {
+				t.Errorf("check output lacks %q:\n%s", want, out)
+			}
 		}
 	}
-	_, stderr, err = runCLI("check", "--config", config("http://127.0.0.1:1"))
+	checked(config(opB.Issuer),
+		"register at the IdP for client shop-bff (frontend shop):\n  redirect URI:                  http://localhost:4001/auth/callback\n",
+		"register at the IdP for client staff-bff (frontend staff):\n  redirect URI:                  http://127.0.0.1:4001/auth/callback\n  post-logout redirect URI:      http://127.0.0.1:4001/bye\n  back-channel logout URI:       http://127.0.0.1:4001/auth/backchannel-logout\n",
+	)
+	_, stderr, err := runCLI("check", "--config", writeFile(t, config("http://127.0.0.1:1")))
 	if err == nil || !strings.Contains(stderr, "frontends[1].oidc.issuer: discovery failed") || strings.Contains(stderr, "frontends[0]") {
 		t.Errorf("a frontend's unreachable IdP: %v\n%s", err, stderr)
 	}
 
 	// staff mounted at /staff of shop's origin: its URIs carry the path,
 	// and the shared origin is warned about.
-	mounted := strings.ReplaceAll(readFile(t, config(opB.Issuer)), "http://127.0.0.1:4001", "http://localhost:4001/staff")
-	out, stderr, err = runCLI("check", "--config", writeFile(t, mounted))
-	if err != nil {
-		t.Fatalf("%v\n%s%s", err, out, stderr)
-	}
-	for _, want := range []string{
+	checked(strings.ReplaceAll(config(opB.Issuer), "http://127.0.0.1:4001", "http://localhost:4001/staff"),
 		"warning: frontends[1].public_url shares the origin http://localhost:4001 with frontends[0]",
 		"register at the IdP for client staff-bff (frontend staff):\n  redirect URI:                  http://localhost:4001/staff/auth/callback\n  post-logout redirect URI:      http://localhost:4001/staff/bye\n  back-channel logout URI:       http://localhost:4001/staff/auth/backchannel-logout\n",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("check output lacks %q:\n%s", want, out)
-		}
-	}
+	)
 }

@@ -16,9 +16,9 @@ import (
 
 // TestFrontendsInChromium: two frontends on one moat listener, each with
 // its own OP: a at http://localhost:PORT and b at http://127.0.0.1:PORT,
-// or both on localhost:PORT, b mounted at /admin. One Chromium logs in at
-// both and sees each frontend's own session (its own issuer) and API;
-// another Chromium profile given a's session ID as b's cookie gets no
+// or both at one of those origins, b mounted at /admin. One Chromium logs
+// in at both and sees each frontend's own session (its own issuer) and
+// API; another Chromium profile given a's session ID as b's cookie gets no
 // session and no upstream call.
 func TestFrontendsInChromium(t *testing.T) {
 	browsertest.Require(t)
@@ -27,7 +27,8 @@ func TestFrontendsInChromium(t *testing.T) {
 		at     func(port string) (string, string)
 	}{
 		{"hosts", byHost},
-		{"paths", func(port string) (string, string) { a, _ := byHost(port); return a, a + "/admin" }},
+		{"paths_on_localhost", func(port string) (string, string) { a, _ := byHost(port); return a, a + "/admin" }},
+		{"paths_on_127.0.0.1", func(port string) (string, string) { _, b := byHost(port); return b, b + "/admin" }},
 	} {
 		t.Run(tc.layout, func(t *testing.T) { frontendsInChromium(t, newFrontendsAt(t, tc.at)) })
 	}

@@ -132,20 +132,7 @@ func TestFrontendsMountedForwardAuth(t *testing.T) {
 	user := agent{}
 	f.login(user, "b")
 	check := func(uri string) *http.Response {
-		req, _ := http.NewRequest("GET", fa.URL+"/_moat/forward-auth", nil)
-		req.Header.Set("X-Original-Method", "GET")
-		req.Header.Set("X-Original-URI", uri)
-		req.Header.Set("X-Forwarded-Host", "127.0.0.1:"+f.port)
-		req.Header.Set(csrf.HeaderName, csrf.HeaderValue)
-		for name, value := range user["127.0.0.1"] {
-			req.AddCookie(&http.Cookie{Name: name, Value: value})
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp
+		return forwardAuthGET(t, fa.URL, "127.0.0.1:"+f.port, uri, user["127.0.0.1"])
 	}
 	r := check("/admin/api/x")
 	if sub, ok := f.ops["b"].ValidAccessToken(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")); r.StatusCode != http.StatusOK || !ok || sub != "alice" {

@@ -348,18 +348,7 @@ func TestFrontendsForwardAuth(t *testing.T) {
 	f.login(user, "a")
 	cookie := user["localhost"][session.CookieName+"-a"]
 	check := func(host, cookieName string) *http.Response {
-		req, _ := http.NewRequest("GET", fa.URL+"/_moat/forward-auth", nil)
-		req.Header.Set("X-Original-Method", "GET")
-		req.Header.Set("X-Original-URI", "/api/x")
-		req.Header.Set("X-Forwarded-Host", host)
-		req.Header.Set("X-CSRF", "1")
-		req.AddCookie(&http.Cookie{Name: cookieName, Value: cookie})
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp
+		return forwardAuthGET(t, fa.URL, host, "/api/x", map[string]string{cookieName: cookie})
 	}
 	r := check("localhost:"+f.port, session.CookieName+"-a")
 	at := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -374,6 +363,26 @@ func TestFrontendsForwardAuth(t *testing.T) {
 	if r := check("evil.example", session.CookieName+"-a"); r.StatusCode != http.StatusMisdirectedRequest || r.Header.Get("Authorization") != "" {
 		t.Errorf("unknown host: %s", r.Status)
 	}
+}
+
+// forwardAuthGET asks moat's forward-auth at faURL, as a gateway would,
+// about a GET of uri at host that carries cookies and the CSRF header.
+func forwardAuthGET(t *testing.T, faURL, host, uri string, cookies map[string]string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("GET", faURL+"/_moat/forward-auth", nil)
+	req.Header.Set("X-Original-Method", "GET")
+	req.Header.Set("X-Original-URI", uri)
+	req.Header.Set("X-Forwarded-Host", host)
+	req.Header.Set(csrf.HeaderName, csrf.HeaderValue)
+	for name, value := range cookies {
+		req.AddCookie(&http.Cookie{Name: name, Value: value})
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
 }
 
 // TestFrontendsUnknownHost: a request for no frontend's host is a 421 with
